@@ -1,0 +1,80 @@
+#ifndef CALLHOOK_EVENT_H
+#define CALLHOOK_EVENT_H
+
+/*
+ * A call_ended webhook body turned into a typed record. This is the only
+ * module that sees cJSON: the rest of the daemon handles struct event.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Every string is NUL-terminated UTF-8 or NULL (JSON null, absent, or of a
+ * type that could not be coerced). JSON-valued fields hold compact JSON
+ * text of the documented type (object or array), else NULL.
+ */
+struct event {
+	char	*body;			/* the request body, byte for byte */
+	size_t	 body_len;
+
+	char	*event;			/* "call_ended" */
+	char	*call_sid;		/* never NULL nor empty */
+	char	*call_type;		/* data.name */
+	char	*agent_id;
+	char	*version_id;
+	char	*from_number;
+	char	*to_number;
+	char	*recording_url;
+	double	 call_duration;
+	bool	 has_call_duration;
+	char	*call_time;		/* data.time, as sent */
+	char	*transcription;
+	char	*batch_id;
+	char	*hangup_reason;
+	char	*call_metadata;		/* JSON object */
+	int64_t	 try_count;
+	bool	 has_try_count;
+	char	*post_call;		/* JSON object */
+	char	*post_call_detail;	/* JSON object */
+	char	*functions_called;	/* JSON array */
+	char	*disposition_reason;
+	int	 conversion_status;	/* 0, 1, or -1 for NULL */
+	int	 next_call_scheduled;	/* 0, 1, or -1 for NULL */
+	char	*call_link;
+
+	unsigned type_mismatches;	/* known fields of the wrong type */
+
+	/* Filled by the receiver, not the parser. */
+	char	 remote_addr[64];
+	char	 received_at[32];	/* YYYY-MM-DDTHH:MM:SS.mmmZ */
+};
+
+enum event_error {
+	EVENT_OK = 0,
+	EVENT_BAD_REQUEST,	/* 400, msg says why */
+	EVENT_UNKNOWN_TYPE,	/* 400 "Unknown event type" */
+	EVENT_NO_MEMORY,	/* 500 */
+};
+
+/*
+ * Parse and validate body (len bytes, need not be NUL-terminated).
+ * On EVENT_OK *out is a new event that owns a copy of body; free it with
+ * event_free(). Otherwise *out is NULL and msg holds a short message for
+ * the client, e.g. "data.callSid is required".
+ *
+ * strict: a known field of the wrong type is EVENT_BAD_REQUEST naming the
+ * field; otherwise the typed field is coerced ("120" -> 120) or NULL and
+ * type_mismatches counts it.
+ */
+enum event_error event_parse(const char *body, size_t len, bool strict,
+	    struct event **out, char *msg, size_t msglen);
+
+/* Free ev and everything it owns. NULL is a no-op. */
+void	event_free(struct event *ev);
+
+/* True when the len bytes at s are valid UTF-8 (no overlongs, no surrogates). */
+bool	event_utf8_valid(const char *s, size_t len);
+
+#endif

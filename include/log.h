@@ -1,0 +1,46 @@
+#ifndef CALLHOOK_LOG_H
+#define CALLHOOK_LOG_H
+
+/*
+ * Logging to stderr (journald picks it up under systemd), one line per
+ * message, as text or as one JSON object per line. Thread-safe: each line
+ * is written with a single write(2).
+ */
+
+#include <stdarg.h>
+
+#include "config.h"
+
+#define LOG_ERROR	0
+#define LOG_WARN	1
+#define LOG_INFO	2
+#define LOG_DEBUG	3
+
+/* "error" -> LOG_ERROR, ...; -1 when name is unknown. */
+int	log_level_from_name(const char *name);
+const char *log_level_name(int level);
+
+/* May be called again at any time (SIGHUP) from any thread. */
+void	log_setup(int level, enum log_format format);
+int	log_enabled(int level);
+
+/*
+ * log_warn and log_error append ": strerror(errno)"; the x variants do
+ * not (OpenBSD's convention).
+ */
+void	log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_errorx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * A line with structured fields: in text format they are appended as
+ * key=value, in JSON format they are members of the object. fields is a
+ * NULL-terminated list of key, value pairs (values are strings; a NULL
+ * value skips the pair).
+ */
+void	log_fields(int level, const char *msg, const char *const *fields);
+
+#endif

@@ -1,0 +1,50 @@
+#ifndef CALLHOOK_METRICS_H
+#define CALLHOOK_METRICS_H
+
+/*
+ * Counters shared by the HTTP threads and the writer, all lock-free
+ * atomics, rendered as Prometheus text by metrics_render().
+ */
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define METRICS_BUCKETS		12
+
+struct histogram {
+	atomic_uint_fast64_t	bucket[METRICS_BUCKETS];	/* cumulative at render */
+	atomic_uint_fast64_t	count;
+	atomic_uint_fast64_t	sum_us;
+};
+
+struct metrics {
+	atomic_uint_fast64_t	responses[600];		/* by HTTP status */
+	atomic_uint_fast64_t	events_stored;
+	atomic_uint_fast64_t	duplicates;
+	atomic_uint_fast64_t	revisions;
+	atomic_uint_fast64_t	type_mismatches;
+	atomic_uint_fast64_t	rejects_dropped;	/* rejects queue full */
+	atomic_uint_fast64_t	commits;
+	atomic_uint_fast64_t	commit_failures;
+	atomic_uint_fast64_t	last_event_ms;		/* wall clock */
+	struct histogram	batch_size;
+	struct histogram	commit_latency;		/* microseconds */
+	struct histogram	ack_latency;		/* microseconds */
+};
+
+void	metrics_init(struct metrics *m);
+void	metrics_observe(struct histogram *h, uint64_t value);
+/*
+ * Render as Prometheus text. queue_depth is sampled by the caller.
+ * Returns a malloc'd string (caller frees) or NULL.
+ */
+char	*metrics_render(struct metrics *m, size_t queue_depth, size_t *len);
+
+/* Milliseconds of wall clock, and nanoseconds of the monotonic clock. */
+uint64_t now_wall_ms(void);
+uint64_t now_mono_ns(void);
+/* Format wall-clock ms as YYYY-MM-DDTHH:MM:SS.mmmZ into buf (>= 25 bytes). */
+void	format_utc_ms(uint64_t ms, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,86 @@
+#ifndef CALLHOOK_STORE_H
+#define CALLHOOK_STORE_H
+
+/*
+ * The SQLite file: schema, migrations, and the upsert of one event. Used
+ * by the daemon's writer thread and by the callhook tool. A struct store
+ * belongs to one thread.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "event.h"
+
+#define STORE_SCHEMA_VERSION	1
+#define STORE_REJECTS_KEPT	10000
+
+struct store;
+struct sqlite3;
+
+struct store_options {
+	const char	*path;
+	bool		 readonly;	/* no migration; fails on a missing file */
+	bool		 sync_full;	/* PRAGMA synchronous = FULL, else NORMAL */
+	bool		 fts;		/* keep calls_fts in step */
+	int		 busy_timeout_ms;
+};
+
+enum store_outcome {
+	STORE_NEW,		/* first delivery of this callSid */
+	STORE_DUPLICATE,	/* same body again: deliveries + 1 */
+	STORE_REVISION,		/* different body: old one kept in call_revisions */
+};
+
+/* A refused request, for the rejects table. */
+struct reject {
+	char	 time[32];
+	char	 remote_addr[64];
+	int	 status;
+	char	 reason[160];
+	char	*body;		/* at most STORE_REJECT_BODY bytes, may be NULL */
+	size_t	 body_len;
+};
+#define STORE_REJECT_BODY	4096
+
+/*
+ * Open (creating and migrating unless readonly) the database. Returns 0 or
+ * a negative errno-style code with a message for the operator in err
+ * (e.g. the file's schema is newer than this program).
+ */
+int	store_open(struct store **out, const struct store_options *opt,
+	    char *err, size_t errlen);
+/* Close; NULL is a no-op. Rolls back an open transaction. */
+void	store_close(struct store *st);
+
+/*
+ * Transactions. The writer wraps each batch in store_begin/store_commit.
+ * Return 0 or -EAGAIN for errors worth retrying later (busy, locked, disk
+ * full, I/O, read-only), -EIO for others; store_errmsg() says what.
+ */
+int	store_begin(struct store *st);
+int	store_commit(struct store *st);
+void	store_rollback(struct store *st);
+
+/*
+ * Upsert one event inside the open transaction. Returns 0 with *outcome
+ * set, -EAGAIN (retry the whole batch later) or -EINVAL (this event can
+ * never be stored; the transaction stays usable).
+ */
+int	store_put(struct store *st, const struct event *ev,
+	    enum store_outcome *outcome);
+
+/* Append to rejects inside the open transaction, trimming it to
+ * STORE_REJECTS_KEPT rows. Same returns as store_put. */
+int	store_put_reject(struct store *st, const struct reject *rj);
+
+/* SQLite's message for the last failure. */
+const char *store_errmsg(struct store *st);
+
+/* The handle, for read-only queries by callhook. */
+struct sqlite3 *store_db(struct store *st);
+
+/* True for a sqlite result code that the writer should retry. */
+bool	store_transient(int sqlite_rc);
+
+#endif
