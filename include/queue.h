@@ -26,8 +26,9 @@ struct job {
 	struct event	*event;		/* owned; or NULL for a reject */
 	struct reject	*reject;	/* owned; or NULL for an event */
 	struct ticket	*ticket;	/* a reference, or NULL (no one waits) */
-	uint64_t	 deadline_ns;	/* monotonic; answer 503 if not
-					   committed by then */
+	uint64_t	 queued_ns;	/* monotonic time of the push; the
+					   writer answers 503 when the commit
+					   is late (writer.h) */
 };
 
 struct queue;

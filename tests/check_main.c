@@ -10,7 +10,7 @@
 #include <string.h>
 
 /* Weak, so a module's suite can be built and run on its own. */
-#define SUITES(X) X(config) X(log) X(event) X(queue) X(ticket) X(store) \
+#define SUITES(X) X(config) X(log) X(event) X(queue) X(store) \
 	X(writer) X(metrics) X(e2e) X(callhook) X(auth) X(faults)
 #define DECLARE(name) Suite *name##_suite(void) __attribute__((weak));
 SUITES(DECLARE)

@@ -1,0 +1,45 @@
+#ifndef CALLHOOK_HTTP_H
+#define CALLHOOK_HTTP_H
+
+/*
+ * The HTTP side: libmicrohttpd on epoll, request limits, routing, and the
+ * webhook handler that validates a body, queues it and answers (at once in
+ * ack = enqueue mode, after the commit in ack = commit mode, holding the
+ * connection suspended, not a thread).
+ */
+
+#include <stddef.h>
+
+struct config;
+struct metrics;
+struct queue;
+struct writer;
+struct http;
+
+/*
+ * Start serving on the listening socket fd (taken over: closed by
+ * http_stop). cfg is copied. queue, metrics and writer must outlive the
+ * server. Returns NULL with err filled on failure.
+ */
+struct http *http_start(int fd, const struct config *cfg, struct queue *q,
+	    struct metrics *m, struct writer *w, char *err, size_t errlen);
+
+/*
+ * Apply a reloaded configuration (token, allow lists, limits, path).
+ * Settings that need a new socket (listen) are not changed.
+ */
+void	http_reconfigure(struct http *h, const struct config *cfg);
+
+/*
+ * Stop accepting connections; requests on open connections are answered
+ * 503 from now on. Held connections keep waiting for the writer.
+ */
+void	http_quiesce(struct http *h);
+
+/*
+ * Wait up to timeout_ms for every request in flight to be answered, then
+ * stop the server and free h. NULL is a no-op.
+ */
+void	http_stop(struct http *h, unsigned timeout_ms);
+
+#endif

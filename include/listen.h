@@ -1,0 +1,24 @@
+#ifndef CALLHOOK_LISTEN_H
+#define CALLHOOK_LISTEN_H
+
+/*
+ * The listening socket: from systemd (socket activation) when it passed
+ * one, else bound here from "HOST:PORT", "[V6]:PORT" or "unix:/path".
+ */
+
+#include <stddef.h>
+
+/*
+ * Open the listener. On success returns 0, *fd is a listening socket in
+ * non-blocking mode and desc describes where it listens, with the port
+ * the kernel chose when the configured port is 0 ("127.0.0.1:43127").
+ * On failure returns a negative errno and err says why.
+ */
+int	listen_open(const char *addr, int *fd, char *desc, size_t desclen,
+	    char *err, size_t errlen);
+
+/* Split "HOST:PORT" / "[V6]:PORT" into host and port. 0 or -EINVAL. */
+int	listen_split(const char *addr, char *host, size_t hostlen,
+	    char *port, size_t portlen);
+
+#endif

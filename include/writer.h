@@ -1,0 +1,49 @@
+#ifndef CALLHOOK_WRITER_H
+#define CALLHOOK_WRITER_H
+
+/*
+ * The writer thread: the only user of the daemon's struct store. It takes
+ * everything waiting in the queue, writes it in one transaction, then
+ * resolves the tickets of the held connections. When the store fails
+ * (locked by another process, disk full, read-only) it keeps the batch,
+ * retries with a growing delay, and answers held connections 503 once
+ * their event has waited ack_timeout_ms; the events stay in the batch and
+ * are written when the store recovers.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct metrics;
+struct queue;
+struct store;
+struct writer;
+
+struct writer_options {
+	unsigned	ack_timeout_ms;		/* 4500: a 503 before 5 s */
+	unsigned	stop_timeout_ms;	/* give up draining a failing
+						   store this long after stop */
+	const char	*rescue_path;		/* where unwritable events go at
+						   stop, one body per line */
+	void		(*on_loop)(void);	/* each turn, e.g. the watchdog */
+};
+
+/*
+ * Start the thread. The writer uses st, q and m until writer_stop() and
+ * owns none of them. Returns NULL with errno set on failure.
+ */
+struct writer *writer_start(struct store *st, struct queue *q,
+	    struct metrics *m, const struct writer_options *opt);
+
+/*
+ * Close the queue, let the thread write everything it holds and join it.
+ * Returns the number of events that could not be written to the store (0
+ * unless it failed until stop_timeout_ms); their bodies were appended to
+ * rescue_path for `callhook import`. Frees w.
+ */
+size_t	writer_stop(struct writer *w);
+
+/* "ok", or the store's last error, copied into buf. True when ok. */
+bool	writer_health(struct writer *w, char *buf, size_t len);
+
+#endif

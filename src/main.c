@@ -1,0 +1,336 @@
+/*
+ * callhookd: wires the configuration, the store, the writer thread and the
+ * HTTP server together, then waits for signals. Signals are blocked before
+ * any thread starts and taken here with sigwaitinfo(), so no handler runs
+ * in an arbitrary thread.
+ *
+ * Stopping (SIGTERM, SIGINT) follows the promise that a 200 is kept: stop
+ * accepting, let the writer commit everything queued and answer the held
+ * connections, then close the server and the database.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "config.h"
+#include "http.h"
+#include "listen.h"
+#include "log.h"
+#include "metrics.h"
+#include "queue.h"
+#include "store.h"
+#include "writer.h"
+
+#ifndef CALLHOOKD_VERSION
+#define CALLHOOKD_VERSION "0.1.0"
+#endif
+
+#define ACK_TIMEOUT_MS		4500
+#define STOP_TIMEOUT_MS		20000
+#define REJECT_QUEUE		1000
+
+struct options {
+	const char	*config_file;
+	const char	*listen;
+	const char	*database;
+	const char	*log_level;
+	int		 check_only;
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: callhookd [-c FILE] [--listen ADDR] [--database PATH] "
+	    "[--log-level LEVEL]\n"
+	    "       callhookd -t | --check-config [-c FILE]\n"
+	    "       callhookd -V | --version\n"
+	    "       callhookd -h | --help\n"
+	    "\n"
+	    "Receive CallKaro AI call_ended webhooks and keep every call in "
+	    "SQLite.\n"
+	    "\n"
+	    "  -c, --config FILE     read FILE (INI); default: no file, "
+	    "embedded defaults\n"
+	    "      --listen ADDR     HOST:PORT, [V6]:PORT or unix:/path "
+	    "(default 127.0.0.1:8080;\n"
+	    "                        port 0 picks a free port and logs it)\n"
+	    "      --database PATH   SQLite file (default ./calls.db)\n"
+	    "      --log-level LEVEL error, warn, info or debug "
+	    "(default info)\n"
+	    "  -t, --check-config    validate the configuration, print "
+	    "\"configuration OK\"\n"
+	    "  -V, --version         print the version\n"
+	    "  -h, --help            print this help\n"
+	    "\n"
+	    "Command-line options override the file. SIGHUP re-reads the "
+	    "file; SIGTERM and\nSIGINT drain the queue and stop. "
+	    "See callhookd(8) and callhookd.ini(5).\n");
+}
+
+static int
+parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "config",	  required_argument, NULL, 'c' },
+		{ "listen",	  required_argument, NULL, 'L' },
+		{ "database",	  required_argument, NULL, 'D' },
+		{ "log-level",	  required_argument, NULL, 'l' },
+		{ "check-config", no_argument,	     NULL, 't' },
+		{ "version",	  no_argument,	     NULL, 'V' },
+		{ "help",	  no_argument,	     NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o->config_file = optarg; break;
+		case 'L': o->listen = optarg; break;
+		case 'D': o->database = optarg; break;
+		case 'l': o->log_level = optarg; break;
+		case 't': o->check_only = 1; break;
+		case 'V':
+			printf("callhookd %s\n", CALLHOOKD_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "callhookd: unexpected argument: %s\n",
+		    argv[optind]);
+		usage(stderr);
+		exit(2);
+	}
+	return 0;
+}
+
+static void
+print_config_error(void *arg, const char *file, int line, const char *msg)
+{
+	(void)arg;
+	if (line > 0)
+		fprintf(stderr, "callhookd: %s:%d: %s\n", file, line, msg);
+	else
+		fprintf(stderr, "callhookd: %s: %s\n", file, msg);
+}
+
+static int
+apply_override(struct config *cfg, const char *section, const char *key,
+    const char *value, const char *flag)
+{
+	char err[256];
+
+	if (value == NULL || config_set(cfg, section, key, value, err,
+	    sizeof(err)) == 0)
+		return 0;
+	fprintf(stderr, "callhookd: %s: %s\n", flag, err);
+	return -1;
+}
+
+/* Defaults, then the file, then the command line. 0 or -1 (reported). */
+static int
+load_config(const struct options *o, struct config *cfg)
+{
+	char err[256];
+	int bad = 0;
+
+	config_defaults(cfg);
+	if (o->config_file != NULL && config_load(cfg, o->config_file,
+	    print_config_error, NULL) != 0)
+		bad = 1;
+	bad |= apply_override(cfg, "http", "listen", o->listen, "--listen");
+	bad |= apply_override(cfg, "store", "database", o->database,
+	    "--database");
+	bad |= apply_override(cfg, "log", "level", o->log_level,
+	    "--log-level");
+	if (!bad && config_validate(cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "callhookd: %s: %s\n",
+		    o->config_file ? o->config_file : "configuration", err);
+		bad = 1;
+	}
+	return bad ? -1 : 0;
+}
+
+struct daemon {
+	struct config	 cfg;
+	struct metrics	 metrics;
+	struct store	*store;
+	struct queue	*queue;
+	struct writer	*writer;
+	struct http	*http;
+	char		 rescue[CONFIG_STR_MAX + 32];
+};
+
+static void
+watchdog_ping(void)
+{
+	static uint64_t last;
+	uint64_t now = now_mono_ns();
+
+	/* At most once a second: sd_notify is a syscall. */
+	if (now - last >= 1000000000ULL) {
+		last = now;
+		sd_notify(0, "WATCHDOG=1");
+	}
+}
+
+static int
+start(struct daemon *d)
+{
+	struct store_options so = {
+		.path = d->cfg.database, .sync_full = d->cfg.sync_full,
+		.fts = d->cfg.fts, .busy_timeout_ms = 100,
+	};
+	struct writer_options wo = {
+		.ack_timeout_ms = ACK_TIMEOUT_MS,
+		.stop_timeout_ms = STOP_TIMEOUT_MS,
+		.rescue_path = d->rescue, .on_loop = watchdog_ping,
+	};
+	char err[512], where[300];
+	int fd, rc;
+
+	snprintf(d->rescue, sizeof(d->rescue), "%s.unsaved.jsonl",
+	    d->cfg.database);
+	metrics_init(&d->metrics);
+	if ((rc = store_open(&d->store, &so, err, sizeof(err))) != 0) {
+		log_errorx("%s", err);
+		return -1;
+	}
+	if ((d->queue = queue_new(d->cfg.queue, REJECT_QUEUE)) == NULL ||
+	    (d->writer = writer_start(d->store, d->queue, &d->metrics,
+	    &wo)) == NULL) {
+		log_error("cannot start the writer");
+		return -1;
+	}
+	if (listen_open(d->cfg.listen, &fd, where, sizeof(where), err,
+	    sizeof(err)) != 0) {
+		log_errorx("%s", err);
+		return -1;
+	}
+	if ((d->http = http_start(fd, &d->cfg, d->queue, &d->metrics,
+	    d->writer, err, sizeof(err))) == NULL) {
+		close(fd);
+		log_errorx("%s", err);
+		return -1;
+	}
+	log_info("callhookd %s listening on %s, path %s, database %s, "
+	    "ack %s", CALLHOOKD_VERSION, where, d->cfg.path, d->cfg.database,
+	    d->cfg.ack == ACK_COMMIT ? "commit" : "enqueue");
+	sd_notify(0, "READY=1");
+	return 0;
+}
+
+static void
+reload(struct daemon *d, const struct options *o)
+{
+	struct config cfg;
+
+	sd_notify(0, "RELOADING=1");
+	if (load_config(o, &cfg) != 0) {
+		log_warnx("reload: %s is not valid (errors above); the running "
+		    "configuration stays in force", o->config_file ?
+		    o->config_file : "configuration");
+	} else {
+		log_setup(cfg.log_level, cfg.log_format);
+		queue_set_capacity(d->queue, cfg.queue);
+		http_reconfigure(d->http, &cfg);
+		if (strcmp(cfg.listen, d->cfg.listen) != 0 ||
+		    strcmp(cfg.database, d->cfg.database) != 0 ||
+		    cfg.sync_full != d->cfg.sync_full || cfg.fts != d->cfg.fts)
+			log_warnx("reload: listen, database, sync and fts "
+			    "take effect at the next restart");
+		log_info("reload: configuration applied");
+	}
+	sd_notify(0, "READY=1");
+}
+
+/* Stop in the order that keeps every answered event. */
+static int
+stop(struct daemon *d)
+{
+	size_t lost = 0;
+
+	sd_notify(0, "STOPPING=1");
+	if (d->http != NULL)
+		http_quiesce(d->http);
+	if (d->writer != NULL)
+		lost = writer_stop(d->writer);
+	http_stop(d->http, 3000);
+	queue_free(d->queue);
+	store_close(d->store);
+	if (lost > 0) {
+		log_errorx("%zu events could not be written to the database "
+		    "and were saved to %s; load them with: callhook import %s",
+		    lost, d->rescue, d->rescue);
+		return 1;
+	}
+	log_info("stopped");
+	return 0;
+}
+
+static int
+wait_for_signals(struct daemon *d, const struct options *o,
+    const sigset_t *set)
+{
+	siginfo_t si;
+
+	for (;;) {
+		if (sigwaitinfo(set, &si) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("sigwaitinfo");
+			return -1;
+		}
+		if (si.si_signo == SIGHUP) {
+			reload(d, o);
+			continue;
+		}
+		log_info("received %s, stopping", strsignal(si.si_signo));
+		return 0;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	struct daemon d = { 0 };
+	sigset_t set;
+	int rc;
+
+	parse_args(argc, argv, &o);
+	if (load_config(&o, &d.cfg) != 0)
+		return 1;
+	if (o.check_only) {
+		printf("configuration OK\n");
+		return 0;
+	}
+	log_setup(d.cfg.log_level, d.cfg.log_format);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (start(&d) != 0) {
+		stop(&d);
+		return 1;
+	}
+	rc = wait_for_signals(&d, &o, &set);
+	if (stop(&d) != 0 || rc != 0)
+		return 1;
+	return 0;
+}

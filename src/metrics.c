@@ -1,0 +1,183 @@
+/*
+ * Counters and histograms for /metrics. Writers only do relaxed atomic
+ * adds; the renderer reads them without a lock, so a scrape may see a
+ * histogram mid-update, which Prometheus tolerates.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics.h"
+
+#ifndef CALLHOOKD_VERSION
+#define CALLHOOKD_VERSION "0.1.0"
+#endif
+
+/* Upper bounds; the last bucket is +Inf. Latencies in microseconds. */
+static const uint64_t latency_bounds[METRICS_BUCKETS - 1] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000
+};
+static const uint64_t size_bounds[METRICS_BUCKETS - 1] = {
+	1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096
+};
+
+static const int statuses[] = {
+	200, 400, 401, 403, 404, 405, 413, 415, 500, 503
+};
+
+void
+metrics_init(struct metrics *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->batch_size.bounds = size_bounds;
+	m->batch_size.scale = 1;
+	m->commit_latency.bounds = latency_bounds;
+	m->commit_latency.scale = 1e-6;
+	m->ack_latency.bounds = latency_bounds;
+	m->ack_latency.scale = 1e-6;
+}
+
+void
+metrics_observe(struct histogram *h, uint64_t value)
+{
+	size_t i;
+
+	for (i = 0; i < METRICS_BUCKETS - 1; i++)
+		if (value <= h->bounds[i])
+			break;
+	atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_us, value, memory_order_relaxed);
+}
+
+static uint64_t
+load(atomic_uint_fast64_t *v)
+{
+	return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static void
+render_histogram(FILE *fp, const char *name, const char *help,
+    struct histogram *h)
+{
+	uint64_t cum = 0;
+
+	fprintf(fp, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (size_t i = 0; i < METRICS_BUCKETS; i++) {
+		cum += load(&h->bucket[i]);
+		if (i < METRICS_BUCKETS - 1)
+			fprintf(fp, "%s_bucket{le=\"%g\"} %llu\n", name,
+			    (double)h->bounds[i] * h->scale,
+			    (unsigned long long)cum);
+		else
+			fprintf(fp, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+			    (unsigned long long)cum);
+	}
+	fprintf(fp, "%s_sum %g\n%s_count %llu\n", name,
+	    (double)load(&h->sum_us) * h->scale, name,
+	    (unsigned long long)load(&h->count));
+}
+
+static void
+render_counter(FILE *fp, const char *name, const char *help,
+    atomic_uint_fast64_t *v)
+{
+	fprintf(fp, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help,
+	    name, name, (unsigned long long)load(v));
+}
+
+static void
+render_counters(FILE *fp, struct metrics *m)
+{
+	fprintf(fp, "# HELP callhookd_http_responses_total HTTP responses "
+	    "by status.\n# TYPE callhookd_http_responses_total counter\n");
+	for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
+		fprintf(fp, "callhookd_http_responses_total{code=\"%d\"} "
+		    "%llu\n", statuses[i],
+		    (unsigned long long)load(&m->responses[statuses[i]]));
+	render_counter(fp, "callhookd_events_stored_total",
+	    "Calls stored for the first time.", &m->events_stored);
+	render_counter(fp, "callhookd_duplicates_total",
+	    "Deliveries identical to the stored body.", &m->duplicates);
+	render_counter(fp, "callhookd_revisions_total",
+	    "Deliveries whose body differed from the stored one.",
+	    &m->revisions);
+	render_counter(fp, "callhookd_type_mismatches_total",
+	    "Known fields of the wrong type, kept leniently.",
+	    &m->type_mismatches);
+	render_counter(fp, "callhookd_rejects_dropped_total",
+	    "Refused requests not recorded in the rejects table.",
+	    &m->rejects_dropped);
+	render_counter(fp, "callhookd_commits_total",
+	    "Transactions committed by the writer.", &m->commits);
+	render_counter(fp, "callhookd_commit_failures_total",
+	    "Transactions that failed and were retried.",
+	    &m->commit_failures);
+}
+
+char *
+metrics_render(struct metrics *m, size_t queue_depth, size_t *len)
+{
+	uint64_t last = load(&m->last_event_ms);
+	char *buf = NULL;
+	FILE *fp;
+
+	if ((fp = open_memstream(&buf, len)) == NULL)
+		return NULL;
+	render_counters(fp, m);
+	fprintf(fp, "# HELP callhookd_queue_depth Events not yet committed.\n"
+	    "# TYPE callhookd_queue_depth gauge\ncallhookd_queue_depth %zu\n",
+	    queue_depth);
+	fprintf(fp, "# HELP callhookd_seconds_since_last_event Seconds since "
+	    "the last committed event (-1: none yet).\n"
+	    "# TYPE callhookd_seconds_since_last_event gauge\n"
+	    "callhookd_seconds_since_last_event %.3f\n",
+	    last == 0 ? -1.0 : (double)(now_wall_ms() - last) / 1000.0);
+	render_histogram(fp, "callhookd_commit_batch_size",
+	    "Events per committed transaction.", &m->batch_size);
+	render_histogram(fp, "callhookd_commit_seconds",
+	    "Time to write and commit one batch.", &m->commit_latency);
+	render_histogram(fp, "callhookd_ack_seconds",
+	    "Time from queueing an event to its commit (ack = commit).",
+	    &m->ack_latency);
+	fprintf(fp, "# HELP callhookd_build_info Build information.\n"
+	    "# TYPE callhookd_build_info gauge\n"
+	    "callhookd_build_info{version=\"%s\"} 1\n", CALLHOOKD_VERSION);
+	if (fclose(fp) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+uint64_t
+now_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t
+now_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+void
+format_utc_ms(uint64_t ms, char *buf, size_t len)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
+}

@@ -1,0 +1,328 @@
+/*
+ * The writer thread.
+ *
+ * Group commit: each turn takes every job that queued up while the last
+ * transaction ran, and writes them all in one transaction, so the cost of
+ * a commit (the WAL fsync under sync = full) is shared by the batch and
+ * the batch grows by itself under load.
+ *
+ * Only after COMMIT returns are the tickets resolved: a 200 in
+ * ack = commit mode is sent for an event that is in the database file.
+ * A transient failure (SQLITE_BUSY, disk full, ...) rolls the whole
+ * transaction back and keeps the batch; nothing is half-written and
+ * nothing is dropped. An event SQLite refuses for good (SQLITE_TOOBIG,
+ * say) fails alone with a 500 and is logged.
+ */
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "event.h"
+#include "log.h"
+#include "metrics.h"
+#include "queue.h"
+#include "store.h"
+#include "ticket.h"
+#include "writer.h"
+
+#define RETRY_MIN_MS	10
+#define RETRY_MAX_MS	250
+
+struct batch {
+	struct job	*head;
+	struct job	*tail;
+	size_t		 events;
+	uint64_t	 stored, duplicates, revisions;
+};
+
+struct writer {
+	pthread_t		 thread;
+	struct store		*store;
+	struct queue		*queue;
+	struct metrics		*metrics;
+	struct writer_options	 opt;
+	atomic_bool		 stopping;
+	uint64_t		 stop_ns;
+	size_t			 lost;
+	pthread_mutex_t		 health_lock;
+	char			 health[256];	/* "" when ok */
+};
+
+static void
+batch_append(struct batch *b, struct job *list, size_t events)
+{
+	struct job *last;
+
+	if (list == NULL)
+		return;
+	for (last = list; last->next != NULL; last = last->next)
+		;
+	if (b->tail != NULL)
+		b->tail->next = list;
+	else
+		b->head = list;
+	b->tail = last;
+	b->events += events;
+}
+
+static void
+set_health(struct writer *w, const char *msg)
+{
+	pthread_mutex_lock(&w->health_lock);
+	if (strcmp(w->health, msg) != 0) {
+		if (*msg == '\0')
+			log_info("store recovered");
+		else
+			log_errorx("store failing, events kept in memory "
+			    "and retried: %s", msg);
+		snprintf(w->health, sizeof(w->health), "%s", msg);
+	}
+	pthread_mutex_unlock(&w->health_lock);
+}
+
+bool
+writer_health(struct writer *w, char *buf, size_t len)
+{
+	bool ok;
+
+	pthread_mutex_lock(&w->health_lock);
+	ok = w->health[0] == '\0';
+	snprintf(buf, len, "%s", ok ? "ok" : w->health);
+	pthread_mutex_unlock(&w->health_lock);
+	return ok;
+}
+
+/*
+ * Write one job inside the open transaction. -EAGAIN aborts the batch;
+ * a job SQLite can never take is marked failed and skipped.
+ */
+static int
+write_job(struct writer *w, struct batch *b, struct job *job)
+{
+	enum store_outcome outcome;
+	int rc;
+
+	if (job->reject != NULL) {
+		rc = store_put_reject(w->store, job->reject);
+		return rc == -EAGAIN ? rc : 0;
+	}
+	if (job->event == NULL)		/* failed in an earlier try */
+		return 0;
+	rc = store_put(w->store, job->event, &outcome);
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc != 0) {
+		log_errorx("callSid %s cannot be stored: %s",
+		    job->event->call_sid, store_errmsg(w->store));
+		event_free(job->event);
+		job->event = NULL;
+		if (job->ticket != NULL)
+			ticket_resolve(job->ticket, TICKET_FAILED);
+		return 0;
+	}
+	if (outcome == STORE_NEW)
+		b->stored++;
+	else if (outcome == STORE_DUPLICATE)
+		b->duplicates++;
+	else
+		b->revisions++;
+	return 0;
+}
+
+static int
+write_batch(struct writer *w, struct batch *b)
+{
+	struct job *job;
+	int rc;
+
+	b->stored = b->duplicates = b->revisions = 0;
+	if ((rc = store_begin(w->store)) != 0)
+		return rc;
+	for (job = b->head; job != NULL; job = job->next)
+		if ((rc = write_job(w, b, job)) != 0)
+			goto fail;
+	if ((rc = store_commit(w->store)) != 0)
+		goto fail;
+	return 0;
+fail:
+	store_rollback(w->store);
+	return rc;
+}
+
+/* The batch is in the database: answer the held connections. */
+static void
+finish_batch(struct writer *w, struct batch *b, uint64_t commit_us)
+{
+	struct metrics *m = w->metrics;
+	struct job *job, *next;
+	uint64_t now = now_mono_ns();
+
+	for (job = b->head; job != NULL; job = next) {
+		next = job->next;
+		if (job->ticket != NULL && job->event != NULL &&
+		    ticket_resolve(job->ticket, TICKET_STORED))
+			metrics_observe(&m->ack_latency,
+			    (now - job->queued_ns) / 1000);
+		job_free(job);
+	}
+	queue_done(w->queue, b->events);
+	atomic_fetch_add(&m->events_stored, b->stored);
+	atomic_fetch_add(&m->duplicates, b->duplicates);
+	atomic_fetch_add(&m->revisions, b->revisions);
+	atomic_fetch_add(&m->commits, 1);
+	if (b->events > 0) {
+		metrics_observe(&m->batch_size, b->events);
+		atomic_store(&m->last_event_ms, now_wall_ms());
+	}
+	metrics_observe(&m->commit_latency, commit_us);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Answer 503 to connections whose event has waited too long. */
+static void
+expire_overdue(struct writer *w, struct batch *b)
+{
+	uint64_t limit = (uint64_t)w->opt.ack_timeout_ms * 1000000ULL;
+	uint64_t now = now_mono_ns();
+	struct job *job;
+
+	for (job = b->head; job != NULL; job = job->next) {
+		if (now - job->queued_ns < limit)
+			break;		/* jobs are in queue order */
+		if (job->ticket != NULL)
+			ticket_resolve(job->ticket, TICKET_TIMEOUT);
+	}
+}
+
+/*
+ * The store failed for longer than the stop timeout: append what is left
+ * to the rescue file, one body per line (newlines outside JSON strings
+ * are whitespace, so flattening them keeps each body valid JSON), so that
+ * `callhook import` can load them later.
+ */
+static void
+rescue_batch(struct writer *w, struct batch *b)
+{
+	struct job *job;
+	FILE *fp = NULL;
+
+	if (w->opt.rescue_path != NULL)
+		fp = fopen(w->opt.rescue_path, "a");
+	for (job = b->head; job != NULL; job = job->next) {
+		if (job->event == NULL)
+			continue;
+		w->lost++;
+		if (fp == NULL)
+			continue;
+		for (size_t i = 0; i < job->event->body_len; i++) {
+			char c = job->event->body[i];
+			fputc(c == '\n' || c == '\r' ? ' ' : c, fp);
+		}
+		fputc('\n', fp);
+	}
+	if (fp != NULL && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
+		log_error("%s", w->opt.rescue_path);
+	if (fp != NULL)
+		fclose(fp);
+	else if (w->lost > 0)
+		log_error("cannot open rescue file %s",
+		    w->opt.rescue_path ? w->opt.rescue_path : "(none)");
+	for (job = b->head; job != NULL; job = job->next)
+		if (job->ticket != NULL)
+			ticket_resolve(job->ticket, TICKET_FAILED);
+	b->events = 0;
+	b->stored = b->duplicates = b->revisions = 0;
+	finish_batch(w, b, 0);
+}
+
+static bool
+stop_overdue(struct writer *w)
+{
+	return atomic_load(&w->stopping) && now_mono_ns() - w->stop_ns >
+	    (uint64_t)w->opt.stop_timeout_ms * 1000000ULL;
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct batch b = { 0 };
+	struct job *list;
+	size_t n;
+	int retry_ms = 0, rc;
+	uint64_t t0;
+
+	for (;;) {
+		if (w->opt.on_loop != NULL)
+			w->opt.on_loop();
+		list = queue_pop_all(w->queue, b.head ? retry_ms : 1000, &n);
+		batch_append(&b, list, n);
+		if (b.head == NULL) {
+			if (atomic_load(&w->stopping))
+				break;
+			continue;
+		}
+		t0 = now_mono_ns();
+		if ((rc = write_batch(w, &b)) == 0) {
+			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
+			set_health(w, "");
+			retry_ms = 0;
+			continue;
+		}
+		atomic_fetch_add(&w->metrics->commit_failures, 1);
+		set_health(w, store_errmsg(w->store));
+		expire_overdue(w, &b);
+		if (stop_overdue(w)) {
+			rescue_batch(w, &b);
+			continue;
+		}
+		retry_ms = retry_ms == 0 ? RETRY_MIN_MS : retry_ms * 2;
+		if (retry_ms > RETRY_MAX_MS)
+			retry_ms = RETRY_MAX_MS;
+	}
+	return NULL;
+}
+
+struct writer *
+writer_start(struct store *st, struct queue *q, struct metrics *m,
+    const struct writer_options *opt)
+{
+	struct writer *w;
+	int rc;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	w->store = st;
+	w->queue = q;
+	w->metrics = m;
+	w->opt = *opt;
+	atomic_init(&w->stopping, false);
+	pthread_mutex_init(&w->health_lock, NULL);
+	if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
+		pthread_mutex_destroy(&w->health_lock);
+		free(w);
+		errno = rc;
+		return NULL;
+	}
+	return w;
+}
+
+size_t
+writer_stop(struct writer *w)
+{
+	size_t lost;
+
+	w->stop_ns = now_mono_ns();
+	atomic_store(&w->stopping, true);
+	queue_close(w->queue);
+	pthread_join(w->thread, NULL);
+	lost = w->lost;
+	pthread_mutex_destroy(&w->health_lock);
+	free(w);
+	return lost;
+}

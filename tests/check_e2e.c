@@ -1,0 +1,523 @@
+/*
+ * End to end: the real callhookd binary on a real port with a real SQLite
+ * file. Every answer is checked, and every stored row is read back and
+ * compared with what was sent.
+ */
+
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "testutil.h"
+
+#define PATH	"/webhook/call-webhook"
+#define JSON	"application/json"
+
+static struct daemon_proc d;
+
+static void
+setup(void)
+{
+	tu_tmpdir(&d);
+}
+
+static void
+teardown(void)
+{
+	tu_cleanup(&d);
+}
+
+static void
+start_or_fail(const char *ini)
+{
+	ck_assert_msg(tu_start(&d, ini, NULL) == 0, "daemon did not start");
+}
+
+static void
+stop_clean(void)
+{
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+}
+
+static sqlite3 *
+db_open(void)
+{
+	sqlite3 *db;
+
+	ck_assert_int_eq(sqlite3_open_v2(d.db, &db, SQLITE_OPEN_READONLY,
+	    NULL), SQLITE_OK);
+	return db;
+}
+
+/* The first column of the first row as text ("" for NULL); malloc'd. */
+static char *
+db_text(const char *fmt, ...)
+{
+	sqlite3 *db = db_open();
+	sqlite3_stmt *st;
+	char *sql, *out;
+	va_list ap;
+
+	va_start(ap, fmt);
+	sql = sqlite3_vmprintf(fmt, ap);
+	va_end(ap);
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK,
+	    "%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		out = strdup((const char *)sqlite3_column_text(st, 0));
+	else
+		out = strdup("");
+	sqlite3_finalize(st);
+	sqlite3_free(sql);
+	sqlite3_close(db);
+	return out;
+}
+
+static long long
+db_int(const char *fmt, const char *arg)
+{
+	char *s = db_text(fmt, arg);
+	long long v = atoll(s);
+
+	free(s);
+	return v;
+}
+
+static void
+expect_reply(const struct reply *r, int status, const char *message)
+{
+	cJSON *j = cJSON_Parse(r->body), *m;
+
+	ck_assert_msg(r->status == status, "status %d, want %d: %s",
+	    r->status, status, r->body);
+	ck_assert_msg(j != NULL, "reply is not JSON: %s", r->body);
+	m = cJSON_GetObjectItem(j, "message");
+	if (message != NULL) {
+		ck_assert(cJSON_IsString(m));
+		ck_assert_str_eq(m->valuestring, message);
+	}
+	ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring,
+	    status < 300 ? "success" : "error");
+	cJSON_Delete(j);
+}
+
+static void
+post_expect(const char *body, int status, const char *message)
+{
+	struct reply r;
+
+	ck_assert_int_eq(tu_post(d.port, PATH, JSON, body, strlen(body), &r),
+	    0);
+	expect_reply(&r, status, message);
+	tu_reply_free(&r);
+}
+
+static void
+expect_column(const char *sid, const char *col, const char *want)
+{
+	char *got = db_text("SELECT %s FROM calls WHERE call_sid = %Q", col,
+	    sid);
+
+	ck_assert_msg(strcmp(got, want) == 0, "%s: got \"%s\", want \"%s\"",
+	    col, got, want);
+	free(got);
+}
+
+/* JSON columns compare as JSON: re-print the stored text compactly. */
+static void
+expect_json_column(const char *sid, const char *col, const cJSON *want)
+{
+	char *got = db_text("SELECT %s FROM calls WHERE call_sid = %Q", col,
+	    sid);
+	cJSON *j = cJSON_Parse(got);
+
+	ck_assert_msg(j != NULL && cJSON_Compare(j, want, 1),
+	    "%s: got %s", col, got);
+	cJSON_Delete(j);
+	free(got);
+}
+
+static const char *
+str_or_empty(const cJSON *data, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItem(data, key);
+
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static void
+compare_fixture_row(const char *file)
+{
+	static const char *const text[][2] = {
+		{ "call_type", "name" }, { "agent_id", "agent" },
+		{ "version_id", "versionId" }, { "from_number", "from" },
+		{ "to_number", "to" }, { "recording_url", "recordingUrl" },
+		{ "call_time", "time" }, { "transcription", "transcription" },
+		{ "batch_id", "batchId" }, { "hangup_reason", "hangup_reason" },
+		{ "disposition_reason", "disposition_reason" },
+		{ "call_link", "call_link" },
+	};
+	static const char *const json[][2] = {
+		{ "call_metadata", "call_metadata" }, { "post_call", "post_call" },
+		{ "post_call_detail", "post_call_detail" },
+		{ "functions_called", "functions_called" },
+	};
+	size_t len;
+	char *body = tu_fixture(file, &len), *s;
+	cJSON *root = cJSON_Parse(body), *data = cJSON_GetObjectItem(root,
+	    "data");
+	const char *sid = str_or_empty(data, "callSid");
+	char num[64];
+
+	expect_column(sid, "event", "call_ended");
+	for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++)
+		expect_column(sid, text[i][0], str_or_empty(data, text[i][1]));
+	for (size_t i = 0; i < sizeof(json) / sizeof(json[0]); i++)
+		expect_json_column(sid, json[i][0],
+		    cJSON_GetObjectItem(data, json[i][1]));
+	snprintf(num, sizeof(num), "%g",
+	    cJSON_GetObjectItem(data, "call_duration")->valuedouble);
+	expect_column(sid, "printf('%g', call_duration)", num);
+	snprintf(num, sizeof(num), "%d",
+	    cJSON_GetObjectItem(data, "try_count")->valueint);
+	expect_column(sid, "try_count", num);
+	expect_column(sid, "conversion_status", cJSON_IsTrue(
+	    cJSON_GetObjectItem(data, "conversion_status")) ? "1" : "0");
+	expect_column(sid, "next_call_scheduled", cJSON_IsTrue(
+	    cJSON_GetObjectItem(data, "next_call_scheduled")) ? "1" : "0");
+	expect_column(sid, "payload", body);
+	expect_column(sid, "length(CAST(payload AS BLOB))", (snprintf(num,
+	    sizeof(num), "%zu", len), num));
+	expect_column(sid, "deliveries", "1");
+	expect_column(sid, "revision", "1");
+	expect_column(sid, "remote_addr", "127.0.0.1");
+	s = db_text("SELECT first_received_at GLOB '[0-9][0-9][0-9][0-9]-"
+	    "[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9]"
+	    "[0-9][0-9]Z' AND received_at = first_received_at FROM calls "
+	    "WHERE call_sid = %Q", sid);
+	ck_assert_str_eq(s, "1");
+	free(s);
+	cJSON_Delete(root);
+	free(body);
+}
+
+START_TEST(test_fixtures_stored_exactly)
+{
+	static const char *const files[] = { "call_ended.json",
+	    "call_ended_long.json", "call_ended_inbound.json" };
+	struct reply r;
+
+	start_or_fail(NULL);
+	for (size_t i = 0; i < 3; i++) {
+		size_t len;
+		char *body = tu_fixture(files[i], &len);
+
+		ck_assert_ptr_nonnull(body);
+		ck_assert_int_eq(tu_post(d.port, PATH, JSON, body, len, &r), 0);
+		expect_reply(&r, 200, "Webhook received");
+		ck_assert_str_eq(r.body, "{\"status\":\"success\",\"message\":"
+		    "\"Webhook received\"}");
+		tu_reply_free(&r);
+		free(body);
+	}
+	/* ack = commit: the rows are there before the daemon stops. */
+	for (size_t i = 0; i < 3; i++)
+		compare_fixture_row(files[i]);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls%s", ""), 3);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls_fts WHERE "
+	    "calls_fts MATCH %Q", "callback"), 3);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM call_functions WHERE "
+	    "name = %Q", "update_crm"), 1);
+	stop_clean();
+}
+END_TEST
+
+START_TEST(test_duplicate_and_revision)
+{
+	char *body = tu_fixture("call_ended.json", NULL), *changed;
+	const char *sid = "2303fa770b666a64ab1694c1e";
+
+	start_or_fail(NULL);
+	post_expect(body, 200, "Webhook received");
+	post_expect(body, 200, "Webhook received");
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls WHERE call_sid = "
+	    "%Q", sid), 1);
+	ck_assert_int_eq(db_int("SELECT deliveries FROM calls WHERE call_sid "
+	    "= %Q", sid), 2);
+	ck_assert_int_eq(db_int("SELECT revision FROM calls WHERE call_sid = "
+	    "%Q", sid), 1);
+
+	changed = tu_replace(body, "CLIENT_INITIATED", "AGENT_INITIATED");
+	post_expect(changed, 200, "Webhook received");
+	ck_assert_int_eq(db_int("SELECT revision FROM calls WHERE call_sid = "
+	    "%Q", sid), 2);
+	ck_assert_int_eq(db_int("SELECT deliveries FROM calls WHERE call_sid "
+	    "= %Q", sid), 3);
+	expect_column(sid, "hangup_reason", "AGENT_INITIATED");
+	expect_column(sid, "payload", changed);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM call_revisions WHERE "
+	    "call_sid = %Q", sid), 1);
+	{
+		char *old = db_text("SELECT payload FROM call_revisions WHERE "
+		    "call_sid = %Q AND revision = 1", sid);
+
+		ck_assert_str_eq(old, body);
+		free(old);
+	}
+	stop_clean();
+	free(changed);
+	free(body);
+}
+END_TEST
+
+START_TEST(test_bad_requests)
+{
+	char *body = tu_fixture("call_ended.json", NULL), *ev, *big;
+	struct reply r;
+	char hdr[128];
+
+	start_or_fail("[http]\nmax_body = 2K\n");
+	ev = tu_replace(body, "call_ended", "call_started");
+	post_expect(ev, 400, "Unknown event type");
+	free(ev);
+	post_expect("{\"event\":", 400, NULL);
+	post_expect("[1,2]", 400, NULL);
+	post_expect("{\"event\":\"call_ended\",\"data\":{}}", 400,
+	    "data.callSid is required");
+	post_expect("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"\"}}",
+	    400, "data.callSid is required");
+	post_expect("{\"event\":\"call_ended\",\"data\":{\"callSid\":7}}",
+	    400, "data.callSid is required");
+	post_expect("{\"event\":\"call_ended\",\"data\":[]}", 400, NULL);
+	post_expect("", 400, NULL);
+
+	ck_assert_int_eq(tu_post(d.port, PATH, "text/plain", body,
+	    strlen(body), &r), 0);
+	expect_reply(&r, 415, NULL);
+	tu_reply_free(&r);
+	ck_assert_int_eq(tu_post(d.port, PATH, "application/json; charset="
+	    "utf-8", body, strlen(body), &r), 0);
+	expect_reply(&r, 200, "Webhook received");
+	tu_reply_free(&r);
+	ck_assert_int_eq(tu_post(d.port, PATH, NULL, body, strlen(body), &r),
+	    0);
+	expect_reply(&r, 200, "Webhook received");
+	tu_reply_free(&r);
+
+	ck_assert_int_eq(tu_get(d.port, PATH, &r), 0);
+	expect_reply(&r, 405, NULL);
+	ck_assert_int_eq(tu_header(&r, "Allow", hdr, sizeof(hdr)), 0);
+	ck_assert_str_eq(hdr, "POST");
+	tu_reply_free(&r);
+	ck_assert_int_eq(tu_post(d.port, "/webhook/other", JSON, body,
+	    strlen(body), &r), 0);
+	expect_reply(&r, 404, NULL);
+	tu_reply_free(&r);
+	ck_assert_int_eq(tu_post(d.port, "//webhook/call-webhook", JSON, body,
+	    strlen(body), &r), 0);
+	expect_reply(&r, 404, NULL);
+	tu_reply_free(&r);
+
+	/* Over max_body by Content-Length, and while streaming (chunked). */
+	big = calloc(1, 5000);
+	memset(big, ' ', 4999);
+	ck_assert_int_eq(tu_post(d.port, PATH, JSON, big, 4999, &r), 0);
+	expect_reply(&r, 413, NULL);
+	tu_reply_free(&r);
+	{
+		char req[6000];
+		int n = snprintf(req, sizeof(req), "POST " PATH " HTTP/1.1\r\n"
+		    "Host: x\r\nContent-Type: application/json\r\n"
+		    "Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n",
+		    4000, big + 999);
+
+		ck_assert_int_eq(tu_raw(d.port, req, (size_t)n, &r), 0);
+		expect_reply(&r, 413, NULL);
+		tu_reply_free(&r);
+	}
+	free(big);
+
+	/* Nothing bad was stored; the two good posts are one call. */
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls%s", ""), 1);
+	ck_assert_int_eq(db_int("SELECT deliveries FROM calls%s", ""), 2);
+	ck_assert_int_ge(db_int("SELECT count(*) FROM rejects%s", ""), 10);
+	stop_clean();
+	free(body);
+}
+END_TEST
+
+START_TEST(test_lenient_and_strict)
+{
+	const char *wrong = "{\"event\":\"call_ended\",\"data\":{\"callSid\":"
+	    "\"t1\",\"call_duration\":\"120\",\"try_count\":\"x\","
+	    "\"call_metadata\":\"oops\",\"extra\":{\"kept\":true}}}";
+
+	start_or_fail(NULL);
+	post_expect(wrong, 200, "Webhook received");
+	expect_column("t1", "call_duration", "120.0");
+	expect_column("t1", "typeof(try_count)", "null");
+	expect_column("t1", "typeof(call_metadata)", "null");
+	expect_column("t1", "json_extract(payload, '$.data.extra.kept')", "1");
+	stop_clean();
+
+	start_or_fail("[store]\nstrict = on\n");
+	strict_body = tu_replace(wrong, "t1", "t2");
+	post_expect(strict_body, 400, NULL);
+	free(strict_body);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls WHERE call_sid = "
+	    "%Q", "t2"), 0);
+	stop_clean();
+}
+END_TEST
+
+START_TEST(test_enqueue_mode_and_health)
+{
+	char *body = tu_fixture("call_ended_inbound.json", NULL);
+	struct reply r;
+	cJSON *j;
+
+	start_or_fail("[store]\nack = enqueue\nfts = off\n");
+	post_expect(body, 200, "Webhook received");
+	ck_assert_int_eq(tu_get(d.port, "/healthz", &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	j = cJSON_Parse(r.body);
+	ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "ok");
+	ck_assert_str_eq(cJSON_GetObjectItem(j, "store")->valuestring, "ok");
+	ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(j, "queue")));
+	cJSON_Delete(j);
+	tu_reply_free(&r);
+	ck_assert_int_eq(tu_get(d.port, "/metrics", &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_ptr_nonnull(strstr(r.body, "callhookd_http_responses_total"
+	    "{code=\"200\"} 1"));
+	tu_reply_free(&r);
+	stop_clean();
+	/* The queue was drained at stop. */
+	expect_column("inbound-0001", "try_count", "-1");
+	expect_column("inbound-0001", "typeof(batch_id)", "null");
+	free(body);
+}
+END_TEST
+
+START_TEST(test_command_line)
+{
+	char cmd[1024];
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+
+	snprintf(cmd, sizeof(cmd), "%s -V | grep -q '^callhookd '", bin);
+	ck_assert_int_eq(tu_sh("%s", cmd), 0);
+	ck_assert_int_eq(tu_sh("%s --help | grep -q -- --check-config", bin),
+	    0);
+	ck_assert_int_eq(tu_sh("%s --bogus 2>/dev/null", bin), 2);
+	ck_assert_int_eq(tu_sh("printf '[http]\\nlisten = 127.0.0.1:0\\n' > "
+	    "%s && %s -t -c %s | grep -qx 'configuration OK'", d.ini, bin,
+	    d.ini), 0);
+	ck_assert_int_eq(tu_sh("printf '[http]\\nmax_body = lots\\n"
+	    "[store]\\nack = maybe\\n' > %s && %s -t -c %s 2> %s/err",
+	    d.ini, bin, d.ini, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'callhookd.ini:2:' %s/err && "
+	    "grep -q 'callhookd.ini:4:' %s/err", d.dir, d.dir), 0);
+	/* A start-up error names the cause and exits 1. */
+	ck_assert_int_eq(tu_sh("%s --listen 127.0.0.1:0 --database "
+	    "/nonexistent/dir/calls.db 2> %s/err", bin, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q nonexistent %s/err", d.dir), 0);
+}
+END_TEST
+
+/* SIGTERM while many requests are in flight: every 200 is stored. */
+#define CLIENTS		8
+#define PER_CLIENT	125
+
+struct client {
+	int	 id;
+	int	 ok[PER_CLIENT];
+	atomic_int *answered;
+};
+
+static char *seed_body;
+
+static void *
+client_run(void *arg)
+{
+	struct client *c = arg;
+
+	for (int i = 0; i < PER_CLIENT; i++) {
+		char sid[64], *body;
+		struct reply r;
+
+		snprintf(sid, sizeof(sid), "term-%d-%d", c->id, i);
+		body = tu_replace(seed_body, "2303fa770b666a64ab1694c1e", sid);
+		c->ok[i] = tu_post(d.port, PATH, JSON, body, strlen(body),
+		    &r) == 0 && r.status == 200;
+		if (r.status != 0)
+			atomic_fetch_add(c->answered, 1);
+		tu_reply_free(&r);
+		free(body);
+	}
+	return NULL;
+}
+
+START_TEST(test_sigterm_under_load)
+{
+	struct client c[CLIENTS];
+	pthread_t t[CLIENTS];
+	atomic_int answered = 0;
+	int oks = 0;
+
+	seed_body = tu_fixture("call_ended.json", NULL);
+	start_or_fail(NULL);
+	for (int i = 0; i < CLIENTS; i++) {
+		c[i].id = i;
+		c[i].answered = &answered;
+		pthread_create(&t[i], NULL, client_run, &c[i]);
+	}
+	while (atomic_load(&answered) < 200)
+		usleep(1000);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	for (int i = 0; i < CLIENTS; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < CLIENTS; i++) {
+		for (int k = 0; k < PER_CLIENT; k++) {
+			char sid[64];
+
+			if (!c[i].ok[k])
+				continue;
+			oks++;
+			snprintf(sid, sizeof(sid), "term-%d-%d", i, k);
+			ck_assert_msg(db_int("SELECT count(*) FROM calls WHERE "
+			    "call_sid = %Q", sid) == 1, "%s answered 200 but "
+			    "not stored", sid);
+		}
+	}
+	ck_assert_int_ge(oks, 200);
+	free(seed_body);
+}
+END_TEST
+
+Suite *
+e2e_suite(void)
+{
+	Suite *s = suite_create("e2e");
+	TCase *tc = tcase_create("daemon");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_fixtures_stored_exactly);
+	tcase_add_test(tc, test_duplicate_and_revision);
+	tcase_add_test(tc, test_bad_requests);
+	tcase_add_test(tc, test_lenient_and_strict);
+	tcase_add_test(tc, test_enqueue_mode_and_health);
+	tcase_add_test(tc, test_command_line);
+	tcase_add_test(tc, test_sigterm_under_load);
+	suite_add_tcase(s, tc);
+	return s;
+}

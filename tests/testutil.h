@@ -1,0 +1,64 @@
+#ifndef CALLHOOK_TESTUTIL_H
+#define CALLHOOK_TESTUTIL_H
+
+/*
+ * Helpers for end-to-end tests: start the real callhookd binary on port 0
+ * with a temporary database, and talk raw HTTP/1.1 to it over loopback.
+ */
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct daemon_proc {
+	pid_t	pid;
+	int	port;
+	char	dir[256];	/* temp dir: calls.db, callhookd.ini, log */
+	char	db[300];
+	char	log[300];
+	char	ini[300];
+};
+
+struct reply {
+	int	 status;
+	char	 headers[4096];
+	char	*body;		/* NUL-terminated, malloc'd */
+	size_t	 len;
+};
+
+/* A fresh temp dir in d->dir (and paths in it). */
+void	tu_tmpdir(struct daemon_proc *d);
+
+/*
+ * Start build/callhookd (or $CALLHOOKD) with --listen 127.0.0.1:0,
+ * --database d->db, and -c d->ini when ini_text is not NULL, plus extra
+ * (NULL-terminated, may be NULL). Waits for "listening on" in the log.
+ * Returns 0, or -1 when it did not come up (its log is printed).
+ */
+int	tu_start(struct daemon_proc *d, const char *ini_text,
+	    const char *const *extra);
+/* Send sig and wait for exit; returns the exit status, or -1. */
+int	tu_stop(struct daemon_proc *d, int sig);
+/* Kill if running and remove the temp dir. */
+void	tu_cleanup(struct daemon_proc *d);
+
+/* Send raw bytes, read the reply until EOF. 0 or -1. */
+int	tu_raw(int port, const char *req, size_t len, struct reply *r);
+/* POST body to path with the given Content-Type (NULL: none). */
+int	tu_post(int port, const char *path, const char *ctype,
+	    const char *body, size_t len, struct reply *r);
+int	tu_get(int port, const char *path, struct reply *r);
+void	tu_reply_free(struct reply *r);
+/* Case-insensitive header lookup into buf; 0 or -1. */
+int	tu_header(const struct reply *r, const char *name, char *buf,
+	    size_t len);
+
+/* Read a whole file (NUL-terminated); NULL on error. */
+char	*tu_read_file(const char *path, size_t *len);
+/* A fixture from $FIXTURES (default tests/fixtures). */
+char	*tu_fixture(const char *name, size_t *len);
+/* Replace the first occurrence of from with to; a new string. */
+char	*tu_replace(const char *s, const char *from, const char *to);
+/* Run a command through sh; returns its exit status. */
+int	tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
