@@ -1,0 +1,741 @@
+/*
+ * The SQLite file.
+ *
+ * store_open identifies the file by PRAGMA application_id, creates or
+ * migrates it (one transaction, user_version set at its end), turns the
+ * full-text index on or off, and prepares every statement the writer
+ * needs, so that store_put does no parsing and no allocation of its own:
+ * it binds the event's strings with SQLITE_STATIC and steps.
+ *
+ * What the schema guarantees does not depend on this file: history in
+ * call_revisions and the calls_fts index are kept by triggers, so the
+ * import tool or an operator's script cannot forget them.
+ *
+ * The upsert is two statements. The first counts a redelivery of the
+ * same body (the common duplicate: one index lookup and a memcmp); when
+ * it matches nothing, an INSERT ... ON CONFLICT DO UPDATE either creates
+ * the row or replaces its fields, and RETURNING revision tells which.
+ * One statement could do both, but it would have to rewrite every field
+ * of a duplicate and guard each with a CASE on the payload. The pair
+ * relies on the write lock of store_begin: in autocommit mode another
+ * process could insert the same callSid between the two.
+ */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+#define STORE_APPLICATION_ID	0x43484B44	/* 'CHKD' */
+#define STORE_CACHE_KIB		16384
+#define STORE_BUSY_DEFAULT_MS	5000
+
+struct store {
+	sqlite3		*db;
+	sqlite3_stmt	*dup;
+	sqlite3_stmt	*upsert;
+	sqlite3_stmt	*reject;
+	sqlite3_stmt	*trim;
+	sqlite3_stmt	*begin;
+	sqlite3_stmt	*commit;
+	sqlite3_stmt	*rollback;
+	char		 err[256];
+};
+
+/*
+ * migrations[v] takes a file from user_version v to v + 1. Schema text is
+ * parsed by every reader of the file, so it sticks to SQL that old SQLite
+ * versions understand (json_extract, not ->>).
+ */
+static const char *const migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE calls ("
+	" id INTEGER PRIMARY KEY,"	/* stable rowid for calls_fts */
+	" call_sid TEXT NOT NULL UNIQUE,"
+	" event TEXT NOT NULL,"
+	" call_type TEXT,"
+	" agent_id TEXT,"
+	" version_id TEXT,"
+	" from_number TEXT,"
+	" to_number TEXT,"
+	" recording_url TEXT,"
+	" call_duration REAL,"
+	" call_time TEXT,"
+	" transcription TEXT,"
+	" batch_id TEXT,"
+	" hangup_reason TEXT,"
+	" call_metadata TEXT,"
+	" try_count INTEGER,"
+	" post_call TEXT,"
+	" post_call_detail TEXT,"
+	" functions_called TEXT,"
+	" disposition_reason TEXT,"
+	" conversion_status INTEGER,"
+	" next_call_scheduled INTEGER,"
+	" call_link TEXT,"
+	" payload TEXT NOT NULL,"
+	" first_received_at TEXT NOT NULL,"
+	" received_at TEXT NOT NULL,"
+	" deliveries INTEGER NOT NULL DEFAULT 1,"
+	" revision INTEGER NOT NULL DEFAULT 1,"
+	" remote_addr TEXT);"
+	"CREATE INDEX calls_call_time ON calls(call_time);"
+	"CREATE INDEX calls_received_at ON calls(received_at);"
+	"CREATE INDEX calls_agent_id ON calls(agent_id);"
+	"CREATE INDEX calls_batch_id ON calls(batch_id);"
+	"CREATE INDEX calls_to_number ON calls(to_number);"
+	"CREATE INDEX calls_from_number ON calls(from_number);"
+	"CREATE TABLE call_revisions ("
+	" call_sid TEXT NOT NULL,"
+	" revision INTEGER NOT NULL,"
+	" received_at TEXT NOT NULL,"
+	" payload TEXT NOT NULL,"
+	" PRIMARY KEY (call_sid, revision));"
+	"CREATE TRIGGER calls_revision AFTER UPDATE OF payload ON calls"
+	" WHEN old.payload IS NOT new.payload BEGIN"
+	" INSERT INTO call_revisions (call_sid, revision, received_at, payload)"
+	" VALUES (old.call_sid, old.revision, old.received_at, old.payload);"
+	" END;"
+	/* Refused bodies may be invalid UTF-8, hence BLOB. */
+	"CREATE TABLE rejects ("
+	" id INTEGER PRIMARY KEY,"
+	" time TEXT NOT NULL,"
+	" remote_addr TEXT,"
+	" status INTEGER NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" body BLOB);"
+	"CREATE INDEX rejects_time ON rejects(time);"
+	/* The type guards turn odd entries into NULLs, not "malformed JSON". */
+	"CREATE VIEW call_functions (call_sid, name, success, timestamp) AS"
+	" SELECT c.call_sid,"
+	" CASE WHEN f.type = 'object' THEN json_extract(f.value, '$.name') END,"
+	" CASE WHEN f.type = 'object'"
+	"  THEN json_extract(f.value, '$.success') END,"
+	" CASE WHEN f.type = 'object'"
+	"  THEN json_extract(f.value, '$.timestamp') END"
+	" FROM calls AS c, json_each(CASE WHEN json_valid(c.functions_called)"
+	"  THEN c.functions_called END) AS f;"
+	"CREATE VIEW call_post_fields (call_sid, field, value, comment) AS"
+	" SELECT c.call_sid, p.key,"
+	" CASE WHEN p.type = 'object' THEN json_extract(p.value, '$.value') END,"
+	" CASE WHEN p.type = 'object'"
+	"  THEN json_extract(p.value, '$.comment') END"
+	" FROM calls AS c, json_each(CASE WHEN json_valid(c.post_call_detail)"
+	"  THEN c.post_call_detail END) AS p;",
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
+    STORE_SCHEMA_VERSION, "one migration per schema version");
+
+/*
+ * The full-text index is not part of the schema version: it exists exactly
+ * when the writer runs with fts on. Dropping first makes creation
+ * idempotent and repairs a half-removed index.
+ */
+#define FTS_DROP							\
+	"DROP TRIGGER IF EXISTS calls_fts_ai;"				\
+	"DROP TRIGGER IF EXISTS calls_fts_ad;"				\
+	"DROP TRIGGER IF EXISTS calls_fts_au;"				\
+	"DROP TABLE IF EXISTS calls_fts;"
+
+static const char fts_off_sql[] = FTS_DROP;
+
+static const char fts_on_sql[] = FTS_DROP
+	"CREATE VIRTUAL TABLE calls_fts USING fts5("
+	" transcription, disposition_reason,"
+	" content='calls', content_rowid='id',"
+	" tokenize='unicode61 remove_diacritics 2');"
+	"CREATE TRIGGER calls_fts_ai AFTER INSERT ON calls BEGIN"
+	" INSERT INTO calls_fts (rowid, transcription, disposition_reason)"
+	" VALUES (new.id, new.transcription, new.disposition_reason);"
+	" END;"
+	"CREATE TRIGGER calls_fts_ad AFTER DELETE ON calls BEGIN"
+	" INSERT INTO calls_fts (calls_fts, rowid, transcription,"
+	"  disposition_reason)"
+	" VALUES ('delete', old.id, old.transcription, old.disposition_reason);"
+	" END;"
+	/* A redelivery of the same text must not churn the index. */
+	"CREATE TRIGGER calls_fts_au"
+	" AFTER UPDATE OF id, transcription, disposition_reason ON calls"
+	" WHEN old.id IS NOT new.id"
+	"  OR old.transcription IS NOT new.transcription"
+	"  OR old.disposition_reason IS NOT new.disposition_reason BEGIN"
+	" INSERT INTO calls_fts (calls_fts, rowid, transcription,"
+	"  disposition_reason)"
+	" VALUES ('delete', old.id, old.transcription, old.disposition_reason);"
+	" INSERT INTO calls_fts (rowid, transcription, disposition_reason)"
+	" VALUES (new.id, new.transcription, new.disposition_reason);"
+	" END;"
+	"INSERT INTO calls_fts (calls_fts) VALUES ('rebuild');";
+
+static const char fts_count_sql[] =
+	"SELECT count(*) FROM sqlite_schema WHERE name IN"
+	" ('calls_fts', 'calls_fts_ai', 'calls_fts_ad', 'calls_fts_au')";
+
+/*
+ * Parameters shared by dup and upsert: ?1 call_sid, ?2 payload,
+ * ?3 received_at, ?4 remote_addr. The upsert adds the text fields as
+ * ?5..?21 (see bind_fields) and the numbers as ?22..?25.
+ */
+static const char dup_sql[] =
+	"UPDATE calls SET deliveries = deliveries + 1,"
+	" received_at = ?3, remote_addr = ?4"
+	" WHERE call_sid = ?1 AND payload = ?2";
+
+static const char upsert_sql[] =
+	"INSERT INTO calls (call_sid, event, call_type, agent_id, version_id,"
+	" from_number, to_number, recording_url, call_duration, call_time,"
+	" transcription, batch_id, hangup_reason, call_metadata, try_count,"
+	" post_call, post_call_detail, functions_called, disposition_reason,"
+	" conversion_status, next_call_scheduled, call_link, payload,"
+	" first_received_at, received_at, deliveries, revision, remote_addr)"
+	" VALUES (?1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?22, ?12, ?13, ?14, ?15,"
+	" ?16, ?23, ?17, ?18, ?19, ?20, ?24, ?25, ?21, ?2, ?3, ?3, 1, 1, ?4)"
+	" ON CONFLICT (call_sid) DO UPDATE SET"
+	" event = excluded.event,"
+	" call_type = excluded.call_type,"
+	" agent_id = excluded.agent_id,"
+	" version_id = excluded.version_id,"
+	" from_number = excluded.from_number,"
+	" to_number = excluded.to_number,"
+	" recording_url = excluded.recording_url,"
+	" call_duration = excluded.call_duration,"
+	" call_time = excluded.call_time,"
+	" transcription = excluded.transcription,"
+	" batch_id = excluded.batch_id,"
+	" hangup_reason = excluded.hangup_reason,"
+	" call_metadata = excluded.call_metadata,"
+	" try_count = excluded.try_count,"
+	" post_call = excluded.post_call,"
+	" post_call_detail = excluded.post_call_detail,"
+	" functions_called = excluded.functions_called,"
+	" disposition_reason = excluded.disposition_reason,"
+	" conversion_status = excluded.conversion_status,"
+	" next_call_scheduled = excluded.next_call_scheduled,"
+	" call_link = excluded.call_link,"
+	" payload = excluded.payload,"
+	" received_at = excluded.received_at,"
+	" deliveries = deliveries + 1,"
+	" revision = revision + 1,"
+	" remote_addr = excluded.remote_addr"
+	" RETURNING revision";
+
+static const char reject_sql[] =
+	"INSERT INTO rejects (time, remote_addr, status, reason, body)"
+	" VALUES (?1, ?2, ?3, ?4, ?5)";
+
+static const char trim_sql[] = "DELETE FROM rejects WHERE id <= ?1";
+
+
+static void	 seterr(char *, size_t, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+bool
+store_transient(int sqlite_rc)
+{
+	switch (sqlite_rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+	case SQLITE_NOMEM:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Keep SQLite's message now: the reset or rollback that follows replaces
+ * it. Returns -EAGAIN for a transient rc, else permanent.
+ */
+static int
+fail(struct store *st, int rc, int permanent)
+{
+	seterr(st->err, sizeof(st->err), "%s", sqlite3_errmsg(st->db));
+	return store_transient(rc) ? -EAGAIN : permanent;
+}
+
+/* The same, for store_open: the operator needs the file's name. */
+static int
+open_fail(struct store *st, const struct store_options *opt, int rc,
+    const char *what)
+{
+	seterr(st->err, sizeof(st->err), "%s: %s%s", opt->path, what,
+	    sqlite3_errmsg(st->db));
+	return store_transient(rc) ? -EAGAIN : -EIO;
+}
+
+/* Step a statement that returns no row, and reset it. */
+static int
+step_done(struct store *st, sqlite3_stmt *stmt, int permanent)
+{
+	int error = 0, rc;
+
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_DONE)
+		error = fail(st, rc, permanent);
+	sqlite3_reset(stmt);
+	return error;
+}
+
+static int
+query_int(sqlite3 *db, const char *sql, int *out)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_ROW)
+		goto fail;
+	*out = sqlite3_column_int(stmt, 0);
+	rc = SQLITE_OK;
+ fail:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static int
+open_db(struct store *st, const struct store_options *opt)
+{
+	struct stat sb;
+	int flags, rc, ms, saved;
+
+	flags = SQLITE_OPEN_NOMUTEX;
+	if (opt->readonly) {
+		/* SQLite would only say "unable to open database file". */
+		if (stat(opt->path, &sb) == -1) {
+			saved = errno;
+			seterr(st->err, sizeof(st->err), "%s: %s", opt->path,
+			    saved == ENOENT ? "no such file" : strerror(saved));
+			return -saved;
+		}
+		flags |= SQLITE_OPEN_READONLY;
+	} else
+		flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+
+	rc = sqlite3_open_v2(opt->path, &st->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		seterr(st->err, sizeof(st->err), "%s: %s", opt->path,
+		    sqlite3_errmsg(st->db));
+		if (st->db != NULL && sqlite3_system_errno(st->db) != 0)
+			return -sqlite3_system_errno(st->db);
+		return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	ms = opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms :
+	    STORE_BUSY_DEFAULT_MS;
+	sqlite3_busy_timeout(st->db, ms);
+	return 0;
+}
+
+/*
+ * Refuse a file that is not ours or is too new, and tell the schema
+ * version. A file with neither our application_id nor any table is new.
+ */
+static int
+check_identity(struct store *st, const struct store_options *opt,
+    int *version)
+{
+	int appid = 0, objects = 0, rc;
+
+	rc = query_int(st->db, "PRAGMA application_id", &appid);
+	if (rc == SQLITE_OK)
+		rc = query_int(st->db, "PRAGMA user_version", version);
+	if (rc == SQLITE_OK)
+		rc = query_int(st->db, "SELECT count(*) FROM sqlite_schema",
+		    &objects);
+	if ((rc & 0xff) != SQLITE_NOTADB && rc != SQLITE_OK)
+		return open_fail(st, opt, rc, "");
+	if ((rc & 0xff) == SQLITE_NOTADB || (appid != STORE_APPLICATION_ID &&
+	    (appid != 0 || objects != 0))) {
+		seterr(st->err, sizeof(st->err),
+		    "%s is not a callhookd database", opt->path);
+		return -EINVAL;
+	}
+	if (*version > STORE_SCHEMA_VERSION) {
+		seterr(st->err, sizeof(st->err), "%s has schema version %d, "
+		    "newer than this program's %d; upgrade callhookd",
+		    opt->path, *version, STORE_SCHEMA_VERSION);
+		return -ENOTSUP;
+	}
+	if (*version < STORE_SCHEMA_VERSION && opt->readonly) {
+		seterr(st->err, sizeof(st->err), "%s has schema version %d, "
+		    "older than this program's %d; run callhookd on it once "
+		    "to migrate it", opt->path, *version, STORE_SCHEMA_VERSION);
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+/* Bring the schema to STORE_SCHEMA_VERSION in one transaction. */
+static int
+migrate(struct store *st, const struct store_options *opt)
+{
+	char sql[128];
+	int error, rc, version;
+
+	rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return open_fail(st, opt, rc, "");
+	/* Another process may have migrated it since we looked. */
+	error = check_identity(st, opt, &version);
+	if (error != 0)
+		goto fail;
+	for (int v = version; v < STORE_SCHEMA_VERSION && rc == SQLITE_OK; v++)
+		rc = sqlite3_exec(st->db, migrations[v], NULL, NULL, NULL);
+	if (rc == SQLITE_OK) {
+		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d;"
+		    "PRAGMA user_version = %d", STORE_APPLICATION_ID,
+		    STORE_SCHEMA_VERSION);
+		rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		return 0;
+	error = open_fail(st, opt, rc, "schema migration failed: ");
+ fail:
+	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return error;
+}
+
+/* Create or drop calls_fts to match opt->fts. */
+static int
+sync_fts(struct store *st, const struct store_options *opt)
+{
+	int error, have, rc;
+
+	rc = query_int(st->db, fts_count_sql, &have);
+	if (rc != SQLITE_OK)
+		return open_fail(st, opt, rc, "");
+	if (have == (opt->fts ? 4 : 0))
+		return 0;
+	rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(st->db, opt->fts ? fts_on_sql : fts_off_sql,
+		    NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		return 0;
+	error = open_fail(st, opt, rc, opt->fts ?
+	    "building the full-text index: " :
+	    "dropping the full-text index: ");
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return error;
+}
+
+static int
+setup_writer(struct store *st, const struct store_options *opt, int version)
+{
+	char sql[160];
+	int error, rc;
+
+	/* Only now that the file is known to be ours may it become WAL. */
+	snprintf(sql, sizeof(sql), "PRAGMA journal_mode = WAL;"
+	    "PRAGMA synchronous = %s; PRAGMA cache_size = -%d;"
+	    "PRAGMA foreign_keys = OFF", opt->sync_full ? "FULL" : "NORMAL",
+	    STORE_CACHE_KIB);
+	rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return open_fail(st, opt, rc, "");
+	if (version < STORE_SCHEMA_VERSION) {
+		error = migrate(st, opt);
+		if (error != 0)
+			return error;
+	}
+	return sync_fts(st, opt);
+}
+
+static int
+prepare_all(struct store *st, const struct store_options *opt)
+{
+	const struct {
+		const char	 *sql;
+		sqlite3_stmt	**stmt;
+	} list[] = {
+		{ dup_sql, &st->dup },
+		{ upsert_sql, &st->upsert },
+		{ reject_sql, &st->reject },
+		{ trim_sql, &st->trim },
+		{ "BEGIN IMMEDIATE", &st->begin },
+		{ "COMMIT", &st->commit },
+		{ "ROLLBACK", &st->rollback },
+	};
+	int rc;
+
+	for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+		rc = sqlite3_prepare_v3(st->db, list[i].sql, -1,
+		    SQLITE_PREPARE_PERSISTENT, list[i].stmt, NULL);
+		if (rc != SQLITE_OK)
+			return open_fail(st, opt, rc, "");
+	}
+	return 0;
+}
+
+int
+store_open(struct store **out, const struct store_options *opt,
+    char *err, size_t errlen)
+{
+	struct store *st;
+	int error, version = 0;
+
+	*out = NULL;
+	st = calloc(1, sizeof(*st));
+	if (st == NULL) {
+		seterr(err, errlen, "%s: %s", opt->path, strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	error = open_db(st, opt);
+	if (error == 0)
+		error = check_identity(st, opt, &version);
+	if (error == 0 && !opt->readonly)
+		error = setup_writer(st, opt, version);
+	if (error == 0)
+		error = prepare_all(st, opt);
+	if (error != 0)
+		goto fail;
+	st->err[0] = '\0';
+	*out = st;
+	return 0;
+ fail:
+	seterr(err, errlen, "%s", st->err);
+	store_close(st);
+	return error;
+}
+
+void
+store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	if (st->db != NULL && !sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_finalize(st->dup);
+	sqlite3_finalize(st->upsert);
+	sqlite3_finalize(st->reject);
+	sqlite3_finalize(st->trim);
+	sqlite3_finalize(st->begin);
+	sqlite3_finalize(st->commit);
+	sqlite3_finalize(st->rollback);
+	sqlite3_close_v2(st->db);
+	free(st);
+}
+
+int
+store_begin(struct store *st)
+{
+	return step_done(st, st->begin, -EIO);
+}
+
+/*
+ * A failed COMMIT may leave the transaction open; the batch is retried
+ * from scratch, so end it here.
+ */
+int
+store_commit(struct store *st)
+{
+	int error;
+
+	error = step_done(st, st->commit, -EIO);
+	if (error != 0)
+		store_rollback(st);
+	return error;
+}
+
+void
+store_rollback(struct store *st)
+{
+	if (sqlite3_get_autocommit(st->db))
+		return;
+	sqlite3_step(st->rollback);
+	sqlite3_reset(st->rollback);
+}
+
+/* A fixed-size field of ours: empty means NULL, and it need not end in NUL. */
+static int
+bind_array(sqlite3_stmt *stmt, int i, const char *s, size_t size)
+{
+	size_t len = strnlen(s, size);
+
+	if (len == 0)
+		return sqlite3_bind_null(stmt, i);
+	return sqlite3_bind_text(stmt, i, s, (int)len, SQLITE_STATIC);
+}
+
+static int
+bind_key(sqlite3_stmt *stmt, const struct event *ev)
+{
+	int rc;
+
+	rc = sqlite3_bind_text(stmt, 1, ev->call_sid, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text64(stmt, 2, ev->body, ev->body_len,
+		    SQLITE_STATIC, SQLITE_UTF8);
+	if (rc == SQLITE_OK)
+		rc = bind_array(stmt, 3, ev->received_at,
+		    sizeof(ev->received_at));
+	if (rc == SQLITE_OK)
+		rc = bind_array(stmt, 4, ev->remote_addr,
+		    sizeof(ev->remote_addr));
+	return rc;
+}
+
+static int
+bind_bool(sqlite3_stmt *stmt, int i, int v)
+{
+	if (v < 0)
+		return sqlite3_bind_null(stmt, i);
+	return sqlite3_bind_int(stmt, i, v != 0);
+}
+
+static int
+bind_fields(sqlite3_stmt *stmt, const struct event *ev)
+{
+	const char *text[] = {
+		ev->event, ev->call_type, ev->agent_id, ev->version_id,
+		ev->from_number, ev->to_number, ev->recording_url,
+		ev->call_time, ev->transcription, ev->batch_id,
+		ev->hangup_reason, ev->call_metadata, ev->post_call,
+		ev->post_call_detail, ev->functions_called,
+		ev->disposition_reason, ev->call_link,
+	};
+	int rc = SQLITE_OK;
+
+	_Static_assert(sizeof(text) / sizeof(text[0]) == 17, "?5..?21");
+	for (int i = 0; i < 17 && rc == SQLITE_OK; i++)
+		rc = sqlite3_bind_text(stmt, 5 + i, text[i], -1,
+		    SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = ev->has_call_duration ?
+		    sqlite3_bind_double(stmt, 22, ev->call_duration) :
+		    sqlite3_bind_null(stmt, 22);
+	if (rc == SQLITE_OK)
+		rc = ev->has_try_count ?
+		    sqlite3_bind_int64(stmt, 23, ev->try_count) :
+		    sqlite3_bind_null(stmt, 23);
+	if (rc == SQLITE_OK)
+		rc = bind_bool(stmt, 24, ev->conversion_status);
+	if (rc == SQLITE_OK)
+		rc = bind_bool(stmt, 25, ev->next_call_scheduled);
+	return rc;
+}
+
+/* Insert, or replace the fields of a row whose body differs. */
+static int
+upsert(struct store *st, const struct event *ev, enum store_outcome *outcome)
+{
+	sqlite3_int64 revision = 0;
+	int error, rc;
+
+	rc = bind_key(st->upsert, ev);
+	if (rc == SQLITE_OK)
+		rc = bind_fields(st->upsert, ev);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st->upsert);
+	if (rc == SQLITE_ROW) {
+		revision = sqlite3_column_int64(st->upsert, 0);
+		rc = sqlite3_step(st->upsert);
+	}
+	if (rc != SQLITE_DONE) {
+		error = fail(st, rc, -EINVAL);
+		sqlite3_reset(st->upsert);
+		return error;
+	}
+	sqlite3_reset(st->upsert);
+	*outcome = revision == 1 ? STORE_NEW : STORE_REVISION;
+	return 0;
+}
+
+int
+store_put(struct store *st, const struct event *ev,
+    enum store_outcome *outcome)
+{
+	int error, rc;
+
+	rc = bind_key(st->dup, ev);
+	if (rc != SQLITE_OK)
+		return fail(st, rc, -EINVAL);
+	error = step_done(st, st->dup, -EINVAL);
+	if (error != 0)
+		return error;
+	if (sqlite3_changes(st->db) == 1) {
+		*outcome = STORE_DUPLICATE;
+		return 0;
+	}
+	return upsert(st, ev, outcome);
+}
+
+int
+store_put_reject(struct store *st, const struct reject *rj)
+{
+	size_t len;
+	sqlite3_int64 id;
+	int error, rc;
+
+	len = rj->body_len < STORE_REJECT_BODY ? rj->body_len :
+	    STORE_REJECT_BODY;
+	rc = bind_array(st->reject, 1, rj->time, sizeof(rj->time));
+	if (rc == SQLITE_OK)
+		rc = bind_array(st->reject, 2, rj->remote_addr,
+		    sizeof(rj->remote_addr));
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(st->reject, 3, rj->status);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st->reject, 4, rj->reason,
+		    (int)strnlen(rj->reason, sizeof(rj->reason)), SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st->reject, 5, rj->body, (int)len,
+		    SQLITE_STATIC);
+	if (rc != SQLITE_OK)
+		return fail(st, rc, -EINVAL);
+	error = step_done(st, st->reject, -EINVAL);
+	if (error != 0)
+		return error;
+	/* Rowids only grow while the newest rows are kept. */
+	id = sqlite3_last_insert_rowid(st->db);
+	if (id <= STORE_REJECTS_KEPT)
+		return 0;
+	sqlite3_bind_int64(st->trim, 1, id - STORE_REJECTS_KEPT);
+	return step_done(st, st->trim, -EINVAL);
+}
+
+const char *
+store_errmsg(struct store *st)
+{
+	if (st->err[0] != '\0')
+		return st->err;
+	return sqlite3_errmsg(st->db);
+}
+
+struct sqlite3 *
+store_db(struct store *st)
+{
+	return st->db;
+}

@@ -1,0 +1,886 @@
+/*
+ * store: schema, upsert outcomes, history, the full-text index, views,
+ * rejects, refusal of foreign or newer files, and the errors the writer
+ * retries on. Every test works on files under its own mkdtemp directory;
+ * events are built by hand so the suite does not depend on the parser.
+ */
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+Suite	*store_suite(void);
+
+static char tmpdir[PATH_MAX];
+
+#define SAMPLE_BODY							\
+	"{\"event\":\"call_ended\",\"data\":{"				\
+	"\"callSid\":\"2303fa770b666a64ab1694c1e\",\"name\":\"outbound\","\
+	"\"transcription\":\"Full call transcript...\"}}"
+
+static void
+setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_store.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void
+teardown(void)
+{
+	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static const char *
+path(const char *name)
+{
+	static char buf[PATH_MAX + 64];
+
+	snprintf(buf, sizeof(buf), "%s/%s", tmpdir, name);
+	return buf;
+}
+
+static int
+try_open(struct store **st, const char *name, bool fts, bool readonly,
+    char *err, size_t errlen)
+{
+	struct store_options opt = {
+		.path = path(name),
+		.readonly = readonly,
+		.fts = fts,
+		.busy_timeout_ms = 50,
+	};
+
+	return store_open(st, &opt, err, errlen);
+}
+
+static struct store *
+open_ok(const char *name, bool fts)
+{
+	struct store *st;
+	char err[256] = "";
+	int error;
+
+	error = try_open(&st, name, fts, false, err, sizeof(err));
+	ck_assert_msg(error == 0, "store_open: %d %s", error, err);
+	return st;
+}
+
+/* A raw connection, as another process would have. */
+static sqlite3 *
+raw_open(const char *name)
+{
+	sqlite3 *db;
+
+	ck_assert_int_eq(sqlite3_open(path(name), &db), SQLITE_OK);
+	return db;
+}
+
+static void
+exec_ok(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		ck_abort_msg("%s: %s", sql, msg);
+}
+
+static sqlite3_int64
+int_of(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *stmt;
+	sqlite3_int64 v;
+
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) ==
+	    SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+	ck_assert_msg(sqlite3_step(stmt) == SQLITE_ROW, "%s: %s", sql,
+	    sqlite3_errmsg(db));
+	v = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return v;
+}
+
+/* The first column of the first row as text, "(null)" for NULL. */
+static const char *
+text_of(sqlite3 *db, const char *sql)
+{
+	static char buf[8192];
+	sqlite3_stmt *stmt;
+	const unsigned char *s;
+
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) ==
+	    SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+	ck_assert_msg(sqlite3_step(stmt) == SQLITE_ROW, "%s: %s", sql,
+	    sqlite3_errmsg(db));
+	s = sqlite3_column_text(stmt, 0);
+	snprintf(buf, sizeof(buf), "%s", s == NULL ? "(null)" :
+	    (const char *)s);
+	sqlite3_finalize(stmt);
+	return buf;
+}
+
+/* The fields of fixtures/call_ended.json. */
+static void
+sample(struct event *ev, char *sid, char *body)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->body = body;
+	ev->body_len = body == NULL ? 0 : strlen(body);
+	ev->event = "call_ended";
+	ev->call_sid = sid;
+	ev->call_type = "outbound";
+	ev->agent_id = "6803fa770b666a64ab1694c1e";
+	ev->version_id = "1203fa770b666a64ab1694c1e";
+	ev->from_number = "919876543210";
+	ev->to_number = "918765432109";
+	ev->recording_url = "https://example.com/recording.mp3";
+	ev->call_duration = 120.5;
+	ev->has_call_duration = true;
+	ev->call_time = "2025-12-19 16:01:07";
+	ev->transcription = "Full call transcript, the customer wants a "
+	    "callback tomorrow";
+	ev->batch_id = "0303fa770b666a64ab1694c1e";
+	ev->hangup_reason = "CLIENT_INITIATED";
+	ev->call_metadata = "{\"name\":\"Jatin\",\"age\":25}";
+	ev->try_count = -1;
+	ev->has_try_count = true;
+	ev->post_call = "{\"lead_status\":\"interested\"}";
+	ev->post_call_detail = "{\"lead_status\":{\"value\":\"interested\","
+	    "\"comment\":\"Customer showed interest\"}}";
+	ev->functions_called = "[{\"name\":\"update_crm\",\"success\":true,"
+	    "\"timestamp\":\"2025-12-19T15:25:00.000Z\"}]";
+	ev->disposition_reason = "Customer requested callback";
+	ev->conversion_status = 1;
+	ev->next_call_scheduled = 0;
+	ev->call_link = "https://callkaro.ai/dashboard/call-history?call_id=1";
+	snprintf(ev->remote_addr, sizeof(ev->remote_addr), "203.0.113.7");
+	snprintf(ev->received_at, sizeof(ev->received_at),
+	    "2025-12-19T16:01:08.000Z");
+}
+
+static enum store_outcome
+put_ok(struct store *st, const struct event *ev)
+{
+	enum store_outcome outcome;
+	int error;
+
+	error = store_put(st, ev, &outcome);
+	ck_assert_msg(error == 0, "store_put: %d %s", error,
+	    store_errmsg(st));
+	return outcome;
+}
+
+START_TEST(test_schema_new)
+{
+	static const char *const names[] = {
+		"calls", "call_revisions", "rejects", "calls_fts",
+		"call_functions", "call_post_fields", "calls_call_time",
+		"calls_received_at", "calls_agent_id", "calls_batch_id",
+		"calls_to_number", "calls_from_number", "rejects_time",
+		"calls_revision", "calls_fts_ai", "calls_fts_ad",
+		"calls_fts_au",
+	};
+	struct store *st;
+	sqlite3 *db;
+	char sql[160];
+
+	st = open_ok("new.db", true);
+	db = store_db(st);
+	ck_assert_int_eq(int_of(db, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
+	ck_assert_int_eq(int_of(db, "PRAGMA application_id"), 0x43484B44);
+	ck_assert_str_eq(text_of(db, "PRAGMA journal_mode"), "wal");
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM sqlite_schema"
+		    " WHERE name = '%s'", names[i]);
+		ck_assert_msg(int_of(db, sql) == 1, "%s missing", names[i]);
+	}
+	ck_assert_str_eq(text_of(db, "SELECT group_concat(name) FROM "
+	    "pragma_table_info('calls')"),
+	    "id,call_sid,event,call_type,agent_id,version_id,from_number,"
+	    "to_number,recording_url,call_duration,call_time,transcription,"
+	    "batch_id,hangup_reason,call_metadata,try_count,post_call,"
+	    "post_call_detail,functions_called,disposition_reason,"
+	    "conversion_status,next_call_scheduled,call_link,payload,"
+	    "first_received_at,received_at,deliveries,revision,remote_addr");
+	ck_assert_int_eq(int_of(db, "SELECT pk FROM pragma_table_info('calls')"
+	    " WHERE name = 'id'"), 1);
+	store_close(st);
+
+	/* Reopening an up-to-date file changes nothing. */
+	st = open_ok("new.db", true);
+	ck_assert_int_eq(int_of(store_db(st), "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
+	store_close(st);
+	store_close(NULL);
+}
+END_TEST
+
+static void
+assert_col(sqlite3_stmt *stmt, int i, const char *want)
+{
+	const unsigned char *got = sqlite3_column_text(stmt, i);
+
+	if (want == NULL)
+		ck_assert_msg(got == NULL, "column %s: got %s, want NULL",
+		    sqlite3_column_name(stmt, i), got);
+	else
+		ck_assert_msg(got != NULL && strcmp((const char *)got, want)
+		    == 0, "column %s: got %s, want %s",
+		    sqlite3_column_name(stmt, i), got, want);
+}
+
+START_TEST(test_put_new)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3_stmt *stmt;
+	sqlite3 *db;
+	char body[] = SAMPLE_BODY;
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	sample(&ev, "2303fa770b666a64ab1694c1e", body);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT call_sid, event,"
+	    " call_type, agent_id, version_id, from_number, to_number,"
+	    " recording_url, call_time, transcription, batch_id,"
+	    " hangup_reason, call_metadata, post_call, post_call_detail,"
+	    " functions_called, disposition_reason, call_link, payload,"
+	    " first_received_at, received_at, remote_addr, call_duration,"
+	    " try_count, conversion_status, next_call_scheduled, deliveries,"
+	    " revision, typeof(call_duration), typeof(try_count) FROM calls",
+	    -1, &stmt, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
+	assert_col(stmt, 0, ev.call_sid);
+	assert_col(stmt, 1, ev.event);
+	assert_col(stmt, 2, ev.call_type);
+	assert_col(stmt, 3, ev.agent_id);
+	assert_col(stmt, 4, ev.version_id);
+	assert_col(stmt, 5, ev.from_number);
+	assert_col(stmt, 6, ev.to_number);
+	assert_col(stmt, 7, ev.recording_url);
+	assert_col(stmt, 8, ev.call_time);
+	assert_col(stmt, 9, ev.transcription);
+	assert_col(stmt, 10, ev.batch_id);
+	assert_col(stmt, 11, ev.hangup_reason);
+	assert_col(stmt, 12, ev.call_metadata);
+	assert_col(stmt, 13, ev.post_call);
+	assert_col(stmt, 14, ev.post_call_detail);
+	assert_col(stmt, 15, ev.functions_called);
+	assert_col(stmt, 16, ev.disposition_reason);
+	assert_col(stmt, 17, ev.call_link);
+	assert_col(stmt, 18, body);
+	assert_col(stmt, 19, ev.received_at);
+	assert_col(stmt, 20, ev.received_at);
+	assert_col(stmt, 21, ev.remote_addr);
+	ck_assert(sqlite3_column_double(stmt, 22) == 120.5);
+	ck_assert_int_eq(sqlite3_column_int64(stmt, 23), -1);
+	ck_assert_int_eq(sqlite3_column_int(stmt, 24), 1);
+	ck_assert_int_eq(sqlite3_column_int(stmt, 25), 0);
+	ck_assert_int_eq(sqlite3_column_int(stmt, 26), 1);
+	ck_assert_int_eq(sqlite3_column_int(stmt, 27), 1);
+	assert_col(stmt, 28, "real");
+	assert_col(stmt, 29, "integer");
+	ck_assert_int_eq(sqlite3_step(stmt), SQLITE_DONE);
+	sqlite3_finalize(stmt);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_put_nulls)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3 *db;
+	char body[] = "{\"event\":\"call_ended\",\"data\":{\"callSid\":\"n1\"}}";
+
+	st = open_ok("calls.db", false);
+	db = store_db(st);
+	memset(&ev, 0, sizeof(ev));
+	ev.body = body;
+	ev.body_len = strlen(body);
+	ev.event = "call_ended";
+	ev.call_sid = "n1";
+	ev.conversion_status = -1;
+	ev.next_call_scheduled = -1;
+	snprintf(ev.received_at, sizeof(ev.received_at),
+	    "2025-12-19T16:01:08.000Z");
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls WHERE"
+	    " call_type IS NULL AND agent_id IS NULL AND version_id IS NULL"
+	    " AND from_number IS NULL AND to_number IS NULL"
+	    " AND recording_url IS NULL AND call_duration IS NULL"
+	    " AND call_time IS NULL AND transcription IS NULL"
+	    " AND batch_id IS NULL AND hangup_reason IS NULL"
+	    " AND call_metadata IS NULL AND try_count IS NULL"
+	    " AND post_call IS NULL AND post_call_detail IS NULL"
+	    " AND functions_called IS NULL AND disposition_reason IS NULL"
+	    " AND conversion_status IS NULL AND next_call_scheduled IS NULL"
+	    " AND call_link IS NULL AND remote_addr IS NULL"), 1);
+	/* The views cope with NULL JSON. */
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_functions"), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_post_fields"),
+	    0);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_duplicate)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3 *db;
+	char body[] = SAMPLE_BODY;
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	sample(&ev, "dup-1", body);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	snprintf(ev.received_at, sizeof(ev.received_at),
+	    "2025-12-19T16:05:00.000Z");
+	snprintf(ev.remote_addr, sizeof(ev.remote_addr), "198.51.100.1");
+	ck_assert_int_eq(put_ok(st, &ev), STORE_DUPLICATE);
+	ck_assert_int_eq(int_of(db, "SELECT deliveries FROM calls"), 2);
+	ck_assert_int_eq(int_of(db, "SELECT revision FROM calls"), 1);
+	ck_assert_str_eq(text_of(db, "SELECT received_at FROM calls"),
+	    "2025-12-19T16:05:00.000Z");
+	ck_assert_str_eq(text_of(db, "SELECT first_received_at FROM calls"),
+	    "2025-12-19T16:01:08.000Z");
+	ck_assert_str_eq(text_of(db, "SELECT remote_addr FROM calls"),
+	    "198.51.100.1");
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_revisions"), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 1);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_revision)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3 *db;
+	char body1[] = SAMPLE_BODY;
+	char body2[] = "{\"event\":\"call_ended\",\"data\":{\"callSid\":\"r1\","
+	    "\"agent\":\"agent-2\"}}";
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	sample(&ev, "r1", body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+
+	ev.body = body2;
+	ev.body_len = strlen(body2);
+	ev.agent_id = "agent-2";
+	ev.batch_id = NULL;
+	ev.has_call_duration = false;
+	snprintf(ev.received_at, sizeof(ev.received_at),
+	    "2025-12-19T17:00:00.000Z");
+	ck_assert_int_eq(put_ok(st, &ev), STORE_REVISION);
+	ck_assert_int_eq(int_of(db, "SELECT revision FROM calls"), 2);
+	ck_assert_int_eq(int_of(db, "SELECT deliveries FROM calls"), 2);
+	ck_assert_str_eq(text_of(db, "SELECT agent_id FROM calls"), "agent-2");
+	ck_assert_str_eq(text_of(db, "SELECT payload FROM calls"), body2);
+	ck_assert_str_eq(text_of(db, "SELECT batch_id FROM calls"), "(null)");
+	ck_assert_str_eq(text_of(db, "SELECT call_duration FROM calls"),
+	    "(null)");
+	ck_assert_str_eq(text_of(db, "SELECT first_received_at FROM calls"),
+	    "2025-12-19T16:01:08.000Z");
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_revisions"), 1);
+	ck_assert_str_eq(text_of(db, "SELECT payload FROM call_revisions"
+	    " WHERE call_sid = 'r1' AND revision = 1"), body1);
+	ck_assert_str_eq(text_of(db, "SELECT received_at FROM call_revisions"),
+	    "2025-12-19T16:01:08.000Z");
+
+	/* The first body again is a third revision, not a duplicate. */
+	ev.body = body1;
+	ev.body_len = strlen(body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_REVISION);
+	ck_assert_int_eq(int_of(db, "SELECT revision FROM calls"), 3);
+	ck_assert_str_eq(text_of(db, "SELECT payload FROM call_revisions"
+	    " WHERE revision = 2"), body2);
+
+	/* Any writer keeps history, not only store_put. */
+	exec_ok(db, "UPDATE calls SET payload = 'edited', revision = 4");
+	ck_assert_str_eq(text_of(db, "SELECT payload FROM call_revisions"
+	    " WHERE revision = 3"), body1);
+	store_close(st);
+}
+END_TEST
+
+static sqlite3_int64
+matches(sqlite3 *db, const char *query)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM calls_fts"
+	    " WHERE calls_fts MATCH '%s'", query);
+	return int_of(db, sql);
+}
+
+static void
+fts_intact(sqlite3 *db)
+{
+	exec_ok(db, "INSERT INTO calls_fts (calls_fts, rank)"
+	    " VALUES ('integrity-check', 1)");
+}
+
+START_TEST(test_fts)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3 *db;
+	char body1[] = SAMPLE_BODY;
+	char body2[] = "{\"other\":1}";
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	sample(&ev, "f1", body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ck_assert_int_eq(matches(db, "callback"), 1);
+	ck_assert_int_eq(matches(db, "tomorrow"), 1);
+	ck_assert_int_eq(int_of(db, "SELECT c.call_sid = 'f1' FROM calls_fts"
+	    " JOIN calls AS c ON c.id = calls_fts.rowid"
+	    " WHERE calls_fts MATCH 'tomorrow'"), 1);
+
+	ev.body = body2;
+	ev.body_len = strlen(body2);
+	ev.transcription = "Priya asked about the café pricing";
+	ev.disposition_reason = NULL;
+	ck_assert_int_eq(put_ok(st, &ev), STORE_REVISION);
+	ck_assert_int_eq(matches(db, "tomorrow"), 0);
+	ck_assert_int_eq(matches(db, "callback"), 0);
+	ck_assert_int_eq(matches(db, "pricing"), 1);
+	ck_assert_int_eq(matches(db, "cafe"), 1);
+	fts_intact(db);
+
+	exec_ok(db, "DELETE FROM calls");
+	ck_assert_int_eq(matches(db, "pricing"), 0);
+	fts_intact(db);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_fts_toggle)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3 *db;
+	char body1[] = SAMPLE_BODY;
+	char body2[] = "{\"second\":true}";
+
+	st = open_ok("calls.db", true);
+	sample(&ev, "t1", body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	store_close(st);
+
+	st = open_ok("calls.db", false);
+	db = store_db(st);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM sqlite_schema"
+	    " WHERE name LIKE 'calls_fts%'"), 0);
+	sample(&ev, "t2", body2);
+	ev.transcription = "zebra crossing";
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	store_close(st);
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	ck_assert_int_eq(matches(db, "zebra"), 1);
+	ck_assert_int_eq(matches(db, "callback"), 2);
+	fts_intact(db);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_views)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3 *db;
+	char body1[] = SAMPLE_BODY;
+	char body2[] = "{\"odd\":1}";
+
+	st = open_ok("calls.db", false);
+	db = store_db(st);
+	sample(&ev, "v1", body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ck_assert_str_eq(text_of(db, "SELECT name || '|' || success || '|' ||"
+	    " timestamp FROM call_functions WHERE call_sid = 'v1'"),
+	    "update_crm|1|2025-12-19T15:25:00.000Z");
+	ck_assert_str_eq(text_of(db, "SELECT field || '|' || value || '|' ||"
+	    " comment FROM call_post_fields WHERE call_sid = 'v1'"),
+	    "lead_status|interested|Customer showed interest");
+
+	/* Odd entries give NULLs, not errors. */
+	sample(&ev, "v2", body2);
+	ev.functions_called = "[\"plain\",{\"name\":\"x\",\"success\":false}]";
+	ev.post_call_detail = "{\"a\":\"just text\",\"b\":{\"value\":2}}";
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_functions"
+	    " WHERE call_sid = 'v2'"), 2);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_functions"
+	    " WHERE call_sid = 'v2' AND name IS NULL"), 1);
+	ck_assert_int_eq(int_of(db, "SELECT success FROM call_functions"
+	    " WHERE call_sid = 'v2' AND name = 'x'"), 0);
+	ck_assert_str_eq(text_of(db, "SELECT coalesce(value, 'N') FROM"
+	    " call_post_fields WHERE call_sid = 'v2' AND field = 'a'"), "N");
+	ck_assert_int_eq(int_of(db, "SELECT value FROM call_post_fields"
+	    " WHERE call_sid = 'v2' AND field = 'b'"), 2);
+
+	/* Even a script's garbage does not break the views. */
+	exec_ok(db, "UPDATE calls SET functions_called = 'not json',"
+	    " post_call_detail = '{' WHERE call_sid = 'v2'");
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_functions"), 1);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_post_fields"),
+	    1);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_rejects_trim)
+{
+	struct store *st;
+	struct reject rj;
+	sqlite3 *db;
+	char big[STORE_REJECT_BODY + 100];
+	char bad[] = "\xff\xfe{";
+
+	st = open_ok("calls.db", false);
+	db = store_db(st);
+	memset(big, 'x', sizeof(big));
+	memset(&rj, 0, sizeof(rj));
+	snprintf(rj.time, sizeof(rj.time), "2025-12-19T16:01:08.000Z");
+	snprintf(rj.remote_addr, sizeof(rj.remote_addr), "192.0.2.1");
+	snprintf(rj.reason, sizeof(rj.reason), "data.callSid is required");
+	rj.status = 400;
+	rj.body = big;
+	rj.body_len = sizeof(big);
+	ck_assert_int_eq(store_begin(st), 0);
+	for (int i = 0; i < STORE_REJECTS_KEPT + 5; i++)
+		ck_assert_int_eq(store_put_reject(st, &rj), 0);
+	rj.body = bad;
+	rj.body_len = 3;
+	rj.remote_addr[0] = '\0';
+	ck_assert_int_eq(store_put_reject(st, &rj), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM rejects"),
+	    STORE_REJECTS_KEPT);
+	ck_assert_int_eq(int_of(db, "SELECT min(id) FROM rejects"), 7);
+	ck_assert_int_eq(int_of(db, "SELECT max(length(body)) FROM rejects"),
+	    STORE_REJECT_BODY);
+	ck_assert_str_eq(text_of(db, "SELECT typeof(body) || hex(body) ||"
+	    " coalesce(remote_addr, '-') || status FROM rejects"
+	    " ORDER BY id DESC LIMIT 1"), "blobFFFE7B-400");
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_newer_refused)
+{
+	struct store *st;
+	sqlite3 *db;
+	char err[256], want[512];
+
+	store_close(open_ok("calls.db", true));
+	db = raw_open("calls.db");
+	exec_ok(db, "PRAGMA user_version = 2");
+	sqlite3_close(db);
+
+	snprintf(want, sizeof(want), "%s has schema version 2, newer than "
+	    "this program's 1; upgrade callhookd", path("calls.db"));
+	ck_assert_int_eq(try_open(&st, "calls.db", true, false, err,
+	    sizeof(err)), -ENOTSUP);
+	ck_assert_ptr_null(st);
+	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(try_open(&st, "calls.db", true, true, err,
+	    sizeof(err)), -ENOTSUP);
+	ck_assert_str_eq(err, want);
+
+	db = raw_open("calls.db");
+	ck_assert_int_eq(int_of(db, "PRAGMA user_version"), 2);
+	sqlite3_close(db);
+}
+END_TEST
+
+static void
+assert_foreign(const char *name)
+{
+	struct store *st;
+	char err[256], want[512];
+
+	snprintf(want, sizeof(want), "%s is not a callhookd database",
+	    path(name));
+	ck_assert_int_eq(try_open(&st, name, true, false, err, sizeof(err)),
+	    -EINVAL);
+	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(try_open(&st, name, true, true, err, sizeof(err)),
+	    -EINVAL);
+	ck_assert_str_eq(err, want);
+}
+
+START_TEST(test_foreign_refused)
+{
+	sqlite3 *db;
+	FILE *f;
+
+	db = raw_open("other.db");
+	exec_ok(db, "CREATE TABLE foo (x)");
+	sqlite3_close(db);
+	assert_foreign("other.db");
+	/* Refused before anything was written: still a rollback journal. */
+	db = raw_open("other.db");
+	ck_assert_str_eq(text_of(db, "PRAGMA journal_mode"), "delete");
+	ck_assert_int_eq(int_of(db, "PRAGMA application_id"), 0);
+	sqlite3_close(db);
+
+	db = raw_open("app.db");
+	exec_ok(db, "PRAGMA application_id = 42");
+	sqlite3_close(db);
+	assert_foreign("app.db");
+
+	f = fopen(path("text.db"), "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("this is not a database, but it is long enough to tell so.\n"
+	    "this is not a database, but it is long enough to tell so.\n", f);
+	fclose(f);
+	assert_foreign("text.db");
+}
+END_TEST
+
+START_TEST(test_readonly)
+{
+	struct store *st;
+	struct event ev;
+	enum store_outcome outcome;
+	char err[256], want[512];
+	char body[] = SAMPLE_BODY;
+
+	snprintf(want, sizeof(want), "%s: no such file", path("none.db"));
+	ck_assert_int_eq(try_open(&st, "none.db", true, true, err,
+	    sizeof(err)), -ENOENT);
+	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(access(path("none.db"), F_OK), -1);
+
+	st = open_ok("calls.db", true);
+	sample(&ev, "ro1", body);
+	put_ok(st, &ev);
+	store_close(st);
+	ck_assert_int_eq(try_open(&st, "calls.db", true, true, err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(int_of(store_db(st), "SELECT count(*) FROM calls"),
+	    1);
+	/* SQLite takes the write lock lazily: the put is what fails. */
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_put(st, &ev, &outcome), -EAGAIN);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "readonly"));
+	store_rollback(st);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_rollback)
+{
+	struct store *st;
+	struct event ev;
+	struct reject rj;
+	sqlite3 *db;
+	char body[] = SAMPLE_BODY;
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	sample(&ev, "rb1", body);
+	memset(&rj, 0, sizeof(rj));
+	snprintf(rj.time, sizeof(rj.time), "2025-12-19T16:01:08.000Z");
+	rj.status = 401;
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ck_assert_int_eq(store_put_reject(st, &rj), 0);
+	store_rollback(st);
+	ck_assert_int_eq(sqlite3_get_autocommit(db), 1);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM rejects"), 0);
+	ck_assert_int_eq(matches(db, "callback"), 0);
+	store_rollback(st);
+
+	/* The same event afterwards is new again. */
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_commit(st), -EIO);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 1);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_invalid_event)
+{
+	struct store *st;
+	struct event ev;
+	enum store_outcome outcome;
+	sqlite3 *db;
+	char body[] = SAMPLE_BODY;
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	ck_assert_int_eq(store_begin(st), 0);
+	sample(&ev, "ok1", body);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+
+	sample(&ev, NULL, body);
+	ck_assert_int_eq(store_put(st, &ev, &outcome), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "NOT NULL"));
+	sample(&ev, "nobody", NULL);
+	ck_assert_int_eq(store_put(st, &ev, &outcome), -EINVAL);
+	sample(&ev, "nowhen", body);
+	ev.received_at[0] = '\0';
+	ck_assert_int_eq(store_put(st, &ev, &outcome), -EINVAL);
+
+	/* The transaction survives a refused event. */
+	sample(&ev, "ok2", body);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 2);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_busy)
+{
+	struct store *st;
+	struct event ev;
+	struct reject rj;
+	enum store_outcome outcome;
+	sqlite3 *other;
+	char body[] = SAMPLE_BODY;
+
+	st = open_ok("calls.db", true);
+	sample(&ev, "b1", body);
+	memset(&rj, 0, sizeof(rj));
+	snprintf(rj.time, sizeof(rj.time), "2025-12-19T16:01:08.000Z");
+	other = raw_open("calls.db");
+	exec_ok(other, "BEGIN EXCLUSIVE");
+
+	ck_assert_int_eq(store_begin(st), -EAGAIN);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "locked"));
+	ck_assert_int_eq(store_put(st, &ev, &outcome), -EAGAIN);
+	ck_assert_int_eq(store_put_reject(st, &rj), -EAGAIN);
+	ck_assert_int_eq(sqlite3_get_autocommit(store_db(st)), 1);
+
+	exec_ok(other, "COMMIT");
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(int_of(other, "SELECT count(*) FROM calls"), 1);
+	sqlite3_close(other);
+	store_close(st);
+}
+END_TEST
+
+/*
+ * A COMMIT that fails is retried from scratch, so it must not leave the
+ * transaction open. A write statement still in progress makes COMMIT
+ * return SQLITE_BUSY without a second process.
+ */
+START_TEST(test_commit_busy)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3_stmt *pending;
+	sqlite3 *db;
+	char body[] = SAMPLE_BODY;
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	sample(&ev, "c1", body);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "INSERT INTO rejects"
+	    " (time, status, reason) VALUES ('t', 0, 'r'), ('t', 0, 'r')"
+	    " RETURNING id", -1, &pending, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(pending), SQLITE_ROW);
+	ck_assert_int_eq(store_commit(st), -EAGAIN);
+	ck_assert_int_eq(sqlite3_get_autocommit(db), 1);
+	sqlite3_finalize(pending);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM rejects"), 0);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_migrate_empty)
+{
+	struct store *st;
+	struct event ev;
+	char err[256];
+	char body[] = SAMPLE_BODY;
+	int fd;
+
+	fd = open(path("empty.db"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(try_open(&st, "empty.db", true, true, err,
+	    sizeof(err)), -ENOTSUP);
+	ck_assert_ptr_nonnull(strstr(err, "older than this program's"));
+
+	st = open_ok("empty.db", true);
+	ck_assert_int_eq(int_of(store_db(st), "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
+	ck_assert_int_eq(int_of(store_db(st), "PRAGMA application_id"),
+	    0x43484B44);
+	sample(&ev, "m1", body);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	store_close(st);
+}
+END_TEST
+
+Suite *
+store_suite(void)
+{
+	Suite *s;
+	TCase *tc;
+
+	s = suite_create("store");
+	tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_schema_new);
+	tcase_add_test(tc, test_put_new);
+	tcase_add_test(tc, test_put_nulls);
+	tcase_add_test(tc, test_duplicate);
+	tcase_add_test(tc, test_revision);
+	tcase_add_test(tc, test_fts);
+	tcase_add_test(tc, test_fts_toggle);
+	tcase_add_test(tc, test_views);
+	tcase_add_test(tc, test_rejects_trim);
+	tcase_add_test(tc, test_newer_refused);
+	tcase_add_test(tc, test_foreign_refused);
+	tcase_add_test(tc, test_readonly);
+	tcase_add_test(tc, test_rollback);
+	tcase_add_test(tc, test_invalid_event);
+	tcase_add_test(tc, test_busy);
+	tcase_add_test(tc, test_commit_busy);
+	tcase_add_test(tc, test_migrate_empty);
+	suite_add_tcase(s, tc);
+	return s;
+}
