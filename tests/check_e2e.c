@@ -235,7 +235,8 @@ START_TEST(test_fixtures_stored_exactly)
 	ck_assert_int_eq(db_int("SELECT count(*) FROM calls_fts WHERE "
 	    "calls_fts MATCH %Q", "callback"), 3);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM call_functions WHERE "
-	    "name = %Q", "update_crm"), 1);
+	    "call_sid = %Q AND name = 'update_crm' AND success = 1",
+	    "2303fa770b666a64ab1694c1e"), 1);
 	stop_clean();
 }
 END_TEST
@@ -359,6 +360,7 @@ START_TEST(test_lenient_and_strict)
 	const char *wrong = "{\"event\":\"call_ended\",\"data\":{\"callSid\":"
 	    "\"t1\",\"call_duration\":\"120\",\"try_count\":\"x\","
 	    "\"call_metadata\":\"oops\",\"extra\":{\"kept\":true}}}";
+	char *strict_body;
 
 	start_or_fail(NULL);
 	post_expect(wrong, 200, "Webhook received");
@@ -396,8 +398,10 @@ START_TEST(test_enqueue_mode_and_health)
 	tu_reply_free(&r);
 	ck_assert_int_eq(tu_get(d.port, "/metrics", &r), 0);
 	ck_assert_int_eq(r.status, 200);
+	/* The webhook and the health check. */
 	ck_assert_ptr_nonnull(strstr(r.body, "callhookd_http_responses_total"
-	    "{code=\"200\"} 1"));
+	    "{code=\"200\"} 2\n"));
+	ck_assert_ptr_nonnull(strstr(r.body, "callhookd_events_stored_total 1\n"));
 	tu_reply_free(&r);
 	stop_clean();
 	/* The queue was drained at stop. */
@@ -502,6 +506,8 @@ START_TEST(test_sigterm_under_load)
 	free(seed_body);
 }
 END_TEST
+
+Suite *e2e_suite(void);
 
 Suite *
 e2e_suite(void)

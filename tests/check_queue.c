@@ -199,6 +199,8 @@ START_TEST(test_ticket_once)
 }
 END_TEST
 
+Suite *queue_suite(void);
+
 Suite *
 queue_suite(void)
 {

@@ -600,7 +600,7 @@ START_TEST(test_newer_refused)
 {
 	struct store *st;
 	sqlite3 *db;
-	char err[256], want[512];
+	char err[256], want[4400];
 
 	store_close(open_ok("calls.db", true));
 	db = raw_open("calls.db");
@@ -627,7 +627,7 @@ static void
 assert_foreign(const char *name)
 {
 	struct store *st;
-	char err[256], want[512];
+	char err[256], want[4400];
 
 	snprintf(want, sizeof(want), "%s is not a callhookd database",
 	    path(name));
@@ -673,7 +673,7 @@ START_TEST(test_readonly)
 	struct store *st;
 	struct event ev;
 	enum store_outcome outcome;
-	char err[256], want[512];
+	char err[256], want[4400];
 	char body[] = SAMPLE_BODY;
 
 	snprintf(want, sizeof(want), "%s: no such file", path("none.db"));

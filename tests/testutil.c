@@ -60,22 +60,24 @@ sleep_ms(int ms)
 static int
 find_port(const char *log)
 {
-	const char *p = strstr(log, "listening on 127.0.0.1:");
+	static const char mark[] = "listening on 127.0.0.1:";
+	const char *p = strstr(log, mark);
 
-	return p == NULL ? 0 : atoi(p + strlen("listening on 127.0.0.1:"));
+	return p == NULL ? 0 : atoi(p + sizeof(mark) - 1);
 }
 
+/* The log is appended to across restarts: look past offset only. */
 static int
-wait_listening(struct daemon_proc *d)
+wait_listening(struct daemon_proc *d, size_t offset)
 {
 	for (int i = 0; i < 1000; i++) {
-		char *log = tu_read_file(d->log, NULL);
+		size_t len = 0;
+		char *log = tu_read_file(d->log, &len);
 		int status;
 
-		if (log != NULL) {
-			d->port = find_port(log);
-			free(log);
-		}
+		if (log != NULL && len > offset)
+			d->port = find_port(log + offset);
+		free(log);
 		if (d->port > 0)
 			return 0;
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
@@ -94,6 +96,8 @@ tu_start(struct daemon_proc *d, const char *ini_text,
 {
 	const char *bin = getenv("CALLHOOKD");
 	const char *argv[32];
+	struct stat st;
+	size_t offset = stat(d->log, &st) == 0 ? (size_t)st.st_size : 0;
 	int n = 0, fd;
 
 	if (bin == NULL)
@@ -121,7 +125,7 @@ tu_start(struct daemon_proc *d, const char *ini_text,
 		perror(bin);
 		_exit(127);
 	}
-	return wait_listening(d);
+	return wait_listening(d, offset);
 }
 
 int

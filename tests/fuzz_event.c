@@ -1,0 +1,59 @@
+/*
+ * libFuzzer target for event_parse(), the parser of everything a sender
+ * posts. Besides the sanitizers, it checks the promises of event.h.
+ *
+ *   clang -g -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
+ *	tests/fuzz_event.c src/event.c $(pkg-config --cflags --libs libcjson) \
+ *	-lm -o fuzz_event
+ *   ./fuzz_event tests/fixtures
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "event.h"
+
+int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+static void
+check(const struct event *ev, const uint8_t *data, size_t size)
+{
+	size_t sid;
+
+	if (ev->body_len != size || memcmp(ev->body, data, size) != 0 ||
+	    ev->body[size] != '\0')
+		__builtin_trap();
+	sid = strlen(ev->call_sid);
+	if (sid == 0 || sid > 256 || strcmp(ev->event, "call_ended") != 0)
+		__builtin_trap();
+	if (ev->conversion_status < -1 || ev->conversion_status > 1 ||
+	    ev->next_call_scheduled < -1 || ev->next_call_scheduled > 1)
+		__builtin_trap();
+	if (ev->transcription != NULL &&
+	    !event_utf8_valid(ev->transcription, strlen(ev->transcription)))
+		__builtin_trap();
+	if (ev->call_metadata != NULL && ev->call_metadata[0] != '{')
+		__builtin_trap();
+	if (ev->functions_called != NULL && ev->functions_called[0] != '[')
+		__builtin_trap();
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct event *ev;
+	char msg[128];
+
+	for (int strict = 0; strict <= 1; strict++) {
+		msg[0] = 'x';
+		if (event_parse((const char *)data, size, strict, &ev, msg,
+		    sizeof(msg)) == EVENT_OK)
+			check(ev, data, size);
+		else if (ev != NULL || msg[0] == '\0')
+			__builtin_trap();
+		event_free(ev);
+	}
+	return 0;
+}
