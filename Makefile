@@ -27,7 +27,7 @@ LIB_OBJ	 = $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 TEST_SRC = $(wildcard tests/check_*.c) tests/testutil.c
 TEST_OBJ = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
-all: $(BUILD)/callhookd $(BUILD)/callhook
+all: $(BUILD)/callhookd $(if $(wildcard src/callhook.c),$(BUILD)/callhook)
 
 $(BUILD)/%.o: src/%.c | $(BUILD)
 	$(CC) $(CFLAGS) -c -o $@ $<
