@@ -71,9 +71,63 @@ test: all $(BUILD)/check_all
 	FIXTURES=tests/fixtures CK_DEFAULT_TIMEOUT=120 \
 	  $(BUILD)/check_all $(CK_SUITES)
 
+# Benchmarks (bench/README.md). Never part of the timed assertions of
+# make check; check only runs the script for a second to prove it works.
+BENCH_SECONDS ?= 10
+bench: all
+	BENCH_SECONDS=$(BENCH_SECONDS) bench/run
+
+# libFuzzer targets (clang), seeded from tests/corpus and the fixtures.
+FUZZ_SECONDS ?= 10
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz.sh
+
+# The long form of the fault tests: more kill -9 rounds, longer fuzzing.
+torture: all $(BUILD)/check_all
+	FUZZ_SECONDS=60 tests/fuzz.sh
+	CALLHOOKD=$(BUILD)/callhookd CALLHOOK=$(BUILD)/callhook \
+	FIXTURES=tests/fixtures CK_DEFAULT_TIMEOUT=1800 TORTURE=1 \
+	  $(BUILD)/check_all faults
+
+BINDIR	 = $(PREFIX)/bin
+MANDIR	 = $(PREFIX)/share/man
+UNITDIR	?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+SYSCONFDIR ?= /etc
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/callhookd
+	install -m 755 $(BUILD)/callhookd $(BUILD)/callhook $(DESTDIR)$(BINDIR)
+	install -m 644 man/callhook.1 $(DESTDIR)$(MANDIR)/man1
+	install -m 644 man/callhookd.ini.5 $(DESTDIR)$(MANDIR)/man5
+	install -m 644 man/callhookd.8 $(DESTDIR)$(MANDIR)/man8
+	sed 's|/usr/local/bin|$(BINDIR)|g' systemd/callhookd.service \
+	    > $(DESTDIR)$(UNITDIR)/callhookd.service
+	install -m 644 systemd/callhookd.socket $(DESTDIR)$(UNITDIR)
+	install -m 644 systemd/callhookd.sysusers \
+	    $(DESTDIR)$(SYSUSERSDIR)/callhookd.conf
+	# Never overwrite an operator's configuration.
+	test -e $(DESTDIR)$(SYSCONFDIR)/callhookd/callhookd.ini || \
+	    install -m 640 config.example.ini \
+	    $(DESTDIR)$(SYSCONFDIR)/callhookd/callhookd.ini
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/callhookd $(DESTDIR)$(BINDIR)/callhook \
+	    $(DESTDIR)$(MANDIR)/man1/callhook.1 \
+	    $(DESTDIR)$(MANDIR)/man5/callhookd.ini.5 \
+	    $(DESTDIR)$(MANDIR)/man8/callhookd.8 \
+	    $(DESTDIR)$(UNITDIR)/callhookd.service \
+	    $(DESTDIR)$(UNITDIR)/callhookd.socket \
+	    $(DESTDIR)$(SYSUSERSDIR)/callhookd.conf
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/callhookd and the database"
+
 clean:
 	rm -rf build
 
-.PHONY: all deps test-deps run check test clean
+.PHONY: all deps test-deps run check test clean bench fuzz torture \
+	install uninstall
 
 -include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)
