@@ -11,7 +11,7 @@
 
 /* Weak, so a module's suite can be built and run on its own. */
 #define SUITES(X) X(config) X(log) X(event) X(queue) X(store) \
-	X(writer) X(metrics) X(e2e) X(callhook) X(auth) X(faults)
+	X(writer) X(metrics) X(e2e) X(callhook) X(auth) X(faults) X(deploy)
 #define DECLARE(name) Suite *name##_suite(void) __attribute__((weak));
 SUITES(DECLARE)
 
