@@ -22,7 +22,7 @@ endif
 CFLAGS	+= -MMD -MP
 
 LIB_SRC	 = src/config.c src/log.c src/event.c src/store.c src/queue.c \
-	   src/ticket.c src/writer.c src/metrics.c src/http.c src/listen.c
+	   src/ticket.c src/writer.c src/metrics.c src/http.c src/listen.c src/auth.c
 LIB_OBJ	 = $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 TEST_SRC = $(wildcard tests/check_*.c) tests/testutil.c
 TEST_OBJ = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)

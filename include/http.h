@@ -25,10 +25,13 @@ struct http *http_start(int fd, const struct config *cfg, struct queue *q,
 	    struct metrics *m, struct writer *w, char *err, size_t errlen);
 
 /*
- * Apply a reloaded configuration (token, allow lists, limits, path).
- * Settings that need a new socket (listen) are not changed.
+ * Apply a reloaded configuration (token, allow lists, limits, path) to
+ * the requests that start from now on. Settings that need a new socket
+ * (listen) are not changed. Returns 0, or -EINVAL with err filled (an
+ * unreadable token file) and the old settings still in force.
  */
-void	http_reconfigure(struct http *h, const struct config *cfg);
+int	http_reconfigure(struct http *h, const struct config *cfg, char *err,
+	    size_t errlen);
 
 /*
  * Stop accepting connections; requests on open connections are answered

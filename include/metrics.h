@@ -20,7 +20,26 @@ struct histogram {
 	atomic_uint_fast64_t	sum_us;
 };
 
+/* Why a webhook request was refused, for the rejects counter. */
+enum reject_reason {
+	REJECT_NOT_FOUND,
+	REJECT_METHOD,
+	REJECT_MEDIA_TYPE,
+	REJECT_TOO_LARGE,
+	REJECT_FORBIDDEN,
+	REJECT_UNAUTHORIZED,
+	REJECT_SIGNATURE,
+	REJECT_INVALID,
+	REJECT_UNKNOWN_EVENT,
+	REJECT_QUEUE_FULL,
+	REJECT_STORE_BUSY,
+	REJECT_STORE_FAILED,
+	REJECT_SHUTTING_DOWN,
+	REJECT_REASONS
+};
+
 struct metrics {
+	atomic_uint_fast64_t	rejects[REJECT_REASONS];
 	atomic_uint_fast64_t	responses[600];		/* by HTTP status */
 	atomic_uint_fast64_t	events_stored;
 	atomic_uint_fast64_t	duplicates;

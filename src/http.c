@@ -11,6 +11,9 @@
  *
  * Settings that SIGHUP may change are read through an immutable snapshot
  * swapped atomically; old snapshots are freed at stop.
+ *
+ * Every refused webhook request is logged with a request id, counted by
+ * reason, and recorded in the rejects table by the writer.
  */
 
 #include <sys/socket.h>
@@ -29,6 +32,7 @@
 
 #include <microhttpd.h>
 
+#include "auth.h"
 #include "config.h"
 #include "event.h"
 #include "http.h"
@@ -45,6 +49,7 @@
 
 struct settings {
 	struct config	 cfg;
+	struct auth	*auth;
 	struct settings	*older;
 };
 
@@ -57,7 +62,15 @@ struct http {
 	struct writer		*writer;
 	atomic_bool		 stopping;
 	atomic_int		 in_flight;
+	atomic_uint_fast64_t	 next_id;	/* request ids */
+	uint64_t		 id_base;	/* start time, tells runs apart */
 	struct MHD_Response	*received;	/* the shared 200 */
+};
+
+/* Who sent a request: for logs, the rejects table and remote_addr. */
+struct origin {
+	char	id[32];
+	char	remote[64];
 };
 
 /*
@@ -82,7 +95,7 @@ struct request {
 	struct ticket		*ticket;
 	int			 push_rc;
 	char			 call_sid[80];
-	char			 remote[64];
+	struct origin		 from;
 };
 
 static void
@@ -105,25 +118,26 @@ json_escape(const char *s, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
+static const char *
+header(struct MHD_Connection *conn, const char *name)
+{
+	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
 static void
-client_address(struct MHD_Connection *conn, char *buf, size_t len)
+origin_of(struct http *h, const struct settings *set,
+    struct MHD_Connection *conn, struct origin *o)
 {
 	const union MHD_ConnectionInfo *ci;
-	const struct sockaddr *sa;
 
-	snprintf(buf, len, "unknown");
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci == NULL || (sa = ci->client_addr) == NULL)
-		return;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-		    buf, (socklen_t)len);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-		    &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
-		    (socklen_t)len);
-	else if (sa->sa_family == AF_UNIX)
-		snprintf(buf, len, "unix");
+	auth_client_address(set->auth, ci ? ci->client_addr : NULL,
+	    header(conn, "X-Forwarded-For"), header(conn, "X-Real-IP"),
+	    o->remote, sizeof(o->remote));
+	snprintf(o->id, sizeof(o->id), "%llx-%llu",
+	    (unsigned long long)h->id_base,
+	    (unsigned long long)atomic_fetch_add_explicit(&h->next_id, 1,
+	    memory_order_relaxed));
 }
 
 static enum MHD_Result
@@ -171,13 +185,20 @@ answer(struct http *h, struct MHD_Connection *conn, unsigned status,
  * its small queue budget is spent, never blocking this thread).
  */
 static void
-note_reject(struct http *h, const char *remote, unsigned status,
-    const char *reason, const char *body, size_t len)
+note_reject(struct http *h, const struct origin *o, unsigned status,
+    enum reject_reason why, const char *reason, const char *body,
+    size_t len)
 {
 	struct reject *rj;
 	struct job *job;
+	char code[8];
+	const char *fields[] = { "req", o->id, "remote", o->remote,
+	    "status", code, "reason", reason, NULL, NULL };
 
-	log_warnx("refused request from %s: %u %s", remote, status, reason);
+	snprintf(code, sizeof(code), "%u", status);
+	log_fields(LOG_WARN, "refused request", fields);
+	atomic_fetch_add_explicit(&h->metrics->rejects[why], 1,
+	    memory_order_relaxed);
 	if ((job = calloc(1, sizeof(*job))) == NULL ||
 	    (rj = calloc(1, sizeof(*rj))) == NULL) {
 		free(job);
@@ -185,7 +206,7 @@ note_reject(struct http *h, const char *remote, unsigned status,
 	}
 	job->reject = rj;
 	format_utc_ms(now_wall_ms(), rj->time, sizeof(rj->time));
-	snprintf(rj->remote_addr, sizeof(rj->remote_addr), "%s", remote);
+	snprintf(rj->remote_addr, sizeof(rj->remote_addr), "%s", o->remote);
 	snprintf(rj->reason, sizeof(rj->reason), "%s", reason);
 	rj->status = (int)status;
 	if (len > STORE_REJECT_BODY)
@@ -200,20 +221,34 @@ note_reject(struct http *h, const char *remote, unsigned status,
 	}
 }
 
-static enum MHD_Result
-refuse(struct http *h, struct MHD_Connection *conn, const char *remote,
-    unsigned status, const char *message, const char *body, size_t len)
+static const char *
+allow_header(unsigned status)
 {
-	char addr[64];
+	return status == MHD_HTTP_METHOD_NOT_ALLOWED ? "POST" : NULL;
+}
 
-	if (remote == NULL) {
-		client_address(conn, addr, sizeof(addr));
-		remote = addr;
-	}
-	note_reject(h, remote, status, message, body, len);
-	return answer(h, conn, status, message,
-	    status == MHD_HTTP_METHOD_NOT_ALLOWED ? MHD_HTTP_HEADER_ALLOW :
-	    NULL, "POST");
+/* Refuse a request that has no struct request (answered on its headers). */
+static enum MHD_Result
+refuse_early(struct http *h, struct MHD_Connection *conn,
+    const struct settings *set, unsigned status, enum reject_reason why,
+    const char *message)
+{
+	struct origin o;
+
+	origin_of(h, set, conn, &o);
+	note_reject(h, &o, status, why, message, NULL, 0);
+	return answer(h, conn, status, message, allow_header(status) ?
+	    MHD_HTTP_HEADER_ALLOW : NULL, allow_header(status));
+}
+
+static enum MHD_Result
+refuse(struct request *req, unsigned status, enum reject_reason why,
+    const char *message)
+{
+	req->state = REQ_ANSWERED;
+	note_reject(req->http, &req->from, status, why, message, req->body,
+	    req->len);
+	return answer(req->http, req->conn, status, message, NULL, NULL);
 }
 
 static enum MHD_Result
@@ -273,7 +308,8 @@ serve_other(struct http *h, struct MHD_Connection *conn, const char *url,
 		return url[1] == 'h' ? serve_health(h, conn) :
 		    serve_metrics(h, conn);
 	}
-	return refuse(h, conn, NULL, MHD_HTTP_NOT_FOUND, "Not found", NULL, 0);
+	return refuse_early(h, conn, atomic_load(&h->settings),
+	    MHD_HTTP_NOT_FOUND, REJECT_NOT_FOUND, "Not found");
 }
 
 /* application/json, any case, optionally followed by parameters. */
@@ -302,36 +338,73 @@ content_length(struct MHD_Connection *conn)
 	return v == NULL ? -1 : strtoll(v, NULL, 10);
 }
 
-static enum MHD_Result
-begin_webhook(struct http *h, struct MHD_Connection *conn,
-    const struct settings *set, void **con_cls)
+/* The token, from the URL, a Bearer header, or X-Callhook-Token. */
+static const char *
+presented_token(struct MHD_Connection *conn)
 {
-	const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-	    MHD_HTTP_HEADER_CONTENT_TYPE);
-	long long clen = content_length(conn);
+	const char *v;
+
+	if ((v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+	    "token")) != NULL)
+		return v;
+	v = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (v != NULL && strncasecmp(v, "Bearer ", 7) == 0)
+		return v + 7;
+	return header(conn, "X-Callhook-Token");
+}
+
+static struct request *
+request_new(struct http *h, struct MHD_Connection *conn,
+    const struct settings *set, long long clen)
+{
 	struct request *req;
 
-	if (ct != NULL && !json_content_type(ct))
-		return refuse(h, conn, NULL, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-		    "Content-Type must be application/json", NULL, 0);
-	if (clen > (long long)set->cfg.max_body)
-		return refuse(h, conn, NULL, MHD_HTTP_CONTENT_TOO_LARGE,
-		    "body exceeds max_body", NULL, 0);
 	if ((req = calloc(1, sizeof(*req))) == NULL)
-		return MHD_NO;
+		return NULL;
 	req->http = h;
 	req->conn = conn;
 	req->set = set;
-	client_address(conn, req->remote, sizeof(req->remote));
+	origin_of(h, set, conn, &req->from);
 	if (clen > 0) {
 		req->cap = (size_t)clen;
 		if ((req->body = malloc(req->cap)) == NULL) {
 			free(req);
-			return MHD_NO;
+			return NULL;
 		}
 	}
 	atomic_fetch_add(&h->in_flight, 1);
+	return req;
+}
+
+/*
+ * The headers of a POST to the webhook path. Everything that can be
+ * refused without the body is refused here, before it is read.
+ */
+static enum MHD_Result
+begin_webhook(struct http *h, struct MHD_Connection *conn,
+    const struct settings *set, void **con_cls)
+{
+	const char *ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
+	long long clen = content_length(conn);
+	struct request *req;
+
+	if ((req = request_new(h, conn, set, clen <= (long long)
+	    set->cfg.max_body ? clen : 0)) == NULL)
+		return MHD_NO;
 	*con_cls = req;
+	if (!auth_allowed(set->auth, req->from.remote))
+		return refuse(req, MHD_HTTP_FORBIDDEN, REJECT_FORBIDDEN,
+		    "client address not allowed");
+	if (auth_requires_token(set->auth) &&
+	    !auth_token_ok(set->auth, presented_token(conn)))
+		return refuse(req, MHD_HTTP_UNAUTHORIZED, REJECT_UNAUTHORIZED,
+		    "missing or wrong token");
+	if (ct != NULL && !json_content_type(ct))
+		return refuse(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+		    REJECT_MEDIA_TYPE, "Content-Type must be application/json");
+	if (clen > (long long)set->cfg.max_body)
+		return refuse(req, MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE,
+		    "body exceeds max_body");
 	return MHD_YES;
 }
 
@@ -344,8 +417,8 @@ begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
 	if (strcmp(url, set->cfg.path) != 0)
 		return serve_other(h, conn, url, method);
 	if (strcmp(method, "POST") != 0)
-		return refuse(h, conn, NULL, MHD_HTTP_METHOD_NOT_ALLOWED,
-		    "Method not allowed", NULL, 0);
+		return refuse_early(h, conn, set, MHD_HTTP_METHOD_NOT_ALLOWED,
+		    REJECT_METHOD, "Method not allowed");
 	return begin_webhook(h, conn, set, con_cls);
 }
 
@@ -355,9 +428,10 @@ discard_body(struct request *req, size_t *size)
 	req->discarded += *size;
 	*size = 0;
 	if (req->discarded > TOO_BIG_SLACK) {
-		note_reject(req->http, req->remote, MHD_HTTP_CONTENT_TOO_LARGE,
-		    "body exceeds max_body (connection closed)", req->body,
-		    req->len);
+		req->state = REQ_ANSWERED;
+		note_reject(req->http, &req->from, MHD_HTTP_CONTENT_TOO_LARGE,
+		    REJECT_TOO_LARGE, "body exceeds max_body (connection "
+		    "closed)", req->body, req->len);
 		return MHD_NO;
 	}
 	return MHD_YES;
@@ -404,42 +478,48 @@ answer_stored(struct request *req)
 	struct http *h = req->http;
 	enum MHD_Result ret;
 
+	req->state = REQ_ANSWERED;
 	ret = MHD_queue_response(req->conn, MHD_HTTP_OK, h->received);
 	atomic_fetch_add_explicit(&h->metrics->responses[200], 1,
 	    memory_order_relaxed);
-	log_debug("stored callSid %s from %s", req->call_sid, req->remote);
+	if (log_enabled(LOG_DEBUG)) {
+		const char *fields[] = { "req", req->from.id, "remote",
+		    req->from.remote, "status", "200", "callSid",
+		    req->call_sid, NULL, NULL };
+
+		log_fields(LOG_DEBUG, req->set->cfg.ack == ACK_COMMIT ?
+		    "stored" : "queued", fields);
+	}
 	return ret;
 }
 
 static enum MHD_Result
 answer_unqueued(struct request *req)
 {
-	const char *msg = req->push_rc == -EAGAIN ?
-	    "queue full, retry later" : "shutting down, retry later";
-
-	return refuse(req->http, req->conn, req->remote,
-	    MHD_HTTP_SERVICE_UNAVAILABLE, msg, NULL, 0);
+	if (req->push_rc == -EAGAIN)
+		return refuse(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    REJECT_QUEUE_FULL, "queue full, retry later");
+	return refuse(req, MHD_HTTP_SERVICE_UNAVAILABLE, REJECT_SHUTTING_DOWN,
+	    "shutting down, retry later");
 }
 
 /* Called again after the writer resumed the held connection. */
 static enum MHD_Result
 answer_held(struct request *req)
 {
-	req->state = REQ_ANSWERED;
 	switch (ticket_state(req->ticket)) {
 	case TICKET_STORED:
 		return answer_stored(req);
 	case TICKET_TIMEOUT:
-		return refuse(req->http, req->conn, req->remote,
-		    MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "store busy: event queued but not yet committed, "
-		    "retry later", NULL, 0);
+		return refuse(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    REJECT_STORE_BUSY, "store busy: event queued but not yet "
+		    "committed, retry later");
 	case TICKET_CANCELLED:
 		return answer_unqueued(req);
 	default:
-		return refuse(req->http, req->conn, req->remote,
-		    MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "event could not be stored, retry later", NULL, 0);
+		return refuse(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    REJECT_STORE_FAILED, "event could not be stored, retry "
+		    "later");
 	}
 }
 
@@ -476,13 +556,36 @@ enqueue(struct request *req, struct event *ev)
 			ticket_resolve(req->ticket, TICKET_CANCELLED);
 			return MHD_YES;
 		}
-		req->state = REQ_ANSWERED;
 		return answer_unqueued(req);
 	}
 	if (hold)
 		return MHD_YES;
-	req->state = REQ_ANSWERED;
 	return answer_stored(req);
+}
+
+/* Standard Webhooks headers, checked over the raw body. */
+static bool
+signature_ok(struct request *req, char *msg, size_t len)
+{
+	struct MHD_Connection *c = req->conn;
+
+	switch (auth_check_signature(req->set->auth, header(c, "webhook-id"),
+	    header(c, "webhook-timestamp"), header(c, "webhook-signature"),
+	    req->body ? req->body : "", req->len, time(NULL))) {
+	case AUTH_SIG_OK:
+		return true;
+	case AUTH_SIG_MISSING:
+		snprintf(msg, len, "webhook-id, webhook-timestamp and "
+		    "webhook-signature are required");
+		return false;
+	case AUTH_SIG_STALE:
+		snprintf(msg, len, "webhook-timestamp is missing or more "
+		    "than 5 minutes away");
+		return false;
+	default:
+		snprintf(msg, len, "bad signature");
+		return false;
+	}
 }
 
 static enum MHD_Result
@@ -492,29 +595,31 @@ finish_body(struct request *req)
 	char msg[MSG_MAX];
 	struct event *ev;
 
+	enum event_error e;
+
 	if (atomic_load(&h->stopping)) {
-		req->state = REQ_ANSWERED;
 		req->push_rc = -ESHUTDOWN;
 		return answer_unqueued(req);
 	}
-	switch (event_parse(req->body, req->len, req->set->cfg.strict, &ev,
-	    msg, sizeof(msg))) {
-	case EVENT_OK:
-		break;
-	case EVENT_NO_MEMORY:
+	if (auth_requires_signature(req->set->auth) &&
+	    !signature_ok(req, msg, sizeof(msg)))
+		return refuse(req, MHD_HTTP_UNAUTHORIZED, REJECT_SIGNATURE, msg);
+	e = event_parse(req->body, req->len, req->set->cfg.strict, &ev, msg,
+	    sizeof(msg));
+	if (e == EVENT_NO_MEMORY)
 		return MHD_NO;
-	default:
-		req->state = REQ_ANSWERED;
-		return refuse(h, req->conn, req->remote,
-		    MHD_HTTP_BAD_REQUEST, msg, req->body, req->len);
-	}
+	if (e != EVENT_OK)
+		return refuse(req, MHD_HTTP_BAD_REQUEST, e ==
+		    EVENT_UNKNOWN_TYPE ? REJECT_UNKNOWN_EVENT : REJECT_INVALID,
+		    msg);
 	free(req->body);
 	req->body = NULL;
 	if (ev->type_mismatches > 0)
 		atomic_fetch_add(&h->metrics->type_mismatches,
 		    ev->type_mismatches);
 	snprintf(req->call_sid, sizeof(req->call_sid), "%s", ev->call_sid);
-	snprintf(ev->remote_addr, sizeof(ev->remote_addr), "%s", req->remote);
+	snprintf(ev->remote_addr, sizeof(ev->remote_addr), "%s",
+	    req->from.remote);
 	format_utc_ms(now_wall_ms(), ev->received_at, sizeof(ev->received_at));
 	return enqueue(req, ev);
 }
@@ -538,10 +643,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	case REQ_TOO_BIG:
 		if (*upload_size > 0)
 			return discard_body(req, upload_size);
-		req->state = REQ_ANSWERED;
-		return refuse(req->http, conn, req->remote,
-		    MHD_HTTP_CONTENT_TOO_LARGE, "body exceeds max_body",
-		    req->body, req->len);
+		return refuse(req, MHD_HTTP_CONTENT_TOO_LARGE,
+		    REJECT_TOO_LARGE, "body exceeds max_body");
 	default:
 		break;
 	}
@@ -585,15 +688,35 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 static struct settings *
-settings_new(const struct config *cfg, struct settings *older)
+settings_new(const struct config *cfg, struct settings *older, char *err,
+    size_t errlen)
 {
 	struct settings *s;
 
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		snprintf(err, errlen, "out of memory");
 		return NULL;
+	}
+	if (auth_new(&s->auth, cfg, err, errlen) != 0) {
+		free(s);
+		return NULL;
+	}
 	s->cfg = *cfg;
 	s->older = older;
 	return s;
+}
+
+/* A snapshot and every older one: no request can still be using them. */
+static void
+settings_free(struct settings *s)
+{
+	struct settings *older;
+
+	for (; s != NULL; s = older) {
+		older = s->older;
+		auth_free(s->auth);
+		free(s);
+	}
 }
 
 static struct MHD_Response *
@@ -616,8 +739,11 @@ http_start(int fd, const struct config *cfg, struct queue *q,
     struct metrics *m, struct writer *w, char *err, size_t errlen)
 {
 	unsigned timeout_s = (cfg->timeout_ms + 999) / 1000;
+	struct settings *set;
 	struct http *h;
 
+	if ((set = settings_new(cfg, NULL, err, errlen)) == NULL)
+		return NULL;
 	if ((h = calloc(1, sizeof(*h))) == NULL ||
 	    (h->received = received_response()) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -627,19 +753,16 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	h->queue = q;
 	h->metrics = m;
 	h->writer = w;
-	atomic_init(&h->settings, settings_new(cfg, NULL));
-	if (atomic_load(&h->settings) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
+	h->id_base = now_wall_ms() / 1000;
+	atomic_init(&h->settings, set);
 	h->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG,
 	    0, NULL, NULL, on_request, h,
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	    MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
 	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	    MHD_OPTION_END);
 	if (h->mhd == NULL) {
 		snprintf(err, errlen, "cannot start the HTTP server "
@@ -648,26 +771,24 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	}
 	return h;
 fail:
-	if (h != NULL) {
-		if (h->received != NULL)
-			MHD_destroy_response(h->received);
-		free(atomic_load(&h->settings));
-		free(h);
-	}
+	if (h != NULL && h->received != NULL)
+		MHD_destroy_response(h->received);
+	free(h);
+	settings_free(set);
 	return NULL;
 }
 
-void
-http_reconfigure(struct http *h, const struct config *cfg)
+int
+http_reconfigure(struct http *h, const struct config *cfg, char *err,
+    size_t errlen)
 {
 	struct settings *cur = atomic_load(&h->settings), *s;
 
-	if ((s = settings_new(cfg, cur)) == NULL) {
-		log_warnx("reload: out of memory, keeping the old settings");
-		return;
-	}
+	if ((s = settings_new(cfg, cur, err, errlen)) == NULL)
+		return -EINVAL;
 	snprintf(s->cfg.listen, sizeof(s->cfg.listen), "%s", cur->cfg.listen);
 	atomic_store(&h->settings, s);
+	return 0;
 }
 
 void
@@ -684,7 +805,6 @@ http_quiesce(struct http *h)
 void
 http_stop(struct http *h, unsigned timeout_ms)
 {
-	struct settings *s, *older;
 	struct timespec pause = { 0, 10 * 1000 * 1000 };
 
 	if (h == NULL)
@@ -696,9 +816,6 @@ http_stop(struct http *h, unsigned timeout_ms)
 	if (h->fd >= 0)
 		close(h->fd);
 	MHD_destroy_response(h->received);
-	for (s = atomic_load(&h->settings); s != NULL; s = older) {
-		older = s->older;
-		free(s);
-	}
+	settings_free(atomic_load(&h->settings));
 	free(h);
 }

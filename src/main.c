@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,11 +118,15 @@ parse_args(int argc, char **argv, struct options *o)
 	return 0;
 }
 
+/* arg is non-NULL once the daemon runs: errors then go to the log. */
 static void
 print_config_error(void *arg, const char *file, int line, const char *msg)
 {
-	(void)arg;
-	if (line > 0)
+	if (arg != NULL && line > 0)
+		log_warnx("%s:%d: %s", file, line, msg);
+	else if (arg != NULL)
+		log_warnx("%s: %s", file, msg);
+	else if (line > 0)
 		fprintf(stderr, "callhookd: %s:%d: %s\n", file, line, msg);
 	else
 		fprintf(stderr, "callhookd: %s: %s\n", file, msg);
@@ -140,16 +145,19 @@ apply_override(struct config *cfg, const char *section, const char *key,
 	return -1;
 }
 
-/* Defaults, then the file, then the command line. 0 or -1 (reported). */
+/*
+ * Defaults, then the file, then the command line. 0 or -1 (reported on
+ * stderr, or to the log when running).
+ */
 static int
-load_config(const struct options *o, struct config *cfg)
+load_config(const struct options *o, struct config *cfg, bool running)
 {
 	char err[256];
 	int bad = 0;
 
 	config_defaults(cfg);
 	if (o->config_file != NULL && config_load(cfg, o->config_file,
-	    print_config_error, NULL) != 0)
+	    print_config_error, running ? cfg : NULL) != 0)
 		bad = 1;
 	bad |= apply_override(cfg, "http", "listen", o->listen, "--listen");
 	bad |= apply_override(cfg, "store", "database", o->database,
@@ -237,16 +245,19 @@ static void
 reload(struct daemon *d, const struct options *o)
 {
 	struct config cfg;
+	char err[512];
 
 	sd_notify(0, "RELOADING=1");
-	if (load_config(o, &cfg) != 0) {
+	if (load_config(o, &cfg, true) != 0) {
 		log_warnx("reload: %s is not valid (errors above); the running "
 		    "configuration stays in force", o->config_file ?
 		    o->config_file : "configuration");
+	} else if (http_reconfigure(d->http, &cfg, err, sizeof(err)) != 0) {
+		log_warnx("reload: %s; the running configuration stays in "
+		    "force", err);
 	} else {
 		log_setup(cfg.log_level, cfg.log_format);
 		queue_set_capacity(d->queue, cfg.queue);
-		http_reconfigure(d->http, &cfg);
 		if (strcmp(cfg.listen, d->cfg.listen) != 0 ||
 		    strcmp(cfg.database, d->cfg.database) != 0 ||
 		    cfg.sync_full != d->cfg.sync_full || cfg.fts != d->cfg.fts)
@@ -312,7 +323,7 @@ main(int argc, char **argv)
 	int rc;
 
 	parse_args(argc, argv, &o);
-	if (load_config(&o, &d.cfg) != 0)
+	if (load_config(&o, &d.cfg, false) != 0)
 		return 1;
 	if (o.check_only) {
 		printf("configuration OK\n");

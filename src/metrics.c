@@ -27,6 +27,12 @@ static const int statuses[] = {
 	200, 400, 401, 403, 404, 405, 413, 415, 500, 503
 };
 
+static const char *const reject_names[REJECT_REASONS] = {
+	"not_found", "method", "media_type", "too_large", "forbidden",
+	"unauthorized", "signature", "invalid", "unknown_event", "queue_full",
+	"store_busy", "store_failed", "shutting_down",
+};
+
 void
 metrics_init(struct metrics *m)
 {
@@ -97,6 +103,11 @@ render_counters(FILE *fp, struct metrics *m)
 		fprintf(fp, "callhookd_http_responses_total{code=\"%d\"} "
 		    "%llu\n", statuses[i],
 		    (unsigned long long)load(&m->responses[statuses[i]]));
+	fprintf(fp, "# HELP callhookd_rejects_total Refused webhook requests "
+	    "by reason.\n# TYPE callhookd_rejects_total counter\n");
+	for (size_t i = 0; i < REJECT_REASONS; i++)
+		fprintf(fp, "callhookd_rejects_total{reason=\"%s\"} %llu\n",
+		    reject_names[i], (unsigned long long)load(&m->rejects[i]));
 	render_counter(fp, "callhookd_events_stored_total",
 	    "Calls stored for the first time.", &m->events_stored);
 	render_counter(fp, "callhookd_duplicates_total",

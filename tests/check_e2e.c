@@ -7,6 +7,7 @@
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -401,8 +402,19 @@ START_TEST(test_enqueue_mode_and_health)
 	/* The webhook and the health check. */
 	ck_assert_ptr_nonnull(strstr(r.body, "callhookd_http_responses_total"
 	    "{code=\"200\"} 2\n"));
-	ck_assert_ptr_nonnull(strstr(r.body, "callhookd_events_stored_total 1\n"));
 	tu_reply_free(&r);
+	/* ack = enqueue answered before the commit: wait for the writer. */
+	for (int i = 0; i < 200; i++) {
+		bool stored;
+
+		ck_assert_int_eq(tu_get(d.port, "/metrics", &r), 0);
+		stored = strstr(r.body, "callhookd_events_stored_total 1\n");
+		tu_reply_free(&r);
+		if (stored)
+			break;
+		ck_assert_int_lt(i, 199);
+		usleep(10000);
+	}
 	stop_clean();
 	/* The queue was drained at stop. */
 	expect_column("inbound-0001", "try_count", "-1");

@@ -1,0 +1,69 @@
+#ifndef CALLHOOK_AUTH_H
+#define CALLHOOK_AUTH_H
+
+/*
+ * Who may post: the shared token, Standard Webhooks signatures, the allow
+ * list, and the real client address behind trusted proxies. A struct auth
+ * is built from one configuration and never changes, so any thread may
+ * read it; a reload builds a new one.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+struct config;
+struct sockaddr;
+struct auth;
+
+#define AUTH_SIGNATURE_TOLERANCE	300	/* seconds, either way */
+
+/*
+ * Build from cfg: the token comes from [auth] token, else the file named
+ * by token_file (trailing newline stripped), else the CALLHOOKD_TOKEN
+ * environment variable. Returns 0, or a negative errno with err naming
+ * the cause (an unreadable token file, a bad secret).
+ */
+int	auth_new(struct auth **out, const struct config *cfg, char *err,
+	    size_t errlen);
+void	auth_free(struct auth *a);
+
+bool	auth_requires_token(const struct auth *a);
+bool	auth_requires_signature(const struct auth *a);
+
+/*
+ * True when presented equals the token, compared in constant time (both
+ * are hashed first, so not even the length leaks). False for NULL.
+ */
+bool	auth_token_ok(const struct auth *a, const char *presented);
+
+enum auth_sig {
+	AUTH_SIG_OK,
+	AUTH_SIG_MISSING,	/* a header is absent */
+	AUTH_SIG_STALE,		/* timestamp outside the tolerance */
+	AUTH_SIG_BAD,		/* no signature matches */
+};
+
+/*
+ * Check the Standard Webhooks headers over the raw body: HMAC-SHA256 of
+ * "id.timestamp.body" with the secret ("whsec_" + base64, or raw bytes),
+ * against every "v1,<base64>" in the space-separated signature header.
+ */
+enum auth_sig auth_check_signature(const struct auth *a, const char *id,
+	    const char *timestamp, const char *signatures, const char *body,
+	    size_t len, time_t now);
+
+/*
+ * The client's address as text: the peer's, or, when the peer is a
+ * trusted proxy (or a unix socket), the nearest untrusted address in
+ * X-Forwarded-For (right to left), else X-Real-IP. Either header may be
+ * NULL.
+ */
+void	auth_client_address(const struct auth *a, const struct sockaddr *peer,
+	    const char *forwarded_for, const char *real_ip, char *out,
+	    size_t len);
+
+/* True when addr (text) is in the allow list, or the list is empty. */
+bool	auth_allowed(const struct auth *a, const char *addr);
+
+#endif

@@ -1,0 +1,485 @@
+/*
+ * Authentication and client addresses.
+ *
+ * CallKaro documents no signature, so the usual protection is a token in
+ * the webhook URL the operator pastes into the dashboard (or a header);
+ * Standard Webhooks signatures are supported for senders that sign.
+ * Secrets are compared in constant time with OpenSSL's CRYPTO_memcmp.
+ *
+ * Addresses are parsed into a family and 16 bytes (IPv4-mapped IPv6 is
+ * folded to IPv4) and matched against CIDR prefixes bit by bit.
+ */
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/sha.h>
+
+#include "auth.h"
+#include "config.h"
+
+#define TOKEN_MAX	1024
+#define SECRET_MAX	512
+
+struct cidr {
+	int		family;
+	unsigned char	addr[16];
+	int		prefix;
+};
+
+struct auth {
+	unsigned char	 token_hash[SHA256_DIGEST_LENGTH];
+	bool		 has_token;
+	unsigned char	 secret[SECRET_MAX];
+	size_t		 secret_len;
+	bool		 has_secret;
+	EVP_MAC		*hmac;
+	struct cidr	*allow;
+	size_t		 n_allow;
+	struct cidr	*trusted;
+	size_t		 n_trusted;
+};
+
+/* Text to family + bytes; IPv4-mapped IPv6 becomes IPv4. */
+static int
+addr_parse(const char *s, int *family, unsigned char addr[16])
+{
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	    0, 0xff, 0xff };
+
+	memset(addr, 0, 16);
+	if (inet_pton(AF_INET, s, addr) == 1) {
+		*family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, addr) != 1)
+		return -EINVAL;
+	if (memcmp(addr, mapped, sizeof(mapped)) == 0) {
+		memmove(addr, addr + 12, 4);
+		memset(addr + 4, 0, 12);
+		*family = AF_INET;
+	} else {
+		*family = AF_INET6;
+	}
+	return 0;
+}
+
+static int
+cidr_parse(const char *s, struct cidr *c)
+{
+	char buf[INET6_ADDRSTRLEN + 8], *slash;
+	int max;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	if ((slash = strchr(buf, '/')) != NULL)
+		*slash++ = '\0';
+	if (addr_parse(buf, &c->family, c->addr) != 0)
+		return -EINVAL;
+	max = c->family == AF_INET ? 32 : 128;
+	c->prefix = max;
+	if (slash != NULL) {
+		char *end;
+		long p = strtol(slash, &end, 10);
+
+		if (*slash == '\0' || *end != '\0' || p < 0 || p > max)
+			return -EINVAL;
+		c->prefix = (int)p;
+	}
+	return 0;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* "10.0.0.0/8, ::1" -> array. 0 or -EINVAL/-ENOMEM. */
+static int
+cidr_list(const char *list, struct cidr **out, size_t *n)
+{
+	char *copy, *tok, *save = NULL;
+	struct cidr *v = NULL, *grown;
+	size_t count = 0;
+
+	*out = NULL;
+	*n = 0;
+	if ((copy = strdup(list)) == NULL)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		char *t = trim(tok);
+
+		if (*t == '\0')
+			continue;
+		if ((grown = realloc(v, (count + 1) * sizeof(*v))) == NULL)
+			goto fail;
+		v = grown;
+		if (cidr_parse(t, &v[count]) != 0)
+			goto fail;
+		count++;
+	}
+	free(copy);
+	*out = v;
+	*n = count;
+	return 0;
+fail:
+	free(copy);
+	free(v);
+	return -EINVAL;
+}
+
+static bool
+cidr_match(const struct cidr *c, int family, const unsigned char *addr)
+{
+	int full = c->prefix / 8, rest = c->prefix % 8;
+
+	if (c->family != family || memcmp(c->addr, addr, (size_t)full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((c->addr[full] ^ addr[full]) & (0xff << (8 - rest))) == 0;
+}
+
+static bool
+in_list(const struct cidr *v, size_t n, const char *text)
+{
+	unsigned char addr[16];
+	int family;
+
+	if (addr_parse(text, &family, addr) != 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (cidr_match(&v[i], family, addr))
+			return true;
+	return false;
+}
+
+static int
+read_token_file(const char *path, char *buf, size_t len, char *err,
+    size_t errlen)
+{
+	FILE *fp = fopen(path, "r");
+	size_t n;
+
+	if (fp == NULL) {
+		snprintf(err, errlen, "[auth] token_file %s: %s", path,
+		    strerror(errno));
+		return -errno;
+	}
+	n = fread(buf, 1, len - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	if (n == 0) {
+		snprintf(err, errlen, "[auth] token_file %s is empty", path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+load_token(struct auth *a, const struct config *cfg, char *err,
+    size_t errlen)
+{
+	char token[TOKEN_MAX];
+	const char *env = getenv("CALLHOOKD_TOKEN");
+	int rc;
+
+	if (cfg->token[0] != '\0')
+		snprintf(token, sizeof(token), "%s", cfg->token);
+	else if (cfg->token_file[0] != '\0') {
+		if ((rc = read_token_file(cfg->token_file, token,
+		    sizeof(token), err, errlen)) != 0)
+			return rc;
+	} else if (env != NULL && *env != '\0')
+		snprintf(token, sizeof(token), "%s", env);
+	else
+		return 0;
+	SHA256((const unsigned char *)token, strlen(token), a->token_hash);
+	OPENSSL_cleanse(token, sizeof(token));
+	a->has_token = true;
+	return 0;
+}
+
+static int
+load_secret(struct auth *a, const char *s, char *err, size_t errlen)
+{
+	size_t len = strlen(s);
+	int n;
+
+	if (len == 0)
+		return 0;
+	if (strncmp(s, "whsec_", 6) != 0) {
+		if (len > sizeof(a->secret)) {
+			snprintf(err, errlen, "[auth] hmac_secret is too long");
+			return -EINVAL;
+		}
+		memcpy(a->secret, s, len);
+		a->secret_len = len;
+		a->has_secret = true;
+		return 0;
+	}
+	s += 6;
+	len -= 6;
+	if (len == 0 || len % 4 != 0 || len / 4 * 3 > sizeof(a->secret) ||
+	    (n = EVP_DecodeBlock(a->secret, (const unsigned char *)s,
+	    (int)len)) < 0) {
+		snprintf(err, errlen, "[auth] hmac_secret: \"whsec_\" must be "
+		    "followed by base64");
+		return -EINVAL;
+	}
+	/* EVP_DecodeBlock counts padding bytes as data. */
+	a->secret_len = (size_t)n - (s[len - 1] == '=') - (s[len - 2] == '=');
+	a->has_secret = true;
+	return 0;
+}
+
+static int
+fetch_hmac(struct auth *a, char *err, size_t errlen)
+{
+	if (!a->has_secret)
+		return 0;
+	if ((a->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL) {
+		snprintf(err, errlen, "OpenSSL has no HMAC");
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+int
+auth_new(struct auth **out, const struct config *cfg, char *err,
+    size_t errlen)
+{
+	struct auth *a;
+	int rc;
+
+	*out = NULL;
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return -ENOMEM;
+	if ((rc = load_token(a, cfg, err, errlen)) != 0 ||
+	    (rc = load_secret(a, cfg->hmac_secret, err, errlen)) != 0 ||
+	    (rc = fetch_hmac(a, err, errlen)) != 0)
+		goto fail;
+	if ((rc = cidr_list(cfg->allow, &a->allow, &a->n_allow)) != 0 ||
+	    (rc = cidr_list(cfg->trusted_proxies, &a->trusted,
+	    &a->n_trusted)) != 0) {
+		snprintf(err, errlen, "[auth] allow or trusted_proxies: bad "
+		    "CIDR list");
+		goto fail;
+	}
+	*out = a;
+	return 0;
+fail:
+	auth_free(a);
+	return rc;
+}
+
+void
+auth_free(struct auth *a)
+{
+	if (a == NULL)
+		return;
+	free(a->allow);
+	free(a->trusted);
+	EVP_MAC_free(a->hmac);
+	OPENSSL_cleanse(a, sizeof(*a));
+	free(a);
+}
+
+bool
+auth_requires_token(const struct auth *a)
+{
+	return a->has_token;
+}
+
+bool
+auth_requires_signature(const struct auth *a)
+{
+	return a->has_secret;
+}
+
+bool
+auth_token_ok(const struct auth *a, const char *presented)
+{
+	unsigned char h[SHA256_DIGEST_LENGTH];
+
+	if (presented == NULL)
+		return false;
+	SHA256((const unsigned char *)presented, strlen(presented), h);
+	return CRYPTO_memcmp(h, a->token_hash, sizeof(h)) == 0;
+}
+
+static bool
+parse_timestamp(const char *s, time_t now)
+{
+	char *end;
+	long long ts;
+
+	errno = 0;
+	ts = strtoll(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0)
+		return false;
+	return ts >= (long long)now - AUTH_SIGNATURE_TOLERANCE &&
+	    ts <= (long long)now + AUTH_SIGNATURE_TOLERANCE;
+}
+
+/* base64(HMAC-SHA256(secret, id "." ts "." body)) into out (>= 45). */
+static bool
+expected_signature(const struct auth *a, const char *id, const char *ts,
+    const char *body, size_t len, char *out)
+{
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end()
+	};
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	size_t maclen = 0;
+	EVP_MAC_CTX *ctx;
+	bool ok;
+
+	if ((ctx = EVP_MAC_CTX_new(a->hmac)) == NULL)
+		return false;
+	ok = EVP_MAC_init(ctx, a->secret, a->secret_len, params) == 1 &&
+	    EVP_MAC_update(ctx, (const unsigned char *)id, strlen(id)) == 1 &&
+	    EVP_MAC_update(ctx, (const unsigned char *)".", 1) == 1 &&
+	    EVP_MAC_update(ctx, (const unsigned char *)ts, strlen(ts)) == 1 &&
+	    EVP_MAC_update(ctx, (const unsigned char *)".", 1) == 1 &&
+	    EVP_MAC_update(ctx, (const unsigned char *)body, len) == 1 &&
+	    EVP_MAC_final(ctx, mac, &maclen, sizeof(mac)) == 1;
+	EVP_MAC_CTX_free(ctx);
+	if (ok)
+		EVP_EncodeBlock((unsigned char *)out, mac, (int)maclen);
+	return ok;
+}
+
+enum auth_sig
+auth_check_signature(const struct auth *a, const char *id,
+    const char *timestamp, const char *signatures, const char *body,
+    size_t len, time_t now)
+{
+	char want[64];
+	size_t wl;
+	const char *p;
+
+	if (id == NULL || timestamp == NULL || signatures == NULL)
+		return AUTH_SIG_MISSING;
+	if (!parse_timestamp(timestamp, now))
+		return AUTH_SIG_STALE;
+	if (!expected_signature(a, id, timestamp, body, len, want))
+		return AUTH_SIG_BAD;
+	wl = strlen(want);
+	for (p = signatures; *p != '\0';) {
+		size_t n = strcspn(p, " ");
+
+		if (n == wl + 3 && strncmp(p, "v1,", 3) == 0 &&
+		    CRYPTO_memcmp(p + 3, want, wl) == 0)
+			return AUTH_SIG_OK;
+		p += n;
+		p += strspn(p, " ");
+	}
+	return AUTH_SIG_BAD;
+}
+
+static void
+peer_text(const struct sockaddr *sa, char *out, size_t len)
+{
+	unsigned char addr[16];
+	int family;
+
+	snprintf(out, len, "unknown");
+	if (sa == NULL)
+		return;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		    out, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+		    (socklen_t)len);
+	else if (sa->sa_family == AF_UNIX)
+		snprintf(out, len, "unix");
+	/* Show IPv4-mapped peers as IPv4. */
+	if (sa->sa_family == AF_INET6 && addr_parse(out, &family, addr) == 0 &&
+	    family == AF_INET)
+		inet_ntop(AF_INET, addr, out, (socklen_t)len);
+}
+
+/* The nearest address in the X-Forwarded-For list that is not ours. */
+static bool
+from_forwarded_for(const struct auth *a, const char *xff, char *out,
+    size_t len)
+{
+	char copy[1024], *end, *start;
+	unsigned char addr[16];
+	int family;
+
+	snprintf(copy, sizeof(copy), "%s", xff);
+	for (end = copy + strlen(copy); end > copy;) {
+		*end = '\0';
+		for (start = end; start > copy && start[-1] != ','; start--)
+			;
+		end = start > copy ? start - 1 : copy;
+		start = trim(start);
+		if (addr_parse(start, &family, addr) != 0)
+			return false;	/* garbage: trust nothing further */
+		if (!in_list(a->trusted, a->n_trusted, start)) {
+			inet_ntop(family, addr, out, (socklen_t)len);
+			return true;
+		}
+	}
+	return false;
+}
+
+void
+auth_client_address(const struct auth *a, const struct sockaddr *peer,
+    const char *forwarded_for, const char *real_ip, char *out, size_t len)
+{
+	unsigned char addr[16];
+	int family;
+	bool trusted;
+
+	peer_text(peer, out, len);
+	trusted = (peer != NULL && peer->sa_family == AF_UNIX) ||
+	    in_list(a->trusted, a->n_trusted, out);
+	if (!trusted)
+		return;
+	if (forwarded_for != NULL && from_forwarded_for(a, forwarded_for, out,
+	    len))
+		return;
+	if (real_ip != NULL) {
+		char ip[INET6_ADDRSTRLEN + 1];
+
+		snprintf(ip, sizeof(ip), "%s", real_ip);
+		if (addr_parse(trim(ip), &family, addr) == 0)
+			inet_ntop(family, addr, out, (socklen_t)len);
+	}
+}
+
+bool
+auth_allowed(const struct auth *a, const char *addr)
+{
+	return a->n_allow == 0 || in_list(a->allow, a->n_allow, addr);
+}

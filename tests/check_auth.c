@@ -1,0 +1,425 @@
+/*
+ * Authentication: the token in each place, Standard Webhooks signatures
+ * made by an independent implementation (Python's hmac module), the allow
+ * list and trusted proxies, directly (unit) and through the real daemon.
+ * Also the reload of these settings with SIGHUP.
+ */
+
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "testutil.h"
+
+#define PATH	"/webhook/call-webhook"
+#define SECRET	"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+Suite *auth_suite(void);
+
+static struct auth *
+auth_from(const char *section_key_values[][3])
+{
+	struct config cfg;
+	struct auth *a;
+	char err[256];
+
+	config_defaults(&cfg);
+	for (int i = 0; section_key_values[i][0] != NULL; i++)
+		ck_assert_msg(config_set(&cfg, section_key_values[i][0],
+		    section_key_values[i][1], section_key_values[i][2], err,
+		    sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(auth_new(&a, &cfg, err, sizeof(err)) == 0, "%s", err);
+	return a;
+}
+
+static struct sockaddr_in
+v4(const char *ip)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+
+	inet_pton(AF_INET, ip, &sin.sin_addr);
+	return sin;
+}
+
+START_TEST(test_token_compare)
+{
+	const char *kv[][3] = { { "auth", "token", "s3cret" }, { NULL } };
+	struct auth *a = auth_from(kv);
+
+	ck_assert(auth_requires_token(a));
+	ck_assert(auth_token_ok(a, "s3cret"));
+	ck_assert(!auth_token_ok(a, "s3cre"));
+	ck_assert(!auth_token_ok(a, "s3cret "));
+	ck_assert(!auth_token_ok(a, ""));
+	ck_assert(!auth_token_ok(a, NULL));
+	auth_free(a);
+}
+END_TEST
+
+START_TEST(test_token_sources)
+{
+	const char *none[][3] = { { NULL } };
+	char path[] = "/tmp/callhookd-token-XXXXXX";
+	int fd = mkstemp(path);
+	struct config cfg;
+	struct auth *a;
+	char err[256];
+
+	ck_assert(write(fd, "from-file\n", 10) == 10);
+	close(fd);
+	config_defaults(&cfg);
+	ck_assert_int_eq(config_set(&cfg, "auth", "token_file", path, err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert(auth_token_ok(a, "from-file"));
+	auth_free(a);
+	unlink(path);
+	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(strstr(err, path));
+
+	setenv("CALLHOOKD_TOKEN", "from-env", 1);
+	a = auth_from(none);
+	ck_assert(auth_token_ok(a, "from-env"));
+	auth_free(a);
+	unsetenv("CALLHOOKD_TOKEN");
+	a = auth_from(none);
+	ck_assert(!auth_requires_token(a));
+	auth_free(a);
+}
+END_TEST
+
+START_TEST(test_cidr_allow)
+{
+	const char *kv[][3] = { { "auth", "allow",
+	    "10.0.0.0/8, 192.168.1.128/25, 2001:db8::/32" }, { NULL } };
+	struct auth *a = auth_from(kv);
+
+	ck_assert(auth_allowed(a, "10.255.1.2"));
+	ck_assert(!auth_allowed(a, "11.0.0.1"));
+	ck_assert(auth_allowed(a, "192.168.1.200"));
+	ck_assert(!auth_allowed(a, "192.168.1.127"));
+	ck_assert(auth_allowed(a, "2001:db8:1::5"));
+	ck_assert(!auth_allowed(a, "2001:db9::1"));
+	ck_assert(auth_allowed(a, "::ffff:10.1.1.1"));
+	ck_assert(!auth_allowed(a, "not an address"));
+	auth_free(a);
+}
+END_TEST
+
+START_TEST(test_client_address)
+{
+	const char *kv[][3] = { { "auth", "trusted_proxies",
+	    "127.0.0.1/32, 10.0.0.0/8" }, { NULL } };
+	struct auth *a = auth_from(kv);
+	struct sockaddr_in proxy = v4("127.0.0.1"), other = v4("203.0.113.9");
+	char out[64];
+
+	/* Untrusted peer: headers are ignored. */
+	auth_client_address(a, (struct sockaddr *)&other, "1.2.3.4",
+	    "5.6.7.8", out, sizeof(out));
+	ck_assert_str_eq(out, "203.0.113.9");
+	/* Trusted peer: the nearest untrusted hop, not a spoofed first. */
+	auth_client_address(a, (struct sockaddr *)&proxy,
+	    "6.6.6.6, 198.51.100.7, 10.1.2.3", NULL, out, sizeof(out));
+	ck_assert_str_eq(out, "198.51.100.7");
+	auth_client_address(a, (struct sockaddr *)&proxy, NULL,
+	    " 198.51.100.8 ", out, sizeof(out));
+	ck_assert_str_eq(out, "198.51.100.8");
+	/* Garbage in the header: keep the proxy's address. */
+	auth_client_address(a, (struct sockaddr *)&proxy, "nonsense", NULL,
+	    out, sizeof(out));
+	ck_assert_str_eq(out, "127.0.0.1");
+	auth_free(a);
+}
+END_TEST
+
+/* Sign with Python's hmac module: an implementation independent of ours. */
+static void
+py_sign(const char *id, long ts, const char *body, char *sig, size_t len)
+{
+	char dir[] = "/tmp/callhookd-sig-XXXXXX", path[128];
+	FILE *fp;
+	char *out;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/body", dir);
+	fp = fopen(path, "w");
+	fputs(body, fp);
+	fclose(fp);
+	ck_assert_int_eq(tu_sh("python3 -c 'import base64,hmac,hashlib,sys;"
+	    "k=base64.b64decode(sys.argv[1][6:]);"
+	    "m=(sys.argv[2]+\".\"+sys.argv[3]+\".\").encode()+"
+	    "open(sys.argv[4],\"rb\").read();"
+	    "print(\"v1,\"+base64.b64encode(hmac.new(k,m,hashlib.sha256)"
+	    ".digest()).decode(),end=\"\")' '%s' '%s' '%ld' %s > %s/sig",
+	    SECRET, id, ts, path, dir), 0);
+	snprintf(path, sizeof(path), "%s/sig", dir);
+	out = tu_read_file(path, NULL);
+	snprintf(sig, len, "%s", out);
+	free(out);
+	tu_sh("rm -rf %s", dir);
+}
+
+START_TEST(test_signature_unit)
+{
+	const char *kv[][3] = { { "auth", "hmac_secret", SECRET }, { NULL } };
+	struct auth *a = auth_from(kv);
+	const char *body = "{\"event\":\"call_ended\"}";
+	time_t now = time(NULL);
+	char sig[128], ts[32], several[300];
+
+	py_sign("msg_1", (long)now, body, sig, sizeof(sig));
+	snprintf(ts, sizeof(ts), "%ld", (long)now);
+	ck_assert_int_eq(auth_check_signature(a, "msg_1", ts, sig, body,
+	    strlen(body), now), AUTH_SIG_OK);
+	/* Several signatures in one header (key rotation): any may match. */
+	snprintf(several, sizeof(several), "v1,bm9wZQ== %s v2,x", sig);
+	ck_assert_int_eq(auth_check_signature(a, "msg_1", ts, several, body,
+	    strlen(body), now), AUTH_SIG_OK);
+	ck_assert_int_eq(auth_check_signature(a, "msg_2", ts, sig, body,
+	    strlen(body), now), AUTH_SIG_BAD);
+	ck_assert_int_eq(auth_check_signature(a, "msg_1", ts, sig, body,
+	    strlen(body) - 1, now), AUTH_SIG_BAD);
+	ck_assert_int_eq(auth_check_signature(a, "msg_1", ts, sig, body,
+	    strlen(body), now + 301), AUTH_SIG_STALE);
+	ck_assert_int_eq(auth_check_signature(a, "msg_1", ts, sig, body,
+	    strlen(body), now - 301), AUTH_SIG_STALE);
+	ck_assert_int_eq(auth_check_signature(a, "msg_1", NULL, sig, body,
+	    strlen(body), now), AUTH_SIG_MISSING);
+	auth_free(a);
+}
+END_TEST
+
+/* End to end. */
+
+static struct daemon_proc d;
+
+static void
+setup(void)
+{
+	tu_tmpdir(&d);
+}
+
+static void
+teardown(void)
+{
+	tu_cleanup(&d);
+}
+
+/* POST the seed fixture with extra header lines and a path suffix. */
+static int
+post(const char *query, const char *headers, const char *body)
+{
+	char head[2048], *req;
+	struct reply r;
+	int n, status;
+	size_t len = strlen(body);
+
+	n = snprintf(head, sizeof(head), "POST " PATH "%s HTTP/1.1\r\n"
+	    "Host: x\r\nConnection: close\r\nContent-Type: application/json"
+	    "\r\n%sContent-Length: %zu\r\n\r\n", query, headers, len);
+	req = malloc((size_t)n + len);
+	memcpy(req, head, (size_t)n);
+	memcpy(req + n, body, len);
+	ck_assert_int_eq(tu_raw(d.port, req, (size_t)n + len, &r), 0);
+	free(req);
+	/* A refusal never echoes the secret. */
+	ck_assert_ptr_null(strstr(r.body, "s3cret"));
+	ck_assert_ptr_null(strstr(r.headers, "s3cret"));
+	status = r.status;
+	tu_reply_free(&r);
+	return status;
+}
+
+static char *
+body_with_sid(const char *sid)
+{
+	char *seed = tu_fixture("call_ended.json", NULL);
+	char *b = tu_replace(seed, "2303fa770b666a64ab1694c1e", sid);
+
+	free(seed);
+	return b;
+}
+
+static int
+stored(const char *sid, const char *remote)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int found = 0;
+
+	ck_assert_int_eq(sqlite3_open_v2(d.db, &db, SQLITE_OPEN_READONLY,
+	    NULL), SQLITE_OK);
+	sqlite3_prepare_v2(db, "SELECT remote_addr FROM calls WHERE "
+	    "call_sid = ?", -1, &st, NULL);
+	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		found = 1;
+		if (remote != NULL)
+			ck_assert_str_eq((const char *)sqlite3_column_text(st,
+			    0), remote);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return found;
+}
+
+START_TEST(test_token_e2e)
+{
+	char *b1 = body_with_sid("tok-1"), *b2 = body_with_sid("tok-2"),
+	    *b3 = body_with_sid("tok-3"), *b4 = body_with_sid("tok-4");
+
+	ck_assert_int_eq(tu_start(&d, "[auth]\ntoken = s3cret\n", NULL), 0);
+	ck_assert_int_eq(post("", "", b4), 401);
+	ck_assert_int_eq(post("?token=wrong", "", b4), 401);
+	ck_assert_int_eq(post("", "Authorization: Bearer wrong\r\n", b4), 401);
+	ck_assert_int_eq(post("?token=s3cret", "", b1), 200);
+	ck_assert_int_eq(post("", "Authorization: Bearer s3cret\r\n", b2),
+	    200);
+	ck_assert_int_eq(post("", "X-Callhook-Token: s3cret\r\n", b3), 200);
+	ck_assert(stored("tok-1", NULL) && stored("tok-2", NULL) &&
+	    stored("tok-3", NULL));
+	ck_assert(!stored("tok-4", NULL));
+	/* The secret is not in the log either. */
+	ck_assert_int_ne(tu_sh("grep -q s3cret %s", d.log), 0);
+
+	/* SIGHUP: a new token applies without a restart... */
+	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken = n3w\\n' > %s",
+	    d.ini), 0);
+	kill(d.pid, SIGHUP);
+	for (int i = 0; i < 200 && tu_sh("grep -q 'configuration applied' "
+	    "%s", d.log) != 0; i++)
+		usleep(10000);
+	ck_assert_int_eq(post("?token=s3cret", "", b4), 401);
+	ck_assert_int_eq(post("?token=n3w", "", b4), 200);
+	/* ...and a broken file leaves the running one in force. */
+	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken = x\\nbogus = 1\\n' "
+	    "> %s", d.ini), 0);
+	kill(d.pid, SIGHUP);
+	for (int i = 0; i < 200 && tu_sh("grep -q 'stays in force' %s",
+	    d.log) != 0; i++)
+		usleep(10000);
+	ck_assert_int_eq(tu_sh("grep -q 'callhookd.ini:3' %s", d.log), 0);
+	ck_assert_int_eq(post("?token=n3w", "", b4), 200);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	free(b1);
+	free(b2);
+	free(b3);
+	free(b4);
+}
+END_TEST
+
+START_TEST(test_signature_e2e)
+{
+	char *b = body_with_sid("sig-1"), sig[128], hdr[512];
+	long now = (long)time(NULL);
+
+	ck_assert_int_eq(tu_start(&d, "[auth]\nhmac_secret = " SECRET "\n",
+	    NULL), 0);
+	py_sign("msg_9", now, b, sig, sizeof(sig));
+	ck_assert_int_eq(post("", "", b), 401);
+	snprintf(hdr, sizeof(hdr), "webhook-id: msg_9\r\nwebhook-timestamp: "
+	    "%ld\r\nwebhook-signature: %s\r\n", now - 400, sig);
+	ck_assert_int_eq(post("", hdr, b), 401);	/* stale */
+	snprintf(hdr, sizeof(hdr), "webhook-id: msg_8\r\nwebhook-timestamp: "
+	    "%ld\r\nwebhook-signature: %s\r\n", now, sig);
+	ck_assert_int_eq(post("", hdr, b), 401);	/* other id */
+	ck_assert(!stored("sig-1", NULL));
+	snprintf(hdr, sizeof(hdr), "webhook-id: msg_9\r\nwebhook-timestamp: "
+	    "%ld\r\nwebhook-signature: %s\r\n", now, sig);
+	ck_assert_int_eq(post("", hdr, b), 200);
+	ck_assert(stored("sig-1", NULL));
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	free(b);
+}
+END_TEST
+
+START_TEST(test_allow_and_proxies_e2e)
+{
+	char *b1 = body_with_sid("px-1"), *b2 = body_with_sid("px-2"),
+	    *b3 = body_with_sid("px-3"), *b4 = body_with_sid("px-4");
+
+	/* 127.0.0.1 is a trusted proxy; clients must be in 198.51.100/24. */
+	ck_assert_int_eq(tu_start(&d, "[auth]\nallow = 198.51.100.0/24\n"
+	    "trusted_proxies = 127.0.0.1/32\n", NULL), 0);
+	ck_assert_int_eq(post("", "", b1), 403);	/* the proxy itself */
+	ck_assert_int_eq(post("", "X-Forwarded-For: 203.0.113.5\r\n", b1),
+	    403);
+	ck_assert_int_eq(post("", "X-Forwarded-For: 198.51.100.7\r\n", b1),
+	    200);
+	ck_assert(stored("px-1", "198.51.100.7"));
+	ck_assert_int_eq(post("", "X-Real-IP: 198.51.100.9\r\n", b2), 200);
+	ck_assert(stored("px-2", "198.51.100.9"));
+	/* A client-supplied first hop cannot hide the real one. */
+	ck_assert_int_eq(post("", "X-Forwarded-For: 198.51.100.1, "
+	    "203.0.113.5\r\n", b3), 403);
+	ck_assert(!stored("px-3", NULL));
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+
+	/* Not a trusted proxy: forwarded headers are ignored. */
+	ck_assert_int_eq(tu_start(&d, "[auth]\nallow = 198.51.100.0/24\n"
+	    "trusted_proxies = 10.0.0.0/8\n", NULL), 0);
+	ck_assert_int_eq(post("", "X-Forwarded-For: 198.51.100.7\r\n", b4),
+	    403);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	ck_assert(!stored("px-4", NULL));
+	free(b1);
+	free(b2);
+	free(b3);
+	free(b4);
+}
+END_TEST
+
+START_TEST(test_json_log_e2e)
+{
+	char *b = body_with_sid("log-1");
+
+	ck_assert_int_eq(tu_start(&d, "[log]\nformat = json\nlevel = debug\n"
+	    "[auth]\ntoken = s3cret\n", NULL), 0);
+	ck_assert_int_eq(post("?token=s3cret", "", b), 200);
+	ck_assert_int_eq(post("", "", b), 401);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	/* Every line is a JSON object; request lines carry req (+callSid). */
+	ck_assert_int_eq(tu_sh("python3 -c 'import json,sys\n"
+	    "lines=[json.loads(l) for l in open(sys.argv[1])]\n"
+	    "ok=[l for l in lines if l.get(\"status\")==\"200\"]\n"
+	    "bad=[l for l in lines if l.get(\"status\")==\"401\"]\n"
+	    "assert ok and ok[0][\"callSid\"]==\"log-1\" and ok[0][\"req\"]\n"
+	    "assert bad and bad[0][\"req\"] and bad[0][\"level\"]==\"warn\"\n"
+	    "' %s", d.log), 0);
+	free(b);
+}
+END_TEST
+
+Suite *
+auth_suite(void)
+{
+	Suite *s = suite_create("auth");
+	TCase *unit = tcase_create("unit"), *e2e = tcase_create("e2e");
+
+	tcase_add_test(unit, test_token_compare);
+	tcase_add_test(unit, test_token_sources);
+	tcase_add_test(unit, test_cidr_allow);
+	tcase_add_test(unit, test_client_address);
+	tcase_add_test(unit, test_signature_unit);
+	tcase_add_checked_fixture(e2e, setup, teardown);
+	tcase_set_timeout(e2e, 60);
+	tcase_add_test(e2e, test_token_e2e);
+	tcase_add_test(e2e, test_signature_e2e);
+	tcase_add_test(e2e, test_allow_and_proxies_e2e);
+	tcase_add_test(e2e, test_json_log_e2e);
+	suite_add_tcase(s, unit);
+	suite_add_tcase(s, e2e);
+	return s;
+}
