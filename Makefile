@@ -89,31 +89,62 @@ torture: all $(BUILD)/check_all
 	FIXTURES=tests/fixtures CK_DEFAULT_TIMEOUT=1800 TORTURE=1 \
 	  $(BUILD)/check_all faults
 
+# make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]. The
+# configuration is installed only when there is none, with the database in
+# the unit's StateDirectory=. Run as root without DESTDIR, it also creates
+# the callhookd user and lets it read the configuration; with DESTDIR (a
+# package), do both when the package is installed.
 BINDIR	 = $(PREFIX)/bin
 MANDIR	 = $(PREFIX)/share/man
 UNITDIR	?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR ?= /etc
+STATEDIR = /var/lib/callhookd
+CONF	 = $(DESTDIR)$(SYSCONFDIR)/callhookd/callhookd.ini
+# callhook and its page come from another part of the tree; install them
+# when they exist, as "all" builds callhook when its source does.
+INSTALL_BIN = $(BUILD)/callhookd \
+	   $(if $(wildcard src/callhook.c),$(BUILD)/callhook)
+INSTALL_MAN1 = $(wildcard man/callhook.1)
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
-	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
-	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
-	    $(DESTDIR)$(SYSCONFDIR)/callhookd
-	install -m 755 $(BUILD)/callhookd $(BUILD)/callhook $(DESTDIR)$(BINDIR)
-	install -m 644 man/callhook.1 $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/callhookd
+	install -m 755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)
+ifneq ($(INSTALL_MAN1),)
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(INSTALL_MAN1) $(DESTDIR)$(MANDIR)/man1
+endif
 	install -m 644 man/callhookd.ini.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 man/callhookd.8 $(DESTDIR)$(MANDIR)/man8
-	sed 's|/usr/local/bin|$(BINDIR)|g' systemd/callhookd.service \
-	    > $(DESTDIR)$(UNITDIR)/callhookd.service
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' \
+	    -e 's|/etc/callhookd/|$(SYSCONFDIR)/callhookd/|g' \
+	    systemd/callhookd.service > $(DESTDIR)$(UNITDIR)/callhookd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/callhookd.service
 	install -m 644 systemd/callhookd.socket $(DESTDIR)$(UNITDIR)
 	install -m 644 systemd/callhookd.sysusers \
 	    $(DESTDIR)$(SYSUSERSDIR)/callhookd.conf
-	# Never overwrite an operator's configuration.
-	test -e $(DESTDIR)$(SYSCONFDIR)/callhookd/callhookd.ini || \
-	    install -m 640 config.example.ini \
-	    $(DESTDIR)$(SYSCONFDIR)/callhookd/callhookd.ini
+	@if [ -e $(CONF) ]; then \
+		echo "kept $(CONF)"; \
+	else \
+		echo "installing $(CONF)"; \
+		sed 's|^database = calls\.db .*|database = $(STATEDIR)/calls.db ; the StateDirectory= of callhookd.service|' \
+		    config.example.ini > $(CONF).new && \
+		chmod 640 $(CONF).new && mv $(CONF).new $(CONF) || exit 1; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && \
+	    command -v systemd-sysusers >/dev/null 2>&1; then \
+		echo "systemd-sysusers $(SYSUSERSDIR)/callhookd.conf"; \
+		systemd-sysusers $(SYSUSERSDIR)/callhookd.conf && \
+		chgrp callhookd $(CONF); \
+	else \
+		echo "then, as root: systemd-sysusers" \
+		    "$(SYSUSERSDIR)/callhookd.conf &&" \
+		    "chgrp callhookd $(SYSCONFDIR)/callhookd/callhookd.ini"; \
+	fi
 
+# Keeps the configuration and the database.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/callhookd $(DESTDIR)$(BINDIR)/callhook \
 	    $(DESTDIR)$(MANDIR)/man1/callhook.1 \
@@ -122,7 +153,7 @@ uninstall:
 	    $(DESTDIR)$(UNITDIR)/callhookd.service \
 	    $(DESTDIR)$(UNITDIR)/callhookd.socket \
 	    $(DESTDIR)$(SYSUSERSDIR)/callhookd.conf
-	@echo "kept $(DESTDIR)$(SYSCONFDIR)/callhookd and the database"
+	@echo "kept $(CONF) and $(STATEDIR)"
 
 clean:
 	rm -rf build
