@@ -64,7 +64,9 @@ check: test-deps
 	$(MAKE) all
 	$(MAKE) test
 	$(MAKE) BUILD=build/asan SANITIZE=address,undefined test
-	$(MAKE) BUILD=build/tsan SANITIZE=thread CK_SUITES="queue e2e" test
+	$(MAKE) BUILD=build/tsan SANITIZE=thread CK_SUITES="queue e2e faults" test
+	$(MAKE) fuzz FUZZ_SECONDS=10
+	CALLHOOKD=$(BUILD)/callhookd tests/valgrind.sh
 
 test: all $(BUILD)/check_all
 	CALLHOOKD=$(BUILD)/callhookd CALLHOOK=$(BUILD)/callhook \

@@ -575,7 +575,7 @@ struct loader {
 	void		*arg;
 	int		 line;		/* the line inih is working on */
 	int		 errors;
-	int		 read_errno;	/* set when fgets() failed */
+	int		 read_errno;	/* set when a read failed */
 	int		 skip_section;	/* bad [section], reported once */
 };
 
@@ -588,14 +588,34 @@ loader_error(struct loader *ld, const char *msg)
 }
 
 /*
- * fgets() gave a whole line or its first num-1 bytes. When it is longer
- * than inih can take, drop the rest so that the next read starts on the
- * next line and our count stays inih's count.
+ * fgets(), except that it returns the number of bytes read (0 at the end
+ * of the file), so that a NUL byte in the line can be seen: inih would
+ * take it as the end of the line, and a value such as "token = a\0b"
+ * would silently become "a".
+ */
+static size_t
+read_line(char *str, int num, FILE *fp)
+{
+	size_t n = 0;
+	int c;
+
+	while (n + 1 < (size_t)num && (c = getc(fp)) != EOF) {
+		str[n++] = (char)c;
+		if (c == '\n')
+			break;
+	}
+	str[n] = '\0';
+	return n;
+}
+
+/*
+ * read_line() gave a whole line or its first num-1 bytes. When it is
+ * longer than inih can take, drop the rest so that the next read starts
+ * on the next line and our count stays inih's count.
  */
 static int
-line_fits(char *str, int num, FILE *fp)
+line_fits(const char *str, size_t len, int num, FILE *fp)
 {
-	size_t len = strlen(str);
 	int c;
 
 	if (len < (size_t)num - 1 || str[len - 1] == '\n')
@@ -666,20 +686,25 @@ static char *
 loader_read(char *str, int num, void *stream)
 {
 	struct loader *ld = stream;
-	size_t skip = 0;
+	size_t skip = 0, len;
 
-	if (fgets(str, num, ld->fp) == NULL) {
+	if ((len = read_line(str, num, ld->fp)) == 0) {
 		if (ferror(ld->fp))
 			ld->read_errno = errno != 0 ? errno : EIO;
 		return NULL;
 	}
 	ld->line++;
-	if (!line_fits(str, num, ld->fp)) {
+	if (!line_fits(str, len, num, ld->fp)) {
 		char msg[ERR_MAX];
 
 		snprintf(msg, sizeof(msg), "line longer than %d characters",
 		    num - 1);
 		loader_error(ld, msg);
+		str[0] = '\0';
+		return str;
+	}
+	if (memchr(str, '\0', len) != NULL) {
+		loader_error(ld, "line holds a NUL byte");
 		str[0] = '\0';
 		return str;
 	}

@@ -328,6 +328,36 @@ json_content_type(const char *ct)
 	return *ct == '\0' || *ct == ';';
 }
 
+static enum MHD_Result
+compare_length(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	const char **first = cls;
+
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
+		return MHD_YES;
+	if (*first == NULL)
+		*first = value;
+	else if (strcmp(*first, value) != 0)
+		*first = "";	/* two that differ */
+	return MHD_YES;
+}
+
+/*
+ * Content-Length given twice with different values: RFC 9112 section 6.3
+ * makes it an error, and libmicrohttpd would frame the body by the first.
+ */
+static bool
+content_length_conflicts(struct MHD_Connection *conn)
+{
+	const char *first = NULL;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, compare_length,
+	    &first);
+	return first != NULL && first[0] == '\0';
+}
+
 /* Content-Length, or -1 when absent (chunked). */
 static long long
 content_length(struct MHD_Connection *conn)
@@ -399,6 +429,9 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 	    !auth_token_ok(set->auth, presented_token(conn)))
 		return refuse(req, MHD_HTTP_UNAUTHORIZED, REJECT_UNAUTHORIZED,
 		    "missing or wrong token");
+	if (content_length_conflicts(conn))
+		return refuse(req, MHD_HTTP_BAD_REQUEST, REJECT_INVALID,
+		    "conflicting Content-Length headers");
 	if (ct != NULL && !json_content_type(ct))
 		return refuse(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
 		    REJECT_MEDIA_TYPE, "Content-Type must be application/json");
@@ -406,6 +439,21 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 		return refuse(req, MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE,
 		    "body exceeds max_body");
 	return MHD_YES;
+}
+
+/*
+ * libmicrohttpd's percent-decoding of the path, except that a path with
+ * %00 in it is left as sent: decoded, the NUL would end the C string, and
+ * "/webhook/call-webhook%00.json" would compare equal to the webhook path.
+ */
+static size_t
+unescape_url(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void)cls;
+	(void)conn;
+	if (strstr(s, "%00") != NULL)
+		return strlen(s);
+	return MHD_http_unescape(s);
 }
 
 static enum MHD_Result
@@ -763,6 +811,7 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	    MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
 	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+	    MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
 	    MHD_OPTION_END);
 	if (h->mhd == NULL) {
 		snprintf(err, errlen, "cannot start the HTTP server "

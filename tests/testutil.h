@@ -61,4 +61,44 @@ char	*tu_replace(const char *s, const char *from, const char *to);
 /* Run a command through sh; returns its exit status. */
 int	tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * A kept-alive HTTP/1.1 connection, for load and fault tests. Every call
+ * is bounded by the timeout given to tu_conn_open (send and receive).
+ */
+struct tu_conn {
+	int	fd;		/* -1 when closed */
+	int	port;
+	int	timeout_ms;
+};
+
+/* A TCP connection to 127.0.0.1:port, or -1. */
+int	tu_connect(int port);
+/* 0, or -1 (c->fd is then -1). */
+int	tu_conn_open(struct tu_conn *c, int port, int timeout_ms);
+void	tu_conn_close(struct tu_conn *c);
+/*
+ * POST body as application/json on c and read the one answer (framed by
+ * its Content-Length). Returns 0 with r filled, or -1 when the connection
+ * failed; it is then closed, and whether the server got the request is
+ * unknown. A "Connection: close" answer closes c after it is read.
+ */
+int	tu_conn_post(struct tu_conn *c, const char *path, const char *body,
+	    size_t len, struct reply *r);
+/*
+ * tu_raw without shutdown(SHUT_WR) after the request unless half_close,
+ * and with every read bounded by timeout_ms. libmicrohttpd closes a held
+ * (ack = commit) connection whose client half-closed without answering
+ * it, so a client that wants its answer must not half-close.
+ */
+int	tu_raw_timeout(int port, const char *req, size_t len, int half_close,
+	    int timeout_ms, struct reply *r);
+/* POST as application/json on a connection of its own, not half-closed. */
+int	tu_post_conn(int port, const char *path, const char *body,
+	    size_t len, struct reply *r);
+/* Drop interim 1xx answers (100 Continue) that tu_raw read first. */
+void	tu_reply_skip_interim(struct reply *r);
+/* Monotonic milliseconds. */
+long long tu_now_ms(void);
+void	tu_sleep_ms(int ms);
+
 #endif

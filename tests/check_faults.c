@@ -1,0 +1,1735 @@
+/*
+ * Faults: the real callhookd under the failures of issue 3, each checked
+ * against the promise that a 200 is kept. Every test counts what it was
+ * answered and then reads the database back: an event answered 200 and
+ * missing from the file fails the test, whatever else went right.
+ *
+ * The short form runs in `make test`; TORTURE=1 (make torture) repeats
+ * the kill -9 rounds 20 times and holds the locks in turn rather than
+ * together. Every loop is bounded in count and in time, and all traffic
+ * goes to 127.0.0.1.
+ *
+ * Several tests run their cases in threads at once, to keep the waits
+ * of make check short; such a case reports its failure as a message for
+ * the test's thread to assert, rather than asserting itself.
+ *
+ * Requests that may be held (ack = commit) go on connections that are
+ * not half-closed: libmicrohttpd drops the answer of a held request whose
+ * client shut down its sending side (see README, "Robustness").
+ */
+
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "testutil.h"
+
+#define PATH		"/webhook/call-webhook"
+#define JSON		"application/json"
+#define FIXTURE_SID	"2303fa770b666a64ab1694c1e"
+#define ACK_DEADLINE_MS	4500	/* main.c: a 503 before the sender's 5 s */
+
+static bool torture;
+static char *seed;		/* tests/fixtures/call_ended.json */
+
+/*
+ * What must be undone however the test ends: the daemons, the tmpfs, the
+ * immutable files. Check ends a failed test's process with _exit(), so
+ * neither the teardown nor atexit() would run; a reaper process, forked
+ * in setup, waits for the test's process to go (the pipe closes) and
+ * undoes what is listed in shared memory. The daemon_procs themselves
+ * stay private (tu_start's child writes d->pid too): proc_start() and
+ * proc_stop() copy their pid to the list.
+ */
+#define UNDO_MAX	16
+
+struct undo {
+	pid_t	pids[UNDO_MAX];
+	char	dirs[UNDO_MAX][256];
+	char	mounts[UNDO_MAX][320];
+	char	immutable[UNDO_MAX][320];
+};
+
+static struct undo *undo;
+static struct daemon_proc procs[UNDO_MAX];
+static int nprocs;
+static long long setup_ms;
+
+/* In the reaper: the daemons are not its children, only kill them. */
+static void
+reap(void)
+{
+	for (int i = 0; i < UNDO_MAX; i++)
+		if (undo->immutable[i][0] != '\0')
+			tu_sh("chattr -i '%s' 2>/dev/null", undo->immutable[i]);
+	for (int i = 0; i < UNDO_MAX; i++)
+		if (undo->pids[i] > 0)
+			kill(undo->pids[i], SIGKILL);
+	for (int i = 0; i < UNDO_MAX; i++)
+		if (undo->mounts[i][0] != '\0')
+			umount2(undo->mounts[i], MNT_DETACH);
+	for (int i = 0; i < UNDO_MAX; i++)
+		if (undo->dirs[i][0] != '\0')
+			tu_sh("rm -rf '%s'", undo->dirs[i]);
+}
+
+static void
+undo_path(char (*list)[320], const char *path)
+{
+	for (int i = 0; i < UNDO_MAX; i++) {
+		if (list[i][0] == '\0') {
+			snprintf(list[i], sizeof(list[i]), "%s", path);
+			return;
+		}
+	}
+	ck_abort_msg("undo list full");
+}
+
+static void
+forget_path(char (*list)[320], const char *path)
+{
+	for (int i = 0; i < UNDO_MAX; i++)
+		if (strcmp(list[i], path) == 0)
+			list[i][0] = '\0';
+}
+
+static void
+start_reaper(void)
+{
+	int p[2];
+	pid_t pid;
+
+	undo = mmap(NULL, sizeof(*undo), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert(undo != MAP_FAILED);
+	memset(undo, 0, sizeof(*undo));
+	/* Close-on-exec: a daemon must not keep the pipe open. */
+	ck_assert(pipe2(p, O_CLOEXEC) == 0);
+	if ((pid = fork()) == 0) {
+		char c;
+
+		/* Out of the test's process group, which Check kills. */
+		setpgid(0, 0);
+		close(p[1]);
+		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+			;
+		reap();
+		_exit(0);
+	}
+	ck_assert(pid > 0);
+	close(p[0]);
+	/* p[1] stays open until this process ends. */
+}
+
+static void
+setup(void)
+{
+	const char *t = getenv("TORTURE");
+
+	torture = t != NULL && *t != '\0' && strcmp(t, "0") != 0;
+	seed = tu_fixture("call_ended.json", NULL);
+	ck_assert_ptr_nonnull(seed);
+	memset(procs, 0, sizeof(procs));
+	nprocs = 0;
+	start_reaper();
+	setup_ms = tu_now_ms();
+}
+
+/* Only after a test that passed; the reaper handles the others. */
+static void
+teardown(void)
+{
+	for (int i = 0; i < UNDO_MAX; i++)
+		if (undo->immutable[i][0] != '\0')
+			tu_sh("chattr -i '%s' 2>/dev/null", undo->immutable[i]);
+	for (int i = 0; i < nprocs; i++)
+		if (procs[i].pid > 0)
+			tu_stop(&procs[i], SIGKILL);
+	for (int i = 0; i < UNDO_MAX; i++)
+		if (undo->mounts[i][0] != '\0')
+			umount2(undo->mounts[i], MNT_DETACH);
+	for (int i = 0; i < nprocs; i++)
+		tu_cleanup(&procs[i]);
+	memset(undo, 0, sizeof(*undo));
+	free(seed);
+	seed = NULL;
+	fprintf(stderr, "  (%.1f s)\n", (double)(tu_now_ms() - setup_ms) / 1000);
+}
+
+/* A fresh daemon_proc, undone whatever happens. */
+static struct daemon_proc *
+new_proc(void)
+{
+	struct daemon_proc *d;
+
+	ck_assert_msg(nprocs < UNDO_MAX, "too many daemons");
+	d = &procs[nprocs];
+	tu_tmpdir(d);
+	snprintf(undo->dirs[nprocs], sizeof(undo->dirs[nprocs]), "%s",
+	    d->dir);
+	nprocs++;
+	return d;
+}
+
+static void
+note_pid(const struct daemon_proc *d)
+{
+	undo->pids[d - procs] = d->pid;
+}
+
+static int
+proc_start(struct daemon_proc *d, const char *ini)
+{
+	int rc = tu_start(d, ini, NULL);
+
+	note_pid(d);
+	return rc;
+}
+
+static int
+proc_stop(struct daemon_proc *d, int sig)
+{
+	int rc = tu_stop(d, sig);
+
+	note_pid(d);
+	return rc;
+}
+
+static void
+start_or_fail(struct daemon_proc *d, const char *ini)
+{
+	ck_assert_msg(proc_start(d, ini) == 0, "daemon did not start");
+}
+
+static void
+stop_clean(struct daemon_proc *d)
+{
+	int rc = proc_stop(d, SIGTERM);
+
+	if (rc != 0)
+		tu_sh("tail -20 %s >&2", d->log);
+	ck_assert_msg(rc == 0, "daemon exited with %d, not 0", rc);
+}
+
+static bool
+alive(const struct daemon_proc *d)
+{
+	return d->pid > 0 && kill(d->pid, 0) == 0;
+}
+
+static void
+sleep_until(long long when_ms)
+{
+	long long left = when_ms - tu_now_ms();
+
+	if (left > 0)
+		tu_sleep_ms((int)left);
+}
+
+static char *
+event_body(const char *sid)
+{
+	return tu_replace(seed, FIXTURE_SID, sid);
+}
+
+/* The fixture with a transcription of size bytes: commits need pages. */
+static char *
+big_event_body(const char *sid, size_t size)
+{
+	char *pad = malloc(size + 1), *body, *out;
+
+	memset(pad, 'x', size);
+	pad[size] = '\0';
+	body = event_body(sid);
+	out = tu_replace(body, "Full call transcript...", pad);
+	free(body);
+	free(pad);
+	return out;
+}
+
+/* ---- the database, read from outside the daemon ---- */
+
+static sqlite3 *
+db_open(const char *path, bool rw)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	rc = sqlite3_open_v2(path, &db, rw ? SQLITE_OPEN_READWRITE :
+	    SQLITE_OPEN_READONLY, NULL);
+	ck_assert_msg(rc == SQLITE_OK, "open %s: %s", path,
+	    db ? sqlite3_errmsg(db) : "?");
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+static long long
+db_int(const char *path, const char *sql)
+{
+	sqlite3 *db = db_open(path, false);
+	sqlite3_stmt *st;
+	long long v = -1;
+
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK,
+	    "%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/*
+ * How many of sids[0..n) are not exactly once in calls; the first one
+ * missing is copied to first.
+ */
+static size_t
+db_missing(const char *path, char *const *sids, size_t n, char *first,
+    size_t flen)
+{
+	sqlite3 *db = db_open(path, false);
+	sqlite3_stmt *st;
+	size_t missing = 0;
+
+	first[0] = '\0';
+	ck_assert(sqlite3_prepare_v2(db, "SELECT count(*) FROM calls WHERE "
+	    "call_sid = ?", -1, &st, NULL) == SQLITE_OK);
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_text(st, 1, sids[i], -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_ROW ||
+		    sqlite3_column_int(st, 0) != 1) {
+			if (missing++ == 0)
+				snprintf(first, flen, "%s", sids[i]);
+		}
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return missing;
+}
+
+/* Wait up to ms for every sid to be stored; the number still missing. */
+static size_t
+wait_stored(const char *path, char *const *sids, size_t n, int ms,
+    char *first, size_t flen)
+{
+	long long until = tu_now_ms() + ms;
+	size_t missing;
+
+	while ((missing = db_missing(path, sids, n, first, flen)) > 0 &&
+	    tu_now_ms() < until)
+		tu_sleep_ms(50);
+	return missing;
+}
+
+static void
+expect_integrity(const char *path)
+{
+	sqlite3 *db = db_open(path, false);
+	sqlite3_stmt *st;
+	const char *res;
+
+	ck_assert(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st,
+	    NULL) == SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	res = (const char *)sqlite3_column_text(st, 0);
+	ck_assert_msg(res != NULL && strcmp(res, "ok") == 0,
+	    "integrity_check: %s", res ? res : "(null)");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+/* The full-text index agrees with calls (needs a write handle). */
+static void
+expect_fts_integrity(const char *path)
+{
+	sqlite3 *db = db_open(path, true);
+	char *err = NULL;
+	int rc;
+
+	rc = sqlite3_exec(db, "INSERT INTO calls_fts (calls_fts) VALUES "
+	    "('integrity-check')", NULL, NULL, &err);
+	ck_assert_msg(rc == SQLITE_OK, "fts integrity-check: %s",
+	    err ? err : "?");
+	sqlite3_close(db);
+}
+
+/* Another process's write lock on the file: BEGIN EXCLUSIVE. */
+static sqlite3 *
+lock_db(const char *path)
+{
+	sqlite3 *db = db_open(path, true);
+
+	ck_assert_msg(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL) ==
+	    SQLITE_OK, "BEGIN EXCLUSIVE: %s", sqlite3_errmsg(db));
+	return db;
+}
+
+static void
+unlock_db(sqlite3 *db)
+{
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+}
+
+/* ---- answers ---- */
+
+/* "" when r is the JSON answer SPEC section 3 describes, else why not. */
+static const char *
+json_answer_problem(const struct reply *r, char *why, size_t len)
+{
+	cJSON *j = cJSON_Parse(r->body ? r->body : ""), *st, *msg;
+
+	why[0] = '\0';
+	st = cJSON_GetObjectItemCaseSensitive(j, "status");
+	msg = cJSON_GetObjectItemCaseSensitive(j, "message");
+	if (j == NULL)
+		snprintf(why, len, "body is not JSON: %.80s", r->body);
+	else if (!cJSON_IsString(st) || strcmp(st->valuestring,
+	    r->status < 300 ? "success" : "error") != 0)
+		snprintf(why, len, "body status is not \"%s\": %.80s",
+		    r->status < 300 ? "success" : "error", r->body);
+	else if (!cJSON_IsString(msg) || msg->valuestring[0] == '\0')
+		snprintf(why, len, "body has no message: %.80s", r->body);
+	cJSON_Delete(j);
+	return why;
+}
+
+static void
+expect_503(const struct reply *r, const char *what)
+{
+	char why[200], ra[32];
+
+	ck_assert_msg(r->status == 503, "%s: status %d, want 503: %s", what,
+	    r->status, r->body ? r->body : "");
+	ck_assert_msg(tu_header(r, "Retry-After", ra, sizeof(ra)) == 0 &&
+	    atoi(ra) > 0, "%s: 503 without Retry-After", what);
+	ck_assert_msg(*json_answer_problem(r, why, sizeof(why)) == '\0',
+	    "%s: %s", what, why);
+}
+
+/* GET /healthz: its status code, and its "store" and "queue" fields. */
+static int
+health(int port, char *store, size_t len, long long *queue)
+{
+	struct reply r;
+	cJSON *j, *s, *q;
+	int status;
+
+	store[0] = '\0';
+	if (tu_get(port, "/healthz", &r) != 0)
+		return -1;
+	status = r.status;
+	j = cJSON_Parse(r.body);
+	s = cJSON_GetObjectItemCaseSensitive(j, "store");
+	q = cJSON_GetObjectItemCaseSensitive(j, "queue");
+	if (cJSON_IsString(s))
+		snprintf(store, len, "%s", s->valuestring);
+	if (queue != NULL)
+		*queue = cJSON_IsNumber(q) ? (long long)q->valuedouble : -1;
+	cJSON_Delete(j);
+	tu_reply_free(&r);
+	return status;
+}
+
+static bool
+log_has(const struct daemon_proc *d, const char *needle)
+{
+	char *log = tu_read_file(d->log, NULL);
+	bool found = log != NULL && strstr(log, needle) != NULL;
+
+	free(log);
+	return found;
+}
+
+/* ---- one request in a thread of its own, to be held ---- */
+
+struct poster {
+	pthread_t	 thread;
+	int		 port;
+	char		 sid[64];
+	char		*body;		/* owned; NULL: event_body(sid) */
+	long long	 start_ms;
+	long long	 elapsed_ms;
+	struct reply	 r;
+	int		 rc;
+	bool		 running;	/* started and not yet joined */
+};
+
+static void *
+poster_run(void *arg)
+{
+	struct poster *p = arg;
+
+	if (p->body == NULL)
+		p->body = event_body(p->sid);
+	p->start_ms = tu_now_ms();
+	p->rc = tu_post_conn(p->port, PATH, p->body, strlen(p->body), &p->r);
+	p->elapsed_ms = tu_now_ms() - p->start_ms;
+	return NULL;
+}
+
+static void
+poster_start(struct poster *p, int port, const char *fmt, int i, char *body)
+{
+	memset(p, 0, sizeof(*p));
+	p->port = port;
+	snprintf(p->sid, sizeof(p->sid), fmt, i);
+	p->body = body;
+	p->running = pthread_create(&p->thread, NULL, poster_run, p) == 0;
+	ck_assert(p->running);
+}
+
+/* Wait for the answer. A no-op for one not running. */
+static void
+poster_join(struct poster *p)
+{
+	if (!p->running)
+		return;
+	pthread_join(p->thread, NULL);
+	p->running = false;
+	free(p->body);
+	p->body = NULL;
+}
+
+/* Join (so nothing runs on after a failure) and free the answer. */
+static void
+poster_done(struct poster *p)
+{
+	poster_join(p);
+	tu_reply_free(&p->r);
+}
+
+/*
+ * A client that posts an event and goes away before the answer: with a
+ * FIN (close) or, with rst, a reset (SO_LINGER 0).
+ */
+static void
+post_and_vanish(int port, const char *sid, bool rst, int after_ms)
+{
+	char *body = event_body(sid), head[256];
+	struct linger lg = { 1, 0 };
+	int s = tu_connect(port), n;
+
+	ck_assert_int_ge(s, 0);
+	n = snprintf(head, sizeof(head), "POST " PATH " HTTP/1.1\r\n"
+	    "Host: 127.0.0.1\r\nContent-Type: " JSON "\r\n"
+	    "Content-Length: %zu\r\n\r\n", strlen(body));
+	ck_assert(send(s, head, (size_t)n, MSG_NOSIGNAL) == n);
+	ck_assert(send(s, body, strlen(body), MSG_NOSIGNAL) ==
+	    (ssize_t)strlen(body));
+	tu_sleep_ms(after_ms);
+	if (rst)
+		setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(s);
+	free(body);
+}
+
+/* ---- load: clients on kept-alive connections logging every 200 ---- */
+
+#define LOADERS		16
+
+struct loader {
+	pthread_t	 thread;
+	int		 id;
+	int		 port;
+	const char	*prefix;
+	atomic_bool	*stop;
+	atomic_int	*answered;
+	long long	 deadline_ms;
+	char		**acked;	/* every callSid answered 200 */
+	size_t		 nacked, cap;
+	int		 n200, n503, nother;
+	int		 nfail;		/* sent, and no whole answer came */
+	int		 nconnect;	/* could not connect */
+};
+
+static void *
+loader_run(void *arg)
+{
+	struct loader *l = arg;
+	struct tu_conn c = { .fd = -1 };
+
+	for (int seq = 0; seq < 200000 && !atomic_load(l->stop) &&
+	    tu_now_ms() < l->deadline_ms; seq++) {
+		char sid[64], *body;
+		struct reply r;
+
+		if (c.fd < 0 && tu_conn_open(&c, l->port, 10000) != 0) {
+			l->nconnect++;
+			tu_sleep_ms(5);
+			continue;
+		}
+		snprintf(sid, sizeof(sid), "%s-%d-%d", l->prefix, l->id, seq);
+		body = event_body(sid);
+		if (tu_conn_post(&c, PATH, body, strlen(body), &r) != 0) {
+			/* Unknown outcome: not logged, never reused. */
+			l->nfail++;
+		} else if (r.status == 200) {
+			if (l->nacked == l->cap) {
+				l->cap = l->cap ? l->cap * 2 : 256;
+				l->acked = realloc(l->acked, l->cap *
+				    sizeof(*l->acked));
+			}
+			l->acked[l->nacked++] = strdup(sid);
+			l->n200++;
+			atomic_fetch_add(l->answered, 1);
+		} else if (r.status == 503) {
+			l->n503++;
+			atomic_fetch_add(l->answered, 1);
+		} else {
+			l->nother++;
+		}
+		tu_reply_free(&r);
+		free(body);
+	}
+	tu_conn_close(&c);
+	return NULL;
+}
+
+struct load {
+	struct loader	 l[LOADERS];
+	atomic_bool	 stop;
+	atomic_int	 answered;
+	char		**acked;	/* all loaders' acked, gathered */
+	size_t		 nacked;
+	int		 n200, n503, nother, nfail, nconnect;
+};
+
+static void
+load_start(struct load *ld, int port, const char *prefix, int max_ms)
+{
+	memset(ld, 0, sizeof(*ld));
+	atomic_init(&ld->stop, false);
+	atomic_init(&ld->answered, 0);
+	for (int i = 0; i < LOADERS; i++) {
+		struct loader *l = &ld->l[i];
+
+		l->id = i;
+		l->port = port;
+		l->prefix = prefix;
+		l->stop = &ld->stop;
+		l->answered = &ld->answered;
+		l->deadline_ms = tu_now_ms() + max_ms;
+		pthread_create(&l->thread, NULL, loader_run, l);
+	}
+}
+
+/* Wait until n answers came (bounded); false on timeout. */
+static bool
+load_wait(struct load *ld, int n, int max_ms)
+{
+	long long until = tu_now_ms() + max_ms;
+
+	while (atomic_load(&ld->answered) < n && tu_now_ms() < until)
+		tu_sleep_ms(2);
+	return atomic_load(&ld->answered) >= n;
+}
+
+static void
+load_join(struct load *ld)
+{
+	size_t n = 0;
+
+	atomic_store(&ld->stop, true);
+	for (int i = 0; i < LOADERS; i++) {
+		pthread_join(ld->l[i].thread, NULL);
+		n += ld->l[i].nacked;
+	}
+	ld->acked = calloc(n + 1, sizeof(*ld->acked));
+	for (int i = 0; i < LOADERS; i++) {
+		struct loader *l = &ld->l[i];
+
+		memcpy(ld->acked + ld->nacked, l->acked,
+		    l->nacked * sizeof(*l->acked));
+		ld->nacked += l->nacked;
+		ld->n200 += l->n200;
+		ld->n503 += l->n503;
+		ld->nother += l->nother;
+		ld->nfail += l->nfail;
+		ld->nconnect += l->nconnect;
+		free(l->acked);
+	}
+}
+
+static void
+load_free(struct load *ld)
+{
+	for (size_t i = 0; i < ld->nacked; i++)
+		free(ld->acked[i]);
+	free(ld->acked);
+}
+
+/* ---- kill -9 under load, ack = commit ---- */
+
+START_TEST(test_kill9_under_load)
+{
+	struct daemon_proc *d = new_proc();
+	int rounds = torture ? 20 : 3, total = 0;
+	unsigned seed_rand = (unsigned)time(NULL) ^ (unsigned)getpid();
+
+	fprintf(stderr, "kill9: %d rounds, random seed %u\n", rounds,
+	    seed_rand);
+	start_or_fail(d, NULL);
+	for (int round = 0; round < rounds; round++) {
+		struct load ld;
+		char prefix[16], first[64];
+		int wait_ms = (int)(rand_r(&seed_rand) % 400), rc;
+		size_t missing;
+
+		snprintf(prefix, sizeof(prefix), "k%d", round);
+		load_start(&ld, d->port, prefix, 15000);
+		ck_assert_msg(load_wait(&ld, 50, 10000),
+		    "round %d: fewer than 50 answers in 10 s", round);
+		tu_sleep_ms(wait_ms);
+		rc = proc_stop(d, SIGKILL);
+		load_join(&ld);
+		ck_assert_int_eq(rc, 128 + SIGKILL);
+		start_or_fail(d, NULL);
+		missing = db_missing(d->db, ld.acked, ld.nacked, first,
+		    sizeof(first));
+		fprintf(stderr, "kill9 round %d: killed %d ms into load, "
+		    "%d answered 200, %d 503, %d cut off, %zu missing\n",
+		    round, wait_ms, ld.n200, ld.n503, ld.nfail, missing);
+		ck_assert_msg(missing == 0, "round %d: %zu events answered 200 "
+		    "are not in the database (first: %s)", round, missing,
+		    first);
+		ck_assert_int_eq(ld.nother, 0);
+		ck_assert_int_ge(ld.n200, 50);
+		expect_integrity(d->db);
+		total += ld.n200;
+		load_free(&ld);
+	}
+	stop_clean(d);
+	expect_integrity(d->db);
+	expect_fts_integrity(d->db);
+	ck_assert_int_ge(db_int(d->db, "SELECT count(*) FROM calls"), total);
+}
+END_TEST
+
+/* ---- SIGTERM under load, ack = enqueue ---- */
+
+START_TEST(test_sigterm_enqueue_under_load)
+{
+	struct daemon_proc *d = new_proc();
+	struct load ld;
+	char first[64];
+	size_t missing;
+	int rc;
+
+	start_or_fail(d, "[store]\nack = enqueue\n");
+	load_start(&ld, d->port, "t", 15000);
+	ck_assert(load_wait(&ld, 500, 10000));
+	rc = proc_stop(d, SIGTERM);
+	load_join(&ld);
+	ck_assert_msg(rc == 0, "SIGTERM: exit %d", rc);
+	missing = db_missing(d->db, ld.acked, ld.nacked, first, sizeof(first));
+	fprintf(stderr, "sigterm/enqueue: %d answered 200, %d 503, %d cut "
+	    "off, %zu missing\n", ld.n200, ld.n503, ld.nfail, missing);
+	ck_assert_msg(missing == 0, "%zu events answered 200 are not in the "
+	    "database (first: %s)", missing, first);
+	ck_assert_int_eq(ld.nother, 0);
+	expect_integrity(d->db);
+	load_free(&ld);
+}
+END_TEST
+
+/* ---- another process holds the write lock ---- */
+
+#define WAVE	6
+
+struct lock_case {
+	pthread_t		 thread;
+	struct daemon_proc	*d;
+	bool			 commit;
+	int			 hold_ms;
+	char			 tag[16];
+	char			 err[512];
+};
+
+static void *
+lock_case_run(void *arg)
+{
+	struct lock_case *lc = arg;
+	struct daemon_proc *d = lc->d;
+	struct poster a[WAVE], b[WAVE];
+	char *sids[2 * WAVE + 64], first[64], store[200], fmt[64];
+	size_t n = 0, missing;
+	bool late = lc->hold_ms > ACK_DEADLINE_MS;
+	sqlite3 *h;
+	long long t0;
+	int hs;
+
+#define FAIL(...) do { snprintf(lc->err, sizeof(lc->err), __VA_ARGS__); \
+	goto out; } while (0)
+	memset(a, 0, sizeof(a));
+	memset(b, 0, sizeof(b));
+	h = lock_db(d->db);
+	t0 = tu_now_ms();
+	if (lc->commit) {
+		snprintf(fmt, sizeof(fmt), "%s-a-%%d", lc->tag);
+		for (int i = 0; i < WAVE; i++)
+			poster_start(&a[i], d->port, fmt, i, NULL);
+	} else {
+		struct tu_conn c;
+
+		if (tu_conn_open(&c, d->port, 5000) != 0)
+			FAIL("%s: connect", lc->tag);
+		for (int i = 0; i < 50; i++) {
+			char sid[64], *body;
+			struct reply r;
+			long long t = tu_now_ms();
+
+			snprintf(sid, sizeof(sid), "%s-e-%d", lc->tag, i);
+			body = event_body(sid);
+			if (tu_conn_post(&c, PATH, body, strlen(body), &r) ||
+			    r.status != 200 || tu_now_ms() - t > 1000) {
+				free(body);
+				tu_conn_close(&c);
+				FAIL("%s: enqueue while locked: status %d in "
+				    "%lld ms, want 200 at once", lc->tag,
+				    r.status, tu_now_ms() - t);
+			}
+			tu_reply_free(&r);
+			free(body);
+			sids[n++] = strdup(sid);
+		}
+		tu_conn_close(&c);
+		/* Answered, but not yet in the file: the lock is real. */
+		if (db_missing(d->db, sids, n, first, sizeof(first)) != n)
+			FAIL("%s: events written through the lock", lc->tag);
+	}
+	tu_sleep_ms(1500);
+	hs = health(d->port, store, sizeof(store), NULL);
+	if (hs != 503 || strcmp(store, "ok") == 0)
+		FAIL("%s: /healthz while locked: %d store \"%s\", want 503 "
+		    "and the store error", lc->tag, hs, store);
+	if (lc->commit && late) {
+		char sid[64];
+
+		/* Held past the deadline on a connection that is gone. */
+		snprintf(sid, sizeof(sid), "%s-gone-fin", lc->tag);
+		post_and_vanish(d->port, sid, false, 200);
+		sids[n++] = strdup(sid);
+		snprintf(sid, sizeof(sid), "%s-gone-rst", lc->tag);
+		post_and_vanish(d->port, sid, true, 200);
+		sids[n++] = strdup(sid);
+		/* A second wave that the end of the lock will answer. */
+		sleep_until(t0 + lc->hold_ms - ACK_DEADLINE_MS + 1000);
+		snprintf(fmt, sizeof(fmt), "%s-b-%%d", lc->tag);
+		for (int i = 0; i < WAVE; i++)
+			poster_start(&b[i], d->port, fmt, i, NULL);
+	}
+	sleep_until(t0 + lc->hold_ms);
+	unlock_db(h);
+	h = NULL;
+	if (lc->commit) {
+		for (int i = 0; i < WAVE; i++) {
+			poster_join(&a[i]);
+			sids[n++] = strdup(a[i].sid);
+		}
+		for (int i = 0; late && i < WAVE; i++) {
+			poster_join(&b[i]);
+			sids[n++] = strdup(b[i].sid);
+		}
+		for (int i = 0; i < WAVE; i++) {
+			char why[200], ra[16];
+			struct poster *p = &a[i];
+
+			if (p->rc != 0)
+				FAIL("%s: %s got no answer", lc->tag, p->sid);
+			if (!late && (p->r.status != 200 ||
+			    p->elapsed_ms >= ACK_DEADLINE_MS))
+				FAIL("%s: %s: %d after %lld ms, want 200 once "
+				    "the lock goes", lc->tag, p->sid,
+				    p->r.status, p->elapsed_ms);
+			if (late && (p->r.status != 503 ||
+			    tu_header(&p->r, "Retry-After", ra, sizeof(ra)) ||
+			    *json_answer_problem(&p->r, why, sizeof(why)) ||
+			    p->elapsed_ms < ACK_DEADLINE_MS - 500 ||
+			    p->elapsed_ms > ACK_DEADLINE_MS + 2500))
+				FAIL("%s: %s: %d after %lld ms, want 503 with "
+				    "Retry-After at the %d ms deadline", lc->tag,
+				    p->sid, p->r.status, p->elapsed_ms,
+				    ACK_DEADLINE_MS);
+		}
+		for (int i = 0; late && i < WAVE; i++)
+			if (b[i].rc != 0 || b[i].r.status != 200)
+				FAIL("%s: %s: %d, want 200 once the lock goes",
+				    lc->tag, b[i].sid, b[i].r.status);
+	}
+	/* Everything, 503s included, is written once the lock goes. */
+	missing = wait_stored(d->db, sids, n, 10000, first, sizeof(first));
+	if (missing > 0)
+		FAIL("%s: %zu events lost after the lock (first: %s)",
+		    lc->tag, missing, first);
+	hs = health(d->port, store, sizeof(store), NULL);
+	if (hs != 200 || strcmp(store, "ok") != 0)
+		FAIL("%s: /healthz after the lock: %d \"%s\"", lc->tag, hs,
+		    store);
+	fprintf(stderr, "lock %s: %zu events, all stored\n", lc->tag, n);
+out:
+	if (h != NULL)
+		unlock_db(h);
+	for (int i = 0; i < WAVE; i++) {
+		poster_done(&a[i]);
+		poster_done(&b[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(sids[i]);
+	return NULL;
+#undef FAIL
+}
+
+START_TEST(test_lock_held)
+{
+	static const struct { bool commit; int hold_ms; const char *tag; }
+	    cases[] = {
+		{ true, 3000, "c3" }, { true, 8000, "c8" },
+		{ false, 3000, "e3" }, { false, 8000, "e8" },
+	};
+	struct lock_case lc[4];
+	long long t0 = tu_now_ms();
+
+	for (int i = 0; i < 4; i++) {
+		memset(&lc[i], 0, sizeof(lc[i]));
+		lc[i].d = new_proc();
+		lc[i].commit = cases[i].commit;
+		lc[i].hold_ms = cases[i].hold_ms;
+		snprintf(lc[i].tag, sizeof(lc[i].tag), "%s", cases[i].tag);
+		start_or_fail(lc[i].d, lc[i].commit ? NULL :
+		    "[store]\nack = enqueue\n");
+	}
+	/* Together in make check; one after the other under torture. */
+	for (int i = 0; i < 4; i++) {
+		pthread_create(&lc[i].thread, NULL, lock_case_run, &lc[i]);
+		if (torture)
+			pthread_join(lc[i].thread, NULL);
+	}
+	for (int i = 0; i < 4 && !torture; i++)
+		pthread_join(lc[i].thread, NULL);
+	for (int i = 0; i < 4; i++)
+		ck_assert_msg(lc[i].err[0] == '\0', "%s", lc[i].err);
+	for (int i = 0; i < 4; i++) {
+		ck_assert(log_has(lc[i].d, "store failing"));
+		ck_assert(log_has(lc[i].d, "store recovered"));
+		stop_clean(lc[i].d);
+		expect_integrity(lc[i].d->db);
+	}
+	fprintf(stderr, "lock: %lld ms\n", tu_now_ms() - t0);
+}
+END_TEST
+
+/* ---- disk full and a read-only file ---- */
+
+enum store_fault { FAULT_TMPFS_FULL, FAULT_FSIZE, FAULT_IMMUTABLE };
+
+struct store_case {
+	pthread_t		 thread;
+	struct daemon_proc	*d;
+	enum store_fault	 fault;
+	char			 filler[320];
+	const char		*tag;
+	const char		*expect;	/* in /healthz's store */
+	char			 err[512];
+};
+
+static const char *const fault_name[] = {
+	[FAULT_TMPFS_FULL] = "disk full (tmpfs)",
+	[FAULT_FSIZE] = "disk full (RLIMIT_FSIZE)",
+	[FAULT_IMMUTABLE] = "read-only file (chattr +i)",
+};
+
+static int
+fault_inject(struct store_case *sc)
+{
+	struct daemon_proc *d = sc->d;
+	char buf[65536];
+	struct stat st;
+
+	switch (sc->fault) {
+	case FAULT_TMPFS_FULL: {
+		int fd = open(sc->filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		if (fd < 0)
+			return -1;
+		memset(buf, 'f', sizeof(buf));
+		/* Bounded: the tmpfs is 8 MB. */
+		for (int i = 0; i < 1024; i++)
+			if (write(fd, buf, sizeof(buf)) < 0)
+				break;
+		close(fd);
+		return errno == ENOSPC ? 0 : -1;
+	}
+	case FAULT_FSIZE: {
+		char wal[340];
+		struct rlimit rl;
+
+		snprintf(wal, sizeof(wal), "%s-wal", d->db);
+		if (stat(wal, &st) != 0)
+			return -1;
+		/* The soft limit only: raising a hard one back would need
+		 * CAP_SYS_RESOURCE, which even root may lack here. */
+		if (prlimit(d->pid, RLIMIT_FSIZE, NULL, &rl) != 0)
+			return -1;
+		rl.rlim_cur = (rlim_t)st.st_size;
+		return prlimit(d->pid, RLIMIT_FSIZE, &rl, NULL);
+	}
+	case FAULT_IMMUTABLE:
+		undo_path(undo->immutable, d->db);
+		snprintf(buf, sizeof(buf), "%s-wal", d->db);
+		undo_path(undo->immutable, buf);
+		return tu_sh("chattr +i '%s' '%s-wal'", d->db, d->db);
+	}
+	return -1;
+}
+
+static void
+fault_repair(struct store_case *sc)
+{
+	struct daemon_proc *d = sc->d;
+	struct rlimit rl;
+	char wal[340];
+
+	switch (sc->fault) {
+	case FAULT_TMPFS_FULL:
+		unlink(sc->filler);
+		break;
+	case FAULT_FSIZE:
+		if (prlimit(d->pid, RLIMIT_FSIZE, NULL, &rl) == 0) {
+			rl.rlim_cur = rl.rlim_max;
+			prlimit(d->pid, RLIMIT_FSIZE, &rl, NULL);
+		}
+		break;
+	case FAULT_IMMUTABLE:
+		tu_sh("chattr -i '%s' '%s-wal'", d->db, d->db);
+		snprintf(wal, sizeof(wal), "%s-wal", d->db);
+		forget_path(undo->immutable, d->db);
+		forget_path(undo->immutable, wal);
+		break;
+	}
+}
+
+static void *
+store_case_run(void *arg)
+{
+	struct store_case *sc = arg;
+	struct daemon_proc *d = sc->d;
+	struct poster p[4];
+	char *sids[8], first[64], store[200], fmt[64], fault_msg[200];
+	size_t n = 0, missing;
+	struct reply r;
+	int hs;
+
+#define FAIL(...) do { snprintf(sc->err, sizeof(sc->err), __VA_ARGS__); \
+	goto out; } while (0)
+	memset(p, 0, sizeof(p));
+	if (fault_inject(sc) != 0)
+		FAIL("%s: cannot inject %s", sc->tag, fault_name[sc->fault]);
+	/* Big enough that a commit needs new pages of the file. */
+	snprintf(fmt, sizeof(fmt), "%s-%%d", sc->tag);
+	for (int i = 0; i < 4; i++) {
+		char sid[64];
+
+		snprintf(sid, sizeof(sid), fmt, i);
+		poster_start(&p[i], d->port, fmt, i,
+		    big_event_body(sid, 256 * 1024));
+	}
+	tu_sleep_ms(1500);
+	hs = health(d->port, store, sizeof(store), NULL);
+	if (hs != 503 || strstr(store, sc->expect) == NULL)
+		FAIL("%s: /healthz during the fault: %d \"%s\", want 503 and "
+		    "\"%s\"", sc->tag, hs, store, sc->expect);
+	snprintf(fault_msg, sizeof(fault_msg), "%s", store);
+	for (int i = 0; i < 4; i++) {
+		char why[200], ra[16];
+
+		poster_join(&p[i]);
+		sids[n++] = strdup(p[i].sid);
+		if (p[i].rc != 0 || p[i].r.status != 503 ||
+		    tu_header(&p[i].r, "Retry-After", ra, sizeof(ra)) != 0 ||
+		    *json_answer_problem(&p[i].r, why, sizeof(why)) != '\0')
+			FAIL("%s: %s: %d %s, want a JSON 503 with Retry-After",
+			    sc->tag, p[i].sid, p[i].r.status,
+			    p[i].r.body ? p[i].r.body : "");
+	}
+	if (!alive(d))
+		FAIL("%s: the daemon died", sc->tag);
+	if (!log_has(d, "store failing"))
+		FAIL("%s: no \"store failing\" line in the log", sc->tag);
+	fault_repair(sc);
+	missing = wait_stored(d->db, sids, n, 10000, first, sizeof(first));
+	if (missing > 0)
+		FAIL("%s: %zu events lost after the repair (first: %s)",
+		    sc->tag, missing, first);
+	hs = health(d->port, store, sizeof(store), NULL);
+	if (hs != 200 || strcmp(store, "ok") != 0)
+		FAIL("%s: /healthz after the repair: %d \"%s\"", sc->tag, hs,
+		    store);
+	{
+		char *body = event_body("after-repair");
+
+		tu_post_conn(d->port, PATH, body, strlen(body), &r);
+		free(body);
+		hs = r.status;
+		tu_reply_free(&r);
+		if (hs != 200)
+			FAIL("%s: a post after the repair got %d", sc->tag, hs);
+	}
+	fprintf(stderr, "%s: /healthz said \"%s\"; 4 events answered 503, "
+	    "all stored after the repair\n", fault_name[sc->fault], fault_msg);
+out:
+	fault_repair(sc);
+	for (int i = 0; i < 4; i++)
+		poster_done(&p[i]);
+	for (size_t i = 0; i < n; i++)
+		free(sids[i]);
+	return NULL;
+#undef FAIL
+}
+
+START_TEST(test_store_failures)
+{
+	struct store_case sc[2];
+	char mnt[280];
+	bool tmpfs;
+	int i;
+
+	memset(sc, 0, sizeof(sc));
+	/*
+	 * Disk full: a small tmpfs when mount works here, else (or with
+	 * FAULTS_NO_TMPFS set) a file size limit put on the running daemon,
+	 * SIGXFSZ ignored, so that writes fail with EFBIG as a full disk
+	 * fails them with ENOSPC.
+	 */
+	sc[0].d = new_proc();
+	snprintf(mnt, sizeof(mnt), "%s/mnt", sc[0].d->dir);
+	mkdir(mnt, 0700);
+	tmpfs = getenv("FAULTS_NO_TMPFS") == NULL &&
+	    mount("tmpfs", mnt, "tmpfs", 0, "size=8m") == 0;
+	if (tmpfs) {
+		undo_path(undo->mounts, mnt);
+		snprintf(sc[0].d->db, sizeof(sc[0].d->db), "%s/calls.db", mnt);
+		snprintf(sc[0].filler, sizeof(sc[0].filler), "%s/filler", mnt);
+	}
+	sc[0].fault = tmpfs ? FAULT_TMPFS_FULL : FAULT_FSIZE;
+	sc[0].tag = "full";
+	sc[0].expect = tmpfs ? "full" : "";
+	signal(SIGXFSZ, SIG_IGN);
+	start_or_fail(sc[0].d, NULL);
+	signal(SIGXFSZ, SIG_DFL);
+
+	/* Read-only: as root only an immutable file refuses writes. */
+	sc[1].d = new_proc();
+	sc[1].fault = FAULT_IMMUTABLE;
+	sc[1].tag = "ro";
+	sc[1].expect = "";
+	start_or_fail(sc[1].d, NULL);
+
+	for (i = 0; i < 2; i++) {
+		struct reply r;
+		char *body = event_body(sc[i].tag);
+
+		ck_assert_int_eq(tu_post_conn(sc[i].d->port, PATH, body,
+		    strlen(body), &r), 0);
+		ck_assert_int_eq(r.status, 200);
+		tu_reply_free(&r);
+		free(body);
+	}
+	if (tu_sh("chattr -i '%s' 2>/dev/null", sc[1].d->db) != 0) {
+		fprintf(stderr, "read-only: chattr does not work here, "
+		    "skipped\n");
+		i = 1;
+	} else
+		i = 2;
+	for (int k = 0; k < i; k++)
+		pthread_create(&sc[k].thread, NULL, store_case_run, &sc[k]);
+	for (int k = 0; k < i; k++)
+		pthread_join(sc[k].thread, NULL);
+	for (int k = 0; k < i; k++)
+		ck_assert_msg(sc[k].err[0] == '\0', "%s", sc[k].err);
+	for (int k = 0; k < 2; k++) {
+		stop_clean(sc[k].d);
+		expect_integrity(sc[k].d->db);
+	}
+}
+END_TEST
+
+/* ---- queue full ---- */
+
+static void
+queue_full_case(bool commit)
+{
+	struct daemon_proc *d = new_proc();
+	struct poster held[5];
+	char *sids[10], first[64], store[200];
+	const char *mode = commit ? "c" : "e";
+	long long queued = 0, until;
+	sqlite3 *h;
+	size_t n = 0;
+
+	start_or_fail(d, commit ? "[store]\nqueue = 5\n" :
+	    "[store]\nqueue = 5\nack = enqueue\n");
+	h = lock_db(d->db);
+	for (int i = 0; i < 5; i++) {
+		char fmt[32];
+
+		snprintf(fmt, sizeof(fmt), "qf-%s-in-%%d", mode);
+		poster_start(&held[i], d->port, fmt, i, NULL);
+		if (!commit)
+			poster_join(&held[i]);
+	}
+	until = tu_now_ms() + 3000;
+	while (queued < 5 && tu_now_ms() < until) {
+		health(d->port, store, sizeof(store), &queued);
+		tu_sleep_ms(20);
+	}
+	ck_assert_msg(queued == 5, "queue holds %lld, want 5", queued);
+	for (int i = 0; i < 5; i++) {
+		char sid[32], *body;
+		struct reply r;
+		long long t = tu_now_ms();
+
+		snprintf(sid, sizeof(sid), "qf-%s-over-%d", mode, i);
+		body = event_body(sid);
+		ck_assert_int_eq(tu_post_conn(d->port, PATH, body,
+		    strlen(body), &r), 0);
+		expect_503(&r, sid);
+		ck_assert_msg(strstr(r.body, "queue full") != NULL, "%s", r.body);
+		ck_assert_int_lt(tu_now_ms() - t, 1000);
+		tu_reply_free(&r);
+		free(body);
+	}
+	unlock_db(h);
+	/* In enqueue mode the answers came long ago: wait for the writer. */
+	until = tu_now_ms() + 5000;
+	while (!commit && queued > 0 && tu_now_ms() < until) {
+		health(d->port, store, sizeof(store), &queued);
+		tu_sleep_ms(20);
+	}
+	for (int i = 0; i < 5; i++) {
+		poster_join(&held[i]);
+		ck_assert_msg(held[i].rc == 0 && held[i].r.status == 200,
+		    "%s: %d", held[i].sid, held[i].r.status);
+		sids[n++] = strdup(held[i].sid);
+		poster_done(&held[i]);
+	}
+	/* The refused ones are retried by the sender, and now accepted. */
+	for (int i = 0; i < 5; i++) {
+		char sid[32], *body;
+		struct reply r;
+
+		snprintf(sid, sizeof(sid), "qf-%s-over-%d", mode, i);
+		body = event_body(sid);
+		ck_assert_int_eq(tu_post_conn(d->port, PATH, body,
+		    strlen(body), &r), 0);
+		ck_assert_int_eq(r.status, 200);
+		tu_reply_free(&r);
+		free(body);
+		sids[n++] = strdup(sid);
+	}
+	ck_assert_msg(wait_stored(d->db, sids, n, 5000, first,
+	    sizeof(first)) == 0, "lost %s", first);
+	ck_assert_int_ge(db_int(d->db, "SELECT count(*) FROM rejects WHERE "
+	    "status = 503 AND reason LIKE 'queue full%'"), 5);
+	stop_clean(d);
+	for (size_t i = 0; i < n; i++)
+		free(sids[i]);
+}
+
+START_TEST(test_queue_full)
+{
+	queue_full_case(true);
+	queue_full_case(false);
+}
+END_TEST
+
+/* ---- 2,000 idle connections trickling their headers ---- */
+
+#define IDLE_CONNS	2000
+
+START_TEST(test_idle_connections)
+{
+	static const char trickle[] = "POST " PATH " HTTP/1.1\r\nHost: x\r\n";
+	struct daemon_proc *d = new_proc();
+	struct rlimit rl;
+	int *fds = calloc(IDLE_CONNS, sizeof(int));
+	long long *closed_at = calloc(IDLE_CONNS, sizeof(long long));
+	long long last_byte, until, first_close = -1, last_close = 0;
+	int nclosed = 0, legit = 0;
+	char *sids[32], first[64];
+	size_t n = 0;
+
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < 8192) {
+		rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	ck_assert_msg(rl.rlim_cur >= IDLE_CONNS + 200, "RLIMIT_NOFILE %llu "
+	    "is too low for %d connections", (unsigned long long)rl.rlim_cur,
+	    IDLE_CONNS);
+	/* The daemon inherits the raised limit. */
+	start_or_fail(d, "[http]\nmax_connections = 4096\ntimeout = 2s\n");
+	for (int i = 0; i < IDLE_CONNS; i++) {
+		fds[i] = tu_connect(d->port);
+		ck_assert_msg(fds[i] >= 0, "connection %d: %s", i,
+		    strerror(errno));
+		fcntl(fds[i], F_SETFL, O_NONBLOCK);
+	}
+	/* A byte each every 400 ms: under the timeout, so all stay open. */
+	for (int step = 0; step < 5; step++) {
+		for (int i = 0; i < IDLE_CONNS; i++)
+			ck_assert(send(fds[i], trickle + step, 1,
+			    MSG_NOSIGNAL) == 1);
+		last_byte = tu_now_ms();
+		for (int k = 0; k < 4; k++) {
+			char sid[32], *body;
+			struct reply r;
+			long long t = tu_now_ms();
+
+			snprintf(sid, sizeof(sid), "legit-%d-%d", step, k);
+			body = event_body(sid);
+			ck_assert_int_eq(tu_post_conn(d->port, PATH, body,
+			    strlen(body), &r), 0);
+			ck_assert_msg(r.status == 200, "legit request: %d",
+			    r.status);
+			ck_assert_int_lt(tu_now_ms() - t, 1500);
+			tu_reply_free(&r);
+			free(body);
+			sids[n++] = strdup(sid);
+			legit++;
+		}
+		tu_sleep_ms(400);
+	}
+	/* Now idle: each must be closed once the timeout passes. */
+	until = last_byte + 2000 + 4000;
+	while (nclosed < IDLE_CONNS && tu_now_ms() < until) {
+		for (int i = 0; i < IDLE_CONNS; i++) {
+			char c;
+			ssize_t k;
+
+			if (fds[i] < 0)
+				continue;
+			k = recv(fds[i], &c, 1, 0);
+			if (k > 0 || (k < 0 && (errno == EAGAIN ||
+			    errno == EWOULDBLOCK)))
+				continue;
+			closed_at[i] = tu_now_ms() - last_byte;
+			close(fds[i]);
+			fds[i] = -1;
+			nclosed++;
+		}
+		tu_sleep_ms(50);
+	}
+	for (int i = 0; i < IDLE_CONNS; i++) {
+		if (fds[i] >= 0) {
+			close(fds[i]);
+			continue;
+		}
+		if (first_close < 0 || closed_at[i] < first_close)
+			first_close = closed_at[i];
+		if (closed_at[i] > last_close)
+			last_close = closed_at[i];
+	}
+	fprintf(stderr, "idle: %d legitimate requests answered, %d of %d idle "
+	    "connections closed %lld..%lld ms after their last byte\n", legit,
+	    nclosed, IDLE_CONNS, first_close, last_close);
+	ck_assert_int_eq(nclosed, IDLE_CONNS);
+	ck_assert_msg(first_close >= 1500, "closed %lld ms after the last byte, "
+	    "before the 2 s timeout", first_close);
+	ck_assert_msg(last_close <= 2000 + 2000, "closed %lld ms after the last "
+	    "byte, long after the 2 s timeout", last_close);
+	ck_assert(wait_stored(d->db, sids, n, 5000, first, sizeof(first)) == 0);
+	ck_assert(alive(d));
+	stop_clean(d);
+	for (size_t i = 0; i < n; i++)
+		free(sids[i]);
+	free(fds);
+	free(closed_at);
+}
+END_TEST
+
+/* ---- a client that goes away while held ---- */
+
+START_TEST(test_client_disconnects_while_held)
+{
+	struct daemon_proc *d = new_proc();
+	char *sids[] = { "gone-fin", "gone-rst" }, first[64], store[200];
+	char *half = event_body("gone-half"), head[256];
+	sqlite3 *h;
+	int s, k;
+
+	start_or_fail(d, NULL);
+	h = lock_db(d->db);
+	post_and_vanish(d->port, "gone-fin", false, 300);
+	post_and_vanish(d->port, "gone-rst", true, 300);
+	/* And one that leaves halfway through its body: never an event. */
+	s = tu_connect(d->port);
+	ck_assert_int_ge(s, 0);
+	k = snprintf(head, sizeof(head), "POST " PATH " HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Type: " JSON "\r\nContent-Length: %zu\r\n\r\n",
+	    strlen(half));
+	ck_assert(send(s, head, (size_t)k, MSG_NOSIGNAL) == k);
+	ck_assert(send(s, half, strlen(half) / 2, MSG_NOSIGNAL) > 0);
+	close(s);
+	tu_sleep_ms(700);
+	unlock_db(h);
+	ck_assert_msg(wait_stored(d->db, sids, 2, 5000, first,
+	    sizeof(first)) == 0, "%s lost", first);
+	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM calls WHERE "
+	    "call_sid = 'gone-half'"), 0);
+	ck_assert_int_eq(health(d->port, store, sizeof(store), NULL), 200);
+	ck_assert(alive(d));
+	/* Under ASan, LeakSanitizer makes a leak a non-zero exit here. */
+	stop_clean(d);
+	free(half);
+}
+END_TEST
+
+/* ---- the corpus of bad requests ---- */
+
+struct corpus_file {
+	char	name[256];
+	int	status;		/* 0: closed without an answer */
+	bool	mhd;		/* libmicrohttpd's own HTML answer */
+	int	number;
+};
+
+static int
+corpus_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct corpus_file *)a)->name,
+	    ((const struct corpus_file *)b)->name);
+}
+
+static size_t
+corpus_list(const char *dir, struct corpus_file **out)
+{
+	struct corpus_file *f = NULL;
+	struct dirent *de;
+	size_t n = 0, cap = 0;
+	DIR *dp = opendir(dir);
+
+	ck_assert_msg(dp != NULL, "%s: %s", dir, strerror(errno));
+	while ((de = readdir(dp)) != NULL) {
+		size_t len = strlen(de->d_name);
+		int num, status;
+		char rest[256];
+
+		if (len < 6 || strcmp(de->d_name + len - 5, ".http") != 0)
+			continue;
+		ck_assert_msg(sscanf(de->d_name, "%d-%d-%255s", &num, &status,
+		    rest) == 3, "%s: not NNN-SSS-slug.http", de->d_name);
+		if (n == cap)
+			f = realloc(f, (cap = cap ? cap * 2 : 256) *
+			    sizeof(*f));
+		snprintf(f[n].name, sizeof(f[n].name), "%s", de->d_name);
+		f[n].number = num;
+		f[n].status = status;
+		f[n].mhd = strncmp(rest, "mhd-", 4) == 0;
+		n++;
+	}
+	closedir(dp);
+	qsort(f, n, sizeof(*f), corpus_cmp);
+	*out = f;
+	return n;
+}
+
+/* Append a line to a growing failure report. */
+static void
+report(char **buf, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	char line[512];
+	int k;
+
+	va_start(ap, fmt);
+	k = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	*buf = realloc(*buf, *len + (size_t)k + 2);
+	memcpy(*buf + *len, line, (size_t)k);
+	*len += (size_t)k;
+	(*buf)[(*len)++] = '\n';
+	(*buf)[*len] = '\0';
+}
+
+/* Send raw; check the status and, unless told otherwise, the JSON. */
+static void
+check_raw(int port, const char *what, const char *req, size_t len,
+    int want, bool json, bool closed_ok, char **fails, size_t *flen)
+{
+	struct reply r;
+	char why[200];
+	long long t0 = tu_now_ms();
+	/* Half-closing loses the answer of a held request: only when none
+	 * is expected, so that the daemon sees the request end. */
+	int rc = closed_ok ? tu_raw(port, req, len, &r) :
+	    tu_raw_timeout(port, req, len, want == 0, 10000, &r);
+
+	if (tu_now_ms() - t0 > 2000)
+		fprintf(stderr, "corpus: %s took %lld ms\n", what,
+		    tu_now_ms() - t0);
+	tu_reply_skip_interim(&r);
+	if (want == 0 || (closed_ok && rc != 0)) {
+		if (rc == 0 && !(closed_ok && r.status == want))
+			report(fails, flen, "%s: answered %d, want the "
+			    "connection closed", what, r.status);
+	} else if (rc != 0) {
+		report(fails, flen, "%s: no answer, want %d", what, want);
+	} else if (r.status != want) {
+		report(fails, flen, "%s: %d, want %d: %.100s", what, r.status,
+		    want, r.body);
+	} else if (json && *json_answer_problem(&r, why, sizeof(why))) {
+		report(fails, flen, "%s: %s", what, why);
+	}
+	tu_reply_free(&r);
+}
+
+static char *
+nested(const char *open, const char *close, int depth, const char *pre,
+    const char *post, size_t *len)
+{
+	size_t ol = strlen(open), cl = strlen(close), pl = strlen(pre);
+	size_t n = pl + (size_t)depth * (ol + cl) + strlen(post) + 8;
+	char *s = malloc(n), *p = s;
+
+	memcpy(p, pre, pl);
+	p += pl;
+	for (int i = 0; i < depth; i++, p += ol)
+		memcpy(p, open, ol);
+	memcpy(p, "1", 1);
+	p++;
+	for (int i = 0; i < depth; i++, p += cl)
+		memcpy(p, close, cl);
+	strcpy(p, post);
+	*len = (size_t)(p - s) + strlen(post);
+	return s;
+}
+
+/* POST body and check the status (and, unless 0, that it is JSON). */
+static void
+check_post(int port, const char *what, const char *body, size_t len,
+    int want, const char *needle, char **fails, size_t *flen)
+{
+	struct reply r;
+	char why[200];
+
+	if (tu_post(port, PATH, JSON, body, len, &r) != 0)
+		report(fails, flen, "%s: no answer, want %d", what, want);
+	else if (r.status != want)
+		report(fails, flen, "%s: %d, want %d: %.100s", what, r.status,
+		    want, r.body);
+	else if (*json_answer_problem(&r, why, sizeof(why)) != '\0')
+		report(fails, flen, "%s: %s", what, why);
+	else if (needle != NULL && strstr(r.body, needle) == NULL)
+		report(fails, flen, "%s: %s, want \"%s\"", what, r.body,
+		    needle);
+	tu_reply_free(&r);
+}
+
+/* {"event":"call_ended","data":{"callSid":"xxx...x"}} of n x's. */
+static char *
+long_sid_body(size_t n, size_t *len)
+{
+	static const char pre[] = "{\"event\":\"call_ended\",\"data\":"
+	    "{\"callSid\":\"", post[] = "\"}}";
+	char *b = malloc(sizeof(pre) + n + sizeof(post));
+
+	memcpy(b, pre, sizeof(pre) - 1);
+	memset(b + sizeof(pre) - 1, 'x', n);
+	memcpy(b + sizeof(pre) - 1 + n, post, sizeof(post));
+	*len = sizeof(pre) - 1 + n + sizeof(post) - 1;
+	return b;
+}
+
+/* The big ones, made here rather than kept in tests/corpus. */
+static int
+corpus_generated(int port, char **fails, size_t *flen)
+{
+	size_t len;
+	char *body, *req;
+	int k;
+
+	body = nested("[", "]", 100000, "", "", &len);
+	check_post(port, "array nested 100,000 deep", body, len, 400, NULL,
+	    fails, flen);
+	free(body);
+
+	body = nested("{\"a\":", "}", 100000, "{\"event\":\"call_ended\","
+	    "\"data\":{\"callSid\":\"deep\",\"call_metadata\":", "}}", &len);
+	check_post(port, "object nested 100,000 deep in call_metadata", body,
+	    len, 400, NULL, fails, flen);
+	free(body);
+
+	/* Under max_body: read, parsed, and the callSid refused. */
+	body = long_sid_body(3 * 1024 * 1024, &len);
+	check_post(port, "3 MB callSid", body, len, 400, "too long", fails,
+	    flen);
+	free(body);
+
+	/* 10 MB: refused on its Content-Length before it is read. */
+	body = long_sid_body(10 * 1024 * 1024, &len);
+	check_post(port, "10 MB callSid", body, len, 413, NULL, fails, flen);
+
+	/* The same, chunked: a 413 at its end or, past 256 KB over the
+	 * cap, the connection closed (README, "HTTP answers"). */
+	req = malloc(len + 512);
+	k = sprintf(req, "POST " PATH " HTTP/1.1\r\nHost: x\r\nConnection: "
+	    "close\r\nContent-Type: " JSON "\r\nTransfer-Encoding: chunked"
+	    "\r\n\r\n%zx\r\n", len);
+	memcpy(req + k, body, len);
+	memcpy(req + k + len, "\r\n0\r\n\r\n", 7);
+	check_raw(port, "10 MB callSid, chunked", req, (size_t)k + len + 7, 413,
+	    true, true, fails, flen);
+	free(req);
+	free(body);
+	return 5;
+}
+
+START_TEST(test_corpus)
+{
+	struct daemon_proc *d = new_proc();
+	const char *dir = getenv("CORPUS") ? getenv("CORPUS") : "tests/corpus";
+	struct corpus_file *f;
+	size_t n = corpus_list(dir, &f), flen = 0, nbad = 0, nok = 0;
+	char *fails = NULL, **want_sids = calloc(n + 1, sizeof(char *));
+	long long stored, refused_json = 0;
+	size_t nwant = 0;
+	int generated;
+
+	ck_assert_msg(n >= 100, "only %zu files in %s", n, dir);
+	start_or_fail(d, "[store]\nstrict = on\n");
+	for (size_t i = 0; i < n; i++) {
+		char path[600];
+		size_t len;
+		char *req;
+		bool head;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, f[i].name);
+		req = tu_read_file(path, &len);
+		ck_assert_ptr_nonnull(req);
+		head = strncmp(req, "HEAD ", 5) == 0;
+		/* libmicrohttpd may refuse before the request is all sent,
+		 * close, and so reset the connection under its answer. */
+		check_raw(d->port, f[i].name, req, len, f[i].status,
+		    !f[i].mhd && !head, f[i].mhd, &fails, &flen);
+		free(req);
+		if (f[i].status == 200) {
+			char sid[16];
+
+			snprintf(sid, sizeof(sid), "c%03d", f[i].number);
+			want_sids[nwant++] = strdup(sid);
+			nok++;
+		} else {
+			nbad++;
+			if (f[i].status >= 400 && !f[i].mhd &&
+			    strstr(f[i].name, "post-healthz") == NULL &&
+			    strstr(f[i].name, "post-metrics") == NULL)
+				refused_json++;
+		}
+		ck_assert_msg(alive(d), "the daemon died after %s", f[i].name);
+	}
+	generated = corpus_generated(d->port, &fails, &flen);
+	ck_assert_msg(alive(d), "the daemon died on the generated inputs");
+	{
+		char *body = event_body("after-corpus");
+		struct reply r;
+
+		ck_assert_int_eq(tu_post_conn(d->port, PATH, body,
+		    strlen(body), &r), 0);
+		ck_assert_int_eq(r.status, 200);
+		tu_reply_free(&r);
+		free(body);
+		want_sids[nwant++] = strdup("after-corpus");
+	}
+	fprintf(stderr, "corpus: %zu files (%zu refused, %zu valid per SPEC) "
+	    "and %d generated inputs\n", n, nbad, nok, generated);
+	/* Exactly the valid ones were stored, each once. */
+	{
+		char first[64];
+		size_t missing = db_missing(d->db, want_sids, nwant, first,
+		    sizeof(first));
+
+		if (missing > 0)
+			report(&fails, &flen, "%zu valid requests not stored "
+			    "(first: %s)", missing, first);
+	}
+	stored = db_int(d->db, "SELECT count(*) FROM calls");
+	if (stored != (long long)nwant) {
+		sqlite3 *db = db_open(d->db, false);
+		sqlite3_stmt *st;
+
+		sqlite3_prepare_v2(db, "SELECT call_sid FROM calls", -1, &st,
+		    NULL);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *sid = (const char *)sqlite3_column_text(st,
+			    0);
+			bool wanted = false;
+
+			for (size_t i = 0; i < nwant && !wanted; i++)
+				wanted = strcmp(want_sids[i], sid) == 0;
+			if (!wanted)
+				report(&fails, &flen, "stored, but should have "
+				    "been refused: callSid %s", sid);
+		}
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+	}
+	/* Every refusal of ours is in the rejects table. */
+	if (db_int(d->db, "SELECT count(*) FROM rejects") < refused_json)
+		report(&fails, &flen, "rejects holds %lld rows, want >= %lld",
+		    db_int(d->db, "SELECT count(*) FROM rejects"),
+		    refused_json);
+	stop_clean(d);
+	for (size_t i = 0; i < nwant; i++)
+		free(want_sids[i]);
+	free(want_sids);
+	free(f);
+	ck_assert_msg(fails == NULL, "corpus failures:\n%s", fails);
+}
+END_TEST
+
+Suite *faults_suite(void);
+
+Suite *
+faults_suite(void)
+{
+	Suite *s = suite_create("faults");
+	TCase *tc = tcase_create("faults");
+	const char *t = getenv("TORTURE");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, t != NULL && *t != '\0' && strcmp(t, "0") != 0 ?
+	    3600 : 180);
+	tcase_add_test(tc, test_corpus);
+	tcase_add_test(tc, test_kill9_under_load);
+	tcase_add_test(tc, test_sigterm_enqueue_under_load);
+	tcase_add_test(tc, test_lock_held);
+	tcase_add_test(tc, test_store_failures);
+	tcase_add_test(tc, test_queue_full);
+	tcase_add_test(tc, test_idle_connections);
+	tcase_add_test(tc, test_client_disconnects_while_held);
+	suite_add_tcase(s, tc);
+	return s;
+}
