@@ -13,6 +13,7 @@
  * room from events.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,9 @@ struct job *queue_pop_all(struct queue *q, int timeout_ms, size_t *n_events);
 
 /* The writer committed (or gave up on) n events taken by queue_pop_all. */
 void	queue_done(struct queue *q, size_t n_events);
+
+/* True when an event pushed now would be refused with -EAGAIN. */
+bool	queue_full(struct queue *q);
 
 /* Events pushed and not yet done. */
 size_t	queue_pending(struct queue *q);

@@ -74,6 +74,27 @@ int	store_put(struct store *st, const struct event *ev,
  * STORE_REJECTS_KEPT rows. Same returns as store_put. */
 int	store_put_reject(struct store *st, const struct reject *rj);
 
+/*
+ * Checkpoints away from the writer. A store copies its WAL into the
+ * database file when a commit finds 1000 pages in it, and that commit
+ * waits for the copy and two fsyncs. After store_wal_notify(), each
+ * commit calls fn(arg, pages) with the pages in the WAL instead, so that
+ * another thread can checkpoint through its own connection from
+ * store_open_checkpointer(); the commit then checkpoints only when the
+ * WAL reaches 64 MB, to let it start over (see store.c).
+ */
+void	store_wal_notify(struct store *st, void (*fn)(void *arg, int pages),
+	    void *arg);
+/* A connection to of's file for store_checkpoint() only; close it first. */
+int	store_open_checkpointer(struct store **out, struct store *of,
+	    char *err, size_t errlen);
+/*
+ * Copy what the WAL holds into the database file, as far as other
+ * connections allow without waiting (SQLITE_CHECKPOINT_PASSIVE): 0 with
+ * the pages in the WAL and the pages copied so far, or -EAGAIN/-EIO.
+ */
+int	store_checkpoint(struct store *st, int *wal_pages, int *copied);
+
 /* SQLite's message for the last failure. */
 const char *store_errmsg(struct store *st);
 

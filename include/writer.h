@@ -8,7 +8,8 @@
  * (locked by another process, disk full, read-only) it keeps the batch,
  * retries with a growing delay, and answers held connections 503 once
  * their event has waited ack_timeout_ms; the events stay in the batch and
- * are written when the store recovers.
+ * are written when the store recovers. A second thread, with a connection
+ * of its own to the same file, runs the WAL checkpoints.
  */
 
 #include <stdbool.h>

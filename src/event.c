@@ -14,8 +14,19 @@
  * into the block by cJSON_PrintPreallocated(), within a size worked out
  * from the tree by json_bound().
  *
- * The block comes from cJSON_malloc(), like every cJSON allocation, so a
- * test can make any allocation of this module fail with cJSON_InitHooks().
+ * cJSON allocates a node for every value and a copy of every string, and
+ * with malloc() those allocations and their free() were half the cost of
+ * a parse. So this module installs cJSON's allocator hooks when the
+ * program starts: while event_parse() parses, cJSON's allocations come
+ * from a per-thread arena that is reset after the parse instead of freed
+ * node by node; at any other time, and for what does not fit in the
+ * arena, the hooks are plain malloc() and free(), so other users of cJSON
+ * in the process see no difference. A program (a test) may install hooks
+ * of its own with cJSON_InitHooks(): event_parse() notices and frees the
+ * tree with cJSON_Delete() as usual. The event's block comes from
+ * cJSON_malloc() too, after the parse, so such a test can make any
+ * allocation of this module fail.
+ *
  * Numbers are read and printed with strtod() and snprintf(), as cJSON does:
  * the daemon runs in the C locale.
  */
@@ -32,6 +43,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <cjson/cJSON.h>
 
 #include "event.h"
@@ -41,6 +54,8 @@
 #define CALL_SID_MAX	256	/* bytes */
 #define NUMBER_MAX	25	/* longest number cJSON prints */
 #define PRINT_SLACK	8	/* cJSON_PrintPreallocated() looks a byte ahead */
+#define ARENA_SIZE	(64 * 1024)	/* a 9 KB transcript's tree takes 13 KB */
+#define ARENA_ALIGN	16
 
 enum kind {
 	K_STRING,
@@ -121,6 +136,93 @@ struct plan {
 	size_t		 need;		/* bytes for all pieces */
 	bool		 escaped_nul;	/* some string held \u0000 */
 };
+
+/*
+ * The arena of one thread. Only this thread's parse allocates from it,
+ * and its trees never leave event_parse(), so no lock is needed.
+ */
+struct arena {
+	bool		 active;	/* event_parse() is parsing */
+	size_t		 used;
+	size_t		 calls;		/* allocations while active */
+	size_t		 spilled;	/* of those, the ones from malloc() */
+	_Alignas(ARENA_ALIGN) unsigned char mem[ARENA_SIZE];
+};
+
+static _Thread_local struct arena arena;
+
+static bool
+in_arena(const void *p)
+{
+	uintptr_t u = (uintptr_t)p, base = (uintptr_t)arena.mem;
+
+	return u >= base && u < base + ARENA_SIZE;
+}
+
+static void *
+arena_malloc(size_t n)
+{
+	struct arena *a = &arena;
+	size_t need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	void *p;
+
+	if (a->active) {
+		a->calls++;
+		if (need >= n && need <= ARENA_SIZE - a->used) {
+			p = a->mem + a->used;
+			a->used += need;
+			return p;
+		}
+		a->spilled++;
+	}
+	return malloc(n);
+}
+
+static void
+arena_free(void *p)
+{
+	if (!in_arena(p))
+		free(p);
+}
+
+__attribute__((constructor)) static void
+install_hooks(void)
+{
+	cJSON_Hooks hooks = { arena_malloc, arena_free };
+
+	cJSON_InitHooks(&hooks);
+}
+
+static void
+arena_begin(void)
+{
+	arena.active = true;
+	arena.used = 0;
+	arena.calls = 0;
+	arena.spilled = 0;
+}
+
+/* Stop allocating from the arena; what it holds stays valid. */
+static void
+arena_pause(void)
+{
+	arena.active = false;
+}
+
+/*
+ * Free the tree: when it all came from the arena, resetting the arena is
+ * enough. Otherwise cJSON_Delete() frees what did not: the parts that
+ * spilled, or all of it when no allocation came here (a tree always has
+ * one), because someone else's hooks are installed.
+ */
+static void
+arena_end(cJSON *root)
+{
+	arena.active = false;
+	if (root != NULL && (arena.calls == 0 || arena.spilled > 0))
+		cJSON_Delete(root);
+	arena.used = 0;
+}
 
 static enum event_error refuse(enum event_error, char *, size_t,
 	    const char *, ...) __attribute__((format(printf, 4, 5)));
@@ -216,37 +318,124 @@ is_hex(char c)
 	    (c >= 'A' && c <= 'F');
 }
 
-/*
- * cJSON turns \u0000 into a NUL that ends the C string early, and reads a
- * \u escape with a non-hex digit as \u0000 too: the first is JSON that a
- * C string cannot hold, the second is not JSON. Only called on a body that
- * cJSON parsed, where every backslash starts an escape inside a string and
- * a \u has its four characters before the closing quote.
- */
 static bool
-escapes_valid(const char *s, size_t len, bool *nul)
+is_digit(char c)
 {
-	const char *p = s, *end = s + len;
-	int i;
-
-	*nul = false;
-	while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
-		if (p[1] == 'u') {
-			for (i = 2; i < 6; i++)
-				if (!is_hex(p[i]))
-					return false;
-			if (memcmp(p + 2, "0000", 4) == 0)
-				*nul = true;
-		}
-		p += 2;
-	}
-	return true;
+	return c >= '0' && c <= '9';
 }
 
 static bool
 json_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * The first byte from p that is a quote, a backslash or a control
+ * character: the plain bytes of a string, 8 at a time (a transcript is
+ * thousands of them). The tests are the usual bit tricks for "some byte
+ * is zero" and "some byte is below n", exact for any byte of the word.
+ */
+static const char *
+plain_skip(const char *p, const char *end)
+{
+	const uint64_t ones = UINT64_C(0x0101010101010101);
+	const uint64_t highs = ones * 0x80;
+	uint64_t w, q, b;
+
+	while (end - p >= 8) {
+		memcpy(&w, p, sizeof(w));
+		q = w ^ (ones * '"');
+		b = w ^ (ones * '\\');
+		if ((((q - ones) & ~q) | ((b - ones) & ~b) |
+		    ((w - ones * 0x20) & ~w)) & highs)
+			break;
+		p += 8;
+	}
+	while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+		p++;
+	return p;
+}
+
+/* The end of the RFC 8259 number at p, or NULL when there is none. */
+static const char *
+number_end(const char *p, const char *end)
+{
+	if (p < end && *p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (p < end && *p >= '1' && *p <= '9')
+		while (p < end && is_digit(*p))
+			p++;
+	else
+		return NULL;
+	if (p < end && *p == '.') {
+		if (++p >= end || !is_digit(*p))
+			return NULL;
+		while (p < end && is_digit(*p))
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		if (++p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= end || !is_digit(*p))
+			return NULL;
+		while (p < end && is_digit(*p))
+			p++;
+	}
+	return p;
+}
+
+/*
+ * cJSON is lenient where RFC 8259 is not: it skips a byte order mark and
+ * any control character between tokens, takes raw control characters in
+ * strings, and reads numbers with strtod() (01, 1., -.5). SQLite's JSON
+ * functions refuse all of those, and one such payload in calls would make
+ * every json_extract(payload, ...) over the table fail, so they are not
+ * JSON here either. cJSON also turns \u0000 into a NUL that ends the C
+ * string early (*nul tells), and reads a \u escape with a non-hex digit
+ * as \u0000. Only called on a body that cJSON parsed, so the structure
+ * is known to be right and only the tokens are checked.
+ */
+static bool
+tokens_valid(const char *s, size_t len, bool *nul)
+{
+	const char *p = s, *end = s + len;
+	int i;
+
+	*nul = false;
+	while (p < end) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '"') {
+			for (p++; (p = plain_skip(p, end)) < end && *p != '"';
+			    p++) {
+				if ((unsigned char)*p < 0x20)
+					return false;
+				/* a backslash */
+				if (++p < end && *p == 'u') {
+					for (i = 1; i <= 4; i++)
+						if (p + i >= end || !is_hex(p[i]))
+							return false;
+					if (memcmp(p + 1, "0000", 4) == 0)
+						*nul = true;
+				}
+			}
+			p++;
+		} else if (c == '-' || is_digit((char)c)) {
+			if ((p = number_end(p, end)) == NULL)
+				return false;
+			if (p < end && (is_digit(*p) || *p == '.' || *p == 'e' ||
+			    *p == 'E' || *p == '+' || *p == '-'))
+				return false;
+		} else if ((c < 0x20 && !json_space((char)c)) || c >= 0x80) {
+			return false;
+		} else {
+			p++;
+		}
+	}
+	return true;
 }
 
 /*
@@ -266,8 +455,8 @@ json_parse(const char *body, size_t len, bool *nul)
 		return NULL;
 	while (end < body + len && json_space(*end))
 		end++;
-	if (end != body + len || !escapes_valid(body, len, nul)) {
-		cJSON_Delete(root);
+	if (end != body + len || !tokens_valid(body, len, nul)) {
+		arena_end(root);
 		return NULL;
 	}
 	return root;
@@ -559,6 +748,41 @@ field_noun(const struct field *f, const cJSON *it)
 	return kind_noun[f->kind];
 }
 
+static size_t keylen[nitems(fields)];
+
+static void
+measure_keys(void)
+{
+	for (size_t i = 0; i < nitems(fields); i++)
+		keylen[i] = strlen(fields[i].key);
+}
+
+/*
+ * found[i] = the member of data named fields[i].key, the first one when the
+ * name repeats (as cJSON_GetObjectItemCaseSensitive() would): one pass over
+ * the members instead of one per field.
+ */
+static void
+find_fields(const cJSON *data, cJSON **found)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	cJSON *it;
+	size_t i, len;
+
+	pthread_once(&once, measure_keys);
+	for (it = data->child; it != NULL; it = it->next) {
+		if (it->string == NULL)
+			continue;
+		len = strlen(it->string);
+		for (i = 0; i < nitems(fields); i++)
+			if (keylen[i] == len && found[i] == NULL &&
+			    memcmp(fields[i].key, it->string, len) == 0) {
+				found[i] = it;
+				break;
+			}
+	}
+}
+
 static enum event_error
 check_fields(cJSON *data, bool strict, struct plan *pl, char *msg,
     size_t msglen)
@@ -568,9 +792,12 @@ check_fields(cJSON *data, bool strict, struct plan *pl, char *msg,
 	enum conv c;
 	size_t i;
 
+	cJSON *found[nitems(fields)] = { NULL };
+
+	find_fields(data, found);
 	for (i = 0; i < nitems(fields); i++) {
 		f = &fields[i];
-		it = cJSON_GetObjectItemCaseSensitive(data, f->key);
+		it = found[i];
 		c = field_read(f, it, pl);
 		if (c != CONV_COERCED && c != CONV_BAD)
 			continue;
@@ -716,18 +943,22 @@ event_parse(const char *body, size_t len, bool strict, struct event **out,
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,
 		    "body is not valid UTF-8");
 	plan_init(&pl);
+	arena_begin();
 	/* cJSON says NULL for no memory too; that is taken as bad JSON. */
-	if ((root = json_parse(body, len, &pl.escaped_nul)) == NULL)
+	if ((root = json_parse(body, len, &pl.escaped_nul)) == NULL) {
+		arena_end(NULL);
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,
 		    "body is not valid JSON");
+	}
 	rc = check_envelope(root, &pl, &data, msg, msglen);
 	if (rc == EVENT_OK)
 		rc = check_call_sid(data, &pl, msg, msglen);
 	if (rc == EVENT_OK)
 		rc = check_fields(data, strict, &pl, msg, msglen);
+	arena_pause();		/* the block outlives the tree */
 	if (rc == EVENT_OK)
 		rc = event_build(&pl, body, len, out);
-	cJSON_Delete(root);
+	arena_end(root);
 	if (rc == EVENT_NO_MEMORY)
 		refuse(rc, msg, msglen, "out of memory");
 	return rc;

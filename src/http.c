@@ -63,6 +63,7 @@ struct http {
 	atomic_bool		 stopping;
 	atomic_int		 in_flight;
 	atomic_uint_fast64_t	 next_id;	/* request ids */
+	atomic_uint_fast64_t	 overload_logged[REJECT_REASONS]; /* second */
 	uint64_t		 id_base;	/* start time, tells runs apart */
 	struct MHD_Response	*received;	/* the shared 200 */
 };
@@ -179,6 +180,30 @@ answer(struct http *h, struct MHD_Connection *conn, unsigned status,
 	return queue_json(h, conn, status, json, (size_t)n, hdr, val);
 }
 
+/* Refusals that come in floods when the daemon is overloaded. */
+static bool
+overload(enum reject_reason why)
+{
+	return why == REJECT_QUEUE_FULL || why == REJECT_STORE_BUSY ||
+	    why == REJECT_SHUTTING_DOWN;
+}
+
+/*
+ * At most one log line a second for each overload reason: thousands of
+ * identical lines a second would cost the receiver more than the
+ * requests. /metrics still counts every one.
+ */
+static bool
+log_overload(struct http *h, enum reject_reason why)
+{
+	uint64_t now = now_mono_ns() / 1000000000ULL;
+	uint64_t last = atomic_load_explicit(&h->overload_logged[why],
+	    memory_order_relaxed);
+
+	return last != now && atomic_compare_exchange_strong(
+	    &h->overload_logged[why], &last, now);
+}
+
 /*
  * Record a refused webhook request: a warning in the log and a row in
  * the rejects table (written by the writer; dropped, and counted, when
@@ -196,7 +221,8 @@ note_reject(struct http *h, const struct origin *o, unsigned status,
 	    "status", code, "reason", reason, NULL, NULL };
 
 	snprintf(code, sizeof(code), "%u", status);
-	log_fields(LOG_WARN, "refused request", fields);
+	if (!overload(why) || log_overload(h, why))
+		log_fields(LOG_WARN, "refused request", fields);
 	atomic_fetch_add_explicit(&h->metrics->rejects[why], 1,
 	    memory_order_relaxed);
 	if ((job = calloc(1, sizeof(*job))) == NULL ||
@@ -649,6 +675,11 @@ finish_body(struct request *req)
 		req->push_rc = -ESHUTDOWN;
 		return answer_unqueued(req);
 	}
+	/* Refuse before parsing when there is no room anyway. */
+	if (queue_full(h->queue)) {
+		req->push_rc = -EAGAIN;
+		return answer_unqueued(req);
+	}
 	if (auth_requires_signature(req->set->auth) &&
 	    !signature_ok(req, msg, sizeof(msg)))
 		return refuse(req, MHD_HTTP_UNAUTHORIZED, REJECT_SIGNATURE, msg);
@@ -807,6 +838,12 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG,
 	    0, NULL, NULL, on_request, h,
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+	    /*
+	     * libmicrohttpd clears a connection's whole pool after every
+	     * request: 16 KB (headers up to about 14 KB), not its default
+	     * 32, halves that memset.
+	     */
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
 	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	    MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,

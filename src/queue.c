@@ -175,6 +175,17 @@ queue_done(struct queue *q, size_t n_events)
 	pthread_mutex_unlock(&q->lock);
 }
 
+bool
+queue_full(struct queue *q)
+{
+	bool full;
+
+	pthread_mutex_lock(&q->lock);
+	full = q->pending >= q->capacity;
+	pthread_mutex_unlock(&q->lock);
+	return full;
+}
+
 size_t
 queue_pending(struct queue *q)
 {

@@ -7,18 +7,26 @@
  * needs, so that store_put does no parsing and no allocation of its own:
  * it binds the event's strings with SQLITE_STATIC and steps.
  *
- * What the schema guarantees does not depend on this file: history in
- * call_revisions and the calls_fts index are kept by triggers, so the
- * import tool or an operator's script cannot forget them.
+ * History in call_revisions is kept by a trigger, and so are the updates
+ * and deletes of calls_fts, so an operator's script cannot forget them.
+ * New rows are indexed by store_put itself, see below.
  *
- * The upsert is two statements. The first counts a redelivery of the
- * same body (the common duplicate: one index lookup and a memcmp); when
- * it matches nothing, an INSERT ... ON CONFLICT DO UPDATE either creates
- * the row or replaces its fields, and RETURNING revision tells which.
- * One statement could do both, but it would have to rewrite every field
- * of a duplicate and guard each with a CASE on the payload. The pair
- * relies on the write lock of store_begin: in autocommit mode another
- * process could insert the same callSid between the two.
+ * store_put starts with a plain INSERT, since nearly every event is new,
+ * and with fts on a second INSERT indexes the row. When the callSid is
+ * already there, an UPDATE counts a redelivery of the same body (one
+ * index lookup and a memcmp); when it matches nothing, the body is new,
+ * and INSERT ... ON CONFLICT DO UPDATE replaces the fields, RETURNING
+ * revision. This relies on the write lock of store_begin: in autocommit
+ * mode another process could change the row between the statements.
+ *
+ * Why not a trigger for the index of new rows, and why the plain INSERT
+ * first: a statement that fires a trigger (or has RETURNING, which is
+ * one) runs in a statement savepoint, and at every savepoint FTS5 (3.40)
+ * writes out its pending terms as a new segment, which it then merges.
+ * With a trigger, every event cost a segment and its merging, about half
+ * of the writer's time. Written by plain single-row statements, the
+ * terms of a whole batch stay in memory and make one segment at COMMIT
+ * (bench/README.md has the numbers).
  */
 
 #include <errno.h>
@@ -35,10 +43,19 @@
 #define STORE_APPLICATION_ID	0x43484B44	/* 'CHKD' */
 #define STORE_CACHE_KIB		16384
 #define STORE_BUSY_DEFAULT_MS	5000
+#define STORE_WAL_MAX_PAGES	16384	/* 64 MB: see store_wal_notify */
+#ifndef SQLITE_DEFAULT_WAL_AUTOCHECKPOINT
+#define SQLITE_DEFAULT_WAL_AUTOCHECKPOINT 1000
+#endif
 
 struct store {
 	sqlite3		*db;
+	bool		 sync_full;
+	void		(*wal_fn)(void *, int);	/* see store_wal_notify */
+	void		*wal_arg;
 	sqlite3_stmt	*dup;
+	sqlite3_stmt	*insert;
+	sqlite3_stmt	*fts_insert;	/* NULL with fts off */
 	sqlite3_stmt	*upsert;
 	sqlite3_stmt	*reject;
 	sqlite3_stmt	*trim;
@@ -87,8 +104,17 @@ static const char *const migrations[] = {
 	" remote_addr TEXT);"
 	"CREATE INDEX calls_call_time ON calls(call_time);"
 	"CREATE INDEX calls_received_at ON calls(received_at);"
-	"CREATE INDEX calls_agent_id ON calls(agent_id);"
-	"CREATE INDEX calls_batch_id ON calls(batch_id);"
+	/*
+	 * For callhook's filters: ending in call_time, they give "newest
+	 * first" without a sort. calls_agent_id also covers what stats
+	 * reads, so stats --by agent scans it, not the table.
+	 */
+	"CREATE INDEX calls_agent_id ON calls(agent_id, call_time,"
+	" call_duration, conversion_status, next_call_scheduled,"
+	" functions_called);"
+	"CREATE INDEX calls_batch_id ON calls(batch_id, call_time);"
+	"CREATE INDEX calls_hangup_reason ON calls(hangup_reason, call_time);"
+	"CREATE INDEX calls_conversion ON calls(conversion_status, call_time);"
 	"CREATE INDEX calls_to_number ON calls(to_number);"
 	"CREATE INDEX calls_from_number ON calls(from_number);"
 	"CREATE TABLE call_revisions ("
@@ -136,7 +162,8 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
 /*
  * The full-text index is not part of the schema version: it exists exactly
  * when the writer runs with fts on. Dropping first makes creation
- * idempotent and repairs a half-removed index.
+ * idempotent and repairs a half-removed index. calls_fts_ai, the insert
+ * trigger of earlier versions, is dropped: store_put indexes new rows.
  */
 #define FTS_DROP							\
 	"DROP TRIGGER IF EXISTS calls_fts_ai;"				\
@@ -151,10 +178,6 @@ static const char fts_on_sql[] = FTS_DROP
 	" transcription, disposition_reason,"
 	" content='calls', content_rowid='id',"
 	" tokenize='unicode61 remove_diacritics 2');"
-	"CREATE TRIGGER calls_fts_ai AFTER INSERT ON calls BEGIN"
-	" INSERT INTO calls_fts (rowid, transcription, disposition_reason)"
-	" VALUES (new.id, new.transcription, new.disposition_reason);"
-	" END;"
 	"CREATE TRIGGER calls_fts_ad AFTER DELETE ON calls BEGIN"
 	" INSERT INTO calls_fts (calls_fts, rowid, transcription,"
 	"  disposition_reason)"
@@ -174,9 +197,12 @@ static const char fts_on_sql[] = FTS_DROP
 	" END;"
 	"INSERT INTO calls_fts (calls_fts) VALUES ('rebuild');";
 
+/* 3 when the index is as fts_on_sql makes it, 0 when it is gone. */
 static const char fts_count_sql[] =
-	"SELECT count(*) FROM sqlite_schema WHERE name IN"
-	" ('calls_fts', 'calls_fts_ai', 'calls_fts_ad', 'calls_fts_au')";
+	"SELECT count(*) + 10 * (SELECT count(*) FROM sqlite_schema"
+	"  WHERE name = 'calls_fts_ai')"
+	" FROM sqlite_schema WHERE name IN"
+	" ('calls_fts', 'calls_fts_ad', 'calls_fts_au')";
 
 /*
  * Parameters shared by dup and upsert: ?1 call_sid, ?2 payload,
@@ -188,15 +214,24 @@ static const char dup_sql[] =
 	" received_at = ?3, remote_addr = ?4"
 	" WHERE call_sid = ?1 AND payload = ?2";
 
-static const char upsert_sql[] =
-	"INSERT INTO calls (call_sid, event, call_type, agent_id, version_id,"
-	" from_number, to_number, recording_url, call_duration, call_time,"
-	" transcription, batch_id, hangup_reason, call_metadata, try_count,"
-	" post_call, post_call_detail, functions_called, disposition_reason,"
-	" conversion_status, next_call_scheduled, call_link, payload,"
-	" first_received_at, received_at, deliveries, revision, remote_addr)"
-	" VALUES (?1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?22, ?12, ?13, ?14, ?15,"
+#define INSERT_SQL							\
+	"INSERT INTO calls (call_sid, event, call_type, agent_id, version_id,"\
+	" from_number, to_number, recording_url, call_duration, call_time,"	\
+	" transcription, batch_id, hangup_reason, call_metadata, try_count,"	\
+	" post_call, post_call_detail, functions_called, disposition_reason,"	\
+	" conversion_status, next_call_scheduled, call_link, payload,"	\
+	" first_received_at, received_at, deliveries, revision, remote_addr)"	\
+	" VALUES (?1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?22, ?12, ?13, ?14, ?15,"	\
 	" ?16, ?23, ?17, ?18, ?19, ?20, ?24, ?25, ?21, ?2, ?3, ?3, 1, 1, ?4)"
+
+/* No trigger, no RETURNING: no statement savepoint (see the top). */
+static const char insert_sql[] = INSERT_SQL;
+
+static const char fts_insert_sql[] =
+	"INSERT INTO calls_fts (rowid, transcription, disposition_reason)"
+	" VALUES (?1, ?2, ?3)";
+
+static const char upsert_sql[] = INSERT_SQL
 	" ON CONFLICT (call_sid) DO UPDATE SET"
 	" event = excluded.event,"
 	" call_type = excluded.call_type,"
@@ -433,7 +468,7 @@ sync_fts(struct store *st, const struct store_options *opt)
 	rc = query_int(st->db, fts_count_sql, &have);
 	if (rc != SQLITE_OK)
 		return open_fail(st, opt, rc, "");
-	if (have == (opt->fts ? 4 : 0))
+	if (have == (opt->fts ? 3 : 0))
 		return 0;
 	rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
@@ -481,6 +516,8 @@ prepare_all(struct store *st, const struct store_options *opt)
 		sqlite3_stmt	**stmt;
 	} list[] = {
 		{ dup_sql, &st->dup },
+		{ insert_sql, &st->insert },
+		{ fts_insert_sql, &st->fts_insert },
 		{ upsert_sql, &st->upsert },
 		{ reject_sql, &st->reject },
 		{ trim_sql, &st->trim },
@@ -491,6 +528,9 @@ prepare_all(struct store *st, const struct store_options *opt)
 	int rc;
 
 	for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+		if (list[i].stmt == &st->fts_insert &&
+		    (opt->readonly || !opt->fts))
+			continue;
 		rc = sqlite3_prepare_v3(st->db, list[i].sql, -1,
 		    SQLITE_PREPARE_PERSISTENT, list[i].stmt, NULL);
 		if (rc != SQLITE_OK)
@@ -512,6 +552,7 @@ store_open(struct store **out, const struct store_options *opt,
 		seterr(err, errlen, "%s: %s", opt->path, strerror(ENOMEM));
 		return -ENOMEM;
 	}
+	st->sync_full = opt->sync_full;
 	error = open_db(st, opt);
 	if (error == 0)
 		error = check_identity(st, opt, &version);
@@ -538,6 +579,8 @@ store_close(struct store *st)
 	if (st->db != NULL && !sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_finalize(st->dup);
+	sqlite3_finalize(st->insert);
+	sqlite3_finalize(st->fts_insert);
 	sqlite3_finalize(st->upsert);
 	sqlite3_finalize(st->reject);
 	sqlite3_finalize(st->trim);
@@ -546,6 +589,82 @@ store_close(struct store *st)
 	sqlite3_finalize(st->rollback);
 	sqlite3_close_v2(st->db);
 	free(st);
+}
+
+/*
+ * After each commit, in the committing thread. With a checkpointer the
+ * WAL is copied elsewhere, and this commit checkpoints only when the WAL
+ * has grown to STORE_WAL_MAX_PAGES anyway: the checkpointer, busy with
+ * what was appended while it copied, never finds the WAL still, and only
+ * a checkpoint by the writer itself lets the next transaction start the
+ * WAL file over. Most of it is already copied by then.
+ */
+static int
+on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct store *st = arg;
+
+	st->wal_fn(st->wal_arg, pages);
+	if (pages >= STORE_WAL_MAX_PAGES)
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+		    NULL, NULL);
+	return SQLITE_OK;
+}
+
+void
+store_wal_notify(struct store *st, void (*fn)(void *, int), void *arg)
+{
+	st->wal_fn = fn;
+	st->wal_arg = arg;
+	if (fn != NULL)
+		sqlite3_wal_hook(st->db, on_wal_commit, st);
+	else
+		sqlite3_wal_autocheckpoint(st->db,
+		    SQLITE_DEFAULT_WAL_AUTOCHECKPOINT);
+}
+
+int
+store_open_checkpointer(struct store **out, struct store *of, char *err,
+    size_t errlen)
+{
+	struct store_options opt = { .busy_timeout_ms = 1000 };
+	struct store *st;
+	int error, rc;
+
+	*out = NULL;
+	/* NULL or "" for a database in memory: nothing to checkpoint. */
+	opt.path = sqlite3_db_filename(of->db, "main");
+	if (opt.path == NULL || opt.path[0] == '\0')
+		return -EINVAL;
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		return -ENOMEM;
+	if ((error = open_db(st, &opt)) != 0)
+		goto fail;
+	/* Checkpoints fsync as the file's writer does. */
+	rc = sqlite3_exec(st->db, of->sync_full ? "PRAGMA synchronous = FULL" :
+	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		error = open_fail(st, &opt, rc, "");
+		goto fail;
+	}
+	*out = st;
+	return 0;
+ fail:
+	seterr(err, errlen, "%s", st->err);
+	store_close(st);
+	return error;
+}
+
+int
+store_checkpoint(struct store *st, int *wal_pages, int *copied)
+{
+	int rc;
+
+	rc = sqlite3_wal_checkpoint_v2(st->db, "main",
+	    SQLITE_CHECKPOINT_PASSIVE, wal_pages, copied);
+	if (rc != SQLITE_OK)
+		return fail(st, rc, -EIO);
+	return 0;
 }
 
 int
@@ -647,7 +766,59 @@ bind_fields(sqlite3_stmt *stmt, const struct event *ev)
 	return rc;
 }
 
-/* Insert, or replace the fields of a row whose body differs. */
+/*
+ * Index the row just inserted. The row is already in the transaction, so
+ * a failure here, whatever it is, is -EAGAIN: the batch is rolled back
+ * rather than a row committed without its index entry.
+ */
+static int
+index_new(struct store *st, const struct event *ev)
+{
+	sqlite3_stmt *s = st->fts_insert;
+	int rc;
+
+	rc = sqlite3_bind_int64(s, 1, sqlite3_last_insert_rowid(st->db));
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 2, ev->transcription, -1,
+		    SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 3, ev->disposition_reason, -1,
+		    SQLITE_STATIC);
+	if (rc != SQLITE_OK)
+		return fail(st, rc, -EAGAIN);
+	return step_done(st, s, -EAGAIN);
+}
+
+/*
+ * Insert a new row: 0, 1 when the callSid is already there (a revision),
+ * or an error. A failed single-row INSERT changes nothing, so the
+ * transaction goes on.
+ */
+static int
+insert(struct store *st, const struct event *ev)
+{
+	int error, rc;
+
+	rc = bind_key(st->insert, ev);
+	if (rc == SQLITE_OK)
+		rc = bind_fields(st->insert, ev);
+	if (rc != SQLITE_OK)
+		return fail(st, rc, -EINVAL);
+	rc = sqlite3_step(st->insert);
+	if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+		sqlite3_reset(st->insert);
+		return 1;
+	}
+	if (rc != SQLITE_DONE) {
+		error = fail(st, rc, -EINVAL);
+		sqlite3_reset(st->insert);
+		return error;
+	}
+	sqlite3_reset(st->insert);
+	return st->fts_insert != NULL ? index_new(st, ev) : 0;
+}
+
+/* Replace the fields of a row whose body differs. */
 static int
 upsert(struct store *st, const struct event *ev, enum store_outcome *outcome)
 {
@@ -679,6 +850,11 @@ store_put(struct store *st, const struct event *ev,
 {
 	int error, rc;
 
+	error = insert(st, ev);
+	if (error == 0)
+		*outcome = STORE_NEW;
+	if (error <= 0)
+		return error;
 	rc = bind_key(st->dup, ev);
 	if (rc != SQLITE_OK)
 		return fail(st, rc, -EINVAL);

@@ -196,8 +196,7 @@ START_TEST(test_schema_new)
 		"call_functions", "call_post_fields", "calls_call_time",
 		"calls_received_at", "calls_agent_id", "calls_batch_id",
 		"calls_to_number", "calls_from_number", "rejects_time",
-		"calls_revision", "calls_fts_ai", "calls_fts_ad",
-		"calls_fts_au",
+		"calls_revision", "calls_fts_ad", "calls_fts_au",
 	};
 	struct store *st;
 	sqlite3 *db;
