@@ -58,8 +58,9 @@ run: deps
 	$(MAKE) all
 	exec $(BUILD)/callhookd
 
-# Every test: the plain build, then the same suites under ASan+UBSan, then
-# the threaded ones under TSan.
+# Every test: the plain build, then the same suites under ASan+UBSan, the
+# threaded ones under TSan, the fuzzers briefly, a valgrind run, and the
+# benchmark script for a second.
 check: test-deps
 	$(MAKE) all
 	$(MAKE) test
@@ -67,6 +68,9 @@ check: test-deps
 	$(MAKE) BUILD=build/tsan SANITIZE=thread CK_SUITES="queue e2e faults" test
 	$(MAKE) fuzz FUZZ_SECONDS=10
 	CALLHOOKD=$(BUILD)/callhookd tests/valgrind.sh
+	# Only proves the benchmark script works (and loses nothing); its
+	# numbers at one second mean nothing and go to build/, not bench/.
+	$(MAKE) bench BENCH_SECONDS=1 BENCH_RUNS=1
 
 test: all $(BUILD)/check_all
 	CALLHOOKD=$(BUILD)/callhookd CALLHOOK=$(BUILD)/callhook \
