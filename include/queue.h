@@ -8,7 +8,9 @@
  * Capacity counts events that are not yet committed: those in the queue
  * and those the writer has taken but not yet committed (it calls
  * queue_done() after the commit). So a stuck store fills the queue and
- * the receiver answers 503 instead of growing without bound.
+ * the receiver answers 503 instead of growing without bound. The memory
+ * those events hold has a budget too: 10,000 bodies of 4 MB would
+ * otherwise be 40 GB.
  * Rejects (diagnostics) have a small budget of their own and never take
  * room from events.
  */
@@ -27,6 +29,8 @@ struct job {
 	struct event	*event;		/* owned; or NULL for a reject */
 	struct reject	*reject;	/* owned; or NULL for an event */
 	struct ticket	*ticket;	/* a reference, or NULL (no one waits) */
+	size_t		 bytes;		/* memory the event holds, charged to
+					   the queue's budget */
 	uint64_t	 queued_ns;	/* monotonic time of the push; the
 					   writer answers 503 when the commit
 					   is late (writer.h) */
@@ -52,8 +56,11 @@ int	queue_push(struct queue *q, struct job *job);
  */
 struct job *queue_pop_all(struct queue *q, int timeout_ms, size_t *n_events);
 
-/* The writer committed (or gave up on) n events taken by queue_pop_all. */
-void	queue_done(struct queue *q, size_t n_events);
+/*
+ * The writer committed (or gave up on) n events taken by queue_pop_all,
+ * holding bytes (the sum of their jobs' bytes).
+ */
+void	queue_done(struct queue *q, size_t n_events, size_t bytes);
 
 /* True when an event pushed now would be refused with -EAGAIN. */
 bool	queue_full(struct queue *q);
@@ -62,6 +69,12 @@ bool	queue_full(struct queue *q);
 size_t	queue_pending(struct queue *q);
 size_t	queue_capacity(struct queue *q);
 void	queue_set_capacity(struct queue *q, size_t capacity);
+/*
+ * Refuse events once those pending hold this many bytes (0: no limit).
+ * One event is always let in, however big, so a lone body that max_body
+ * allows is never refused for memory.
+ */
+void	queue_set_memory(struct queue *q, size_t bytes);
 
 /* Refuse further pushes and wake the writer so it can drain and stop. */
 void	queue_close(struct queue *q);

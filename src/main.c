@@ -182,6 +182,19 @@ struct daemon {
 	char		 rescue[CONFIG_STR_MAX + 32];
 };
 
+/*
+ * The memory queued events may hold: enough for four bodies of max_body,
+ * and at least 16 MB, so that a burst of big bodies gets 503s instead of
+ * growing the daemon without bound.
+ */
+static size_t
+queue_memory(const struct config *cfg)
+{
+	size_t floor = (size_t)16 << 20;
+
+	return cfg->max_body > floor / 4 ? cfg->max_body * 4 : floor;
+}
+
 static void
 watchdog_ping(void)
 {
@@ -217,7 +230,9 @@ start(struct daemon *d)
 		log_errorx("%s", err);
 		return -1;
 	}
-	if ((d->queue = queue_new(d->cfg.queue, REJECT_QUEUE)) == NULL ||
+	if ((d->queue = queue_new(d->cfg.queue, REJECT_QUEUE)) != NULL)
+		queue_set_memory(d->queue, queue_memory(&d->cfg));
+	if (d->queue == NULL ||
 	    (d->writer = writer_start(d->store, d->queue, &d->metrics,
 	    &wo)) == NULL) {
 		log_error("cannot start the writer");
@@ -258,6 +273,7 @@ reload(struct daemon *d, const struct options *o)
 	} else {
 		log_setup(cfg.log_level, cfg.log_format);
 		queue_set_capacity(d->queue, cfg.queue);
+		queue_set_memory(d->queue, queue_memory(&cfg));
 		if (strcmp(cfg.listen, d->cfg.listen) != 0 ||
 		    strcmp(cfg.database, d->cfg.database) != 0 ||
 		    cfg.sync_full != d->cfg.sync_full || cfg.fts != d->cfg.fts)

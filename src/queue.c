@@ -27,6 +27,8 @@ struct queue {
 	struct job	*tail;
 	size_t		 pending;		/* events not yet done */
 	size_t		 capacity;
+	size_t		 pending_bytes;		/* what they hold */
+	size_t		 memory;		/* budget, 0 = none */
 	size_t		 rejects;		/* rejects in the list */
 	size_t		 reject_capacity;
 	bool		 closed;
@@ -81,6 +83,16 @@ queue_free(struct queue *q)
 	free(q);
 }
 
+/* Under the lock. */
+static bool
+room_for(const struct queue *q, size_t bytes)
+{
+	if (q->pending >= q->capacity)
+		return false;
+	return q->memory == 0 || q->pending == 0 ||
+	    q->pending_bytes + bytes <= q->memory;
+}
+
 int
 queue_push(struct queue *q, struct job *job)
 {
@@ -93,15 +105,17 @@ queue_push(struct queue *q, struct job *job)
 		pthread_mutex_unlock(&q->lock);
 		return -ESHUTDOWN;
 	}
-	if (is_event ? q->pending >= q->capacity :
+	if (is_event ? !room_for(q, job->bytes) :
 	    q->rejects >= q->reject_capacity) {
 		pthread_mutex_unlock(&q->lock);
 		return -EAGAIN;
 	}
-	if (is_event)
+	if (is_event) {
 		q->pending++;
-	else
+		q->pending_bytes += job->bytes;
+	} else {
 		q->rejects++;
+	}
 	if (q->tail != NULL)
 		q->tail->next = job;
 	else
@@ -168,10 +182,12 @@ queue_pop_all(struct queue *q, int timeout_ms, size_t *n_events)
 }
 
 void
-queue_done(struct queue *q, size_t n_events)
+queue_done(struct queue *q, size_t n_events, size_t bytes)
 {
 	pthread_mutex_lock(&q->lock);
 	q->pending = n_events > q->pending ? 0 : q->pending - n_events;
+	q->pending_bytes = bytes > q->pending_bytes ? 0 :
+	    q->pending_bytes - bytes;
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -181,7 +197,7 @@ queue_full(struct queue *q)
 	bool full;
 
 	pthread_mutex_lock(&q->lock);
-	full = q->pending >= q->capacity;
+	full = !room_for(q, 1);
 	pthread_mutex_unlock(&q->lock);
 	return full;
 }
@@ -213,6 +229,14 @@ queue_set_capacity(struct queue *q, size_t capacity)
 {
 	pthread_mutex_lock(&q->lock);
 	q->capacity = capacity;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void
+queue_set_memory(struct queue *q, size_t bytes)
+{
+	pthread_mutex_lock(&q->lock);
+	q->memory = bytes;
 	pthread_mutex_unlock(&q->lock);
 }
 

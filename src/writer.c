@@ -63,6 +63,7 @@ struct batch {
 	struct job	*head;
 	struct job	*tail;
 	size_t		 events;
+	size_t		 bytes;		/* what the events hold (queue.h) */
 	uint64_t	 stored, duplicates, revisions;
 };
 
@@ -87,8 +88,12 @@ batch_append(struct batch *b, struct job *list, size_t events)
 
 	if (list == NULL)
 		return;
-	for (last = list; last->next != NULL; last = last->next)
-		;
+	for (last = list;; last = last->next) {
+		if (last->event != NULL)
+			b->bytes += last->bytes;
+		if (last->next == NULL)
+			break;
+	}
 	if (b->tail != NULL)
 		b->tail->next = list;
 	else
@@ -194,7 +199,7 @@ finish_batch(struct writer *w, struct batch *b, uint64_t commit_us)
 	 * once, and must not find its own committed event still counted
 	 * in a full queue.
 	 */
-	queue_done(w->queue, b->events);
+	queue_done(w->queue, b->events, b->bytes);
 	for (job = b->head; job != NULL; job = next) {
 		next = job->next;
 		if (job->ticket != NULL && job->event != NULL &&
@@ -267,7 +272,7 @@ rescue_batch(struct writer *w, struct batch *b)
 	for (job = b->head; job != NULL; job = job->next)
 		if (job->ticket != NULL)
 			ticket_resolve(job->ticket, TICKET_FAILED);
-	b->events = 0;
+	b->events = b->bytes = 0;
 	b->stored = b->duplicates = b->revisions = 0;
 	finish_batch(w, b, 0);
 }

@@ -78,7 +78,7 @@ START_TEST(test_bounded_and_ownership)
 	/* Taken but not committed still counts against capacity. */
 	extra = event_job(7);
 	ck_assert_int_eq(queue_push(q, extra), -EAGAIN);
-	queue_done(q, n);
+	queue_done(q, n, 0);
 	ck_assert_int_eq(queue_push(q, extra), 0);
 	ck_assert_uint_eq(list_free(list), 4);
 	ck_assert_uint_eq(queue_pending(q), 1);
@@ -152,7 +152,7 @@ START_TEST(test_threads)
 		struct job *list = queue_pop_all(q, 100, &n);
 
 		total += list_free(list);
-		queue_done(q, n);
+		queue_done(q, n, 0);
 	}
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
@@ -199,6 +199,35 @@ START_TEST(test_ticket_once)
 }
 END_TEST
 
+START_TEST(test_memory_budget)
+{
+	struct queue *q = queue_new(100, 1);
+	struct job *a = event_job(1), *b = event_job(2), *c = event_job(3);
+	struct job *list;
+	size_t n;
+
+	queue_set_memory(q, 1000);
+	a->bytes = 5000;	/* alone, a big one is always let in */
+	ck_assert_int_eq(queue_push(q, a), 0);
+	b->bytes = 10;
+	ck_assert_int_eq(queue_push(q, b), -EAGAIN);
+	ck_assert(queue_full(q));
+	list = queue_pop_all(q, 0, &n);
+	queue_done(q, n, 5000);
+	list_free(list);
+	ck_assert(!queue_full(q));
+	ck_assert_int_eq(queue_push(q, b), 0);
+	c->bytes = 990;
+	ck_assert_int_eq(queue_push(q, c), 0);
+	ck_assert(queue_full(q));	/* exactly at the budget */
+	list = queue_pop_all(q, 0, &n);
+	ck_assert_uint_eq(n, 2);
+	queue_done(q, n, 1000);
+	list_free(list);
+	queue_free(q);
+}
+END_TEST
+
 Suite *queue_suite(void);
 
 Suite *
@@ -209,6 +238,7 @@ queue_suite(void)
 
 	tcase_add_test(tc, test_bounded_and_ownership);
 	tcase_add_test(tc, test_close);
+	tcase_add_test(tc, test_memory_budget);
 	tcase_add_test(tc, test_timeout);
 	tcase_add_test(tc, test_threads);
 	tcase_add_test(tc, test_ticket_once);
