@@ -24,6 +24,7 @@ CFLAGS	+= -MMD -MP
 LIB_SRC	 = src/config.c src/log.c src/event.c src/store.c src/queue.c \
 	   src/ticket.c src/writer.c src/metrics.c src/http.c src/listen.c src/auth.c
 LIB_OBJ	 = $(LIB_SRC:src/%.c=$(BUILD)/%.o)
+CLI_OBJ	 = $(patsubst src/%.c,$(BUILD)/%.o,$(wildcard src/callhook*.c))
 TEST_SRC = $(wildcard tests/check_*.c) tests/testutil.c
 TEST_OBJ = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
@@ -38,7 +39,7 @@ $(BUILD)/tests/%.o: tests/%.c | $(BUILD)/tests
 $(BUILD)/callhookd: $(BUILD)/main.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/callhook: $(BUILD)/callhook.o $(LIB_OBJ)
+$(BUILD)/callhook: $(CLI_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/check_all: $(TEST_OBJ) $(LIB_OBJ)

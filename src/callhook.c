@@ -1,0 +1,374 @@
+/*
+ * callhook: the command-line tool that reads (and, for import, prune and
+ * backup, writes) the database that callhookd keeps.
+ *
+ * This file parses the options that come before the command (-d, -c),
+ * finds the database, opens it through the store module and calls the
+ * command. Read-only commands open the file read-only, so they never take
+ * a lock the daemon waits for. The commands that write (import, prune)
+ * open it read-write like the daemon does, but keep the full-text index
+ * as they find it: store_open builds or drops calls_fts to match its fts
+ * option, and building it on a big file would hold the write lock for
+ * minutes while the daemon answers 503.
+ */
+
+#include <err.h>
+#include <errno.h>
+#include <getopt.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "callhook.h"
+#include "config.h"
+#include "store.h"
+
+#define CALLHOOK_VERSION	"0.1.0"
+#define BUSY_TIMEOUT_MS		5000
+
+struct command {
+	const char	*name;
+	int		(*run)(struct ch *, int, char **);
+	const char	*usage;
+	const char	*help;
+};
+
+#define FILTERS								\
+	"filters:\n"							\
+	"  --since T, --until T   call_time from T, to the end of T;\n"	\
+	"                         T is 2025-12-19, \"2025-12-19 16:00\", or\n" \
+	"                         7d, 12h, 30m, 2w ago (local time)\n"	\
+	"  --agent ID, --batch ID, --hangup REASON\n"			\
+	"  --number N             calls to or from N (any usual form)\n" \
+	"  --converted, --not-converted\n"				\
+	"  --country-code CC      for bare national numbers (default 91)\n"
+
+static const struct command commands[] = {
+	{ "list", cmd_list,
+	    "list [filters] [--limit N] [--format table|csv|json]",
+	    "The latest calls, newest first (50 unless --limit; 0: all).\n"
+	    FILTERS },
+	{ "show", cmd_show,
+	    "show CALLSID [--revisions] [--format json]",
+	    "Every field of one call; --revisions adds the earlier bodies.\n" },
+	{ "search", cmd_search,
+	    "search QUERY [filters] [--limit N] [--format table|csv|json]",
+	    "Full-text search of transcriptions and disposition reasons\n"
+	    "(FTS5 syntax: words, \"phrases\", OR, NOT, prefix*), best first.\n"
+	    FILTERS },
+	{ "stats", cmd_stats,
+	    "stats [--by agent|batch|day|hangup|disposition] [filters] "
+	    "[--format table|csv|json]",
+	    "Calls, conversions, durations, callbacks and function-call\n"
+	    "success per group.\n" FILTERS },
+	{ "history", cmd_history,
+	    "history NUMBER [filters] [--format table|csv|json]",
+	    "Every call to or from NUMBER, oldest first.\n" FILTERS },
+	{ "export", cmd_export,
+	    "export [--format csv|jsonl] [filters]",
+	    "Every matching call with all its fields, oldest first.\n"
+	    FILTERS },
+	{ "import", cmd_import,
+	    "import FILE|-",
+	    "Store webhook bodies, one JSON document per line, as callhookd\n"
+	    "would: same checks, same upsert. Safe while the daemon runs.\n" },
+	{ "prune", cmd_prune,
+	    "prune --older-than D [--transcripts-only]",
+	    "Delete calls whose call_time is older than D (90d, 12h, or a\n"
+	    "date), or with --transcripts-only set their transcription to\n"
+	    "NULL. Works in small transactions while the daemon runs.\n" },
+	{ "backup", cmd_backup,
+	    "backup [--force] DEST",
+	    "A consistent copy of the database, taken while the daemon runs.\n"
+	    "DEST must not exist unless --force.\n" },
+	{ "rejects", cmd_rejects,
+	    "rejects [--limit N] [--format table|csv|json]",
+	    "The latest refused webhook requests, newest first.\n" },
+};
+
+#define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
+
+static const struct command *
+find_command(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+int
+ch_usage(const char *cmd)
+{
+	const struct command *c = cmd ? find_command(cmd) : NULL;
+
+	if (c != NULL)
+		fprintf(stderr, "usage: callhook [-d DB | -c CONFIG] %s\n",
+		    c->usage);
+	else
+		fprintf(stderr, "usage: callhook [-d DB | -c CONFIG] COMMAND "
+		    "[ARGS]\n       commands: list show search stats history "
+		    "export import prune backup rejects\n");
+	return CH_USAGE;
+}
+
+int
+ch_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vwarnx(fmt, ap);
+	va_end(ap);
+	return ch_usage(cmd);
+}
+
+int
+ch_operands(const char *cmd, int argc, char **argv, int n, const char *what)
+{
+	if (argc - optind < n)
+		return ch_usage_error(cmd, "%s is needed", what);
+	if (argc - optind > n)
+		return ch_usage_error(cmd, "unexpected argument: %s",
+		    argv[optind + n]);
+	return -1;
+}
+
+int
+ch_help(const char *cmd)
+{
+	const struct command *c = find_command(cmd);
+
+	printf("usage: callhook [-d DB | -c CONFIG] %s\n\n%s", c->usage,
+	    c->help);
+	return CH_OK;
+}
+
+static int
+general_help(void)
+{
+	printf("usage: callhook [-d DB | -c CONFIG] COMMAND [ARGS]\n\n"
+	    "  -d DB        the database (default: [store] database, or "
+	    "./calls.db)\n"
+	    "  -c CONFIG    read [store] database and fts from callhookd's "
+	    "configuration\n\ncommands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		printf("  %s\n", commands[i].usage);
+	printf("\n\"callhook COMMAND --help\" describes a command; "
+	    "callhook(1) has the details.\n");
+	return CH_OK;
+}
+
+static void
+print_config_error(void *arg, const char *file, int line, const char *msg)
+{
+	(void)arg;
+	if (line > 0)
+		warnx("%s:%d: %s", file, line, msg);
+	else
+		warnx("%s: %s", file, msg);
+}
+
+/*
+ * SQLite reports a missing file as "unable to open database file" and
+ * would create one on a read-write open: say it plainly first.
+ */
+static int
+check_exists(const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) == 0)
+		return 0;
+	warnx("%s: %s", path, errno == ENOENT ? "no such file" :
+	    strerror(errno));
+	return -ENOENT;
+}
+
+static int
+open_store(struct ch *ch, bool readonly, bool fts)
+{
+	struct store_options opt = {
+		.path = ch->cfg.database, .readonly = readonly,
+		.sync_full = ch->cfg.sync_full, .fts = fts,
+		.busy_timeout_ms = BUSY_TIMEOUT_MS,
+	};
+	char msg[512];
+	int error;
+
+	error = store_open(&ch->st, &opt, msg, sizeof(msg));
+	if (error != 0) {
+		warnx("%s", msg);
+		return error;
+	}
+	ch->db = store_db(ch->st);
+	return 0;
+}
+
+int
+ch_open_read(struct ch *ch)
+{
+	if (check_exists(ch->cfg.database) != 0)
+		return -ENOENT;
+	return open_store(ch, true, false);
+}
+
+/* Whether the file has the full-text index, or -1 when it cannot tell. */
+static int
+fts_state(struct ch *ch)
+{
+	sqlite3_stmt *stmt = NULL;
+	int have = -1;
+
+	if (sqlite3_prepare_v2(ch->db, "SELECT count(*) FROM sqlite_schema"
+	    " WHERE name = 'calls_fts'", -1, &stmt, NULL) == SQLITE_OK &&
+	    sqlite3_step(stmt) == SQLITE_ROW)
+		have = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	return have;
+}
+
+/*
+ * The index stays as the file has it (store_open repairs its triggers if
+ * need be); the configuration, default on, decides only for a new file.
+ */
+int
+ch_open_write(struct ch *ch, bool create)
+{
+	struct stat sb;
+	bool fts = ch->cfg.fts;
+	int have;
+
+	if (stat(ch->cfg.database, &sb) == 0) {
+		if (open_store(ch, true, false) != 0)
+			return -EINVAL;
+		if ((have = fts_state(ch)) >= 0)
+			fts = have > 0;
+		store_close(ch->st);
+		ch->st = NULL;
+		ch->db = NULL;
+	} else if (!create)
+		return check_exists(ch->cfg.database);
+	return open_store(ch, false, fts);
+}
+
+/* Colour follows https://no-color.org: any non-empty NO_COLOR turns it off. */
+static bool
+want_color(void)
+{
+	const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+
+	if (nc != NULL && nc[0] != '\0')
+		return false;
+	if (term != NULL && strcmp(term, "dumb") == 0)
+		return false;
+	return isatty(STDOUT_FILENO);
+}
+
+/* Widths of UTF-8 text need a UTF-8 LC_CTYPE; numbers stay in "C". */
+static void
+setup_locale(void)
+{
+	if (setlocale(LC_CTYPE, "") == NULL ||
+	    strcmp(nl_langinfo(CODESET), "UTF-8") != 0)
+		setlocale(LC_CTYPE, "C.UTF-8");
+}
+
+static int
+set_database(struct ch *ch, const char *path)
+{
+	char msg[256];
+
+	if (config_set(&ch->cfg, "store", "database", path, msg,
+	    sizeof(msg)) != 0) {
+		warnx("-d: %s", msg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+parse_global(struct ch *ch, int argc, char **argv, int *first)
+{
+	static const struct option longopts[] = {
+		{ "database", required_argument, NULL, 'd' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *db = NULL, *conf = NULL;
+	int c;
+
+	/* '+': stop at the command, whose options are its own. */
+	while ((c = getopt_long(argc, argv, "+d:c:hV", longopts,
+	    NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			db = optarg;
+			break;
+		case 'c':
+			conf = optarg;
+			break;
+		case 'h':
+			general_help();
+			return -1;
+		case 'V':
+			printf("callhook %s\n", CALLHOOK_VERSION);
+			return -1;
+		default:
+			return ch_usage(NULL);
+		}
+	}
+	if (optind >= argc)
+		return ch_usage(NULL);
+	if (db != NULL && conf != NULL) {
+		warnx("-d and -c cannot be used together");
+		return ch_usage(NULL);
+	}
+	if (conf != NULL) {
+		if (config_load(&ch->cfg, conf, print_config_error, NULL) != 0)
+			return CH_FAIL;
+	}
+	if (db != NULL && set_database(ch, db) != 0)
+		return CH_USAGE;
+	*first = optind;
+	return CH_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct command *cmd;
+	struct ch ch;
+	int first = 0, rc;
+
+	setup_locale();
+	memset(&ch, 0, sizeof(ch));
+	config_defaults(&ch.cfg);
+	rc = parse_global(&ch, argc, argv, &first);
+	if (rc < 0)
+		return CH_OK;
+	if (rc != CH_OK)
+		return rc;
+	if ((cmd = find_command(argv[first])) == NULL) {
+		warnx("unknown command: %s", argv[first]);
+		return ch_usage(NULL);
+	}
+	ch.color = want_color();
+	ch.progress = isatty(STDERR_FILENO);
+	/* 0, not 1: glibc then forgets the '+' and permutes again. */
+	optind = 0;
+	rc = cmd->run(&ch, argc - first, argv + first);
+	store_close(ch.st);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		warn("stdout");
+		rc = CH_FAIL;
+	}
+	return rc;
+}

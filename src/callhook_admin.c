@@ -1,0 +1,658 @@
+/*
+ * The commands that write: import, prune, and backup.
+ *
+ * import and prune share the file with a running daemon, whose writer
+ * waits 100 ms for the lock before it backs off and tries again, and
+ * answers 503 when an event is not committed within 4.5 s. So they hold
+ * the write lock for about HOLD_MS at a time (a row of a big transcript
+ * can take a millisecond to take out of the full-text index) and, between
+ * two transactions, leave it free at least as long as they held it.
+ *
+ * import goes through event_parse and store_put like a webhook, so a
+ * line is checked and upserted exactly as the daemon would do it; the
+ * events of a batch are kept until it commits, so a batch that meets a
+ * busy file is simply tried again.
+ *
+ * backup copies with the online backup API inside one read transaction
+ * of the source: in WAL mode that is a fixed snapshot that never blocks
+ * the writer, and the copy does not restart when the daemon commits.
+ * It writes to a temporary file next to DEST and renames it into place,
+ * so DEST is never a half-written database.
+ */
+
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "callhook.h"
+#include "event.h"
+#include "metrics.h"
+
+#define IMPORT_BATCH		500	/* lines parsed, then stored */
+#define IMPORT_BATCH_BYTES	(8 * 1024 * 1024)
+#define PRUNE_BATCH_MIN		16	/* rows in the first batch */
+#define PRUNE_BATCH_MAX		500
+#define HOLD_MS			50
+#define BACKUP_PAGES		256
+#define RETRIES			20
+#define PAUSE_MIN_MS		20
+#define REASON_MAX		160
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* Let the daemon in: pause as long as the lock was held, at least 20 ms. */
+static void
+yield_lock(uint64_t held_ns)
+{
+	long ms = (long)(held_ns / 1000000);
+
+	sleep_ms(ms > PAUSE_MIN_MS ? ms : PAUSE_MIN_MS);
+}
+
+/* import */
+
+struct tally {
+	long long	 lines;
+	long long	 stored;
+	long long	 duplicates;
+	long long	 revisions;
+	long long	 refused;
+};
+
+struct batch {
+	struct event	*ev[IMPORT_BATCH];
+	long long	 line[IMPORT_BATCH];
+	int		 outcome[IMPORT_BATCH];	/* or -1: refused */
+	char		 reason[IMPORT_BATCH][REASON_MAX];
+	size_t		 n;
+	size_t		 bytes;
+};
+
+static void
+refused(struct tally *t, long long line, const char *reason)
+{
+	t->refused++;
+	warnx("line %lld: %s", line, reason);
+}
+
+/*
+ * One transaction over the events from "from" on, committed once HOLD_MS
+ * have passed. Returns how many it committed, or -EAGAIN / -EIO (rolled
+ * back).
+ */
+static int
+batch_store(struct store *st, struct batch *b, size_t from)
+{
+	enum store_outcome outcome;
+	uint64_t start = ch_now_ns();
+	size_t i = from;
+	int error;
+
+	if ((error = store_begin(st)) != 0)
+		return error;
+	for (; i < b->n && (i == from ||
+	    ch_now_ns() - start < HOLD_MS * 1000000ULL); i++) {
+		error = store_put(st, b->ev[i], &outcome);
+		if (error == -EINVAL) {
+			b->outcome[i] = -1;
+			snprintf(b->reason[i], REASON_MAX, "%s",
+			    store_errmsg(st));
+		} else if (error != 0) {
+			store_rollback(st);
+			return error;
+		} else
+			b->outcome[i] = (int)outcome;
+	}
+	if ((error = store_commit(st)) != 0)
+		return error;
+	return (int)(i - from);
+}
+
+static void
+batch_clear(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		event_free(b->ev[i]);
+	b->n = 0;
+	b->bytes = 0;
+}
+
+/* Count the committed events from..to-1. */
+static void
+batch_tally(struct batch *b, size_t from, size_t to, struct tally *t)
+{
+	for (size_t i = from; i < to; i++) {
+		if (b->outcome[i] < 0)
+			refused(t, b->line[i], b->reason[i]);
+		else if (b->outcome[i] == STORE_NEW)
+			t->stored++;
+		else if (b->outcome[i] == STORE_DUPLICATE)
+			t->duplicates++;
+		else
+			t->revisions++;
+	}
+}
+
+static int
+batch_flush(struct ch *ch, struct batch *b, struct tally *t)
+{
+	uint64_t start;
+	size_t done = 0;
+	int n, tries = 0;
+
+	while (done < b->n) {
+		start = ch_now_ns();
+		n = batch_store(ch->st, b, done);
+		yield_lock(ch_now_ns() - start);
+		if (n == -EAGAIN && ++tries < RETRIES)
+			continue;
+		if (n < 0) {
+			warnx("lines %lld-%lld not stored: %s", b->line[done],
+			    b->line[b->n - 1], store_errmsg(ch->st));
+			batch_clear(b);
+			return n;
+		}
+		batch_tally(b, done, done + (size_t)n, t);
+		done += (size_t)n;
+		tries = 0;
+	}
+	batch_clear(b);
+	return 0;
+}
+
+static bool
+blank(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+			return false;
+	return true;
+}
+
+/* Parse one line into the batch, or count it refused. */
+static void
+import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
+    size_t len)
+{
+	struct event *ev;
+	char msg[REASON_MAX];
+
+	if (len > 0 && line[len - 1] == '\n')
+		line[--len] = '\0';
+	if (len > 0 && line[len - 1] == '\r')
+		line[--len] = '\0';
+	if (blank(line, len))
+		return;
+	if (len > ch->cfg.max_body) {
+		refused(t, t->lines, "body exceeds max_body");
+		return;
+	}
+	switch (event_parse(line, len, ch->cfg.strict, &ev, msg,
+	    sizeof(msg))) {
+	case EVENT_OK:
+		break;
+	case EVENT_NO_MEMORY:
+		refused(t, t->lines, "out of memory");
+		return;
+	default:
+		refused(t, t->lines, msg);
+		return;
+	}
+	snprintf(ev->remote_addr, sizeof(ev->remote_addr), "import");
+	format_utc_ms(now_wall_ms(), ev->received_at, sizeof(ev->received_at));
+	b->line[b->n] = t->lines;
+	b->ev[b->n++] = ev;
+	b->bytes += len;
+}
+
+/* Read and store every line. Every error is reported here, or below. */
+static int
+import_stream(struct ch *ch, FILE *fp, const char *path, struct tally *t)
+{
+	struct batch *b;
+	struct progress p;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int error = 0;
+
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		warn(NULL);
+		return -ENOMEM;
+	}
+	progress_init(&p, ch->progress);
+	while (error == 0 && (len = getline(&line, &cap, fp)) != -1) {
+		t->lines++;
+		import_line(ch, b, t, line, (size_t)len);
+		if (b->n == IMPORT_BATCH || b->bytes >= IMPORT_BATCH_BYTES)
+			error = batch_flush(ch, b, t);
+		progress_tick(&p, "callhook: line %lld, %lld stored",
+		    t->lines, t->stored);
+	}
+	if (error == 0 && ferror(fp)) {
+		warn("%s", path);
+		error = -EIO;
+	}
+	if (error == 0)
+		error = batch_flush(ch, b, t);
+	progress_done(&p);
+	batch_clear(b);
+	free(b);
+	free(line);
+	return error;
+}
+
+int
+cmd_import(struct ch *ch, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct tally t = { 0 };
+	const char *path;
+	FILE *fp;
+	int c, error;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
+		return c == 'h' ? ch_help("import") : ch_usage("import");
+	if ((c = ch_operands("import", argc, argv, 1, "a file (or -)")) >= 0)
+		return c;
+	path = argv[optind];
+	fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	if (fp == NULL) {
+		warn("%s", path);
+		return CH_FAIL;
+	}
+	if (ch_open_write(ch, true) != 0) {
+		if (fp != stdin)
+			fclose(fp);
+		return CH_FAIL;
+	}
+	error = import_stream(ch, fp, path, &t);
+	if (fp != stdin)
+		fclose(fp);
+	printf("%lld %s: %lld stored, %lld duplicates, %lld revisions, "
+	    "%lld refused\n", t.lines, t.lines == 1 ? "line" : "lines",
+	    t.stored, t.duplicates, t.revisions, t.refused);
+	return error == 0 && t.refused == 0 ? CH_OK : CH_FAIL;
+}
+
+/* prune */
+
+struct prune {
+	char		 cutoff[TIME_LEN];
+	bool		 transcripts;
+	char		*last_time;	/* the cursor: a call_time */
+	long long	 last_id;
+	int		 limit;		/* rows in the next batch */
+	long long	 calls;
+	long long	 revisions;
+	sqlite3_stmt	*pick;
+	sqlite3_stmt	*act;
+	sqlite3_stmt	*revs;
+	char		 err[256];
+};
+
+/*
+ * Rows are picked in (call_time, id) order after a cursor, so a batch
+ * never reads again the rows that earlier ones left (blanked, or whose
+ * transcription was already NULL).
+ */
+static const char prune_pick_sql[] =
+	"SELECT id, call_time FROM calls WHERE call_time < ?1"
+	" AND (call_time, id) > (?2, ?3) ORDER BY call_time, id LIMIT ?4";
+static const char prune_delete_sql[] =
+	"DELETE FROM calls WHERE id = ?1 RETURNING call_sid";
+static const char prune_blank_sql[] =
+	"UPDATE calls SET transcription = NULL WHERE id = ?1"
+	" AND transcription IS NOT NULL RETURNING call_sid";
+static const char prune_revs_sql[] =
+	"DELETE FROM call_revisions WHERE call_sid = ?1";
+
+/* Keep SQLite's message before the rollback replaces it. */
+static int
+prune_fail(struct ch *ch, struct prune *pr, int rc)
+{
+	snprintf(pr->err, sizeof(pr->err), "%s", sqlite3_errmsg(ch->db));
+	return store_transient(rc) ? -EAGAIN : -EIO;
+}
+
+/* Act on one row, inside the batch's transaction. */
+static int
+prune_row(struct ch *ch, struct prune *pr, sqlite3_int64 id)
+{
+	int rc;
+
+	sqlite3_bind_int64(pr->act, 1, id);
+	rc = sqlite3_step(pr->act);
+	if (rc == SQLITE_ROW) {
+		pr->calls++;
+		if (!pr->transcripts) {
+			sqlite3_bind_text(pr->revs, 1, (const char *)
+			    sqlite3_column_text(pr->act, 0), -1,
+			    SQLITE_TRANSIENT);
+			rc = sqlite3_step(pr->revs);
+			if (rc == SQLITE_DONE) {
+				pr->revisions += sqlite3_changes(ch->db);
+				rc = SQLITE_ROW;
+			}
+			sqlite3_reset(pr->revs);
+		}
+		if (rc == SQLITE_ROW)
+			rc = sqlite3_step(pr->act);
+	}
+	sqlite3_reset(pr->act);
+	return rc == SQLITE_DONE ? 0 : prune_fail(ch, pr, rc);
+}
+
+/*
+ * One transaction of up to pr->limit rows. Returns rows done (0 at the
+ * end) or -errno; the cursor moves only when it commits.
+ */
+static int
+prune_batch(struct ch *ch, struct prune *pr)
+{
+	sqlite3_int64 ids[PRUNE_BATCH_MAX];
+	long long saved_calls = pr->calls, saved_revs = pr->revisions;
+	char *last = NULL;
+	int n = 0, rc, error;
+
+	if ((error = store_begin(ch->st)) != 0) {
+		snprintf(pr->err, sizeof(pr->err), "%s", store_errmsg(ch->st));
+		return error;
+	}
+	sqlite3_bind_text(pr->pick, 1, pr->cutoff, -1, SQLITE_STATIC);
+	sqlite3_bind_text(pr->pick, 2, pr->last_time, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(pr->pick, 3, pr->last_id);
+	sqlite3_bind_int(pr->pick, 4, pr->limit);
+	while ((rc = sqlite3_step(pr->pick)) == SQLITE_ROW) {
+		ids[n++] = sqlite3_column_int64(pr->pick, 0);
+		free(last);
+		last = strdup((const char *)sqlite3_column_text(pr->pick, 1));
+	}
+	error = rc == SQLITE_DONE ? 0 : prune_fail(ch, pr, rc);
+	sqlite3_reset(pr->pick);
+	if (error == 0 && n > 0 && last == NULL)
+		error = -ENOMEM;
+	for (int i = 0; error == 0 && i < n; i++)
+		error = prune_row(ch, pr, ids[i]);
+	if (error == 0 && (error = store_commit(ch->st)) != 0)
+		snprintf(pr->err, sizeof(pr->err), "%s", store_errmsg(ch->st));
+	if (error != 0) {
+		store_rollback(ch->st);
+		pr->calls = saved_calls;
+		pr->revisions = saved_revs;
+		free(last);
+		return error;
+	}
+	if (n > 0) {
+		free(pr->last_time);
+		pr->last_time = last;
+		pr->last_id = ids[n - 1];
+	}
+	return n;
+}
+
+/* Size the next transaction so that it holds the lock about HOLD_MS. */
+static void
+prune_resize(struct prune *pr, uint64_t held_ns)
+{
+	uint64_t hold = HOLD_MS * 1000000ULL;
+
+	if (held_ns < hold / 2 && pr->limit < PRUNE_BATCH_MAX)
+		pr->limit = pr->limit * 2 < PRUNE_BATCH_MAX ? pr->limit * 2 :
+		    PRUNE_BATCH_MAX;
+	else if (held_ns > hold && pr->limit > 1)
+		pr->limit /= 2;
+}
+
+static int
+prune_loop(struct ch *ch, struct prune *pr)
+{
+	struct progress p;
+	uint64_t held;
+	int n, tries = 0;
+
+	progress_init(&p, ch->progress);
+	for (;;) {
+		held = ch_now_ns();
+		n = prune_batch(ch, pr);
+		held = ch_now_ns() - held;
+		yield_lock(held);
+		if (n == -EAGAIN && ++tries < RETRIES)
+			continue;
+		if (n <= 0)
+			break;
+		tries = 0;
+		prune_resize(pr, held);
+		progress_tick(&p, "callhook: %lld calls %s", pr->calls,
+		    pr->transcripts ? "blanked" : "deleted");
+	}
+	progress_done(&p);
+	if (n < 0)
+		warnx("%s", pr->err[0] != '\0' ? pr->err : strerror(-n));
+	return n < 0 ? CH_FAIL : CH_OK;
+}
+
+static int
+prune_args(int argc, char **argv, struct prune *pr)
+{
+	static const struct option longopts[] = {
+		{ "older-than", required_argument, NULL, OPT_OLDER },
+		{ "transcripts-only", no_argument, NULL, OPT_TRANSCRIPTS },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char until[TIME_LEN];
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_OLDER:
+			/* Older than a date: before its first second. */
+			if (time_parse(optarg, pr->cutoff, until) != 0)
+				return ch_usage_error("prune", "--older-than "
+				    "%s: not a time (90d, 12h, 2025-01-01)",
+				    optarg);
+			break;
+		case OPT_TRANSCRIPTS:
+			pr->transcripts = true;
+			break;
+		case 'h':
+			return ch_help("prune");
+		default:
+			return ch_usage("prune");
+		}
+	}
+	if ((c = ch_operands("prune", argc, argv, 0, NULL)) >= 0)
+		return c;
+	if (pr->cutoff[0] == '\0')
+		return ch_usage_error("prune", "--older-than is needed");
+	return -1;
+}
+
+int
+cmd_prune(struct ch *ch, int argc, char **argv)
+{
+	struct prune pr;
+	int rc;
+
+	memset(&pr, 0, sizeof(pr));
+	pr.last_id = -1;
+	pr.limit = PRUNE_BATCH_MIN;
+	if ((rc = prune_args(argc, argv, &pr)) >= 0)
+		return rc;
+	if (ch_open_write(ch, false) != 0)
+		return CH_FAIL;
+	if ((pr.last_time = strdup("")) == NULL) {
+		warn(NULL);
+		return CH_FAIL;
+	}
+	if (sqlite3_prepare_v2(ch->db, prune_pick_sql, -1, &pr.pick,
+	    NULL) != SQLITE_OK || sqlite3_prepare_v2(ch->db, pr.transcripts ?
+	    prune_blank_sql : prune_delete_sql, -1, &pr.act, NULL) !=
+	    SQLITE_OK || sqlite3_prepare_v2(ch->db, prune_revs_sql, -1,
+	    &pr.revs, NULL) != SQLITE_OK) {
+		warnx("%s", sqlite3_errmsg(ch->db));
+		rc = CH_FAIL;
+		goto done;
+	}
+	rc = prune_loop(ch, &pr);
+	if (pr.transcripts)
+		printf("%lld transcriptions blanked (call_time before %s)\n",
+		    pr.calls, pr.cutoff);
+	else
+		printf("%lld calls deleted, with %lld earlier revisions "
+		    "(call_time before %s)\n", pr.calls, pr.revisions,
+		    pr.cutoff);
+ done:
+	sqlite3_finalize(pr.pick);
+	sqlite3_finalize(pr.act);
+	sqlite3_finalize(pr.revs);
+	free(pr.last_time);
+	return rc;
+}
+
+/* backup */
+
+/* fsync a file by name: the rename must not land before the data. */
+static int
+sync_path(const char *path, int flags)
+{
+	int fd, error = 0;
+
+	if ((fd = open(path, flags | O_CLOEXEC)) == -1)
+		return -errno;
+	if (fsync(fd) == -1)
+		error = -errno;
+	close(fd);
+	return error;
+}
+
+static int
+backup_copy(struct ch *ch, sqlite3 *dst, const char *dest)
+{
+	struct progress p;
+	sqlite3_backup *bk;
+	int rc, total;
+
+	/* A read transaction: the snapshot the copy is taken from. */
+	rc = sqlite3_exec(ch->db, "BEGIN; SELECT count(*) FROM sqlite_schema",
+	    NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		warnx("%s", sqlite3_errmsg(ch->db));
+		return -EIO;
+	}
+	if ((bk = sqlite3_backup_init(dst, "main", ch->db, "main")) == NULL) {
+		warnx("%s: %s", dest, sqlite3_errmsg(dst));
+		sqlite3_exec(ch->db, "COMMIT", NULL, NULL, NULL);
+		return -EIO;
+	}
+	progress_init(&p, ch->progress);
+	do {
+		rc = sqlite3_backup_step(bk, BACKUP_PAGES);
+		total = sqlite3_backup_pagecount(bk);
+		progress_tick(&p, "callhook: %d of %d pages copied",
+		    total - sqlite3_backup_remaining(bk), total);
+		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+			sleep_ms(PAUSE_MIN_MS);
+	} while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+	progress_done(&p);
+	sqlite3_backup_finish(bk);
+	sqlite3_exec(ch->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_DONE) {
+		warnx("%s: %s", dest, sqlite3_errstr(rc));
+		return -EIO;
+	}
+	return 0;
+}
+
+static int
+backup_args(int argc, char **argv, bool *force)
+{
+	static const struct option longopts[] = {
+		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "fh", longopts, NULL)) != -1) {
+		if (c == OPT_FORCE || c == 'f')
+			*force = true;
+		else if (c == 'h')
+			return ch_help("backup");
+		else
+			return ch_usage("backup");
+	}
+	return ch_operands("backup", argc, argv, 1, "DEST");
+}
+
+int
+cmd_backup(struct ch *ch, int argc, char **argv)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	const char *dest;
+	struct stat sb;
+	sqlite3 *dst = NULL;
+	bool force = false;
+	int fd, rc, error = -EIO;
+
+	if ((rc = backup_args(argc, argv, &force)) >= 0)
+		return rc;
+	dest = argv[optind];
+	if (!force && stat(dest, &sb) == 0) {
+		warnx("%s exists; --force replaces it", dest);
+		return CH_FAIL;
+	}
+	if (ch_open_read(ch) != 0)
+		return CH_FAIL;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", dest) >=
+	    (int)sizeof(tmp) || (fd = mkstemp(tmp)) == -1) {
+		warn("%s", dest);
+		return CH_FAIL;
+	}
+	/* The copy is as readable as the original, not more. */
+	if (stat(ch->cfg.database, &sb) == 0)
+		fchmod(fd, sb.st_mode & 0666);
+	close(fd);
+	if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE, NULL) !=
+	    SQLITE_OK)
+		warnx("%s: %s", tmp, sqlite3_errmsg(dst));
+	else if ((error = backup_copy(ch, dst, dest)) == 0)
+		error = sqlite3_close(dst) == SQLITE_OK ? 0 : -EIO;
+	if (error != 0)
+		sqlite3_close(dst);
+	dst = NULL;
+	if (error == 0 && (error = sync_path(tmp, O_RDONLY)) == 0 &&
+	    rename(tmp, dest) == -1)
+		error = -errno;
+	if (error == 0) {
+		snprintf(dir, sizeof(dir), "%s", dest);
+		sync_path(dirname(dir), O_RDONLY | O_DIRECTORY);
+		if (stat(dest, &sb) == 0)
+			printf("%s: %lld bytes\n", dest, (long long)sb.st_size);
+		return CH_OK;
+	}
+	if (error != -EIO)
+		warnx("%s: %s", dest, strerror(-error));
+	unlink(tmp);
+	return CH_FAIL;
+}

@@ -1,0 +1,662 @@
+/*
+ * callhook's output: rows as an 80-column table, CSV (RFC 4180) or JSON.
+ *
+ * A table has to know its column widths before its first line, so it
+ * holds its first TABLE_SAMPLE rows, sizes the columns to them and then
+ * streams; a later, wider value is cut like any other. Columns marked
+ * F_SHRINK give up width, widest first, until the line fits 80
+ * characters; a cut value ends in an ellipsis. Everything printed to a
+ * table goes through text_clean first.
+ *
+ * CSV and JSON stream one row at a time, so export holds one row in
+ * memory however many it prints. JSON text from the database (post_call
+ * and friends) is embedded as JSON, not as a string.
+ */
+
+#include <sys/ioctl.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <wchar.h>
+
+#include <cjson/cJSON.h>
+
+#include "callhook.h"
+#include "event.h"
+
+#define TABLE_WIDTH	80
+#define TABLE_SAMPLE	1000	/* rows that decide the column widths */
+#define COL_GAP		2
+#define COL_MIN		4
+#define DETAIL_INDENT	4
+
+#define SGR_BOLD	"\033[1m"
+#define SGR_MATCH	"\033[1;31m"
+#define SGR_RESET	"\033[0m"
+
+struct out {
+	FILE			*fp;
+	enum format		 fmt;
+	const struct field	*f;
+	size_t			 nf;
+	bool			 color;
+	long long		 rows;
+	char			**held;		/* nheld rows of cells */
+	size_t			 nheld;
+	int			*width;		/* 0 until sized */
+	int			 gap;		/* between columns */
+	int			 spaces;	/* owed to the next text */
+	bool			 sized;
+};
+
+int
+format_parse(const char *s, unsigned allowed, enum format *out)
+{
+	static const char *const names[] = {
+		[FMT_TABLE] = "table", [FMT_CSV] = "csv",
+		[FMT_JSON] = "json", [FMT_JSONL] = "jsonl",
+	};
+
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if ((allowed & FMT_BIT(i)) && strcmp(s, names[i]) == 0) {
+			*out = (enum format)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/*
+ * Spaces are held back until text follows them, so that no line ends in
+ * spaces whatever its last columns hold.
+ */
+static void
+put_text(struct out *o, const char *s, size_t len)
+{
+	if (len == 0)
+		return;
+	fprintf(o->fp, "%*s", o->spaces, "");
+	o->spaces = 0;
+	fwrite(s, 1, len, o->fp);
+}
+
+/* Print s (clean text) in width columns: cut with an ellipsis, padded. */
+static void
+put_cell(struct out *o, const char *s, int width, bool right)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s), n, keep = 0;
+	int w = text_width(s), used = 0, cw;
+	unsigned cp;
+
+	if (w <= width) {
+		o->spaces += right ? width - w : 0;
+		put_text(o, s, len);
+		o->spaces += right ? 0 : width - w;
+		return;
+	}
+	while (keep < len) {
+		n = utf8_decode(p + keep, len - keep, &cp);
+		if (n == 0)
+			n = 1, cp = '?';
+		cw = cp_width(cp);
+		if (used + cw > width - 1)
+			break;
+		used += cw;
+		keep += n;
+	}
+	put_text(o, s, keep);
+	put_text(o, "\xe2\x80\xa6", 3);	/* U+2026 */
+	o->spaces += width - 1 - used;
+}
+
+void
+val_from_stmt(sqlite3_stmt *stmt, struct val *row, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct val *v = &row[i];
+
+		memset(v, 0, sizeof(*v));
+		switch (sqlite3_column_type(stmt, (int)i)) {
+		case SQLITE_INTEGER:
+			v->t = V_INT;
+			v->i = sqlite3_column_int64(stmt, (int)i);
+			break;
+		case SQLITE_FLOAT:
+			v->t = V_REAL;
+			v->r = sqlite3_column_double(stmt, (int)i);
+			break;
+		case SQLITE_NULL:
+			v->t = V_NULL;
+			break;
+		default:
+			v->t = V_TEXT;
+			v->s = (const char *)sqlite3_column_text(stmt, (int)i);
+			v->len = (size_t)sqlite3_column_bytes(stmt, (int)i);
+			if (v->s == NULL)
+				v->t = V_NULL;
+			break;
+		}
+	}
+}
+
+static double
+val_real(const struct val *v)
+{
+	if (v->t == V_INT)
+		return (double)v->i;
+	if (v->t == V_TEXT)
+		return strtod(v->s, NULL);
+	return v->r;
+}
+
+/* The text of a number, as CSV and tables show it. */
+static void
+number_text(const struct val *v, char *buf, size_t len)
+{
+	if (v->t == V_INT)
+		snprintf(buf, len, "%lld", v->i);
+	else
+		snprintf(buf, len, "%.15g", v->r);
+}
+
+/* A table cell: clean text in a new string. */
+static char *
+table_text(const struct field *f, const struct val *v)
+{
+	char num[64], *buf;
+	const char *s = num;
+	size_t len;
+
+	num[0] = '\0';
+	if (v->t == V_NULL)
+		return strdup("");
+	switch (f->kind) {
+	case K_BOOL:
+		if (v->t == V_INT)
+			s = v->i ? "yes" : "no";
+		else
+			s = v->t == V_TEXT ? v->s : "";
+		break;
+	case K_DURATION:
+		fmt_duration(val_real(v), num, sizeof(num));
+		break;
+	case K_PERCENT:
+		snprintf(num, sizeof(num), "%.1f%%", val_real(v) * 100);
+		break;
+	case K_TIME:
+		if (v->t == V_TEXT && v->len >= 16 && v->s[10] == ' ')
+			snprintf(num, sizeof(num), "%.16s", v->s);
+		else
+			s = v->t == V_TEXT ? v->s : "";
+		break;
+	default:
+		if (v->t != V_TEXT)
+			number_text(v, num, sizeof(num));
+		else
+			s = v->s;
+		break;
+	}
+	len = s == v->s ? v->len : strlen(s);
+	if ((buf = malloc(3 * len + 1)) != NULL)
+		text_clean(s, len, f->kind == K_SNIPPET ? CLEAN_MARKS : 0, buf);
+	return buf;
+}
+
+/*
+ * The value as CSV and JSON show it: as stored, but valid UTF-8 (a
+ * rejected body need not be) and with the snippet markers as brackets.
+ */
+static char *
+data_text(const struct field *f, const struct val *v)
+{
+	char *buf;
+
+	if ((buf = malloc(3 * v->len + 1)) == NULL)
+		return NULL;
+	text_clean(v->s, v->len, CLEAN_KEEP, buf);
+	if (f->kind == K_SNIPPET)
+		for (char *p = buf; *p != '\0'; p++)
+			if (*p == MARK_ON || *p == MARK_OFF)
+				*p = *p == MARK_ON ? '[' : ']';
+	return buf;
+}
+
+static int
+csv_field(FILE *fp, const char *s)
+{
+	if (strpbrk(s, ",\"\r\n") == NULL)
+		return fputs(s, fp) < 0 ? -EIO : 0;
+	fputc('"', fp);
+	for (; *s != '\0'; s++) {
+		if (*s == '"')
+			fputc('"', fp);
+		fputc(*s, fp);
+	}
+	return fputc('"', fp) == EOF ? -EIO : 0;
+}
+
+static int
+csv_row(struct out *o, const struct val *row)
+{
+	char num[64], *text;
+	int error = 0;
+	bool first = true;
+
+	for (size_t i = 0; i < o->nf && error == 0; i++) {
+		const struct field *f = &o->f[i];
+		const struct val *v = &row[i];
+
+		if (!(f->flags & F_DATA))
+			continue;
+		if (!first)
+			fputc(',', o->fp);
+		first = false;
+		if (v->t == V_NULL)
+			continue;
+		if (f->kind == K_BOOL && v->t == V_INT)
+			error = csv_field(o->fp, v->i ? "true" : "false");
+		else if (v->t != V_TEXT) {
+			number_text(v, num, sizeof(num));
+			error = csv_field(o->fp, num);
+		} else if ((text = data_text(f, v)) == NULL)
+			error = -ENOMEM;
+		else {
+			error = csv_field(o->fp, text);
+			free(text);
+		}
+	}
+	if (fputs("\r\n", o->fp) == EOF)
+		error = -EIO;
+	return error;
+}
+
+static int
+csv_header(struct out *o)
+{
+	bool first = true;
+
+	for (size_t i = 0; i < o->nf; i++) {
+		if (!(o->f[i].flags & F_DATA))
+			continue;
+		if (!first)
+			fputc(',', o->fp);
+		first = false;
+		csv_field(o->fp, o->f[i].key);
+	}
+	return fputs("\r\n", o->fp) == EOF ? -EIO : 0;
+}
+
+static cJSON *
+json_value(const struct field *f, const struct val *v)
+{
+	cJSON *j;
+	char *text;
+
+	if (v->t == V_NULL)
+		return cJSON_CreateNull();
+	if (f->kind == K_BOOL && v->t == V_INT)
+		return cJSON_CreateBool(v->i != 0);
+	if (v->t == V_INT)
+		return cJSON_CreateNumber((double)v->i);
+	if (v->t == V_REAL)
+		return cJSON_CreateNumber(v->r);
+	if (f->kind == K_JSON && (j = cJSON_ParseWithLength(v->s,
+	    v->len)) != NULL)
+		return j;
+	if ((text = data_text(f, v)) == NULL)
+		return NULL;
+	j = cJSON_CreateString(text);
+	free(text);
+	return j;
+}
+
+cJSON *
+out_json_object(const struct field *fields, size_t nfields,
+    const struct val *row)
+{
+	cJSON *obj = cJSON_CreateObject(), *v;
+
+	for (size_t i = 0; obj != NULL && i < nfields; i++) {
+		if (!(fields[i].flags & F_DATA))
+			continue;
+		if ((v = json_value(&fields[i], &row[i])) == NULL) {
+			cJSON_Delete(obj);
+			return NULL;
+		}
+		cJSON_AddItemToObject(obj, fields[i].key, v);
+	}
+	return obj;
+}
+
+static int
+json_row(struct out *o, const struct val *row)
+{
+	cJSON *obj;
+	char *text;
+	int error;
+
+	if ((obj = out_json_object(o->f, o->nf, row)) == NULL)
+		return -ENOMEM;
+	text = cJSON_PrintUnformatted(obj);
+	cJSON_Delete(obj);
+	if (text == NULL)
+		return -ENOMEM;
+	if (o->fmt == FMT_JSON)
+		fputs(o->rows == 0 ? "[\n" : ",\n", o->fp);
+	fputs(text, o->fp);
+	if (o->fmt == FMT_JSONL)
+		fputc('\n', o->fp);
+	error = ferror(o->fp) ? -EIO : 0;
+	cJSON_free(text);
+	return error;
+}
+
+/* The terminal's width when it is wider, else 80. */
+static int
+line_width(FILE *fp)
+{
+	struct winsize ws;
+
+	if (isatty(fileno(fp)) && ioctl(fileno(fp), TIOCGWINSZ, &ws) == 0 &&
+	    ws.ws_col > TABLE_WIDTH)
+		return ws.ws_col;
+	return TABLE_WIDTH;
+}
+
+/* Cut the widest column that may still give up a character. */
+static bool
+shrink_one(struct out *o)
+{
+	size_t pick = o->nf;
+	int most = 0, min;
+
+	for (size_t i = 0; i < o->nf; i++) {
+		if ((o->f[i].flags & (F_TABLE | F_SHRINK)) !=
+		    (F_TABLE | F_SHRINK))
+			continue;
+		min = o->f[i].min > 0 ? o->f[i].min : COL_MIN;
+		if (o->width[i] > min && o->width[i] > most) {
+			most = o->width[i];
+			pick = i;
+		}
+	}
+	if (pick == o->nf)
+		return false;
+	o->width[pick]--;
+	return true;
+}
+
+/*
+ * Size the columns from the held rows, then fit the line: first with one
+ * space between columns instead of two, then by cutting text columns.
+ */
+static void
+table_size(struct out *o)
+{
+	int total = 0, ncols = 0, width = line_width(o->fp);
+
+	for (size_t i = 0; i < o->nf; i++) {
+		if (!(o->f[i].flags & F_TABLE))
+			continue;
+		o->width[i] = text_width(o->f[i].head);
+		for (size_t r = 0; r < o->nheld; r++) {
+			int w = text_width(o->held[r * o->nf + i]);
+
+			if (w > o->width[i])
+				o->width[i] = w;
+		}
+		if (o->f[i].max > 0 && o->width[i] > o->f[i].max)
+			o->width[i] = o->f[i].max;
+		total += o->width[i];
+		ncols++;
+	}
+	o->gap = COL_GAP;
+	if (total + (ncols - 1) * o->gap > width)
+		o->gap = 1;
+	total += (ncols - 1) * o->gap;
+	while (total > width && shrink_one(o))
+		total--;
+	o->sized = true;
+}
+
+/* A snippet under its row: markers become colour or brackets. */
+static void
+print_marked(FILE *fp, const char *s, size_t len, bool color)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == MARK_ON)
+			fputs(color ? SGR_MATCH : "[", fp);
+		else if (s[i] == MARK_OFF)
+			fputs(color ? SGR_RESET : "]", fp);
+		else
+			fputc(s[i], fp);
+	}
+}
+
+/* Word-wrap detail text to the table width, indented. */
+static void
+print_detail(struct out *o, const char *s)
+{
+	const char *p = s, *word, *end;
+	int col = 0, w;
+	char tmp[1024];
+
+	while (*p != '\0') {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		word = p;
+		end = strchr(p, ' ');
+		if (end == NULL)
+			end = p + strlen(p);
+		snprintf(tmp, sizeof(tmp), "%.*s", (int)(end - word), word);
+		w = text_width(tmp);
+		/* Without colour, each marker prints as a bracket. */
+		for (const char *m = word; !o->color && m < end; m++)
+			w += *m == MARK_ON || *m == MARK_OFF;
+		if (col > 0 && col + 1 + w > TABLE_WIDTH - DETAIL_INDENT) {
+			fputc('\n', o->fp);
+			col = 0;
+		}
+		fprintf(o->fp, "%*s", col == 0 ? DETAIL_INDENT : 1, "");
+		print_marked(o->fp, word, (size_t)(end - word), o->color);
+		col += (col == 0 ? 0 : 1) + w;
+		p = end;
+	}
+	if (col > 0)
+		fputc('\n', o->fp);
+}
+
+static void
+table_line(struct out *o, char *const *cells, bool header)
+{
+	bool first = true;
+
+	if (header && o->color)
+		fputs(SGR_BOLD, o->fp);
+	for (size_t i = 0; i < o->nf; i++) {
+		if (!(o->f[i].flags & F_TABLE))
+			continue;
+		if (!first)
+			o->spaces += o->gap;
+		first = false;
+		put_cell(o, header ? o->f[i].head : cells[i], o->width[i],
+		    !header && (o->f[i].flags & F_RIGHT));
+	}
+	o->spaces = 0;
+	if (header && o->color)
+		fputs(SGR_RESET, o->fp);
+	fputc('\n', o->fp);
+	for (size_t i = 0; i < o->nf && !header; i++)
+		if ((o->f[i].flags & F_DETAIL) && cells[i][0] != '\0')
+			print_detail(o, cells[i]);
+}
+
+static void
+table_flush(struct out *o)
+{
+	if (!o->sized) {
+		table_size(o);
+		table_line(o, NULL, true);
+	}
+	for (size_t r = 0; r < o->nheld; r++) {
+		table_line(o, &o->held[r * o->nf], false);
+		for (size_t i = 0; i < o->nf; i++)
+			free(o->held[r * o->nf + i]);
+	}
+	o->nheld = 0;
+}
+
+static int
+table_row(struct out *o, const struct val *row)
+{
+	char **cells = &o->held[o->nheld * o->nf];
+
+	for (size_t i = 0; i < o->nf; i++) {
+		if (!(o->f[i].flags & (F_TABLE | F_DETAIL)))
+			cells[i] = strdup("");
+		else
+			cells[i] = table_text(&o->f[i], &row[i]);
+		if (cells[i] == NULL) {
+			while (i-- > 0)
+				free(cells[i]);
+			return -ENOMEM;
+		}
+	}
+	o->nheld++;
+	if (o->nheld == TABLE_SAMPLE || o->sized)
+		table_flush(o);
+	return ferror(o->fp) ? -EIO : 0;
+}
+
+struct out *
+out_new(FILE *fp, enum format fmt, const struct field *fields,
+    size_t nfields, bool color)
+{
+	struct out *o;
+
+	if ((o = calloc(1, sizeof(*o))) == NULL)
+		return NULL;
+	o->fp = fp;
+	o->fmt = fmt;
+	o->f = fields;
+	o->nf = nfields;
+	o->color = color;
+	if (fmt == FMT_TABLE) {
+		o->held = calloc(TABLE_SAMPLE * nfields, sizeof(*o->held));
+		o->width = calloc(nfields, sizeof(*o->width));
+		if (o->held == NULL || o->width == NULL) {
+			out_free(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+int
+out_row(struct out *o, const struct val *row)
+{
+	int error = 0;
+
+	switch (o->fmt) {
+	case FMT_TABLE:
+		error = table_row(o, row);
+		break;
+	case FMT_CSV:
+		if (o->rows == 0)
+			error = csv_header(o);
+		if (error == 0)
+			error = csv_row(o, row);
+		break;
+	case FMT_JSON:
+	case FMT_JSONL:
+		error = json_row(o, row);
+		break;
+	}
+	if (error == 0)
+		o->rows++;
+	return error;
+}
+
+/* An empty table prints nothing: "no calls" is the caller's to say. */
+int
+out_end(struct out *o)
+{
+	switch (o->fmt) {
+	case FMT_TABLE:
+		if (o->nheld > 0)
+			table_flush(o);
+		break;
+	case FMT_CSV:
+		if (o->rows == 0)
+			csv_header(o);
+		break;
+	case FMT_JSON:
+		fputs(o->rows == 0 ? "[]\n" : "\n]\n", o->fp);
+		break;
+	case FMT_JSONL:
+		break;
+	}
+	return fflush(o->fp) == EOF || ferror(o->fp) ? -EIO : 0;
+}
+
+void
+out_free(struct out *o)
+{
+	if (o == NULL)
+		return;
+	for (size_t i = 0; o->held != NULL && i < o->nheld * o->nf; i++)
+		free(o->held[i]);
+	free(o->held);
+	free(o->width);
+	free(o);
+}
+
+int
+out_query(sqlite3_stmt *stmt, FILE *fp, enum format fmt,
+    const struct field *fields, size_t nfields, bool color,
+    long long *count)
+{
+	struct val *row;
+	struct out *o;
+	int error = 0, rc = SQLITE_DONE;
+
+	row = calloc(nfields, sizeof(*row));
+	o = out_new(fp, fmt, fields, nfields, color);
+	if (row == NULL || o == NULL) {
+		error = -ENOMEM;
+		goto fail;
+	}
+	while (error == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		val_from_stmt(stmt, row, nfields);
+		error = out_row(o, row);
+	}
+	if (error == 0 && rc != SQLITE_DONE) {
+		fprintf(stderr, "callhook: %s\n",
+		    sqlite3_errmsg(sqlite3_db_handle(stmt)));
+		out_free(o);
+		free(row);
+		return CH_FAIL;
+	}
+	if (error == 0)
+		error = out_end(o);
+ fail:
+	if (count != NULL)
+		*count = o != NULL ? o->rows : 0;
+	out_free(o);
+	free(row);
+	if (error != 0) {
+		fprintf(stderr, "callhook: output: %s\n", strerror(-error));
+		return CH_FAIL;
+	}
+	return CH_OK;
+}

@@ -1,0 +1,193 @@
+/*
+ * Text for callhook's output: UTF-8 decoding and display widths, the
+ * cleaning of text from the database before it reaches a terminal,
+ * durations as m:ss, and JSON pretty-printed under a label.
+ *
+ * The data came from the network. A control character in an agent name
+ * or a transcript must not reach the terminal as an escape sequence, and
+ * a byte that is not UTF-8 (a refused body may hold any) must not reach
+ * a JSON document; text_clean sees to both.
+ */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wchar.h>
+
+#include <cjson/cJSON.h>
+
+#include "callhook.h"
+#include "event.h"
+
+void
+fmt_duration(double secs, char *buf, size_t len)
+{
+	long long s;
+
+	if (!isfinite(secs) || secs < 0)
+		secs = 0;
+	s = llround(secs);
+	if (s >= 3600)
+		snprintf(buf, len, "%lld:%02lld:%02lld", s / 3600,
+		    s / 60 % 60, s % 60);
+	else
+		snprintf(buf, len, "%lld:%02lld", s / 60, s % 60);
+}
+
+/*
+ * Length of the UTF-8 sequence at p (at most avail bytes), or 0 when it
+ * is not valid; *cp gets the code point.
+ */
+size_t
+utf8_decode(const unsigned char *p, size_t avail, unsigned *cp)
+{
+	size_t n;
+
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return 1;
+	}
+	if (p[0] >= 0xC2 && p[0] <= 0xDF)
+		n = 2;
+	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+		n = 3;
+	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+		n = 4;
+	else
+		return 0;
+	if (n > avail || !event_utf8_valid((const char *)p, n))
+		return 0;
+	*cp = p[0] & (0xFF >> (n + 1));
+	for (size_t i = 1; i < n; i++)
+		*cp = (*cp << 6) | (p[i] & 0x3F);
+	return n;
+}
+
+static size_t
+put_utf8(char *out, unsigned cp)
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xC0 | cp >> 6);
+		out[1] = (char)(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (char)(0xE0 | cp >> 12);
+		out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+		out[2] = (char)(0x80 | (cp & 0x3F));
+		return 3;
+	}
+	out[0] = (char)(0xF0 | cp >> 18);
+	out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+	out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+	out[3] = (char)(0x80 | (cp & 0x3F));
+	return 4;
+}
+
+static bool
+is_control(unsigned cp)
+{
+	return cp < 0x20 || (cp >= 0x7F && cp < 0xA0);
+}
+
+size_t
+text_clean(const char *s, size_t len, int flags, char *buf)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	size_t n, o = 0;
+	unsigned cp;
+
+	while (p < end) {
+		if ((n = utf8_decode(p, (size_t)(end - p), &cp)) == 0) {
+			cp = 0xFFFD;
+			n = 1;
+		}
+		p += n;
+		if (cp != 0 && (flags & CLEAN_KEEP))
+			o += put_utf8(buf + o, cp);
+		else if (cp == '\n' && (flags & CLEAN_NL))
+			buf[o++] = '\n';
+		else if ((cp == MARK_ON || cp == MARK_OFF) &&
+		    (flags & CLEAN_MARKS))
+			buf[o++] = (char)cp;
+		else if (is_control(cp))
+			buf[o++] = ' ';
+		else
+			o += put_utf8(buf + o, cp);
+	}
+	buf[o] = '\0';
+	return o;
+}
+
+int
+cp_width(unsigned cp)
+{
+	int w;
+
+	if (cp == MARK_ON || cp == MARK_OFF)
+		return 0;
+	w = wcwidth((wchar_t)cp);
+	return w < 0 ? 1 : w;
+}
+
+int
+text_width(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s), n;
+	unsigned cp;
+	int w = 0;
+
+	while (len > 0) {
+		if ((n = utf8_decode(p, len, &cp)) == 0)
+			n = 1, cp = '?';
+		w += cp_width(cp);
+		p += n;
+		len -= n;
+	}
+	return w;
+}
+
+char *
+json_pretty(const char *text, int indent)
+{
+	cJSON *j = cJSON_Parse(text);
+	char *pretty, *out, *o;
+	size_t n = 0;
+
+	if (j == NULL)
+		return NULL;
+	/* cJSON prints {} as "{\n}". */
+	pretty = cJSON_GetArraySize(j) == 0 ? cJSON_PrintUnformatted(j) :
+	    cJSON_Print(j);
+	cJSON_Delete(j);
+	if (pretty == NULL)
+		return NULL;
+	for (const char *p = pretty; *p != '\0'; p++)
+		n += *p == '\n' ? (size_t)indent + 1 : *p == '\t' ? 2 : 1;
+	/* cJSON indents with tabs and puts one after each colon. */
+	if ((out = malloc(n + 1)) != NULL) {
+		o = out;
+		for (const char *p = pretty; *p != '\0'; p++) {
+			if (*p == '\t' && p > pretty && p[-1] == ':')
+				*o++ = ' ';
+			else if (*p == '\t') {
+				*o++ = ' ';
+				*o++ = ' ';
+			} else if (*p == '\n') {
+				*o++ = '\n';
+				memset(o, ' ', (size_t)indent);
+				o += indent;
+			} else
+				*o++ = *p;
+		}
+		*o = '\0';
+	}
+	cJSON_free(pretty);
+	return out;
+}

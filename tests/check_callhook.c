@@ -1,0 +1,1070 @@
+/*
+ * callhook end to end: the real build/callhook (or $CALLHOOK) against a
+ * database filled by the real daemon (or $CALLHOOKD) and by import. Every
+ * output format is read back: tables line by line, CSV with the small
+ * RFC 4180 reader below, JSON with cJSON.
+ */
+
+#include <check.h>
+#include <limits.h>
+#include <locale.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <wchar.h>
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+
+#include "testutil.h"
+
+Suite	*callhook_suite(void);
+
+#define PATH	"/webhook/call-webhook"
+#define JSON	"application/json"
+#define SID	"2303fa770b666a64ab1694c1e"
+#define AGENT	"6803fa770b666a64ab1694c1e"
+#define NCALLS	7	/* what fill() posts */
+
+static struct daemon_proc d;
+static char *out, *err;		/* of the last run */
+static char recent_time[32];	/* call_time of v-recent, an hour ago */
+
+static void
+setup(void)
+{
+	tu_tmpdir(&d);
+	ck_assert_msg(tu_start(&d, NULL, NULL) == 0, "daemon did not start");
+	out = err = NULL;
+}
+
+static void
+teardown(void)
+{
+	free(out);
+	free(err);
+	out = err = NULL;
+	tu_cleanup(&d);
+}
+
+static const char *
+callhook(void)
+{
+	const char *bin = getenv("CALLHOOK");
+
+	return bin != NULL ? bin : "build/callhook";
+}
+
+/* A path in the test's directory; the last 16 stay valid. */
+static char *
+tmp_path(const char *name)
+{
+	static char buf[16][400];
+	static int next;
+	char *p = buf[next++ % 16];
+
+	snprintf(p, sizeof(buf[0]), "%s/%s", d.dir, name);
+	return p;
+}
+
+/*
+ * Run "env callhook [-d db] args" (args in the test's own shell quoting),
+ * keeping stdout in out and stderr in err. Returns the exit status.
+ */
+static int
+vrun(const char *env, const char *db, const char *fmt, va_list ap)
+{
+	char args[4096], dbarg[400] = "", o[300], e[300];
+	int rc;
+
+	vsnprintf(args, sizeof(args), fmt, ap);
+	if (db != NULL)
+		snprintf(dbarg, sizeof(dbarg), "-d '%s'", db);
+	snprintf(o, sizeof(o), "%s/out", d.dir);
+	snprintf(e, sizeof(e), "%s/err", d.dir);
+	rc = tu_sh("%s '%s' %s %s >'%s' 2>'%s' </dev/null", env, callhook(),
+	    dbarg, args, o, e);
+	free(out);
+	free(err);
+	out = tu_read_file(o, NULL);
+	err = tu_read_file(e, NULL);
+	ck_assert(out != NULL && err != NULL);
+	return rc;
+}
+
+/* On the daemon's database. */
+static int
+ch(const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vrun("", d.db, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int
+ch_on(const char *db, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vrun("", db, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int
+count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s != '\0'; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* A failure says what it is in exactly one line. */
+static void
+expect_fail(int rc, int want, const char *needle)
+{
+	ck_assert_msg(rc == want, "exit %d, want %d; stderr: %s", rc, want,
+	    err);
+	ck_assert_msg(strstr(err, needle) != NULL, "stderr lacks \"%s\": %s",
+	    needle, err);
+	if (want == 1)
+		ck_assert_msg(count_lines(err) == 1, "not one line: %s", err);
+	else
+		ck_assert_msg(strstr(err, "usage: callhook") != NULL,
+		    "no usage line: %s", err);
+}
+
+static void
+post_ok(const char *body)
+{
+	struct reply r;
+
+	ck_assert_int_eq(tu_post(d.port, PATH, JSON, body, strlen(body), &r),
+	    0);
+	ck_assert_msg(r.status == 200, "status %d: %s", r.status, r.body);
+	tu_reply_free(&r);
+}
+
+/* A fixture as one line of compact JSON, members of data replaced. */
+static char *
+variant_v(const char *fixture, va_list ap)
+{
+	char *body = tu_fixture(fixture, NULL), *text;
+	cJSON *root = cJSON_Parse(body), *data, *v;
+	const char *key, *val;
+
+	ck_assert_ptr_nonnull(root);
+	data = cJSON_GetObjectItem(root, "data");
+	while ((key = va_arg(ap, const char *)) != NULL) {
+		val = va_arg(ap, const char *);
+		ck_assert_msg((v = cJSON_Parse(val)) != NULL, "%s", val);
+		if (cJSON_HasObjectItem(data, key))
+			cJSON_ReplaceItemInObject(data, key, v);
+		else
+			cJSON_AddItemToObject(data, key, v);
+	}
+	text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	free(body);
+	return text;
+}
+
+static char *
+variant(const char *fixture, ...)
+{
+	va_list ap;
+	char *text;
+
+	va_start(ap, fixture);
+	text = variant_v(fixture, ap);
+	va_end(ap);
+	return text;
+}
+
+static void
+post_variant(const char *fixture, ...)
+{
+	va_list ap;
+	char *text;
+
+	va_start(ap, fixture);
+	text = variant_v(fixture, ap);
+	va_end(ap);
+	post_ok(text);
+	free(text);
+}
+
+static void
+post_fixture(const char *name)
+{
+	char *body = tu_fixture(name, NULL);
+
+	post_ok(body);
+	free(body);
+}
+
+/*
+ * The calls most tests look at: the three fixtures (agent AGENT, all at
+ * 2025-12-19 16:01:07), two calls of agent-B, an old one of agent-C and
+ * one an hour ago.
+ */
+static void
+fill(void)
+{
+	char quoted[64];
+	time_t t = time(NULL) - 3600;
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(recent_time, sizeof(recent_time), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(quoted, sizeof(quoted), "\"%s\"", recent_time);
+	post_fixture("call_ended.json");
+	post_fixture("call_ended_inbound.json");
+	post_fixture("call_ended_long.json");
+	post_variant("call_ended.json", "callSid", "\"v-b1\"",
+	    "agent", "\"agent-B\"", "time", "\"2025-12-20 09:00:00\"",
+	    "to", "\"+919876511111\"", "call_duration", "30",
+	    "hangup_reason", "\"NO_ANSWER\"", "conversion_status", "false",
+	    "next_call_scheduled", "false", "batchId", "\"batch-2\"",
+	    "functions_called", "[{\"name\":\"send_sms\",\"success\":false}]",
+	    "transcription", "\"Nobody picked up\"",
+	    "disposition_reason", "\"No answer\"", "post_call", "{}", NULL);
+	post_variant("call_ended.json", "callSid", "\"v-b2\"",
+	    "agent", "\"agent-B\"", "time", "\"2025-12-21 10:30:00\"",
+	    "to", "\"9876511111\"", "call_duration", "95",
+	    "conversion_status", "true", "next_call_scheduled", "true",
+	    "batchId", "\"batch-2\"", "functions_called",
+	    "[{\"name\":\"update_crm\",\"success\":true},"
+	    "{\"name\":\"send_sms\",\"success\":true}]",
+	    "transcription", "\"Please arrange a callback, thank you\"",
+	    "disposition_reason", "\"Wants, \\\"pricing\\\"\\nand details\"",
+	    "post_call", "{\"lead_status\":\"converted\"}", NULL);
+	post_variant("call_ended.json", "callSid", "\"v-old\"",
+	    "agent", "\"agent-C\"", "time", "\"2020-01-01 08:00:00\"",
+	    "to", "\"918000000001\"", "transcription",
+	    "\"zebra ancient words\"", "disposition_reason", "\"Old\"", NULL);
+	post_variant("call_ended.json", "callSid", "\"v-recent\"",
+	    "agent", "\"agent-C\"", "time", quoted, "to", "\"918000000002\"",
+	    NULL);
+}
+
+/* The lines of the table in out that are not the header. */
+static int
+table_rows(void)
+{
+	ck_assert_msg(strncmp(out, "TIME", 4) == 0, "no header: %s", out);
+	return count_lines(out) - 1;
+}
+
+/* Every line fits 80 terminal columns. */
+static void
+expect_width(const char *text, int width)
+{
+	const char *p = text, *nl;
+	wchar_t wbuf[1024];
+	char line[4096];
+	int w;
+
+	setlocale(LC_CTYPE, "C.UTF-8");
+	for (; *p != '\0'; p = nl + 1) {
+		nl = strchr(p, '\n');
+		ck_assert_ptr_nonnull(nl);
+		snprintf(line, sizeof(line), "%.*s", (int)(nl - p), p);
+		ck_assert(mbstowcs(wbuf, line, 1024) != (size_t)-1);
+		w = wcswidth(wbuf, 1024);
+		ck_assert_msg(w <= width, "%d columns: %s", w, line);
+	}
+}
+
+/*
+ * RFC 4180: fields separated by commas, records by CRLF, quoted fields
+ * may hold commas, CRLF and doubled quotes. Returns a cJSON array of
+ * arrays of strings, or NULL when the text is not well-formed CSV.
+ */
+static cJSON *
+csv_parse(const char *s)
+{
+	cJSON *rows = cJSON_CreateArray(), *row = cJSON_CreateArray();
+	char field[65536];
+	size_t n = 0;
+
+	for (;;) {
+		n = 0;
+		if (*s == '"') {
+			for (s++; !(s[0] == '"' && s[1] != '"'); s++) {
+				if (*s == '\0')
+					goto bad;
+				if (s[0] == '"')
+					s++;
+				field[n++] = *s;
+			}
+			s++;
+		} else {
+			for (; *s != ',' && *s != '\r' && *s != '\0'; s++) {
+				if (*s == '"' || *s == '\n')
+					goto bad;
+				field[n++] = *s;
+			}
+		}
+		field[n] = '\0';
+		cJSON_AddItemToArray(row, cJSON_CreateString(field));
+		if (*s == ',') {
+			s++;
+			continue;
+		}
+		if (s[0] != '\r' || s[1] != '\n')
+			goto bad;
+		s += 2;
+		cJSON_AddItemToArray(rows, row);
+		if (*s == '\0')
+			return rows;
+		row = cJSON_CreateArray();
+	}
+ bad:
+	cJSON_Delete(row);
+	cJSON_Delete(rows);
+	return NULL;
+}
+
+/* The value of column name in CSV row i (0 is the first after the header). */
+static const char *
+csv_get(cJSON *rows, int i, const char *name)
+{
+	cJSON *head = cJSON_GetArrayItem(rows, 0);
+	int n = cJSON_GetArraySize(head);
+
+	for (int c = 0; c < n; c++)
+		if (strcmp(cJSON_GetArrayItem(head, c)->valuestring, name) == 0)
+			return cJSON_GetArrayItem(cJSON_GetArrayItem(rows,
+			    i + 1), c)->valuestring;
+	ck_abort_msg("no column %s", name);
+	return NULL;
+}
+
+/* The object of array arr whose member key is the string val. */
+static cJSON *
+find_obj(cJSON *arr, const char *key, const char *val)
+{
+	cJSON *it, *v;
+
+	cJSON_ArrayForEach(it, arr) {
+		v = cJSON_GetObjectItem(it, key);
+		if (cJSON_IsString(v) && strcmp(v->valuestring, val) == 0)
+			return it;
+	}
+	ck_abort_msg("no object with %s = %s", key, val);
+	return NULL;
+}
+
+static double
+num(cJSON *obj, const char *key)
+{
+	cJSON *v = cJSON_GetObjectItem(obj, key);
+
+	ck_assert_msg(cJSON_IsNumber(v), "%s is not a number", key);
+	return v->valuedouble;
+}
+
+static long long
+db_int(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	long long v = -1;
+
+	ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL),
+	    SQLITE_OK);
+	sqlite3_busy_timeout(h, 5000);
+	ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK,
+	    "%s: %s", sql, sqlite3_errmsg(h));
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return v;
+}
+
+static void
+db_exec(const char *db, const char *sql)
+{
+	sqlite3 *h;
+
+	ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+	sqlite3_busy_timeout(h, 5000);
+	ck_assert_msg(sqlite3_exec(h, sql, NULL, NULL, NULL) == SQLITE_OK,
+	    "%s: %s", sql, sqlite3_errmsg(h));
+	sqlite3_close(h);
+}
+
+/* FTS5's own check that calls_fts matches calls. */
+static void
+expect_fts_intact(const char *db)
+{
+	db_exec(db, "INSERT INTO calls_fts (calls_fts, rank)"
+	    " VALUES ('integrity-check', 1)");
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(fp);
+	fputs(text, fp);
+	ck_assert_int_eq(fclose(fp), 0);
+}
+
+START_TEST(test_errors)
+{
+	fill();
+	expect_fail(ch_on(tmp_path("nope.db"), "list"), 1, "no such file");
+	write_file(tmp_path("text.db"), "hello, this is not SQLite\n");
+	expect_fail(ch_on(tmp_path("text.db"), "list"), 1,
+	    "is not a callhookd database");
+	db_exec(tmp_path("other.db"), "CREATE TABLE t (x)");
+	expect_fail(ch_on(tmp_path("other.db"), "stats"), 1,
+	    "is not a callhookd database");
+	ck_assert_int_eq(tu_sh("cp '%s' '%s'", d.db, tmp_path("new.db")), 0);
+	db_exec(tmp_path("new.db"), "PRAGMA user_version = 99");
+	expect_fail(ch_on(tmp_path("new.db"), "list"), 1, "newer");
+	/* A write command must not create or migrate what it refuses. */
+	expect_fail(ch_on(tmp_path("nope.db"), "prune --older-than 1d"), 1,
+	    "no such file");
+	ck_assert_int_ne(access(tmp_path("nope.db"), F_OK), 0);
+	expect_fail(ch_on(tmp_path("new.db"), "import /dev/null"), 1,
+	    "newer");
+	expect_fail(ch_on(tmp_path("other.db"), "backup '%s'",
+	    tmp_path("b.db")), 1, "not a callhookd database");
+	expect_fail(ch_on(tmp_path("nope.db"), "show x"), 1, "no such file");
+	expect_fail(ch("show nosuchcall"), 1, "no call with callSid");
+
+	expect_fail(ch(""), 2, "usage");
+	expect_fail(ch("frobnicate"), 2, "unknown command");
+	expect_fail(ch("list --bogus"), 2, "usage: callhook");
+	expect_fail(ch("list --since yesterday"), 2, "not a time");
+	expect_fail(ch("list --since 2025-02-30"), 2, "not a time");
+	expect_fail(ch("list --format xml"), 2, "unknown format");
+	expect_fail(ch("list --limit -3"), 2, "not a count");
+	expect_fail(ch("list --number abc"), 2, "not a phone number");
+	expect_fail(ch("list extra"), 2, "unexpected argument");
+	expect_fail(ch("history"), 2, "a number is needed");
+	expect_fail(ch("search"), 2, "a query is needed");
+	expect_fail(ch("stats --by colour"), 2, "--by colour");
+	expect_fail(ch("export --format json"), 2, "unknown format");
+	expect_fail(ch("prune"), 2, "--older-than is needed");
+	expect_fail(ch("backup"), 2, "DEST is needed");
+	expect_fail(ch_on(NULL, "-d a -c b list"), 2, "cannot be used");
+	ck_assert_int_eq(ch("list --help"), 0);
+	ck_assert(strstr(out, "usage: callhook") != NULL);
+	ck_assert(strstr(out, "--since") != NULL);
+	ck_assert_int_eq(ch_on(NULL, "--help"), 0);
+	ck_assert(strstr(out, "rejects") != NULL);
+}
+END_TEST
+
+START_TEST(test_config)
+{
+	char ini[600], abs[PATH_MAX];
+	cJSON *arr;
+
+	fill();
+	snprintf(ini, sizeof(ini), "[store]\ndatabase = %s\n", d.db);
+	write_file(tmp_path("c.ini"), ini);
+	ck_assert_int_eq(ch_on(NULL, "-c '%s' list --format json",
+	    tmp_path("c.ini")), 0);
+	arr = cJSON_Parse(out);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), NCALLS);
+	cJSON_Delete(arr);
+	write_file(tmp_path("bad.ini"), "[store]\nnosuchkey = 1\n");
+	expect_fail(ch_on(NULL, "-c '%s' list", tmp_path("bad.ini")), 1,
+	    "bad.ini:2");
+	/* The default is ./calls.db. */
+	ck_assert_ptr_nonnull(realpath(callhook(), abs));
+	ck_assert_int_eq(tu_sh("cd '%s' && '%s' list >/dev/null", d.dir, abs),
+	    0);
+	ck_assert_int_eq(tu_sh("cd / && '%s' list 2>/dev/null", abs), 1);
+}
+END_TEST
+
+START_TEST(test_list_table)
+{
+	const char *p;
+
+	fill();
+	ck_assert_int_eq(ch("list"), 0);
+	ck_assert_int_eq(table_rows(), NCALLS);
+	expect_width(out, 80);
+	/* Newest first: the recent call, then agent-B's of the 21st. */
+	p = strchr(out, '\n') + 1;
+	ck_assert_msg(strncmp(p, recent_time, 16) == 0, "%s", out);
+	p = strchr(p, '\n') + 1;
+	ck_assert_msg(strncmp(p, "2025-12-21 10:30  outbound  agent-B", 35) ==
+	    0 || strncmp(p, "2025-12-21 10:30 outbound agent-B", 33) == 0,
+	    "%s", out);
+	ck_assert_msg(strstr(p, " 1:35 ") != NULL, "m:ss: %s", out);
+	ck_assert_msg(strstr(out, " 6:52 ") != NULL, "m:ss: %s", out);
+	ck_assert_msg(strstr(out, "converted") != NULL, "lead: %s", out);
+	/* The long agent id is cut, with an ellipsis. */
+	ck_assert_msg(strstr(out, "\xe2\x80\xa6") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, AGENT) == NULL, "%s", out);
+
+	ck_assert_int_eq(ch("list --limit 2"), 0);
+	ck_assert_int_eq(table_rows(), 2);
+	ck_assert_int_eq(ch("list --agent agent-B"), 0);
+	ck_assert_int_eq(table_rows(), 2);
+	ck_assert_int_eq(ch("list --batch batch-2 --converted"), 0);
+	ck_assert_int_eq(table_rows(), 1);
+	ck_assert_int_eq(ch("list --not-converted"), 0);
+	ck_assert_int_eq(table_rows(), 2);
+	ck_assert_int_eq(ch("list --hangup NO_ANSWER"), 0);
+	ck_assert_int_eq(table_rows(), 1);
+	ck_assert_int_eq(ch("list --since 2025-12-19 --until 2025-12-20"), 0);
+	ck_assert_int_eq(table_rows(), 4);
+	ck_assert_int_eq(ch("list --since '2025-12-20 09:00' --until "
+	    "'2025-12-21 10:29'"), 0);
+	ck_assert_int_eq(table_rows(), 1);
+	ck_assert_int_eq(ch("list --since 7d"), 0);
+	ck_assert_int_eq(table_rows(), 1);
+	ck_assert_int_eq(ch("list --until 12h"), 0);
+	ck_assert_int_eq(table_rows(), NCALLS - 1);
+	ck_assert_int_eq(ch("list --agent nobody"), 0);
+	ck_assert_str_eq(out, "");
+	ck_assert_str_eq(err, "no calls\n");
+}
+END_TEST
+
+/* A control character from the network never reaches the terminal. */
+START_TEST(test_table_clean)
+{
+	post_variant("call_ended.json", "agent",
+	    "\"\\u001b[2J\\u001b]0;pwned\\u0007evil\"", "post_call",
+	    "{\"lead_status\":\"बहुत रुचि है, कल फिर से कॉल करें\"}",
+	    "hangup_reason", "\"A_VERY_LONG_HANGUP_REASON_THAT_GOES_ON\"",
+	    NULL);
+	ck_assert_int_eq(ch("list"), 0);
+	ck_assert_msg(strchr(out, '\033') == NULL && strchr(out, '\a') ==
+	    NULL, "%s", out);
+	ck_assert(strstr(out, "evil") != NULL || strstr(out, "\xe2\x80\xa6"));
+	expect_width(out, 80);
+	ck_assert_int_eq(ch("list --format json"), 0);
+	ck_assert(strstr(out, "\\u001b[2J") != NULL);
+}
+END_TEST
+
+START_TEST(test_list_csv)
+{
+	cJSON *rows;
+
+	fill();
+	ck_assert_int_eq(ch("list --format csv"), 0);
+	ck_assert_msg((rows = csv_parse(out)) != NULL, "not CSV: %s", out);
+	ck_assert_int_eq(cJSON_GetArraySize(rows), NCALLS + 1);
+	ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetArrayItem(rows, 0),
+	    0)->valuestring, "call_sid");
+	ck_assert_str_eq(csv_get(rows, 1, "call_sid"), "v-b2");
+	ck_assert_str_eq(csv_get(rows, 1, "disposition_reason"),
+	    "Wants, \"pricing\"\nand details");
+	ck_assert_str_eq(csv_get(rows, 1, "call_duration"), "95");
+	ck_assert_str_eq(csv_get(rows, 1, "conversion_status"), "true");
+	ck_assert_str_eq(csv_get(rows, 1, "lead_status"), "converted");
+	ck_assert_str_eq(csv_get(rows, 1, "to_number"), "9876511111");
+	ck_assert_str_eq(csv_get(rows, 2, "hangup_reason"), "NO_ANSWER");
+	cJSON_Delete(rows);
+	/* No match: the header alone. */
+	ck_assert_int_eq(ch("list --format csv --agent nobody"), 0);
+	ck_assert_msg((rows = csv_parse(out)) != NULL, "%s", out);
+	ck_assert_int_eq(cJSON_GetArraySize(rows), 1);
+	cJSON_Delete(rows);
+}
+END_TEST
+
+START_TEST(test_list_json)
+{
+	cJSON *arr, *o;
+
+	fill();
+	ck_assert_int_eq(ch("list --format json"), 0);
+	ck_assert_msg((arr = cJSON_Parse(out)) != NULL, "not JSON: %s", out);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), NCALLS);
+	o = find_obj(arr, "call_sid", SID);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(o, "conversion_status")));
+	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(o,
+	    "next_call_scheduled")));
+	ck_assert(num(o, "call_duration") == 120);
+	ck_assert(num(o, "try_count") == 0);
+	ck_assert_str_eq(cJSON_GetObjectItem(o, "lead_status")->valuestring,
+	    "interested");
+	ck_assert_str_eq(cJSON_GetObjectItem(o, "call_time")->valuestring,
+	    "2025-12-19 16:01:07");
+	o = find_obj(arr, "call_sid", "inbound-0001");
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(o, "batch_id")));
+	ck_assert(num(o, "try_count") == -1);
+	cJSON_Delete(arr);
+	ck_assert_int_eq(ch("list --format json --agent nobody"), 0);
+	ck_assert_str_eq(out, "[]\n");
+}
+END_TEST
+
+/* Every way of writing a number finds the same calls. */
+START_TEST(test_history)
+{
+	static const char *const forms[] = {
+		"'+91 98765 43210'", "919876543210", "9876543210",
+		"09876543210", "+919876543210", "'(+91) 98765-43210'",
+		"0091-9876543210",
+	};
+	cJSON *arr, *first;
+
+	fill();
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		ck_assert_int_eq(ch("history %s --format json", forms[i]), 0);
+		arr = cJSON_Parse(out);
+		ck_assert_msg(cJSON_GetArraySize(arr) == NCALLS,
+		    "%s: %d calls", forms[i], cJSON_GetArraySize(arr));
+		/* Oldest first. */
+		first = cJSON_GetArrayItem(arr, 0);
+		ck_assert_str_eq(cJSON_GetObjectItem(first,
+		    "call_sid")->valuestring, "v-old");
+		ck_assert_str_eq(cJSON_GetObjectItem(first,
+		    "direction")->valuestring, "in");
+		cJSON_Delete(arr);
+	}
+	/* Stored as "+919876511111" and as "9876511111": both found. */
+	ck_assert_int_eq(ch("history '+91 98765 11111'"), 0);
+	ck_assert_int_eq(table_rows(), 2);
+	ck_assert(strstr(out, "DISPOSITION") != NULL);
+	ck_assert(strstr(out, "No answer") != NULL);
+	ck_assert_int_eq(ch("list --number 9876511111 --format json"), 0);
+	arr = cJSON_Parse(out);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 2);
+	cJSON_Delete(arr);
+	/* Another country's bare number, with --country-code. */
+	post_variant("call_ended.json", "callSid", "\"us-1\"",
+	    "to", "\"14155550100\"", NULL);
+	ck_assert_int_eq(ch("history 4155550100"), 0);
+	ck_assert_str_eq(out, "");
+	ck_assert_int_eq(ch("history 4155550100 --country-code 1"), 0);
+	ck_assert_int_eq(table_rows(), 1);
+	ck_assert_int_eq(ch("history 14155550100 --agent nobody"), 0);
+	ck_assert_str_eq(err, "no calls to or from that number\n");
+}
+END_TEST
+
+START_TEST(test_search)
+{
+	cJSON *arr, *o;
+	char ini[600];
+
+	fill();
+	ck_assert_int_eq(ch("search callback"), 0);
+	ck_assert_msg(strstr(out, "[callback]") != NULL, "%s", out);
+	ck_assert(strstr(out, "v-b2") != NULL);
+	ck_assert(strstr(out, "v-old") == NULL);
+	expect_width(out, 80);
+	ck_assert_int_eq(ch("search callback --agent agent-B --format json"),
+	    0);
+	ck_assert_msg((arr = cJSON_Parse(out)) != NULL, "%s", out);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+	o = cJSON_GetArrayItem(arr, 0);
+	ck_assert_str_eq(cJSON_GetObjectItem(o, "snippet")->valuestring,
+	    "Please arrange a [callback], thank you");
+	ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(o, "rank")));
+	cJSON_Delete(arr);
+	/* Transcripts in Hindi, and phrases. */
+	ck_assert_int_eq(ch("search 'मदद' --format csv"), 0);
+	ck_assert(strstr(out, "inbound-0001") != NULL);
+	ck_assert_int_eq(ch("search '\"ancient words\"'"), 0);
+	ck_assert(strstr(out, "v-old") != NULL);
+	/* Not FTS5 syntax: searched for as words. */
+	ck_assert_int_eq(ch("search 'zebra-ancient'"), 0);
+	ck_assert(strstr(out, "v-old") != NULL);
+	ck_assert_int_eq(ch("search callback --since 2025-12-21 --format json"),
+	    0);
+	arr = cJSON_Parse(out);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 2);
+	cJSON_Delete(arr);
+	ck_assert_int_eq(ch("search nothinglikethis"), 0);
+	ck_assert_str_eq(err, "no matches\n");
+	/* With fts = off the daemon drops the index. */
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	snprintf(ini, sizeof(ini), "[store]\nfts = off\n");
+	ck_assert_int_eq(tu_start(&d, ini, NULL), 0);
+	expect_fail(ch("search callback"), 1, "no full-text index");
+}
+END_TEST
+
+/* search on a terminal (script(1) makes one), with env before it. */
+static void
+search_on_tty(const char *env)
+{
+	ck_assert_int_eq(tu_sh("%s TERM=xterm script -qec \"'%s' -d '%s' "
+	    "search callback\" /dev/null >'%s' 2>&1 </dev/null", env,
+	    callhook(), d.db, tmp_path("out")), 0);
+	free(out);
+	out = tu_read_file(tmp_path("out"), NULL);
+	ck_assert_ptr_nonnull(out);
+	ck_assert(strstr(out, "callback") != NULL);
+}
+
+/* With NO_COLOR unset, a terminal gets colour; never through a pipe. */
+START_TEST(test_color)
+{
+	fill();
+	ck_assert_int_eq(ch("search callback"), 0);
+	ck_assert(strchr(out, '\033') == NULL);
+	search_on_tty("env -u NO_COLOR");
+	ck_assert_msg(strstr(out, "\033[1;31mcallback\033[0m") != NULL,
+	    "%s", out);
+	search_on_tty("NO_COLOR=1");
+	ck_assert_msg(strchr(out, '\033') == NULL, "%s", out);
+	ck_assert(strstr(out, "[callback]") != NULL);
+}
+END_TEST
+
+START_TEST(test_stats)
+{
+	cJSON *arr, *o;
+
+	fill();
+	ck_assert_int_eq(ch("stats --by agent --format json"), 0);
+	ck_assert_msg((arr = cJSON_Parse(out)) != NULL, "%s", out);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 3);
+	o = find_obj(arr, "group", AGENT);
+	ck_assert(num(o, "calls") == 3);
+	ck_assert(num(o, "converted") == 2);
+	ck_assert_double_eq_tol(num(o, "conversion_rate"), 2.0 / 3, 1e-9);
+	ck_assert(num(o, "total_duration") == 652);
+	ck_assert(num(o, "median_duration") == 120);
+	ck_assert(num(o, "callbacks") == 1);
+	ck_assert(num(o, "function_calls") == 4);
+	ck_assert_double_eq_tol(num(o, "function_success_rate"), 0.75, 1e-9);
+	o = find_obj(arr, "group", "agent-B");
+	ck_assert(num(o, "calls") == 2);
+	ck_assert(num(o, "median_duration") == 62.5);
+	ck_assert_double_eq_tol(num(o, "function_success_rate"), 2.0 / 3,
+	    1e-9);
+	/* Most calls first. */
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0),
+	    "group")->valuestring, AGENT);
+	cJSON_Delete(arr);
+
+	ck_assert_int_eq(ch("stats --by agent"), 0);
+	ck_assert_msg(strncmp(out, "AGENT", 5) == 0, "%s", out);
+	ck_assert_msg(strstr(out, "(all)") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "66.7%") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "1:03") != NULL, "median 62.5: %s", out);
+	expect_width(out, 80);
+	ck_assert_int_eq(ch("stats --by day --format csv"), 0);
+	ck_assert_msg(strncmp(out, "group,calls,", 12) == 0, "%s", out);
+	ck_assert_msg(strstr(out, "\r\n2020-01-01,1,") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "\r\n2025-12-19,3,2,") != NULL, "%s", out);
+	ck_assert_int_eq(ch("stats --by batch --format json"), 0);
+	arr = cJSON_Parse(out);
+	/* The inbound call has no batch: a group of its own, null. */
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 3);
+	cJSON_Delete(arr);
+	ck_assert_int_eq(ch("stats --by hangup --agent agent-B"), 0);
+	ck_assert(strstr(out, "NO_ANSWER") != NULL);
+	ck_assert_int_eq(ch("stats --by disposition"), 0);
+	ck_assert_int_eq(ch("stats --format json"), 0);
+	arr = cJSON_Parse(out);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+	ck_assert(num(cJSON_GetArrayItem(arr, 0), "calls") == NCALLS);
+	cJSON_Delete(arr);
+}
+END_TEST
+
+START_TEST(test_show)
+{
+	char *body;
+	cJSON *o, *revs;
+
+	fill();
+	ck_assert_int_eq(ch("show " SID), 0);
+	ck_assert(strstr(out, "call_sid             " SID "\n") != NULL);
+	ck_assert(strstr(out, "call_duration        2:00 (120 s)\n") != NULL);
+	ck_assert_msg(strstr(out, "call_metadata        {\n"
+	    "                       \"name\": \"Jatin\",\n") != NULL, "%s",
+	    out);
+	ck_assert_msg(strstr(out, "functions_called     NAME        SUCCESS  "
+	    "TIMESTAMP\n                     update_crm  yes      "
+	    "2025-12-19T15:25:00.000Z\n") != NULL, "%s", out);
+	ck_assert(strstr(out, "transcription\n  Full call transcript...\n"));
+	/* A changed body makes a revision. */
+	body = variant("call_ended.json", "call_duration", "121", NULL);
+	post_ok(body);
+	free(body);
+	ck_assert_int_eq(ch("show " SID " --revisions"), 0);
+	ck_assert(strstr(out, "revision             2\n") != NULL);
+	ck_assert_msg(strstr(out, "\nrevision 1, received ") != NULL, "%s",
+	    out);
+	ck_assert(strstr(out, "\"call_duration\": 120") != NULL);
+	ck_assert_int_eq(ch("show --format json --revisions " SID), 0);
+	ck_assert_msg((o = cJSON_Parse(out)) != NULL, "%s", out);
+	ck_assert(num(o, "call_duration") == 121);
+	ck_assert(cJSON_IsObject(cJSON_GetObjectItem(o, "call_metadata")));
+	revs = cJSON_GetObjectItem(o, "revisions");
+	ck_assert_int_eq(cJSON_GetArraySize(revs), 1);
+	ck_assert(num(cJSON_GetArrayItem(revs, 0), "revision") == 1);
+	cJSON_Delete(o);
+}
+END_TEST
+
+START_TEST(test_export)
+{
+	cJSON *rows, *o;
+	char *line, *save = NULL;
+	int n = 0;
+
+	fill();
+	ck_assert_int_eq(ch("export"), 0);
+	ck_assert_msg((rows = csv_parse(out)) != NULL, "not CSV");
+	ck_assert_int_eq(cJSON_GetArraySize(rows), NCALLS + 1);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(rows, 0)), 27);
+	/* Oldest first; transcripts keep their newlines. */
+	ck_assert_str_eq(csv_get(rows, 0, "call_sid"), "v-old");
+	for (int i = 0; i < NCALLS; i++)
+		if (strcmp(csv_get(rows, i, "call_sid"),
+		    "long-transcript-0001") == 0)
+			ck_assert(strchr(csv_get(rows, i, "transcription"),
+			    '\n') != NULL);
+	cJSON_Delete(rows);
+	ck_assert_int_eq(ch("export --format jsonl --agent agent-B"), 0);
+	for (line = strtok_r(out, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save), n++) {
+		ck_assert_msg((o = cJSON_Parse(line)) != NULL, "%s", line);
+		ck_assert(cJSON_IsArray(cJSON_GetObjectItem(o,
+		    "functions_called")));
+		ck_assert(cJSON_IsString(cJSON_GetObjectItem(o,
+		    "transcription")));
+		cJSON_Delete(o);
+	}
+	ck_assert_int_eq(n, 2);
+}
+END_TEST
+
+START_TEST(test_import)
+{
+	char *jsonl = tmp_path("in.jsonl"), *newdb = tmp_path("imported.db");
+	FILE *fp;
+	char *a, *b;
+
+	a = variant("call_ended.json", NULL);
+	b = variant("call_ended_inbound.json", NULL);
+	fp = fopen(jsonl, "w");
+	fprintf(fp, "%s\n\n%s\r\n{\"event\":\"call_ended\",\"data\":{}}\n"
+	    "not json\n", a, b);
+	fprintf(fp, "{\"event\":\"other\",\"data\":{\"callSid\":\"x\"}}\n");
+	fclose(fp);
+	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 1);
+	ck_assert_str_eq(out, "6 lines: 2 stored, 0 duplicates, 0 revisions,"
+	    " 3 refused\n");
+	ck_assert_str_eq(err, "callhook: line 4: data.callSid is required\n"
+	    "callhook: line 5: body is not valid JSON\n"
+	    "callhook: line 6: Unknown event type\n");
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls"
+	    " WHERE remote_addr = 'import'"), 2);
+	expect_fts_intact(newdb);
+	/* Idempotent: the same lines again are duplicates. */
+	ck_assert_int_eq(tu_sh("cat '%s' | '%s' -d '%s' import - >'%s' "
+	    "2>/dev/null", jsonl, callhook(), newdb, tmp_path("out")), 1);
+	free(out);
+	out = tu_read_file(tmp_path("out"), NULL);
+	ck_assert_str_eq(out, "6 lines: 0 stored, 2 duplicates, 0 revisions,"
+	    " 3 refused\n");
+	ck_assert_int_eq(db_int(newdb, "SELECT sum(deliveries) FROM calls"),
+	    4);
+	/* A changed body is a revision; good lines exit 0. */
+	free(a);
+	a = variant("call_ended.json", "hangup_reason", "\"BUSY\"", NULL);
+	write_file(jsonl, a);
+	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 0);
+	ck_assert_str_eq(out, "1 line: 0 stored, 0 duplicates, 1 revisions,"
+	    " 0 refused\n");
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM call_revisions"),
+	    1);
+	/* Into the daemon's file while it runs: both writers land. */
+	fill();
+	ck_assert_int_eq(ch("import '%s'", jsonl), 0);
+	post_variant("call_ended.json", "callSid", "\"after-import\"", NULL);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"),
+	    NCALLS + 1);
+	expect_fts_intact(d.db);
+	expect_fail(ch("import '%s'", tmp_path("missing.jsonl")), 1,
+	    "missing.jsonl");
+	free(a);
+	free(b);
+}
+END_TEST
+
+START_TEST(test_prune)
+{
+	fill();
+	/* A redelivery with a new body leaves a revision of v-old. */
+	post_variant("call_ended.json", "callSid", "\"v-old\"",
+	    "agent", "\"agent-C\"", "time", "\"2020-01-01 08:00:00\"",
+	    "to", "\"918000000001\"", "transcription",
+	    "\"zebra ancient words, again\"", NULL);
+	ck_assert_int_eq(ch("prune --older-than 2025-12-20 "
+	    "--transcripts-only"), 0);
+	ck_assert_str_eq(out, "4 transcriptions blanked (call_time before "
+	    "2025-12-20 00:00:00)\n");
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), NCALLS);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"
+	    " WHERE transcription IS NULL"), 4);
+	expect_fts_intact(d.db);
+	ck_assert_int_eq(ch("search zebra"), 0);
+	ck_assert_str_eq(out, "");
+	/* Nothing left to blank. */
+	ck_assert_int_eq(ch("prune --older-than 2025-12-20 "
+	    "--transcripts-only"), 0);
+	ck_assert(strncmp(out, "0 transcriptions", 16) == 0);
+
+	ck_assert_int_eq(ch("prune --older-than 30d"), 0);
+	ck_assert_msg(strncmp(out, "6 calls deleted, with 1 earlier revisions"
+	    " (call_time before ", 59) == 0, "%s", out);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), 1);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM call_revisions"),
+	    0);
+	expect_fts_intact(d.db);
+	/* The daemon still takes calls. */
+	post_variant("call_ended.json", "callSid", "\"after-prune\"", NULL);
+	ck_assert_int_eq(ch("list --format csv"), 0);
+	ck_assert_int_eq(count_lines(out), 3);
+}
+END_TEST
+
+static atomic_int posting;
+
+/* Keep the daemon writing while a backup runs. */
+static void *
+poster(void *arg)
+{
+	char sid[64], *body;
+	struct reply r;
+	int *n = arg;
+
+	while (atomic_load(&posting)) {
+		snprintf(sid, sizeof(sid), "\"busy-%d\"", (*n)++);
+		body = variant("call_ended_long.json", "callSid", sid, NULL);
+		if (tu_post(d.port, PATH, JSON, body, strlen(body), &r) == 0)
+			tu_reply_free(&r);
+		free(body);
+	}
+	return NULL;
+}
+
+START_TEST(test_backup)
+{
+	char *dest = tmp_path("backup.db"), sid[32];
+	pthread_t t;
+	int posted = 0;
+	long long n;
+
+	fill();
+	for (int i = 0; i < 200; i++) {
+		snprintf(sid, sizeof(sid), "\"pre-%d\"", i);
+		post_variant("call_ended_long.json", "callSid", sid, NULL);
+	}
+	atomic_store(&posting, 1);
+	pthread_create(&t, NULL, poster, &posted);
+	ck_assert_int_eq(ch("backup '%s'", dest), 0);
+	atomic_store(&posting, 0);
+	pthread_join(t, NULL);
+	ck_assert_msg(strstr(out, dest) != NULL, "%s", out);
+	ck_assert_int_eq(db_int(dest, "SELECT count(*) FROM"
+	    " pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+	n = db_int(dest, "SELECT count(*) FROM calls");
+	ck_assert_msg(n >= NCALLS + 200, "%lld calls in the backup", n);
+	expect_fts_intact(dest);
+	/* It is a callhookd database like the original. */
+	ck_assert_int_eq(ch_on(dest, "list --agent agent-B"), 0);
+	ck_assert_int_eq(table_rows(), 2);
+	expect_fail(ch("backup '%s'", dest), 1, "exists");
+	ck_assert_int_eq(ch("backup --force '%s'", dest), 0);
+	ck_assert_int_eq(db_int(dest, "SELECT count(*) FROM calls"),
+	    db_int(d.db, "SELECT count(*) FROM calls"));
+	ck_assert_int_eq(tu_sh("ls '%s' | grep -c tmp- >/dev/null", d.dir),
+	    1);
+}
+END_TEST
+
+START_TEST(test_rejects)
+{
+	struct reply r;
+	cJSON *arr, *o;
+
+	ck_assert_int_eq(tu_post(d.port, PATH, JSON, "{\"event\":\"nope\"}",
+	    16, &r), 0);
+	ck_assert_int_eq(r.status, 400);
+	tu_reply_free(&r);
+	ck_assert_int_eq(tu_post(d.port, PATH, JSON, "{oops", 5, &r), 0);
+	tu_reply_free(&r);
+	ck_assert_int_eq(ch("rejects"), 0);
+	ck_assert_msg(strncmp(out, "TIME (UTC)", 10) == 0, "%s", out);
+	ck_assert_int_eq(count_lines(out), 3);
+	ck_assert(strstr(out, "Unknown event type") != NULL);
+	ck_assert_int_eq(ch("rejects --limit 1 --format json"), 0);
+	ck_assert_msg((arr = cJSON_Parse(out)) != NULL, "%s", out);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+	o = cJSON_GetArrayItem(arr, 0);
+	ck_assert(num(o, "status") == 400);
+	ck_assert_str_eq(cJSON_GetObjectItem(o, "body")->valuestring, "{oops");
+	cJSON_Delete(arr);
+	/* A body that is not UTF-8 still makes valid JSON and CSV. */
+	ck_assert_int_eq(tu_post(d.port, PATH, JSON, "{\"a\":\"\xff\"}", 9,
+	    &r), 0);
+	ck_assert_int_eq(r.status, 400);
+	tu_reply_free(&r);
+	ck_assert_int_eq(ch("rejects --limit 1 --format json"), 0);
+	ck_assert_msg((arr = cJSON_Parse(out)) != NULL, "%s", out);
+	o = cJSON_GetArrayItem(arr, 0);
+	ck_assert_str_eq(cJSON_GetObjectItem(o, "body")->valuestring,
+	    "{\"a\":\"\xef\xbf\xbd\"}");
+	cJSON_Delete(arr);
+	ck_assert_int_eq(ch("rejects --limit 1 --format csv"), 0);
+	ck_assert(strstr(out, "\xef\xbf\xbd") != NULL);
+}
+END_TEST
+
+Suite *
+callhook_suite(void)
+{
+	Suite *s = suite_create("callhook");
+	TCase *tc = tcase_create("callhook");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_config);
+	tcase_add_test(tc, test_list_table);
+	tcase_add_test(tc, test_table_clean);
+	tcase_add_test(tc, test_list_csv);
+	tcase_add_test(tc, test_list_json);
+	tcase_add_test(tc, test_history);
+	tcase_add_test(tc, test_search);
+	tcase_add_test(tc, test_color);
+	tcase_add_test(tc, test_stats);
+	tcase_add_test(tc, test_show);
+	tcase_add_test(tc, test_export);
+	tcase_add_test(tc, test_import);
+	tcase_add_test(tc, test_prune);
+	tcase_add_test(tc, test_backup);
+	tcase_add_test(tc, test_rejects);
+	suite_add_tcase(s, tc);
+	return s;
+}
