@@ -670,7 +670,6 @@ finish_body(struct request *req)
 	struct http *h = req->http;
 	char msg[MSG_MAX];
 	struct event *ev;
-
 	enum event_error e;
 
 	if (atomic_load(&h->stopping)) {
