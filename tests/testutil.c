@@ -225,41 +225,8 @@ asks_close(const char *req, size_t len)
 int
 tu_raw(int port, const char *req, size_t len, struct reply *r)
 {
-	size_t cap = 65536, got = 0;
-	char *buf = malloc(cap);
-	int s, rc = -1;
-
-	memset(r, 0, sizeof(*r));
-	if ((s = connect_port(port)) < 0)
-		goto out;
-	/* The server may answer early (413) and close: keep reading. */
-	send_all(s, req, len);
-	/*
-	 * Half-close only when the server would otherwise keep the
-	 * connection open: libmicrohttpd drops the answer of a request held
-	 * in ack = commit mode when the client half-closes.
-	 */
-	if (!asks_close(req, len))
-		shutdown(s, SHUT_WR);
-	for (;;) {
-		ssize_t n;
-
-		if (got + 1 >= cap)
-			buf = realloc(buf, cap *= 2);
-		n = recv(s, buf + got, cap - got - 1, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	rc = parse_reply(buf, got, r);
-out:
-	if (s >= 0)
-		close(s);
-	free(buf);
-	return rc;
+	/* 0: no timeout. */
+	return tu_raw_timeout(port, req, len, !asks_close(req, len), 0, r);
 }
 
 int
@@ -531,6 +498,13 @@ tu_reply_skip_interim(struct reply *r)
 	}
 }
 
+/*
+ * Send req and read the reply until EOF. The server may answer early
+ * (413) and close: keep reading. Half-close only when asked:
+ * libmicrohttpd drops the answer of a request held in ack = commit mode
+ * when the client half-closes, so callers do it only when the server
+ * would otherwise keep the connection open.
+ */
 int
 tu_raw_timeout(int port, const char *req, size_t len, int half_close,
     int timeout_ms, struct reply *r)
@@ -543,8 +517,10 @@ tu_raw_timeout(int port, const char *req, size_t len, int half_close,
 	memset(r, 0, sizeof(*r));
 	if ((s = connect_port(port)) < 0)
 		goto out;
-	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (timeout_ms > 0) {
+		setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	send_all(s, req, len);
 	if (half_close)
 		shutdown(s, SHUT_WR);
