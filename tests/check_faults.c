@@ -1710,6 +1710,57 @@ START_TEST(test_corpus)
 }
 END_TEST
 
+/*
+ * ---- the rescue file ----
+ * The store stays locked through a whole stop in ack = enqueue mode:
+ * after the writer's 20 s stop timeout, the events answered 200 must be
+ * in DATABASE.unsaved.jsonl, exit status 1, and `callhook import` of that
+ * file must store them all. Waits out the timeout, so make torture only.
+ */
+START_TEST(test_rescue_file)
+{
+	struct daemon_proc *d;
+	char *sids[5], sid[32], path[400], *text;
+	const char *cli = getenv("CALLHOOK") ? getenv("CALLHOOK") :
+	    "build/callhook";
+	sqlite3 *lock;
+	struct reply r;
+
+	if (!torture)
+		return;
+	d = new_proc();
+	start_or_fail(d, "[store]\nack = enqueue\n");
+	lock = lock_db(d->db);
+	for (int i = 0; i < 5; i++) {
+		char *body;
+
+		snprintf(sid, sizeof(sid), "rescue-%d", i);
+		sids[i] = strdup(sid);
+		body = event_body(sid);
+		ck_assert_int_eq(tu_post(d->port, PATH, JSON, body,
+		    strlen(body), &r), 0);
+		ck_assert_int_eq(r.status, 200);
+		tu_reply_free(&r);
+		free(body);
+	}
+	ck_assert_int_eq(proc_stop(d, SIGTERM), 1);
+	ck_assert(log_has(d, "saved to"));
+	unlock_db(lock);
+	snprintf(path, sizeof(path), "%s.unsaved.jsonl", d->db);
+	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
+	for (int i = 0; i < 5; i++)
+		ck_assert_msg(strstr(text, sids[i]) != NULL, "%s not in %s",
+		    sids[i], path);
+	free(text);
+	ck_assert_int_eq(db_missing(d->db, sids, 5, sid, sizeof(sid)), 5);
+	ck_assert_int_eq(tu_sh("%s -d %s import %s >/dev/null", cli, d->db,
+	    path), 0);
+	ck_assert_int_eq(db_missing(d->db, sids, 5, sid, sizeof(sid)), 0);
+	for (int i = 0; i < 5; i++)
+		free(sids[i]);
+}
+END_TEST
+
 Suite *faults_suite(void);
 
 Suite *
@@ -1730,6 +1781,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_queue_full);
 	tcase_add_test(tc, test_idle_connections);
 	tcase_add_test(tc, test_client_disconnects_while_held);
+	tcase_add_test(tc, test_rescue_file);
 	suite_add_tcase(s, tc);
 	return s;
 }
