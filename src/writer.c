@@ -306,8 +306,8 @@ writer_main(void *arg)
 		}
 		t0 = now_mono_ns();
 		if ((rc = write_batch(w, &b)) == 0) {
-			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
 			set_health(w, "");
+			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
 			retry_ms = 0;
 			continue;
 		}
