@@ -49,6 +49,7 @@ struct metrics {
 	atomic_uint_fast64_t	commits;
 	atomic_uint_fast64_t	commit_failures;
 	atomic_uint_fast64_t	last_event_ms;		/* wall clock */
+	atomic_uint_fast64_t	fts_backlog;		/* rows not yet indexed */
 	struct histogram	batch_size;
 	struct histogram	commit_latency;		/* microseconds */
 	struct histogram	ack_latency;		/* microseconds */

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "event.h"
 
@@ -22,7 +23,7 @@ struct store_options {
 	const char	*path;
 	bool		 readonly;	/* no migration; fails on a missing file */
 	bool		 sync_full;	/* PRAGMA synchronous = FULL, else NORMAL */
-	bool		 fts;		/* keep calls_fts in step */
+	bool		 fts;		/* keep calls_fts (see store_fts_index) */
 	int		 busy_timeout_ms;
 };
 
@@ -69,6 +70,22 @@ void	store_rollback(struct store *st);
  */
 int	store_put(struct store *st, const struct event *ev,
 	    enum store_outcome *outcome);
+
+/*
+ * The full-text index is deferred: new rows wait in fts_pending, where
+ * search does not see them, until store_fts_index() indexes up to
+ * max_rows of them, oldest first, in a transaction of its own (so not
+ * inside store_begin/store_commit). Returns 0 with *indexed set, or an
+ * error as store_commit does. With fts off, or read-only, it indexes 0.
+ */
+int	store_fts_index(struct store *st, int max_rows, int *indexed);
+/*
+ * Rows waiting to be indexed: counted at store_open() and by
+ * store_fts_count(), kept up to date by this connection's commits and
+ * store_fts_index(). Other processes' inserts show at the next count.
+ */
+int64_t	store_fts_backlog(const struct store *st);
+int	store_fts_count(struct store *st);
 
 /* Append to rejects inside the open transaction, trimming it to
  * STORE_REJECTS_KEPT rows. Same returns as store_put. */

@@ -39,6 +39,7 @@
 
 #define IMPORT_BATCH		500	/* lines parsed, then stored */
 #define IMPORT_BATCH_BYTES	(8 * 1024 * 1024)
+#define IMPORT_FTS_CHUNK	500	/* rows indexed per transaction */
 #define PRUNE_BATCH_MIN		16	/* rows in the first batch */
 #define PRUNE_BATCH_MAX		500
 #define HOLD_MS			50
@@ -221,6 +222,36 @@ import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
 	b->bytes += len;
 }
 
+/*
+ * Index what the import left in fts_pending (and whatever else waits),
+ * in short transactions like the import's own, so that search sees the
+ * imported calls when the command ends.
+ */
+static int
+import_index(struct ch *ch)
+{
+	uint64_t start;
+	int n, error, tries = 0;
+
+	do {
+		start = ch_now_ns();
+		error = store_fts_index(ch->st, IMPORT_FTS_CHUNK, &n);
+		yield_lock(ch_now_ns() - start);
+		if (error == -EAGAIN && ++tries < RETRIES) {
+			n = IMPORT_FTS_CHUNK;
+			continue;
+		}
+		if (error != 0) {
+			warnx("full-text index not brought up to date: %s "
+			    "(the daemon indexes the rest when idle)",
+			    store_errmsg(ch->st));
+			return error;
+		}
+		tries = 0;
+	} while (n == IMPORT_FTS_CHUNK);
+	return 0;
+}
+
 /* Read and store every line. Every error is reported here, or below. */
 static int
 import_stream(struct ch *ch, FILE *fp, const char *path, struct tally *t)
@@ -286,6 +317,8 @@ cmd_import(struct ch *ch, int argc, char **argv)
 		return CH_FAIL;
 	}
 	error = import_stream(ch, fp, path, &t);
+	if (error == 0)
+		error = import_index(ch);
 	if (fp != stdin)
 		fclose(fp);
 	printf("%lld %s: %lld stored, %lld duplicates, %lld revisions, "

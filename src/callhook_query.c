@@ -438,6 +438,27 @@ search_run(struct ch *ch, const struct qargs *a, const char *query)
 	return rc;
 }
 
+/*
+ * Say so when calls wait for the index (the daemon indexes them once
+ * events pause, see callhookd(8)): search cannot find them yet.
+ */
+static void
+note_unindexed(struct ch *ch)
+{
+	sqlite3_stmt *stmt;
+	sqlite3_int64 n = 0;
+
+	if (sqlite3_prepare_v2(ch->db, "SELECT count(*) FROM fts_pending",
+	    -1, &stmt, NULL) != SQLITE_OK)
+		return;		/* an index of an earlier version */
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		n = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (n > 0)
+		warnx("note: %lld recent %s not in the search index yet",
+		    (long long)n, n == 1 ? "call is" : "calls are");
+}
+
 /* Whether FTS5 can parse q, asked without reading the index. */
 static bool
 fts_syntax_ok(struct ch *ch, const char *q)
@@ -490,6 +511,7 @@ cmd_search(struct ch *ch, int argc, char **argv)
 	}
 	rc = search_run(ch, &a, quoted != NULL ? quoted : argv[optind]);
 	sqlite3_free(quoted);
+	note_unindexed(ch);
 	return rc;
 }
 

@@ -4,6 +4,7 @@
  * histogram mid-update, which Prometheus tolerates.
  */
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,9 @@ metrics_render(struct metrics *m, size_t queue_depth, size_t *len)
 	    "# TYPE callhookd_seconds_since_last_event gauge\n"
 	    "callhookd_seconds_since_last_event %.3f\n",
 	    last == 0 ? -1.0 : (double)(now_wall_ms() - last) / 1000.0);
+	fprintf(fp, "# HELP callhookd_fts_backlog Stored calls not yet in "
+	    "the full-text index.\n# TYPE callhookd_fts_backlog gauge\n"
+	    "callhookd_fts_backlog %" PRIu64 "\n", load(&m->fts_backlog));
 	render_histogram(fp, "callhookd_commit_batch_size",
 	    "Events per committed transaction.", &m->batch_size);
 	render_histogram(fp, "callhookd_commit_seconds",

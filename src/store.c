@@ -7,30 +7,36 @@
  * needs, so that store_put does no parsing and no allocation of its own:
  * it binds the event's strings with SQLITE_STATIC and steps.
  *
- * History in call_revisions is kept by a trigger, and so are the updates
- * and deletes of calls_fts, so an operator's script cannot forget them.
- * New rows are indexed by store_put itself, see below.
+ * History in call_revisions is kept by a trigger, and so is the
+ * full-text index, so an operator's script cannot forget them.
  *
- * store_put starts with a plain INSERT, since nearly every event is new,
- * and with fts on a second INSERT indexes the row. When the callSid is
- * already there, an UPDATE counts a redelivery of the same body (one
- * index lookup and a memcmp); when it matches nothing, the body is new,
- * and INSERT ... ON CONFLICT DO UPDATE replaces the fields, RETURNING
- * revision. This relies on the write lock of store_begin: in autocommit
- * mode another process could change the row between the statements.
+ * store_put starts with a plain INSERT, since nearly every event is new.
+ * When the callSid is already there, an UPDATE counts a redelivery of
+ * the same body (one index lookup and a memcmp); when it matches nothing,
+ * the body is new, and INSERT ... ON CONFLICT DO UPDATE replaces the
+ * fields, RETURNING revision. This relies on the write lock of
+ * store_begin: in autocommit mode another process could change the row
+ * between the statements.
  *
- * Why not a trigger for the index of new rows, and why the plain INSERT
- * first: a statement that fires a trigger (or has RETURNING, which is
- * one) runs in a statement savepoint, and at every savepoint FTS5 (3.40)
- * writes out its pending terms as a new segment, which it then merges.
- * With a trigger, every event cost a segment and its merging, about half
- * of the writer's time. Written by plain single-row statements, the
- * terms of a whole batch stay in memory and make one segment at COMMIT
- * (bench/README.md has the numbers).
+ * The full-text index is deferred. Indexing a 9 KB transcript costs FTS5
+ * about four times what storing the whole row does, so a new row only
+ * gets its id queued in fts_pending, and store_fts_index() indexes
+ * queued rows in transactions of their own: the daemon's writer when no
+ * event has arrived for a moment, callhook import at its end. calls_fts
+ * reads its text through the view fts_source, which leaves out queued
+ * rows, so FTS5's 'rebuild' (which also picks up rows inserted by hand)
+ * and 'integrity-check' agree with the index while rows wait; the delete
+ * and update triggers touch the index only for rows already in it.
+ *
+ * Why no trigger queues new rows, and why the plain INSERT first: a
+ * statement that fires a trigger (or has RETURNING, which is one) runs
+ * in a statement savepoint, whose journal took as long as the insert
+ * itself, spilled to a temporary file per batch (bench/README.md).
  */
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +61,13 @@ struct store {
 	void		*wal_arg;
 	sqlite3_stmt	*dup;
 	sqlite3_stmt	*insert;
-	sqlite3_stmt	*fts_insert;	/* NULL with fts off */
+	sqlite3_stmt	*fts_queue;	/* these four NULL with fts off */
+	sqlite3_stmt	*fts_index;
+	sqlite3_stmt	*fts_dequeue;
+	sqlite3_stmt	*fts_count;
+	int64_t		 fts_backlog;	/* rows in fts_pending, as far as
+					   this connection knows */
+	int64_t		 txn_new;	/* rows inserted by this transaction */
 	sqlite3_stmt	*upsert;
 	sqlite3_stmt	*reject;
 	sqlite3_stmt	*trim;
@@ -162,28 +174,44 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
 /*
  * The full-text index is not part of the schema version: it exists exactly
  * when the writer runs with fts on. Dropping first makes creation
- * idempotent and repairs a half-removed index. calls_fts_ai, the insert
- * trigger of earlier versions, is dropped: store_put indexes new rows.
+ * idempotent, repairs a half-removed index, and replaces the layout of
+ * earlier versions (content='calls', indexed by store_put or by the
+ * trigger calls_fts_ai).
  */
 #define FTS_DROP							\
 	"DROP TRIGGER IF EXISTS calls_fts_ai;"				\
 	"DROP TRIGGER IF EXISTS calls_fts_ad;"				\
 	"DROP TRIGGER IF EXISTS calls_fts_au;"				\
-	"DROP TABLE IF EXISTS calls_fts;"
+	"DROP TABLE IF EXISTS calls_fts;"				\
+	"DROP VIEW IF EXISTS fts_source;"				\
+	"DROP TABLE IF EXISTS fts_pending;"
 
 static const char fts_off_sql[] = FTS_DROP;
 
+/* True in a trigger body when the row old.id is in the index. */
+#define OLD_INDEXED							\
+	" NOT EXISTS (SELECT 1 FROM fts_pending WHERE id = old.id)"
+
 static const char fts_on_sql[] = FTS_DROP
+	"CREATE TABLE fts_pending (id INTEGER PRIMARY KEY);"
+	"CREATE VIEW fts_source AS"
+	" SELECT id, transcription, disposition_reason FROM calls AS c"
+	" WHERE NOT EXISTS (SELECT 1 FROM fts_pending AS p WHERE p.id = c.id);"
 	"CREATE VIRTUAL TABLE calls_fts USING fts5("
 	" transcription, disposition_reason,"
-	" content='calls', content_rowid='id',"
+	" content='fts_source', content_rowid='id',"
 	" tokenize='unicode61 remove_diacritics 2');"
 	"CREATE TRIGGER calls_fts_ad AFTER DELETE ON calls BEGIN"
 	" INSERT INTO calls_fts (calls_fts, rowid, transcription,"
 	"  disposition_reason)"
-	" VALUES ('delete', old.id, old.transcription, old.disposition_reason);"
+	" SELECT 'delete', old.id, old.transcription, old.disposition_reason"
+	" WHERE" OLD_INDEXED ";"
+	" DELETE FROM fts_pending WHERE id = old.id;"
 	" END;"
-	/* A redelivery of the same text must not churn the index. */
+	/*
+	 * A redelivery of the same text must not churn the index; a queued
+	 * row is indexed later with whatever text it has then.
+	 */
 	"CREATE TRIGGER calls_fts_au"
 	" AFTER UPDATE OF id, transcription, disposition_reason ON calls"
 	" WHEN old.id IS NOT new.id"
@@ -191,18 +219,25 @@ static const char fts_on_sql[] = FTS_DROP
 	"  OR old.disposition_reason IS NOT new.disposition_reason BEGIN"
 	" INSERT INTO calls_fts (calls_fts, rowid, transcription,"
 	"  disposition_reason)"
-	" VALUES ('delete', old.id, old.transcription, old.disposition_reason);"
+	" SELECT 'delete', old.id, old.transcription, old.disposition_reason"
+	" WHERE" OLD_INDEXED ";"
 	" INSERT INTO calls_fts (rowid, transcription, disposition_reason)"
-	" VALUES (new.id, new.transcription, new.disposition_reason);"
+	" SELECT new.id, new.transcription, new.disposition_reason"
+	" WHERE" OLD_INDEXED ";"
+	" UPDATE fts_pending SET id = new.id WHERE id = old.id;"
 	" END;"
 	"INSERT INTO calls_fts (calls_fts) VALUES ('rebuild');";
 
-/* 3 when the index is as fts_on_sql makes it, 0 when it is gone. */
+/*
+ * FTS_OBJECTS when the index is as fts_on_sql makes it, 0 when it is gone;
+ * an index of an earlier version reads fts_source from calls.
+ */
+#define FTS_OBJECTS	5
 static const char fts_count_sql[] =
-	"SELECT count(*) + 10 * (SELECT count(*) FROM sqlite_schema"
-	"  WHERE name = 'calls_fts_ai')"
-	" FROM sqlite_schema WHERE name IN"
-	" ('calls_fts', 'calls_fts_ad', 'calls_fts_au')";
+	"SELECT count(*) - 10 * (SELECT count(*) FROM sqlite_schema"
+	"  WHERE name = 'calls_fts' AND sql LIKE '%content=''calls''%')"
+	" FROM sqlite_schema WHERE name IN ('calls_fts',"
+	" 'calls_fts_ad', 'calls_fts_au', 'fts_pending', 'fts_source')";
 
 /*
  * Parameters shared by dup and upsert: ?1 call_sid, ?2 payload,
@@ -224,12 +259,28 @@ static const char dup_sql[] =
 	" VALUES (?1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?22, ?12, ?13, ?14, ?15,"	\
 	" ?16, ?23, ?17, ?18, ?19, ?20, ?24, ?25, ?21, ?2, ?3, ?3, 1, 1, ?4)"
 
-/* No trigger, no RETURNING: no statement savepoint (see the top). */
 static const char insert_sql[] = INSERT_SQL;
 
-static const char fts_insert_sql[] =
+/*
+ * One statement for the whole chunk: FTS5 (3.40) writes its pending terms
+ * out as a segment at every statement savepoint, so row-by-row INSERTs
+ * from a trigger would make a segment per row.
+ */
+static const char fts_index_sql[] =
 	"INSERT INTO calls_fts (rowid, transcription, disposition_reason)"
-	" VALUES (?1, ?2, ?3)";
+	" SELECT c.id, c.transcription, c.disposition_reason"
+	" FROM fts_pending AS p JOIN calls AS c ON c.id = p.id"
+	" ORDER BY p.id LIMIT ?1";
+
+static const char fts_queue_sql[] =
+	"INSERT INTO fts_pending (id) VALUES (?1)";
+
+static const char fts_dequeue_sql[] =
+	"DELETE FROM fts_pending WHERE id IN"
+	" (SELECT id FROM fts_pending ORDER BY id LIMIT ?1)";
+
+static const char fts_count_pending_sql[] =
+	"SELECT count(*) FROM fts_pending";
 
 static const char upsert_sql[] = INSERT_SQL
 	" ON CONFLICT (call_sid) DO UPDATE SET"
@@ -468,7 +519,7 @@ sync_fts(struct store *st, const struct store_options *opt)
 	rc = query_int(st->db, fts_count_sql, &have);
 	if (rc != SQLITE_OK)
 		return open_fail(st, opt, rc, "");
-	if (have == (opt->fts ? 3 : 0))
+	if (have == (opt->fts ? FTS_OBJECTS : 0))
 		return 0;
 	rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
@@ -517,7 +568,10 @@ prepare_all(struct store *st, const struct store_options *opt)
 	} list[] = {
 		{ dup_sql, &st->dup },
 		{ insert_sql, &st->insert },
-		{ fts_insert_sql, &st->fts_insert },
+		{ fts_queue_sql, &st->fts_queue },
+		{ fts_index_sql, &st->fts_index },
+		{ fts_dequeue_sql, &st->fts_dequeue },
+		{ fts_count_pending_sql, &st->fts_count },
 		{ upsert_sql, &st->upsert },
 		{ reject_sql, &st->reject },
 		{ trim_sql, &st->trim },
@@ -528,8 +582,12 @@ prepare_all(struct store *st, const struct store_options *opt)
 	int rc;
 
 	for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
-		if (list[i].stmt == &st->fts_insert &&
-		    (opt->readonly || !opt->fts))
+		bool fts_stmt = list[i].stmt == &st->fts_queue ||
+		    list[i].stmt == &st->fts_index ||
+		    list[i].stmt == &st->fts_dequeue ||
+		    list[i].stmt == &st->fts_count;
+
+		if (fts_stmt && (opt->readonly || !opt->fts))
 			continue;
 		rc = sqlite3_prepare_v3(st->db, list[i].sql, -1,
 		    SQLITE_PREPARE_PERSISTENT, list[i].stmt, NULL);
@@ -560,6 +618,8 @@ store_open(struct store **out, const struct store_options *opt,
 		error = setup_writer(st, opt, version);
 	if (error == 0)
 		error = prepare_all(st, opt);
+	if (error == 0)
+		error = store_fts_count(st);
 	if (error != 0)
 		goto fail;
 	st->err[0] = '\0';
@@ -580,7 +640,10 @@ store_close(struct store *st)
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_finalize(st->dup);
 	sqlite3_finalize(st->insert);
-	sqlite3_finalize(st->fts_insert);
+	sqlite3_finalize(st->fts_queue);
+	sqlite3_finalize(st->fts_index);
+	sqlite3_finalize(st->fts_dequeue);
+	sqlite3_finalize(st->fts_count);
 	sqlite3_finalize(st->upsert);
 	sqlite3_finalize(st->reject);
 	sqlite3_finalize(st->trim);
@@ -670,6 +733,7 @@ store_checkpoint(struct store *st, int *wal_pages, int *copied)
 int
 store_begin(struct store *st)
 {
+	st->txn_new = 0;
 	return step_done(st, st->begin, -EIO);
 }
 
@@ -685,16 +749,73 @@ store_commit(struct store *st)
 	error = step_done(st, st->commit, -EIO);
 	if (error != 0)
 		store_rollback(st);
+	else if (st->fts_index != NULL)
+		st->fts_backlog += st->txn_new;
+	st->txn_new = 0;
 	return error;
 }
 
 void
 store_rollback(struct store *st)
 {
+	st->txn_new = 0;
 	if (sqlite3_get_autocommit(st->db))
 		return;
 	sqlite3_step(st->rollback);
 	sqlite3_reset(st->rollback);
+}
+
+int64_t
+store_fts_backlog(const struct store *st)
+{
+	return st->fts_index != NULL ? st->fts_backlog : 0;
+}
+
+int
+store_fts_count(struct store *st)
+{
+	int rc;
+
+	if (st->fts_count == NULL)
+		return 0;
+	rc = sqlite3_step(st->fts_count);
+	if (rc == SQLITE_ROW)
+		st->fts_backlog = sqlite3_column_int64(st->fts_count, 0);
+	sqlite3_reset(st->fts_count);
+	return rc == SQLITE_ROW ? 0 : fail(st, rc, -EAGAIN);
+}
+
+int
+store_fts_index(struct store *st, int max_rows, int *indexed)
+{
+	int error, n;
+
+	*indexed = 0;
+	if (st->fts_index == NULL)
+		return 0;
+	if ((error = store_begin(st)) != 0)
+		return error;
+	if (sqlite3_bind_int(st->fts_index, 1, max_rows) != SQLITE_OK ||
+	    sqlite3_bind_int(st->fts_dequeue, 1, max_rows) != SQLITE_OK) {
+		error = fail(st, SQLITE_MISUSE, -EIO);
+		goto fail;
+	}
+	if ((error = step_done(st, st->fts_index, -EAGAIN)) != 0 ||
+	    (error = step_done(st, st->fts_dequeue, -EAGAIN)) != 0)
+		goto fail;
+	n = sqlite3_changes(st->db);
+	if ((error = store_commit(st)) != 0)
+		return error;
+	*indexed = n;
+	/* Fewer than asked for: the queue is empty, whoever filled it. */
+	if (n < max_rows)
+		st->fts_backlog = 0;
+	else
+		st->fts_backlog = st->fts_backlog > n ? st->fts_backlog - n : 1;
+	return 0;
+fail:
+	store_rollback(st);
+	return error;
 }
 
 /* A fixed-size field of ours: empty means NULL, and it need not end in NUL. */
@@ -767,26 +888,22 @@ bind_fields(sqlite3_stmt *stmt, const struct event *ev)
 }
 
 /*
- * Index the row just inserted. The row is already in the transaction, so
- * a failure here, whatever it is, is -EAGAIN: the batch is rolled back
- * rather than a row committed without its index entry.
+ * Queue the row just inserted for store_fts_index(). The row is already
+ * in the transaction, so a failure here, whatever it is, is -EAGAIN: the
+ * batch is rolled back rather than a row committed that would never be
+ * indexed.
  */
 static int
-index_new(struct store *st, const struct event *ev)
+queue_for_index(struct store *st)
 {
-	sqlite3_stmt *s = st->fts_insert;
 	int rc;
 
-	rc = sqlite3_bind_int64(s, 1, sqlite3_last_insert_rowid(st->db));
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(s, 2, ev->transcription, -1,
-		    SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(s, 3, ev->disposition_reason, -1,
-		    SQLITE_STATIC);
+	rc = sqlite3_bind_int64(st->fts_queue, 1,
+	    sqlite3_last_insert_rowid(st->db));
 	if (rc != SQLITE_OK)
 		return fail(st, rc, -EAGAIN);
-	return step_done(st, s, -EAGAIN);
+	st->txn_new++;
+	return step_done(st, st->fts_queue, -EAGAIN);
 }
 
 /*
@@ -815,7 +932,7 @@ insert(struct store *st, const struct event *ev)
 		return error;
 	}
 	sqlite3_reset(st->insert);
-	return st->fts_insert != NULL ? index_new(st, ev) : 0;
+	return st->fts_queue != NULL ? queue_for_index(st) : 0;
 }
 
 /* Replace the fields of a row whose body differs. */

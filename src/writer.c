@@ -13,6 +13,15 @@
  * nothing is dropped. An event SQLite refuses for good (SQLITE_TOOBIG,
  * say) fails alone with a 500 and is logged.
  *
+ * The full-text index is kept out of the batches (see store.c): rows
+ * wait in fts_pending and the writer indexes them, FTS_CHUNK at a time,
+ * once no event has arrived for FTS_QUIET_MS, going back to the queue
+ * between chunks. A burst is thus answered at the rate of the calls
+ * table, and search catches up when it ends. If the backlog passes
+ * FTS_BACKLOG_MAX, each batch is followed by indexing as many rows, so
+ * that under endless overload the lag stops growing. A stop indexes
+ * what waits for up to FTS_STOP_MS.
+ *
  * The WAL is copied into the database file by a checkpointer thread with
  * a connection of its own, not by the commit that happens to cross
  * SQLite's threshold, which keeps the writer's commits short
@@ -38,6 +47,11 @@
 #define RETRY_MIN_MS	10
 #define RETRY_MAX_MS	250
 #define CHECKPOINT_PAGES 1000	/* SQLite's own default */
+#define FTS_QUIET_MS	10
+#define FTS_CHUNK	32	/* 9 KB transcripts: about 5 ms */
+#define FTS_BACKLOG_MAX	100000
+#define FTS_STOP_MS	2000
+#define IDLE_MS		1000
 
 /*
  * The checkpointer: a second thread, with a connection of its own, that
@@ -284,31 +298,96 @@ stop_overdue(struct writer *w)
 	    (uint64_t)w->opt.stop_timeout_ms * 1000000ULL;
 }
 
+/* Index up to max_rows waiting rows: false when it failed. */
+static bool
+index_some(struct writer *w, int max_rows)
+{
+	int n, rc;
+
+	rc = store_fts_index(w->store, max_rows, &n);
+	if (rc != 0)
+		log_debug("full-text indexing deferred: %s",
+		    store_errmsg(w->store));
+	atomic_store(&w->metrics->fts_backlog,
+	    (uint64_t)store_fts_backlog(w->store));
+	return rc == 0;
+}
+
+/* Nothing queued for a while: catch up on the full-text index. */
+static bool
+on_quiet(struct writer *w, int waited_ms)
+{
+	if (waited_ms == IDLE_MS && store_fts_count(w->store) == 0)
+		atomic_store(&w->metrics->fts_backlog,
+		    (uint64_t)store_fts_backlog(w->store));
+	if (store_fts_backlog(w->store) == 0)
+		return false;
+	return index_some(w, FTS_CHUNK);
+}
+
+/* Stopping with the queue drained: index what waits, for a while. */
+static void
+index_before_exit(struct writer *w)
+{
+	uint64_t until = now_mono_ns() + FTS_STOP_MS * 1000000ULL;
+
+	while (store_fts_backlog(w->store) > 0 && now_mono_ns() < until)
+		if (!index_some(w, FTS_CHUNK))
+			break;
+}
+
+/*
+ * How long to wait for the queue: retries have their delay; with rows to
+ * index, FTS_QUIET_MS to see that no event comes, then 0 between chunks.
+ */
+static int
+wait_ms(struct writer *w, const struct batch *b, int retry_ms, bool indexing)
+{
+	if (b->head != NULL)
+		return retry_ms;
+	if (store_fts_backlog(w->store) > 0)
+		return indexing ? 0 : FTS_QUIET_MS;
+	return IDLE_MS;
+}
+
 static void *
 writer_main(void *arg)
 {
 	struct writer *w = arg;
 	struct batch b = { 0 };
 	struct job *list;
-	size_t n;
-	int retry_ms = 0, rc;
+	size_t n, events;
+	int retry_ms = 0, waited, rc;
+	bool indexing = false;
 	uint64_t t0;
 
 	for (;;) {
 		if (w->opt.on_loop != NULL)
 			w->opt.on_loop();
-		list = queue_pop_all(w->queue, b.head ? retry_ms : 1000, &n);
+		waited = wait_ms(w, &b, retry_ms, indexing);
+		list = queue_pop_all(w->queue, waited, &n);
 		batch_append(&b, list, n);
 		if (b.head == NULL) {
-			if (atomic_load(&w->stopping))
+			if (atomic_load(&w->stopping)) {
+				index_before_exit(w);
 				break;
+			}
+			indexing = on_quiet(w, waited);
 			continue;
 		}
+		indexing = false;
 		t0 = now_mono_ns();
 		if ((rc = write_batch(w, &b)) == 0) {
 			set_health(w, "");
+			/* Before the answers: a 200 is never ahead of /metrics. */
+			atomic_store(&w->metrics->fts_backlog,
+			    (uint64_t)store_fts_backlog(w->store));
+			events = b.events;
 			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
 			retry_ms = 0;
+			if (events > 0 &&
+			    store_fts_backlog(w->store) > FTS_BACKLOG_MAX)
+				index_some(w, (int)events);
 			continue;
 		}
 		atomic_fetch_add(&w->metrics->commit_failures, 1);

@@ -233,6 +233,8 @@ START_TEST(test_fixtures_stored_exactly)
 	for (size_t i = 0; i < 3; i++)
 		compare_fixture_row(files[i]);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM calls%s", ""), 3);
+	/* Searchable once the daemon has had a quiet moment. */
+	ck_assert_int_eq(tu_wait_indexed(d.port, 2000), 0);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM calls_fts WHERE "
 	    "calls_fts MATCH %Q", "callback"), 3);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM call_functions WHERE "

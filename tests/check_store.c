@@ -197,6 +197,7 @@ START_TEST(test_schema_new)
 		"calls_received_at", "calls_agent_id", "calls_batch_id",
 		"calls_to_number", "calls_from_number", "rejects_time",
 		"calls_revision", "calls_fts_ad", "calls_fts_au",
+		"fts_pending", "fts_source",
 	};
 	struct store *st;
 	sqlite3 *db;
@@ -444,6 +445,20 @@ fts_intact(sqlite3 *db)
 	    " VALUES ('integrity-check', 1)");
 }
 
+/* Index everything waiting; returns how many rows that was. */
+static int
+index_all(struct store *st)
+{
+	int n, total = 0;
+
+	do {
+		ck_assert_int_eq(store_fts_index(st, 2, &n), 0);
+		total += n;
+	} while (n == 2);
+	ck_assert_int_eq(store_fts_backlog(st), 0);
+	return total;
+}
+
 START_TEST(test_fts)
 {
 	struct store *st;
@@ -456,12 +471,19 @@ START_TEST(test_fts)
 	db = store_db(st);
 	sample(&ev, "f1", body1);
 	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	/* Deferred: not searchable yet, and the index is still sound. */
+	ck_assert_int_eq(matches(db, "callback"), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM fts_pending"), 1);
+	fts_intact(db);
+	ck_assert_int_eq(index_all(st), 1);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM fts_pending"), 0);
 	ck_assert_int_eq(matches(db, "callback"), 1);
 	ck_assert_int_eq(matches(db, "tomorrow"), 1);
 	ck_assert_int_eq(int_of(db, "SELECT c.call_sid = 'f1' FROM calls_fts"
 	    " JOIN calls AS c ON c.id = calls_fts.rowid"
 	    " WHERE calls_fts MATCH 'tomorrow'"), 1);
 
+	/* A row already indexed is re-indexed by the trigger at once. */
 	ev.body = body2;
 	ev.body_len = strlen(body2);
 	ev.transcription = "Priya asked about the café pricing";
@@ -475,6 +497,127 @@ START_TEST(test_fts)
 
 	exec_ok(db, "DELETE FROM calls");
 	ck_assert_int_eq(matches(db, "pricing"), 0);
+	fts_intact(db);
+	store_close(st);
+}
+END_TEST
+
+/* Rows waiting for the index: revised, deleted, inserted by hand. */
+START_TEST(test_fts_pending)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3 *db;
+	char body1[] = SAMPLE_BODY;
+	char body2[] = "{\"other\":2}";
+	char sid[8];
+	int n;
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	ck_assert_int_eq(store_fts_index(st, 8, &n), 0);
+	ck_assert_int_eq(n, 0);
+
+	/* Revised while waiting: indexed once, with the latest text. */
+	sample(&ev, "p1", body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ev.body = body2;
+	ev.body_len = strlen(body2);
+	ev.transcription = "zebra crossing";
+	ck_assert_int_eq(put_ok(st, &ev), STORE_REVISION);
+	fts_intact(db);
+	ck_assert_int_eq(matches(db, "zebra"), 0);
+
+	/* Deleted while waiting: leaves the queue, the index untouched. */
+	sample(&ev, "p2", body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	exec_ok(db, "DELETE FROM calls WHERE call_sid = 'p2'");
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM fts_pending"), 1);
+	fts_intact(db);
+
+	/* Inserted by another program, which queues it as documented. */
+	exec_ok(db, "INSERT INTO calls (call_sid, event, payload,"
+	    " first_received_at, received_at, transcription)"
+	    " VALUES ('p3', 'call_ended', '{}', 'x', 'x', 'giraffe by hand');"
+	    "INSERT INTO fts_pending (id) SELECT id FROM calls"
+	    " WHERE call_sid = 'p3'");
+
+	/* Counted in a batch, indexed in chunks, oldest first. */
+	ck_assert_int_eq(store_begin(st), 0);
+	for (int i = 0; i < 3; i++) {
+		snprintf(sid, sizeof(sid), "q%d", i);
+		sample(&ev, sid, body1);
+		ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	}
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_fts_backlog(st), 3);
+	ck_assert_int_eq(store_fts_count(st), 0);
+	ck_assert_int_eq(store_fts_backlog(st), 5);
+	ck_assert_int_eq(store_fts_index(st, 2, &n), 0);
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(matches(db, "zebra"), 1);
+	ck_assert_int_eq(matches(db, "giraffe"), 1);
+	ck_assert_int_eq(matches(db, "callback"), 1);	/* p1's disposition */
+	ck_assert_int_eq(store_fts_backlog(st), 3);
+	ck_assert_int_eq(index_all(st), 3);
+	ck_assert_int_eq(matches(db, "callback"), 4);
+	fts_intact(db);
+
+	/*
+	 * FTS5's own rebuild agrees with the deferred index: it takes in a
+	 * row inserted by hand and not queued, and leaves queued ones.
+	 */
+	sample(&ev, "r1", body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	exec_ok(db, "INSERT INTO calls (call_sid, event, payload,"
+	    " first_received_at, received_at, transcription)"
+	    " VALUES ('r2', 'call_ended', '{}', 'x', 'x', 'okapi by hand')");
+	ck_assert_int_eq(matches(db, "okapi"), 0);
+	exec_ok(db, "INSERT INTO calls_fts (calls_fts) VALUES ('rebuild')");
+	ck_assert_int_eq(matches(db, "okapi"), 1);
+	ck_assert_int_eq(matches(db, "callback"), 4);
+	ck_assert_int_eq(index_all(st), 1);
+	ck_assert_int_eq(matches(db, "callback"), 5);
+	fts_intact(db);
+	store_close(st);
+}
+END_TEST
+
+/* An index as earlier versions made it is replaced and rebuilt. */
+START_TEST(test_fts_upgrade)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3 *db;
+	char body1[] = SAMPLE_BODY;
+
+	st = open_ok("calls.db", false);
+	sample(&ev, "u1", body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	store_close(st);
+	db = raw_open("calls.db");
+	exec_ok(db, "CREATE VIRTUAL TABLE calls_fts USING fts5("
+	    " transcription, disposition_reason,"
+	    " content='calls', content_rowid='id',"
+	    " tokenize='unicode61 remove_diacritics 2');"
+	    "CREATE TRIGGER calls_fts_ad AFTER DELETE ON calls BEGIN"
+	    " INSERT INTO calls_fts (calls_fts, rowid, transcription,"
+	    "  disposition_reason) VALUES ('delete', old.id,"
+	    "  old.transcription, old.disposition_reason); END;"
+	    "CREATE TRIGGER calls_fts_au AFTER UPDATE OF transcription ON calls"
+	    " BEGIN SELECT 1; END;"
+	    "INSERT INTO calls_fts (calls_fts) VALUES ('rebuild');");
+	sqlite3_close(db);
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM sqlite_schema"
+	    " WHERE name = 'calls_fts' AND sql LIKE '%fts_source%'"), 1);
+	ck_assert_int_eq(matches(db, "callback"), 1);
+	sample(&ev, "u2", body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	ck_assert_int_eq(index_all(st), 1);
+	ck_assert_int_eq(matches(db, "callback"), 2);
 	fts_intact(db);
 	store_close(st);
 }
@@ -502,8 +645,10 @@ START_TEST(test_fts_toggle)
 	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
 	store_close(st);
 
+	/* Turned on, the index is built from every row. */
 	st = open_ok("calls.db", true);
 	db = store_db(st);
+	ck_assert_int_eq(store_fts_backlog(st), 0);
 	ck_assert_int_eq(matches(db, "zebra"), 1);
 	ck_assert_int_eq(matches(db, "callback"), 2);
 	fts_intact(db);
@@ -869,6 +1014,8 @@ store_suite(void)
 	tcase_add_test(tc, test_duplicate);
 	tcase_add_test(tc, test_revision);
 	tcase_add_test(tc, test_fts);
+	tcase_add_test(tc, test_fts_pending);
+	tcase_add_test(tc, test_fts_upgrade);
 	tcase_add_test(tc, test_fts_toggle);
 	tcase_add_test(tc, test_views);
 	tcase_add_test(tc, test_rejects_trim);

@@ -559,3 +559,22 @@ tu_post_conn(int port, const char *path, const char *body, size_t len,
 	tu_conn_close(&c);
 	return rc;
 }
+
+int
+tu_wait_indexed(int port, int timeout_ms)
+{
+	struct reply r;
+	bool done;
+
+	for (int waited = 0; waited <= timeout_ms; waited += 5) {
+		if (tu_get(port, "/metrics", &r) != 0)
+			return -1;
+		done = r.status == 200 &&
+		    strstr(r.body, "\ncallhookd_fts_backlog 0\n") != NULL;
+		tu_reply_free(&r);
+		if (done)
+			return 0;
+		tu_sleep_ms(5);
+	}
+	return -1;
+}

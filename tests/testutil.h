@@ -100,5 +100,11 @@ void	tu_reply_skip_interim(struct reply *r);
 /* Monotonic milliseconds. */
 long long tu_now_ms(void);
 void	tu_sleep_ms(int ms);
+/*
+ * Wait until the daemon's /metrics shows no row waiting for the full-text
+ * index (it indexes once no event has come for a moment): 0, or -1 after
+ * timeout_ms.
+ */
+int	tu_wait_indexed(int port, int timeout_ms);
 
 #endif
