@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,12 +47,13 @@
 
 #define RETRY_MIN_MS	10
 #define RETRY_MAX_MS	250
-#define CHECKPOINT_PAGES 1000	/* SQLite's own default */
+#define CHECKPOINT_PAGES 256	/* 1 MB; SQLite's default is 1000 */
 #define FTS_QUIET_MS	10
 #define FTS_CHUNK	32	/* 9 KB transcripts: about 5 ms */
 #define FTS_BACKLOG_MAX	100000
 #define FTS_STOP_MS	2000
 #define IDLE_MS		1000
+#define GATHER_YIELDS	8
 
 /*
  * The checkpointer: a second thread, with a connection of its own, that
@@ -59,8 +61,12 @@
  * have added CHECKPOINT_PAGES to it. Done by the writer, as SQLite does by
  * default, the copy and its two fsyncs held up one commit in thirty or so
  * for 5 to 25 ms, and every connection waiting on it (the p99 of
- * ack = commit); here the writer goes on committing meanwhile. Shared
- * with the writer thread, under lock: the page counts and the condition.
+ * ack = commit); here the writer goes on committing meanwhile. Every
+ * 1000 pages, the checkpointer's own bursts of copying (8 ms or so of
+ * CPU) still held up the receiver on a shared core: p99 22-24 ms at 32
+ * connections; every 256 pages, 3.3-3.6 ms, at the same throughput
+ * (bench/README.md). Shared with the writer thread, under lock: the page
+ * counts and the condition.
  */
 struct checkpointer {
 	pthread_t		 thread;
@@ -298,6 +304,28 @@ stop_overdue(struct writer *w)
 	    (uint64_t)w->opt.stop_timeout_ms * 1000000ULL;
 }
 
+/*
+ * The first event of a burst wakes the writer, and on a core it shares
+ * with the receiver it would commit that one event while the receiver
+ * still had the rest to read: a third of the batches held one event.
+ * So give the core back while events keep arriving, and commit when a
+ * yield brought nothing new. On a core of its own, a yield returns at
+ * once.
+ */
+static void
+gather(struct writer *w, struct batch *b)
+{
+	struct job *list;
+	size_t n;
+
+	for (int i = 0; i < GATHER_YIELDS; i++) {
+		sched_yield();
+		if ((list = queue_pop_all(w->queue, 0, &n)) == NULL)
+			break;
+		batch_append(b, list, n);
+	}
+}
+
 /* Index up to max_rows waiting rows: false when it failed. */
 static bool
 index_some(struct writer *w, int max_rows)
@@ -376,6 +404,8 @@ writer_main(void *arg)
 			continue;
 		}
 		indexing = false;
+		if (retry_ms == 0)
+			gather(w, &b);
 		t0 = now_mono_ns();
 		if ((rc = write_batch(w, &b)) == 0) {
 			set_health(w, "");
