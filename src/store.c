@@ -47,7 +47,7 @@
 #include "store.h"
 
 #define STORE_APPLICATION_ID	0x43484B44	/* 'CHKD' */
-#define STORE_CACHE_KIB		16384
+#define STORE_CACHE_KIB		4096	/* the writer appends: a few paths */
 #define STORE_BUSY_DEFAULT_MS	5000
 #define STORE_WAL_MAX_PAGES	16384	/* 64 MB: see store_wal_notify */
 #ifndef SQLITE_DEFAULT_WAL_AUTOCHECKPOINT
