@@ -35,6 +35,7 @@
 #define SID_PREFIX	"store-"
 #define SID_DIGITS	12
 #define MIN_CELL_S	0.1
+#define FTS_CHUNK	32	/* as the writer's (writer.c) */
 
 static double
 now_s(void)
@@ -117,10 +118,34 @@ remove_db(const char *path)
 	unlink(p);
 }
 
-/* Events per second, batches of batch events, for seconds. */
+/*
+ * Rows per second that store_fts_index() takes from the queue the puts
+ * left, in the daemon's chunks, for at most seconds.
+ */
+static double
+run_index(struct store *st, double seconds)
+{
+	double t0 = now_s(), t;
+	uint64_t rows = 0;
+	int n;
+
+	do {
+		if (store_fts_index(st, FTS_CHUNK, &n) != 0) {
+			fprintf(stderr, "store_bench: %s\n", store_errmsg(st));
+			exit(1);
+		}
+		rows += (uint64_t)n;
+	} while (n == FTS_CHUNK && (t = now_s() - t0) < seconds);
+	return (double)rows / (now_s() - t0);
+}
+
+/*
+ * Events per second, batches of batch events, for seconds; with fts on,
+ * *indexed (when not NULL) gets run_index() over the rows they left.
+ */
 static double
 run_store(const char *db, struct event *ev, char *body_sid, bool fts,
-    bool sync_full, int batch, double seconds)
+    bool sync_full, int batch, double seconds, double *indexed)
 {
 	struct store_options so = {
 		.path = db, .fts = fts, .sync_full = sync_full,
@@ -152,6 +177,8 @@ run_store(const char *db, struct event *ev, char *body_sid, bool fts,
 		if (store_commit(st) != 0)
 			goto fail;
 	} while ((t = now_s() - t0) < seconds);
+	if (indexed != NULL)
+		*indexed = fts ? run_index(st, seconds) : 0;
 	store_close(st);
 	remove_db(db);
 	return (double)seq / t;
@@ -224,7 +251,8 @@ main(int argc, char **argv)
 		cell = MIN_CELL_S;
 
 	printf("| payload | fts | sync | events/s, batches of 32 | "
-	    "events/s, one per commit |\n|---|---|---|--:|--:|\n");
+	    "events/s, one per commit | rows indexed/s, chunks of %d |\n"
+	    "|---|---|---|--:|--:|--:|\n", FTS_CHUNK);
 	for (int f = optind; f < argc; f++) {
 		size_t len, blen;
 		char *raw = read_file(argv[f], &len), *body, *sid;
@@ -247,14 +275,18 @@ main(int argc, char **argv)
 		sid = strstr(ev->body, SID_PREFIX);
 		for (int fts = 1; fts >= 0; fts--)
 			for (int full = 0; full <= 1; full++) {
-				double r[2];
+				double r[2], ix = 0;
+				char ixs[32] = "-";
 
 				for (int b = 0; b < 2; b++)
 					r[b] = run_store(db, ev, sid, fts, full,
-					    batches[b], cell / 2);
-				printf("| %s | %s | %s | %.0f | %.0f |\n",
+					    batches[b], cell / 3,
+					    b == 0 ? &ix : NULL);
+				if (fts)
+					snprintf(ixs, sizeof(ixs), "%.0f", ix);
+				printf("| %s | %s | %s | %.0f | %.0f | %s |\n",
 				    base_name(argv[f]), fts ? "on" : "off",
-				    full ? "full" : "normal", r[0], r[1]);
+				    full ? "full" : "normal", r[0], r[1], ixs);
 			}
 		event_free(ev);
 		free(raw);
