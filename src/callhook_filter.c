@@ -3,10 +3,12 @@
  *
  * Each filter is a condition on one indexed column so that SQLite can
  * start from the most selective index: call_time for --since/--until,
- * (agent_id, call_time), (batch_id, call_time), (hangup_reason, call_time)
- * and (conversion_status, call_time) for the others, whose second column
- * also gives "newest first" without a sort. Values are bound as named
- * parameters, never pasted into the SQL.
+ * (agent_id, call_time), (batch_id, call_time) and (hangup_reason,
+ * call_time) for the others, whose second column also gives "newest
+ * first" without a sort. --converted and --not-converted each match a
+ * good share of the calls, so walking call_time newest first finds a
+ * page of them at once. Values are bound as named parameters, never
+ * pasted into the SQL.
  *
  * call_time is compared as text: it is "YYYY-MM-DD HH:MM:SS" as the
  * sender wrote it, in the sender's zone, which sorts like the time.

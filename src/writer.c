@@ -493,6 +493,7 @@ checkpointer_start(struct checkpointer *c, struct store *st)
 		store_close(c->store);
 		return;
 	}
+	pthread_setname_np(c->thread, "checkpointer");
 	c->running = true;
 	store_wal_notify(st, on_commit, c);
 }
@@ -536,6 +537,8 @@ writer_start(struct store *st, struct queue *q, struct metrics *m,
 		errno = rc;
 		return NULL;
 	}
+	/* For top -H and perf: the writer's time apart from the rest. */
+	pthread_setname_np(w->thread, "writer");
 	return w;
 }
 

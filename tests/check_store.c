@@ -748,11 +748,11 @@ START_TEST(test_newer_refused)
 
 	store_close(open_ok("calls.db", true));
 	db = raw_open("calls.db");
-	exec_ok(db, "PRAGMA user_version = 2");
+	exec_ok(db, "PRAGMA user_version = 3");
 	sqlite3_close(db);
 
-	snprintf(want, sizeof(want), "%s has schema version 2, newer than "
-	    "this program's 1; upgrade callhookd", path("calls.db"));
+	snprintf(want, sizeof(want), "%s has schema version 3, newer than "
+	    "this program's 2; upgrade callhookd", path("calls.db"));
 	ck_assert_int_eq(try_open(&st, "calls.db", true, false, err,
 	    sizeof(err)), -ENOTSUP);
 	ck_assert_ptr_null(st);
@@ -762,8 +762,36 @@ START_TEST(test_newer_refused)
 	ck_assert_str_eq(err, want);
 
 	db = raw_open("calls.db");
-	ck_assert_int_eq(int_of(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(int_of(db, "PRAGMA user_version"), 3);
 	sqlite3_close(db);
+}
+END_TEST
+
+/* A version 1 file: its rows stay, calls_conversion goes. */
+START_TEST(test_migrate_v1)
+{
+	struct store *st;
+	struct event ev;
+	sqlite3 *db;
+	char body[] = SAMPLE_BODY;
+
+	st = open_ok("calls.db", true);
+	sample(&ev, "v1", body);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	store_close(st);
+	db = raw_open("calls.db");
+	exec_ok(db, "CREATE INDEX calls_conversion ON calls"
+	    "(conversion_status, call_time); PRAGMA user_version = 1");
+	sqlite3_close(db);
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	ck_assert_int_eq(int_of(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM sqlite_schema"
+	    " WHERE name = 'calls_conversion'"), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"
+	    " WHERE call_sid = 'v1'"), 1);
+	store_close(st);
 }
 END_TEST
 
@@ -1027,6 +1055,7 @@ store_suite(void)
 	tcase_add_test(tc, test_busy);
 	tcase_add_test(tc, test_commit_busy);
 	tcase_add_test(tc, test_migrate_empty);
+	tcase_add_test(tc, test_migrate_v1);
 	suite_add_tcase(s, tc);
 	return s;
 }
