@@ -17,10 +17,11 @@
  * wait in fts_pending and the writer indexes them, FTS_CHUNK at a time,
  * once no event has arrived for FTS_QUIET_MS, going back to the queue
  * between chunks. A burst is thus answered at the rate of the calls
- * table, and search catches up when it ends. If the backlog passes
- * FTS_BACKLOG_MAX, each batch is followed by indexing as many rows, so
- * that under endless overload the lag stops growing. A stop indexes
- * what waits for up to FTS_STOP_MS.
+ * table, and search catches up when it ends. The backlog is bounded by
+ * the time it would take to index: past FTS_LAG_MAX_S seconds of work,
+ * at the rate measured on the last chunks, each batch is followed by
+ * indexing as many rows, so that under endless overload the lag stops
+ * growing. A stop indexes what waits for up to FTS_STOP_MS.
  *
  * The WAL is copied into the database file by a checkpointer thread with
  * a connection of its own, not by the commit that happens to cross
@@ -50,7 +51,8 @@
 #define CHECKPOINT_PAGES 256	/* 1 MB; SQLite's default is 1000 */
 #define FTS_QUIET_MS	10
 #define FTS_CHUNK	32	/* 9 KB transcripts: about 5 ms */
-#define FTS_BACKLOG_MAX	100000
+#define FTS_LAG_MAX_S	30	/* of indexing work waiting, at most */
+#define FTS_ROW_NS	200000	/* per row until measured: 9 KB transcripts */
 #define FTS_STOP_MS	2000
 #define IDLE_MS		1000
 #define GATHER_YIELDS	8
@@ -98,6 +100,7 @@ struct writer {
 	size_t			 lost;
 	pthread_mutex_t		 health_lock;
 	char			 health[256];	/* "" when ok */
+	uint64_t		 fts_row_ns;	/* indexing time per row, EWMA */
 	struct checkpointer	 ckpt;
 };
 
@@ -330,15 +333,27 @@ gather(struct writer *w, struct batch *b)
 static bool
 index_some(struct writer *w, int max_rows)
 {
+	uint64_t t0 = now_mono_ns();
 	int n, rc;
 
 	rc = store_fts_index(w->store, max_rows, &n);
 	if (rc != 0)
 		log_debug("full-text indexing deferred: %s",
 		    store_errmsg(w->store));
+	else if (n > 0)
+		w->fts_row_ns = (w->fts_row_ns * 7 +
+		    (now_mono_ns() - t0) / (uint64_t)n) / 8;
 	atomic_store(&w->metrics->fts_backlog,
 	    (uint64_t)store_fts_backlog(w->store));
 	return rc == 0;
+}
+
+/* More rows wait than FTS_LAG_MAX_S of indexing would clear. */
+static bool
+backlog_too_long(struct writer *w)
+{
+	return (uint64_t)store_fts_backlog(w->store) * w->fts_row_ns >
+	    FTS_LAG_MAX_S * 1000000000ULL;
 }
 
 /* Nothing queued for a while: catch up on the full-text index. */
@@ -415,8 +430,7 @@ writer_main(void *arg)
 			events = b.events;
 			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
 			retry_ms = 0;
-			if (events > 0 &&
-			    store_fts_backlog(w->store) > FTS_BACKLOG_MAX)
+			if (events > 0 && backlog_too_long(w))
 				index_some(w, (int)events);
 			continue;
 		}
@@ -527,6 +541,7 @@ writer_start(struct store *st, struct queue *q, struct metrics *m,
 	w->queue = q;
 	w->metrics = m;
 	w->opt = *opt;
+	w->fts_row_ns = FTS_ROW_NS;
 	atomic_init(&w->stopping, false);
 	pthread_mutex_init(&w->health_lock, NULL);
 	checkpointer_start(&w->ckpt, st);

@@ -517,6 +517,11 @@ START_TEST(test_sigterm_under_load)
 		}
 	}
 	ck_assert_int_ge(oks, 200);
+	/* The stop indexed what waited: the full-text index is complete. */
+	ck_assert_int_eq(db_int("SELECT count(*) FROM fts_pending%s", ""), 0);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls_fts WHERE "
+	    "calls_fts MATCH %Q", "transcript"),
+	    db_int("SELECT count(*) FROM calls%s", ""));
 	free(seed_body);
 }
 END_TEST
