@@ -75,8 +75,9 @@ int	store_put(struct store *st, const struct event *ev,
  * The full-text index is deferred: new rows wait in fts_pending, where
  * search does not see them, until store_fts_index() indexes up to
  * max_rows of them, oldest first, in a transaction of its own (so not
- * inside store_begin/store_commit). Returns 0 with *indexed set, or an
- * error as store_commit does. With fts off, or read-only, it indexes 0.
+ * inside store_begin/store_commit). Returns 0 with *indexed set to the
+ * ids it took from the queue (fewer than max_rows: the queue is empty),
+ * or an error as store_commit does. With fts off, or read-only, 0.
  */
 int	store_fts_index(struct store *st, int max_rows, int *indexed);
 /*

@@ -39,7 +39,8 @@
 
 #define IMPORT_BATCH		500	/* lines parsed, then stored */
 #define IMPORT_BATCH_BYTES	(8 * 1024 * 1024)
-#define IMPORT_FTS_CHUNK	500	/* rows indexed per transaction */
+#define IMPORT_FTS_FIRST	32	/* rows indexed in the first transaction */
+#define IMPORT_FTS_MAX		4096
 #define PRUNE_BATCH_MIN		16	/* rows in the first batch */
 #define PRUNE_BATCH_MAX		500
 #define HOLD_MS			50
@@ -224,21 +225,23 @@ import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
 
 /*
  * Index what the import left in fts_pending (and whatever else waits),
- * in short transactions like the import's own, so that search sees the
- * imported calls when the command ends.
+ * so that search sees the imported calls when the command ends. Each
+ * transaction is sized, like prune's, to hold the lock about HOLD_MS:
+ * 500 long transcripts take twice that.
  */
 static int
 import_index(struct ch *ch)
 {
-	uint64_t start;
-	int n, error, tries = 0;
+	uint64_t start, held, hold = HOLD_MS * 1000000ULL;
+	int n, limit = IMPORT_FTS_FIRST, error, tries = 0;
 
 	do {
 		start = ch_now_ns();
-		error = store_fts_index(ch->st, IMPORT_FTS_CHUNK, &n);
-		yield_lock(ch_now_ns() - start);
+		error = store_fts_index(ch->st, limit, &n);
+		held = ch_now_ns() - start;
+		yield_lock(held);
 		if (error == -EAGAIN && ++tries < RETRIES) {
-			n = IMPORT_FTS_CHUNK;
+			n = limit;
 			continue;
 		}
 		if (error != 0) {
@@ -248,7 +251,13 @@ import_index(struct ch *ch)
 			return error;
 		}
 		tries = 0;
-	} while (n == IMPORT_FTS_CHUNK);
+		if (n < limit)
+			break;
+		if (held < hold / 2 && limit * 2 <= IMPORT_FTS_MAX)
+			limit *= 2;
+		else if (held > hold && limit > 1)
+			limit /= 2;
+	} while (n > 0);
 	return 0;
 }
 

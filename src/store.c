@@ -272,11 +272,16 @@ static const char insert_sql[] = INSERT_SQL;
  * out as a segment at every statement savepoint, so row-by-row INSERTs
  * from a trigger would make a segment per row.
  */
+/*
+ * Both statements take the same ids, the first ?1 in the queue: an id
+ * whose row is gone (a REPLACE by hand fires no delete trigger) must not
+ * shift the two apart, or a row would be indexed and stay queued, and be
+ * indexed again.
+ */
 static const char fts_index_sql[] =
 	"INSERT INTO calls_fts (rowid, transcription, disposition_reason)"
-	" SELECT c.id, c.transcription, c.disposition_reason"
-	" FROM fts_pending AS p JOIN calls AS c ON c.id = p.id"
-	" ORDER BY p.id LIMIT ?1";
+	" SELECT c.id, c.transcription, c.disposition_reason FROM calls AS c"
+	" WHERE c.id IN (SELECT id FROM fts_pending ORDER BY id LIMIT ?1)";
 
 static const char fts_queue_sql[] =
 	"INSERT INTO fts_pending (id) VALUES (?1)";
@@ -964,6 +969,9 @@ upsert(struct store *st, const struct event *ev, enum store_outcome *outcome)
 	}
 	sqlite3_reset(st->upsert);
 	*outcome = revision == 1 ? STORE_NEW : STORE_REVISION;
+	/* New after all: only outside store_begin, when a row vanished. */
+	if (revision == 1 && st->fts_queue != NULL)
+		return queue_for_index(st);
 	return 0;
 }
 

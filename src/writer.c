@@ -20,8 +20,9 @@
  * table, and search catches up when it ends. The backlog is bounded by
  * the time it would take to index: past FTS_LAG_MAX_S seconds of work,
  * at the rate measured on the last chunks, each batch is followed by
- * indexing as many rows, so that under endless overload the lag stops
- * growing. A stop indexes what waits for up to FTS_STOP_MS.
+ * indexing as many rows (for at most FTS_CATCHUP_MS), so that under
+ * endless overload the lag stops growing. A stop indexes what waits for
+ * up to FTS_STOP_MS. Failures are retried with a growing pause.
  *
  * The WAL is copied into the database file by a checkpointer thread with
  * a connection of its own, not by the commit that happens to cross
@@ -54,6 +55,8 @@
 #define FTS_LAG_MAX_S	30	/* of indexing work waiting, at most */
 #define FTS_ROW_NS	200000	/* per row until measured: 9 KB transcripts */
 #define FTS_STOP_MS	2000
+#define FTS_CATCHUP_MS	50	/* at most, after one batch */
+#define FTS_RETRY_MAX_MS 1000
 #define IDLE_MS		1000
 #define GATHER_YIELDS	8
 
@@ -101,6 +104,7 @@ struct writer {
 	pthread_mutex_t		 health_lock;
 	char			 health[256];	/* "" when ok */
 	uint64_t		 fts_row_ns;	/* indexing time per row, EWMA */
+	int			 fts_retry_ms;	/* after failures, else 0 */
 	struct checkpointer	 ckpt;
 };
 
@@ -337,12 +341,22 @@ index_some(struct writer *w, int max_rows)
 	int n, rc;
 
 	rc = store_fts_index(w->store, max_rows, &n);
-	if (rc != 0)
-		log_debug("full-text indexing deferred: %s",
-		    store_errmsg(w->store));
-	else if (n > 0)
-		w->fts_row_ns = (w->fts_row_ns * 7 +
-		    (now_mono_ns() - t0) / (uint64_t)n) / 8;
+	if (rc != 0) {
+		/* Back off, so a lasting failure is a slow poll. */
+		if (w->fts_retry_ms == 0)
+			log_warnx("full-text indexing failed, will retry: %s",
+			    store_errmsg(w->store));
+		w->fts_retry_ms = w->fts_retry_ms == 0 ? FTS_QUIET_MS :
+		    w->fts_retry_ms * 2 > FTS_RETRY_MAX_MS ?
+		    FTS_RETRY_MAX_MS : w->fts_retry_ms * 2;
+	} else {
+		if (w->fts_retry_ms != 0)
+			log_info("full-text indexing resumed");
+		w->fts_retry_ms = 0;
+		if (n > 0)
+			w->fts_row_ns = (w->fts_row_ns * 7 +
+			    (now_mono_ns() - t0) / (uint64_t)n) / 8;
+	}
 	atomic_store(&w->metrics->fts_backlog,
 	    (uint64_t)store_fts_backlog(w->store));
 	return rc == 0;
@@ -352,8 +366,28 @@ index_some(struct writer *w, int max_rows)
 static bool
 backlog_too_long(struct writer *w)
 {
-	return (uint64_t)store_fts_backlog(w->store) * w->fts_row_ns >
+	return w->fts_retry_ms == 0 &&
+	    (uint64_t)store_fts_backlog(w->store) * w->fts_row_ns >
 	    FTS_LAG_MAX_S * 1000000000ULL;
+}
+
+/*
+ * After a batch of events with too long a backlog: index as many rows,
+ * in chunks, for at most FTS_CATCHUP_MS, so that the events waiting
+ * meanwhile are not held up for long.
+ */
+static void
+catch_up(struct writer *w, size_t events)
+{
+	uint64_t until = now_mono_ns() + FTS_CATCHUP_MS * 1000000ULL;
+	size_t done = 0;
+
+	while (done < events && now_mono_ns() < until &&
+	    store_fts_backlog(w->store) > 0) {
+		if (!index_some(w, FTS_CHUNK))
+			break;
+		done += FTS_CHUNK;
+	}
 }
 
 /* Nothing queued for a while: catch up on the full-text index. */
@@ -388,6 +422,8 @@ wait_ms(struct writer *w, const struct batch *b, int retry_ms, bool indexing)
 {
 	if (b->head != NULL)
 		return retry_ms;
+	if (w->fts_retry_ms != 0)
+		return w->fts_retry_ms;
 	if (store_fts_backlog(w->store) > 0)
 		return indexing ? 0 : FTS_QUIET_MS;
 	return IDLE_MS;
@@ -431,7 +467,7 @@ writer_main(void *arg)
 			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
 			retry_ms = 0;
 			if (events > 0 && backlog_too_long(w))
-				index_some(w, (int)events);
+				catch_up(w, events);
 			continue;
 		}
 		atomic_fetch_add(&w->metrics->commit_failures, 1);

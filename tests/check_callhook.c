@@ -705,11 +705,11 @@ START_TEST(test_search)
 	 * for the index, search says so, and the idle daemon counts and
 	 * indexes it within its idle second.
 	 */
-	db_exec(d.db, "INSERT INTO calls (call_sid, event, payload,"
+	db_exec(d.db, "BEGIN; INSERT INTO calls (call_sid, event, payload,"
 	    " first_received_at, received_at, transcription) VALUES"
 	    " ('by-hand', 'call_ended', '{}', 'x', 'x', 'okapi sighting');"
-	    "INSERT INTO fts_pending (id) SELECT id FROM calls"
-	    " WHERE call_sid = 'by-hand'");
+	    "INSERT INTO fts_pending (id) VALUES (last_insert_rowid());"
+	    " COMMIT");
 	ck_assert_int_eq(ch("search okapi"), 0);
 	ck_assert_msg(strstr(err, "1 recent call is not in the search index")
 	    != NULL, "%s", err);
@@ -898,6 +898,10 @@ START_TEST(test_import)
 	    "callhook: line 6: Unknown event type\n");
 	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls"
 	    " WHERE remote_addr = 'import'"), 2);
+	/* Indexed before import ends: searchable, nothing left queued. */
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM fts_pending"), 0);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls_fts"
+	    " WHERE calls_fts MATCH 'callback'"), 2);
 	expect_fts_intact(newdb);
 	/* Idempotent: the same lines again are duplicates. */
 	ck_assert_int_eq(tu_sh("cat '%s' | '%s' -d '%s' import - >'%s' "
