@@ -235,8 +235,9 @@ static const char fts_on_sql[] = FTS_DROP
 	"INSERT INTO calls_fts (calls_fts) VALUES ('rebuild');";
 
 /*
- * FTS_OBJECTS when the index is as fts_on_sql makes it, 0 when it is gone;
- * an index of an earlier version reads fts_source from calls.
+ * FTS_OBJECTS when the index is as fts_on_sql makes it, 0 when it is
+ * gone; anything else, such as an index of an earlier version (its
+ * content read straight from calls), is made again.
  */
 #define FTS_OBJECTS	5
 static const char fts_count_sql[] =
