@@ -12,8 +12,10 @@
 
 /*
  * Every string is NUL-terminated UTF-8 or NULL (JSON null, absent, or of a
- * type that could not be coerced). JSON-valued fields hold compact JSON
- * text of the documented type (object or array), else NULL.
+ * type that could not be coerced). JSON-valued fields hold the member's
+ * text from the body without the space between its tokens (numbers and
+ * escapes as sent, as SQLite's json_extract() gives it) when it is of the
+ * documented type (object or array), else NULL.
  */
 struct event {
 	char	*body;			/* the request body, byte for byte */

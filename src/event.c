@@ -10,9 +10,12 @@
  * Two passes over the tree make that possible. The first checks every
  * field, fills the scalar members of a struct on the stack and lists the
  * strings to keep with their sizes (a "plan"); the second, once the block
- * is allocated, copies them in. JSON-valued fields are printed straight
- * into the block by cJSON_PrintPreallocated(), within a size worked out
- * from the tree by json_bound().
+ * is allocated, copies them in. JSON-valued fields are copied from the
+ * body without the space between tokens (json_scan() finds where they
+ * are while it checks the tokens), so numbers keep every digit sent:
+ * cJSON would print 12345678901234567890 as 1.2345678901234567e+19. Only
+ * a body whose keys are written with escapes has them printed from the
+ * tree by cJSON_PrintPreallocated(), within a size from json_bound().
  *
  * cJSON allocates a node for every value and a copy of every string, and
  * with malloc() those allocations and their free() were half the cost of
@@ -43,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <pthread.h>
 
 #include <cjson/cJSON.h>
 
@@ -78,13 +80,16 @@ static const char *const kind_noun[] = {
 /* A member of data and where it goes in struct event. */
 struct field {
 	const char	*key;
+	size_t		 keylen;
 	enum kind	 kind;
 	size_t		 off;		/* the value */
 	size_t		 has;		/* K_DOUBLE, K_INT: its has_ flag */
 };
 
-#define FIELD(key, kind, m)	{ key, kind, offsetof(struct event, m), 0 }
-#define NUMBER(key, kind, m, h)	{ key, kind, offsetof(struct event, m), \
+#define FIELD(key, kind, m)	{ key, sizeof(key) - 1, kind, \
+				    offsetof(struct event, m), 0 }
+#define NUMBER(key, kind, m, h)	{ key, sizeof(key) - 1, kind, \
+				    offsetof(struct event, m), \
 				    offsetof(struct event, h) }
 
 /* data.callSid is not here: it has rules of its own, see check_call_sid(). */
@@ -123,9 +128,26 @@ enum conv {
 struct piece {
 	size_t		 off;
 	const char	*src;		/* len bytes to copy, or NULL */
+	bool		 minify;	/* src is JSON: copy it minified */
 	cJSON		*json;		/* or a tree to print in len bytes */
 	size_t		 len;
 	char		 num[32];	/* a number turned into text */
+};
+
+/*
+ * Where the JSON-valued members of data lie in the body, so that they are
+ * copied from it (without the whitespace between tokens) instead of
+ * printed again from cJSON's tree: at[i], len[i] for fields[i]. Keys are
+ * compared as written, and the first of a repeated key counts, as with
+ * cJSON; a key with an escape in it, which cJSON would compare unescaped
+ * (and cut at a \u0000), makes the spans unknown, and then the values are
+ * printed from the tree.
+ */
+struct spans {
+	bool		 unknown;
+	bool		 seen[nitems(fields)];
+	const char	*at[nitems(fields)];
+	size_t		 len[nitems(fields)];
 };
 
 /* What the first pass learnt: everything but the strings' addresses. */
@@ -135,6 +157,7 @@ struct plan {
 	size_t		 npiece;
 	size_t		 need;		/* bytes for all pieces */
 	bool		 escaped_nul;	/* some string held \u0000 */
+	struct spans	 spans;
 };
 
 /*
@@ -336,7 +359,7 @@ json_space(char c)
  * thousands of them). The tests are the usual bit tricks for "some byte
  * is zero" and "some byte is below n", exact for any byte of the word.
  */
-static const char *
+static inline const char *
 plain_skip(const char *p, const char *end)
 {
 	const uint64_t ones = UINT64_C(0x0101010101010101);
@@ -387,6 +410,98 @@ number_end(const char *p, const char *end)
 	return p;
 }
 
+/* json_scan's view of the containers around p. */
+struct walk {
+	struct spans	*sp;
+	int		 depth;		/* containers open */
+	bool		 data_seen;	/* the first "data" member went by */
+	bool		 in_data;	/* inside its object */
+	const char	*key;		/* the member whose value comes next */
+	size_t		 keylen;
+	int		 field;		/* fields[] of the open value, or -1 */
+	const char	*field_at;
+};
+
+/* The fields[] index of the JSON-valued member named key, or -1. */
+static int
+json_field(const char *key, size_t len)
+{
+	for (size_t i = 0; i < nitems(fields); i++)
+		if (fields[i].keylen == len &&
+		    (fields[i].kind == K_OBJECT || fields[i].kind == K_ARRAY) &&
+		    memcmp(fields[i].key, key, len) == 0)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * The string from p to q, quotes included, is a key when a colon follows;
+ * only keys of the root object and of data's matter.
+ */
+static void
+walk_string(struct walk *w, const char *p, const char *q, const char *end)
+{
+	const char *c = q;
+
+	if (w->depth != 1 && !(w->in_data && w->depth == 2))
+		return;
+	while (c < end && json_space(*c))
+		c++;
+	if (c == end || *c != ':')
+		return;
+	if (memchr(p, '\\', (size_t)(q - p)) != NULL)
+		w->sp->unknown = true;
+	w->key = p + 1;
+	w->keylen = (size_t)(q - p - 2);
+}
+
+/* The value of the member w->key starts at p: note it if it is wanted. */
+static void
+walk_member(struct walk *w, const char *p)
+{
+	const char *key = w->key;
+	int i;
+
+	w->key = NULL;
+	if (w->depth == 1) {
+		if (!w->data_seen && w->keylen == 4 &&
+		    memcmp(key, "data", 4) == 0) {
+			w->data_seen = true;
+			w->in_data = *p == '{';
+		}
+		return;
+	}
+	if ((i = json_field(key, w->keylen)) < 0 || w->sp->seen[i])
+		return;
+	w->sp->seen[i] = true;
+	if (*p == '{' || *p == '[') {
+		w->field = i;
+		w->field_at = p;
+	}
+}
+
+/* A value starts at p; most are not a member's that json_scan notes. */
+static inline void
+walk_value(struct walk *w, const char *p)
+{
+	if (w->key != NULL)
+		walk_member(w, p);
+}
+
+/* The container that p closes has ended. */
+static void
+walk_close(struct walk *w, const char *p)
+{
+	w->depth--;
+	if (w->field >= 0 && w->depth == 2) {
+		w->sp->at[w->field] = w->field_at;
+		w->sp->len[w->field] = (size_t)(p + 1 - w->field_at);
+		w->field = -1;
+	}
+	if (w->depth == 1)
+		w->in_data = false;
+}
+
 /*
  * cJSON is lenient where RFC 8259 is not: it skips a byte order mark and
  * any control character between tokens, takes raw control characters in
@@ -396,12 +511,14 @@ number_end(const char *p, const char *end)
  * JSON here either. cJSON also turns \u0000 into a NUL that ends the C
  * string early (*nul tells), and reads a \u escape with a non-hex digit
  * as \u0000. Only called on a body that cJSON parsed, so the structure
- * is known to be right and only the tokens are checked.
+ * is known to be right and only the tokens are checked; the same pass
+ * finds the spans (struct spans).
  */
 static bool
-tokens_valid(const char *s, size_t len, bool *nul)
+json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 {
-	const char *p = s, *end = s + len;
+	const char *p = s, *end = s + len, *str;
+	struct walk w = { .sp = sp, .field = -1 };
 	int i;
 
 	*nul = false;
@@ -409,6 +526,7 @@ tokens_valid(const char *s, size_t len, bool *nul)
 		unsigned char c = (unsigned char)*p;
 
 		if (c == '"') {
+			str = p;
 			for (p++; (p = plain_skip(p, end)) < end && *p != '"';
 			    p++) {
 				if ((unsigned char)*p < 0x20)
@@ -423,15 +541,27 @@ tokens_valid(const char *s, size_t len, bool *nul)
 				}
 			}
 			p++;
+			walk_value(&w, str);
+			walk_string(&w, str, p, end);
 		} else if (c == '-' || is_digit((char)c)) {
+			walk_value(&w, p);
 			if ((p = number_end(p, end)) == NULL)
 				return false;
 			if (p < end && (is_digit(*p) || *p == '.' || *p == 'e' ||
 			    *p == 'E' || *p == '+' || *p == '-'))
 				return false;
-		} else if ((c < 0x20 && !json_space((char)c)) || c >= 0x80) {
+		} else if (json_space((char)c)) {
+			p++;
+		} else if (c == '{' || c == '[') {
+			walk_value(&w, p++);
+			w.depth++;
+		} else if (c == '}' || c == ']') {
+			walk_close(&w, p++);
+		} else if (c < 0x20 || c >= 0x80) {
 			return false;
 		} else {
+			if (c != ':' && c != ',')
+				walk_value(&w, p);	/* true, false, null */
 			p++;
 		}
 	}
@@ -444,7 +574,7 @@ tokens_valid(const char *s, size_t len, bool *nul)
  * one inside a string would cut it short, so it is refused up front.
  */
 static cJSON *
-json_parse(const char *body, size_t len, bool *nul)
+json_parse(const char *body, size_t len, bool *nul, struct spans *sp)
 {
 	const char *end = NULL;
 	cJSON *root;
@@ -455,11 +585,43 @@ json_parse(const char *body, size_t len, bool *nul)
 		return NULL;
 	while (end < body + len && json_space(*end))
 		end++;
-	if (end != body + len || !tokens_valid(body, len, nul)) {
+	if (end != body + len || !json_scan(body, len, nul, sp)) {
 		arena_end(root);
 		return NULL;
 	}
 	return root;
+}
+
+/*
+ * Copy the JSON text src, len bytes, to dst without the space between
+ * its tokens; the bytes written. Strings and the runs between them go
+ * over whole, with memcpy().
+ */
+static size_t
+json_minify(char *dst, const char *src, size_t len)
+{
+	const char *p = src, *end = src + len, *run;
+	char *d = dst;
+
+	while (p < end) {
+		if (json_space(*p)) {
+			p++;
+			continue;
+		}
+		run = p;
+		if (*p == '"') {
+			/* Valid JSON: only a quote or a backslash stops it. */
+			for (p++; (p = plain_skip(p, end)) < end && *p != '"';
+			    p += 2)
+				;
+			p++;
+		} else
+			while (p < end && *p != '"' && !json_space(*p))
+				p++;
+		memcpy(d, run, (size_t)(p - run));
+		d += p - run;
+	}
+	return (size_t)(d - dst);
 }
 
 /* Bytes a string takes when cJSON prints it, quotes included. */
@@ -676,12 +838,21 @@ read_bool(const cJSON *it, int *b)
 }
 
 static enum conv
-read_json(cJSON *it, enum kind kind, struct piece *pc)
+read_json(cJSON *it, const struct field *f, const struct spans *sp,
+    struct piece *pc)
 {
-	if (kind == K_OBJECT ? !cJSON_IsObject(it) : !cJSON_IsArray(it))
+	size_t i = (size_t)(f - fields);
+
+	if (f->kind == K_OBJECT ? !cJSON_IsObject(it) : !cJSON_IsArray(it))
 		return CONV_BAD;
-	pc->json = it;
-	pc->len = json_bound(it) + PRINT_SLACK;
+	if (!sp->unknown && sp->at[i] != NULL) {
+		pc->src = sp->at[i];
+		pc->len = sp->len[i];
+		pc->minify = true;
+	} else {
+		pc->json = it;
+		pc->len = json_bound(it) + PRINT_SLACK;
+	}
 	return CONV_OK;
 }
 
@@ -728,7 +899,7 @@ field_read(const struct field *f, cJSON *it, struct plan *pl)
 		break;
 	case K_OBJECT:
 	case K_ARRAY:
-		c = read_json(it, f->kind, &pc);
+		c = read_json(it, f, &pl->spans, &pc);
 		break;
 	}
 	if (c == CONV_BAD || f->kind == K_BOOL)
@@ -748,15 +919,6 @@ field_noun(const struct field *f, const cJSON *it)
 	return kind_noun[f->kind];
 }
 
-static size_t keylen[nitems(fields)];
-
-static void
-measure_keys(void)
-{
-	for (size_t i = 0; i < nitems(fields); i++)
-		keylen[i] = strlen(fields[i].key);
-}
-
 /*
  * found[i] = the member of data named fields[i].key, the first one when the
  * name repeats (as cJSON_GetObjectItemCaseSensitive() would): one pass over
@@ -765,17 +927,15 @@ measure_keys(void)
 static void
 find_fields(const cJSON *data, cJSON **found)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	cJSON *it;
 	size_t i, len;
 
-	pthread_once(&once, measure_keys);
 	for (it = data->child; it != NULL; it = it->next) {
 		if (it->string == NULL)
 			continue;
 		len = strlen(it->string);
 		for (i = 0; i < nitems(fields); i++)
-			if (keylen[i] == len && found[i] == NULL &&
+			if (fields[i].keylen == len && found[i] == NULL &&
 			    memcmp(fields[i].key, it->string, len) == 0) {
 				found[i] = it;
 				break;
@@ -879,9 +1039,11 @@ piece_place(const struct piece *pc, struct event *ev, char *p, char *end)
 	} else {
 		if (pc->len >= room)
 			return NULL;
-		memcpy(p, pc->src, pc->len);
-		p[pc->len] = '\0';
-		n = pc->len;
+		if (pc->minify)
+			n = json_minify(p, pc->src, pc->len);
+		else
+			memcpy(p, pc->src, n = pc->len);
+		p[n] = '\0';
 	}
 	*(char **)((char *)ev + pc->off) = p;
 	return p + n + 1;
@@ -945,7 +1107,7 @@ event_parse(const char *body, size_t len, bool strict, struct event **out,
 	plan_init(&pl);
 	arena_begin();
 	/* cJSON says NULL for no memory too; that is taken as bad JSON. */
-	if ((root = json_parse(body, len, &pl.escaped_nul)) == NULL) {
+	if ((root = json_parse(body, len, &pl.escaped_nul, &pl.spans)) == NULL) {
 		arena_end(NULL);
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,
 		    "body is not valid JSON");

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "event.h"
 
 #define MSGLEN	128
@@ -915,35 +917,146 @@ START_TEST(test_empty_body)
 }
 END_TEST
 
-/* JSON fields are cJSON's compact text, escapes and numbers included. */
+/* What SQLite's json_extract(body, path) says: the member's text, minified. */
+static char *
+sqlite_extract(const char *body, int len, const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char *out;
+
+	ck_assert_int_eq(sqlite3_open(":memory:", &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT json_extract(?, ?)",
+	    -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, body, len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	out = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return out;
+}
+
+/*
+ * JSON fields are the member's text from the body without the space
+ * between tokens, escapes and numbers as sent: what json_extract() of
+ * the payload gives.
+ */
 START_TEST(test_json_fields)
 {
 	static const char *const values[] = {
 		"{\"a\":\"x\\ny\\u0001\\\"\\\\\\/\\t\\b\\f\\r\",\"\\u001f\\n\":1}",
 		"{\"n\":[1e300,-1.2345678901234567e-300,"
 		    "123456789012345678901234567890,0.1,-0,-2147483649,"
-		    "4.9e-324,1.7976931348623157e308,-1e-7]}",
+		    "4.9e-324,1.7976931348623157e308,-1e-7,1.50,2E+3]}",
 		"{\"t\":true,\"f\":false,\"z\":null,\"e\":{},\"a\":[],"
 		    "\"s\":\"\",\"u\":\"\\ud83d\\ude4f\u00e9\"}",
-		"{ \"spaced\" : [ 1 , 2 ] , \"k\" : { \"v\" : \"c\" } }",
+		"{ \"spaced\" : [ 1 , 2 ] ,\r\n\t\"k\" : { \"v\" : \"c d\" } }",
+		"{\"q\":\"\\\\\",\"r\":\"\\\" }\"}",
 	};
 	char *body, *frag, *want, msg[MSGLEN];
 	struct event *ev;
-	cJSON *tree;
 
 	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
 		ck_assert_int_ge(asprintf(&frag, "\"post_call\":%s", values[i]),
 		    0);
 		body = note_with(frag);
 		ck_assert_int_eq(parse_s(body, true, &ev, msg), EVENT_OK);
-		tree = cJSON_Parse(values[i]);
-		want = cJSON_PrintUnformatted(tree);
+		want = sqlite_extract(body, -1, "$.data.post_call");
 		ck_assert_str_eq(ev->post_call, want);
-		cJSON_free(want);
-		cJSON_Delete(tree);
+		free(want);
 		event_free(ev);
 		free(body);
 		free(frag);
+	}
+}
+END_TEST
+
+/* All four JSON fields of every fixture, against json_extract(). */
+START_TEST(test_json_fields_fixtures)
+{
+	static const char *const members[] = {
+		"call_metadata", "post_call", "post_call_detail",
+		"functions_called",
+	};
+	char path[64], msg[MSGLEN], *body, *want;
+	struct event *ev;
+	const char *got[4];
+	size_t len;
+
+	for (size_t f = 0; f < sizeof(fixture_names) /
+	    sizeof(fixture_names[0]); f++) {
+		body = fixture(fixture_names[f], &len);
+		ck_assert_int_eq(parse_n(body, len, true, &ev, msg), EVENT_OK);
+		got[0] = ev->call_metadata;
+		got[1] = ev->post_call;
+		got[2] = ev->post_call_detail;
+		got[3] = ev->functions_called;
+		for (size_t i = 0; i < 4; i++) {
+			snprintf(path, sizeof(path), "$.data.%s", members[i]);
+			want = sqlite_extract(body, (int)len, path);
+			ck_assert_msg(got[i] != NULL && strcmp(got[i], want) ==
+			    0, "%s: %s: %s != %s", fixture_names[f],
+			    members[i], got[i], want);
+			free(want);
+		}
+		event_free(ev);
+		free(body);
+	}
+}
+END_TEST
+
+/*
+ * The member that counts is the first of its name, in the first data
+ * object, as with cJSON; a member of the same name deeper down, or in
+ * another object, is not it.
+ */
+START_TEST(test_json_fields_first)
+{
+	static const char body[] = "{\"x\":{\"post_call\":{\"no\":1},"
+	    "\"data\":{\"post_call\":{\"no\":2}}},"
+	    "\"event\":\"call_ended\",\"data\":{\"callSid\":\"CA1\","
+	    "\"call_metadata\":{\"post_call\":{\"no\":3},\"data\":[]},"
+	    "\"post_call\":{\"yes\":[{\"post_call\":{}}]},"
+	    "\"post_call\":{\"no\":4},"
+	    "\"functions_called\":7,\"functions_called\":[\"no\"]},"
+	    "\"data\":{\"callSid\":\"CA2\",\"post_call\":{\"no\":5}}}";
+	char msg[MSGLEN];
+	struct event *ev;
+
+	ck_assert_int_eq(parse_s(body, false, &ev, msg), EVENT_OK);
+	ck_assert_str_eq(ev->call_sid, "CA1");
+	ck_assert_str_eq(ev->post_call, "{\"yes\":[{\"post_call\":{}}]}");
+	ck_assert_str_eq(ev->call_metadata,
+	    "{\"post_call\":{\"no\":3},\"data\":[]}");
+	/* The first functions_called is a number: no value, a mismatch. */
+	ck_assert_ptr_null(ev->functions_called);
+	ck_assert_int_eq(ev->type_mismatches, 1);
+	event_free(ev);
+}
+END_TEST
+
+/*
+ * A key written with an escape is a name only once unescaped, so such a
+ * body is printed from cJSON's tree, compact, as cJSON writes it.
+ */
+START_TEST(test_json_fields_escaped_key)
+{
+	static const char *const bodies[] = {
+		"{\"event\":\"call_ended\",\"data\":{\"callSid\":\"CA1\","
+		    "\"post\\u005fcall\":{ \"n\" : 1.50, \"s\":\"\\u00e9\" }}}",
+		"{\"event\":\"call_ended\",\"d\\u0061ta\":{\"callSid\":\"CA1\","
+		    "\"post_call\":{ \"n\" : 1.50, \"s\":\"\\u00e9\" }}}",
+		"{\"event\":\"call_ended\",\"data\":{\"callSid\":\"CA1\","
+		    "\"x\\n\":0,\"post_call\":{ \"n\" : 1.50, \"s\":\"\\u00e9\" }}}",
+	};
+	char msg[MSGLEN];
+	struct event *ev;
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		ck_assert_int_eq(parse_s(bodies[i], true, &ev, msg), EVENT_OK);
+		ck_assert_str_eq(ev->post_call, "{\"n\":1.5,\"s\":\"\u00e9\"}");
+		event_free(ev);
 	}
 }
 END_TEST
@@ -1083,6 +1196,9 @@ event_suite(void)
 	tcase_add_test(tc, test_duplicate_keys);
 	tcase_add_test(tc, test_empty_body);
 	tcase_add_test(tc, test_json_fields);
+	tcase_add_test(tc, test_json_fields_fixtures);
+	tcase_add_test(tc, test_json_fields_first);
+	tcase_add_test(tc, test_json_fields_escaped_key);
 	tcase_add_test(tc, test_extra_fields);
 	tcase_add_test(tc, test_msg_buffer);
 	tcase_add_loop_test(tc, test_no_memory, 0, nfix);
