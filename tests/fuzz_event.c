@@ -13,9 +13,40 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "event.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+/*
+ * A JSON-valued field, copied from the body, reads as the member of
+ * data that cJSON finds in the body. The trees are compared printed:
+ * cJSON_Compare() matches members by name, so with a repeated key it
+ * does not find a tree equal to itself.
+ */
+static void
+check_json(const char *field, const char *body, const char *name)
+{
+	cJSON *root, *copy;
+	char *a = NULL, *b = NULL;
+
+	if (field == NULL)
+		return;
+	root = cJSON_Parse(body);
+	copy = cJSON_Parse(field);
+	if (root != NULL && copy != NULL) {
+		a = cJSON_PrintUnformatted(copy);
+		b = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(root, "data"), name));
+	}
+	if (a == NULL || b == NULL || strcmp(a, b) != 0)
+		__builtin_trap();
+	cJSON_free(a);
+	cJSON_free(b);
+	cJSON_Delete(copy);
+	cJSON_Delete(root);
+}
 
 static void
 check(const struct event *ev, const uint8_t *data, size_t size)
@@ -38,6 +69,10 @@ check(const struct event *ev, const uint8_t *data, size_t size)
 		__builtin_trap();
 	if (ev->functions_called != NULL && ev->functions_called[0] != '[')
 		__builtin_trap();
+	check_json(ev->call_metadata, ev->body, "call_metadata");
+	check_json(ev->post_call, ev->body, "post_call");
+	check_json(ev->post_call_detail, ev->body, "post_call_detail");
+	check_json(ev->functions_called, ev->body, "functions_called");
 }
 
 int
