@@ -79,4 +79,10 @@ void	event_free(struct event *ev);
 /* True when the len bytes at s are valid UTF-8 (no overlongs, no surrogates). */
 bool	event_utf8_valid(const char *s, size_t len);
 
+/*
+ * Bytes in the UTF-8 sequence at s, which has avail > 0 bytes: 1 for
+ * ASCII, 0 when what is there is not valid UTF-8.
+ */
+size_t	event_utf8_seq(const char *s, size_t avail);
+
 #endif

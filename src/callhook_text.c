@@ -42,23 +42,12 @@ fmt_duration(double secs, char *buf, size_t len)
 size_t
 utf8_decode(const unsigned char *p, size_t avail, unsigned *cp)
 {
-	size_t n;
+	size_t n = event_utf8_seq((const char *)p, avail);
 
-	if (p[0] < 0x80) {
-		*cp = p[0];
-		return 1;
-	}
-	if (p[0] >= 0xC2 && p[0] <= 0xDF)
-		n = 2;
-	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-		n = 3;
-	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-		n = 4;
-	else
+	if (n == 0)
 		return 0;
-	if (n > avail || !event_utf8_valid((const char *)p, n))
-		return 0;
-	*cp = p[0] & (0xFF >> (n + 1));
+	/* The lead byte's payload: 7, 5, 4 or 3 bits. */
+	*cp = n == 1 ? p[0] : p[0] & (0xFF >> (n + 1));
 	for (size_t i = 1; i < n; i++)
 		*cp = (*cp << 6) | (p[i] & 0x3F);
 	return n;

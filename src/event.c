@@ -334,6 +334,14 @@ event_utf8_valid(const char *s, size_t len)
 	return true;
 }
 
+size_t
+event_utf8_seq(const char *s, size_t avail)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	return p[0] < 0x80 ? 1 : utf8_seq(p, avail);
+}
+
 static bool
 is_hex(char c)
 {

@@ -638,6 +638,29 @@ ref_valid(const unsigned char *p, size_t len)
 }
 
 /* Every string of one to three bytes, and four-byte ones around edges. */
+/* One sequence at a time, as callhook's text functions walk strings. */
+START_TEST(test_utf8_seq)
+{
+	static const struct {
+		const char	*s;
+		size_t		 avail;
+		size_t		 want;
+	} cases[] = {
+		{ "a", 1, 1 }, { "\x7f", 1, 1 }, { "\xc3\xa9x", 3, 2 },
+		{ "\xc3\xa9", 1, 0 },		/* cut short */
+		{ "\xe2\x82\xac", 3, 3 }, { "\xf0\x9f\x99\x8f", 4, 4 },
+		{ "\xc0\x80", 2, 0 },		/* overlong */
+		{ "\xed\xa0\x80", 3, 0 },	/* a surrogate */
+		{ "\xf4\x90\x80\x80", 4, 0 },	/* past U+10FFFF */
+		{ "\x80", 1, 0 }, { "\xff", 1, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ck_assert_msg(event_utf8_seq(cases[i].s, cases[i].avail) ==
+		    cases[i].want, "case %zu", i);
+}
+END_TEST
+
 START_TEST(test_utf8_exhaustive)
 {
 	static const unsigned char edge[] = {
@@ -1189,6 +1212,7 @@ event_suite(void)
 	tcase_add_test(tc, test_absent_and_null);
 	tcase_add_test(tc, test_numbers);
 	tcase_add_test(tc, test_utf8_valid);
+	tcase_add_test(tc, test_utf8_seq);
 	tcase_add_test(tc, test_utf8_positions);
 	tcase_add_test(tc, test_utf8_bodies);
 	tcase_add_test(tc, test_trailing);
