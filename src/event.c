@@ -46,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include <cjson/cJSON.h>
 
 #include "event.h"
