@@ -166,15 +166,35 @@ parse_limit(const char *s, long long *out)
 	return 0;
 }
 
+/* The formats of the commands that print rows. */
+#define ROW_FORMATS	(FMT_BIT(FMT_TABLE) | FMT_BIT(FMT_CSV) | FMT_BIT(FMT_JSON))
+
+/* The options every query command but export has, after its filters. */
+#define QUERY_LONGOPTS							\
+	{ "limit", required_argument, NULL, OPT_LIMIT },		\
+	{ "format", required_argument, NULL, OPT_FORMAT },		\
+	{ "help", no_argument, NULL, 'h' },				\
+	{ NULL, 0, NULL, 0 }
+
+/* A query command's command line: what --format takes, what follows. */
+struct query_usage {
+	const char	*cmd;
+	unsigned	 formats;	/* FMT_BIT()s */
+	int		 operands;
+	const char	*operand;	/* what a missing one is */
+};
+
 /*
- * getopt_long over the options of a query command: filters, --limit,
- * --format, --help, as longopts offers them. Returns -1 to go on, or the
- * exit status (help printed, or a usage error).
+ * getopt_long over the options of a query command (filters, --limit,
+ * --format, --help, as longopts offers them), then its operands.
+ * Returns -1 to go on, or the exit status (help printed, or a usage
+ * error).
  */
 static int
-parse_query_args(const char *cmd, int argc, char **argv,
-    const struct option *longopts, unsigned formats, struct qargs *a)
+parse_query_args(const struct query_usage *u, int argc, char **argv,
+    const struct option *longopts, struct qargs *a)
 {
+	const char *cmd = u->cmd;
 	char err[256];
 	int c, rc;
 
@@ -186,7 +206,7 @@ parse_query_args(const char *cmd, int argc, char **argv,
 				    "count", optarg);
 			break;
 		case OPT_FORMAT:
-			if (format_parse(optarg, formats, &a->fmt) != 0)
+			if (format_parse(optarg, u->formats, &a->fmt) != 0)
 				return ch_usage_error(cmd, "--format %s: "
 				    "unknown format", optarg);
 			break;
@@ -201,7 +221,7 @@ parse_query_args(const char *cmd, int argc, char **argv,
 			break;
 		}
 	}
-	return -1;
+	return ch_operands(cmd, argc, argv, u->operands, u->operand);
 }
 
 static void
@@ -298,23 +318,16 @@ int
 cmd_list(struct ch *ch, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		FILTER_LONGOPTS,
-		{ "limit", required_argument, NULL, OPT_LIMIT },
-		{ "format", required_argument, NULL, OPT_FORMAT },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		FILTER_LONGOPTS, QUERY_LONGOPTS,
 	};
+	static const struct query_usage u = { "list", ROW_FORMATS, 0, NULL };
 	struct qargs a;
 	sqlite3_stmt *stmt;
 	sqlite3_str *s;
 	int rc;
 
 	qargs_init(&a, DEFAULT_LIMIT);
-	rc = parse_query_args("list", argc, argv, longopts,
-	    FMT_BIT(FMT_TABLE) | FMT_BIT(FMT_CSV) | FMT_BIT(FMT_JSON), &a);
-	if (rc >= 0)
-		return rc;
-	if ((rc = ch_operands("list", argc, argv, 0, NULL)) >= 0)
+	if ((rc = parse_query_args(&u, argc, argv, longopts, &a)) >= 0)
 		return rc;
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
@@ -479,22 +492,17 @@ int
 cmd_search(struct ch *ch, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		FILTER_LONGOPTS,
-		{ "limit", required_argument, NULL, OPT_LIMIT },
-		{ "format", required_argument, NULL, OPT_FORMAT },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		FILTER_LONGOPTS, QUERY_LONGOPTS,
+	};
+	static const struct query_usage u = {
+		"search", ROW_FORMATS, 1, "a query"
 	};
 	struct qargs a;
 	char *quoted = NULL;
 	int rc;
 
 	qargs_init(&a, DEFAULT_LIMIT);
-	rc = parse_query_args("search", argc, argv, longopts,
-	    FMT_BIT(FMT_TABLE) | FMT_BIT(FMT_CSV) | FMT_BIT(FMT_JSON), &a);
-	if (rc >= 0)
-		return rc;
-	if ((rc = ch_operands("search", argc, argv, 1, "a query")) >= 0)
+	if ((rc = parse_query_args(&u, argc, argv, longopts, &a)) >= 0)
 		return rc;
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
@@ -519,11 +527,10 @@ int
 cmd_history(struct ch *ch, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		FILTER_LONGOPTS,
-		{ "limit", required_argument, NULL, OPT_LIMIT },
-		{ "format", required_argument, NULL, OPT_FORMAT },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		FILTER_LONGOPTS, QUERY_LONGOPTS,
+	};
+	static const struct query_usage u = {
+		"history", ROW_FORMATS, 1, "a number"
 	};
 	struct qargs a;
 	sqlite3_stmt *stmt;
@@ -532,11 +539,7 @@ cmd_history(struct ch *ch, int argc, char **argv)
 	int rc;
 
 	qargs_init(&a, 0);
-	rc = parse_query_args("history", argc, argv, longopts,
-	    FMT_BIT(FMT_TABLE) | FMT_BIT(FMT_CSV) | FMT_BIT(FMT_JSON), &a);
-	if (rc >= 0)
-		return rc;
-	if ((rc = ch_operands("history", argc, argv, 1, "a number")) >= 0)
+	if ((rc = parse_query_args(&u, argc, argv, longopts, &a)) >= 0)
 		return rc;
 	if (a.f.number != NULL)
 		return ch_usage_error("history", "--number and a NUMBER");
@@ -600,6 +603,9 @@ cmd_export(struct ch *ch, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	static const struct query_usage u = {
+		"export", FMT_BIT(FMT_CSV) | FMT_BIT(FMT_JSONL), 0, NULL
+	};
 	struct qargs a;
 	sqlite3_stmt *stmt;
 	sqlite3_str *s;
@@ -607,11 +613,7 @@ cmd_export(struct ch *ch, int argc, char **argv)
 
 	qargs_init(&a, 0);
 	a.fmt = FMT_CSV;
-	rc = parse_query_args("export", argc, argv, longopts,
-	    FMT_BIT(FMT_CSV) | FMT_BIT(FMT_JSONL), &a);
-	if (rc >= 0)
-		return rc;
-	if ((rc = ch_operands("export", argc, argv, 0, NULL)) >= 0)
+	if ((rc = parse_query_args(&u, argc, argv, longopts, &a)) >= 0)
 		return rc;
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
@@ -634,10 +636,10 @@ int
 cmd_rejects(struct ch *ch, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "limit", required_argument, NULL, OPT_LIMIT },
-		{ "format", required_argument, NULL, OPT_FORMAT },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		QUERY_LONGOPTS,
+	};
+	static const struct query_usage u = {
+		"rejects", ROW_FORMATS, 0, NULL
 	};
 	struct qargs a;
 	sqlite3_stmt *stmt;
@@ -645,11 +647,7 @@ cmd_rejects(struct ch *ch, int argc, char **argv)
 	int rc;
 
 	qargs_init(&a, DEFAULT_LIMIT);
-	rc = parse_query_args("rejects", argc, argv, longopts,
-	    FMT_BIT(FMT_TABLE) | FMT_BIT(FMT_CSV) | FMT_BIT(FMT_JSON), &a);
-	if (rc >= 0)
-		return rc;
-	if ((rc = ch_operands("rejects", argc, argv, 0, NULL)) >= 0)
+	if ((rc = parse_query_args(&u, argc, argv, longopts, &a)) >= 0)
 		return rc;
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
