@@ -12,10 +12,9 @@
  * strings to keep with their sizes (a "plan"); the second, once the block
  * is allocated, copies them in. JSON-valued fields are copied from the
  * body without the space between tokens (json_scan() finds where they
- * are while it checks the tokens), so numbers keep every digit sent:
- * cJSON would print 12345678901234567890 as 1.2345678901234567e+19. Only
- * a body whose keys are written with escapes has them printed from the
- * tree by cJSON_PrintPreallocated(), within a size from json_bound().
+ * are while it checks the tokens) rather than printed from the tree, so
+ * numbers keep every digit sent: cJSON would print 12345678901234567890
+ * as 1.2345678901234567e+19.
  *
  * cJSON allocates a node for every value and a copy of every string, and
  * with malloc() those allocations and their free() were half the cost of
@@ -36,7 +35,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -53,8 +51,7 @@
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
 #define CALL_SID_MAX	256	/* bytes */
-#define NUMBER_MAX	25	/* longest number cJSON prints */
-#define PRINT_SLACK	8	/* cJSON_PrintPreallocated() looks a byte ahead */
+#define KEY_MAX		16	/* the longest name json_scan() looks for */
 #define ARENA_SIZE	(64 * 1024)	/* a 9 KB transcript's tree takes 13 KB */
 #define ARENA_ALIGN	16
 
@@ -126,9 +123,8 @@ enum conv {
 /* A string to place in the block, filling the char * member at off. */
 struct piece {
 	size_t		 off;
-	const char	*src;		/* len bytes to copy, or NULL */
+	const char	*src;		/* len bytes to copy */
 	bool		 minify;	/* src is JSON: copy it minified */
-	cJSON		*json;		/* or a tree to print in len bytes */
 	size_t		 len;
 	char		 num[32];	/* a number turned into text */
 };
@@ -136,14 +132,11 @@ struct piece {
 /*
  * Where the JSON-valued members of data lie in the body, so that they are
  * copied from it (without the whitespace between tokens) instead of
- * printed again from cJSON's tree: at[i], len[i] for fields[i]. Keys are
- * compared as written, and the first of a repeated key counts, as with
- * cJSON; a key with an escape in it, which cJSON would compare unescaped
- * (and cut at a \u0000), makes the spans unknown, and then the values are
- * printed from the tree.
+ * printed again from cJSON's tree: at[i], len[i] for fields[i] (indexed
+ * like fields[], though only four of them are JSON). The member is the
+ * one cJSON finds: the first of its name, keys compared unescaped.
  */
 struct spans {
-	bool		 unknown;
 	bool		 seen[nitems(fields)];
 	const char	*at[nitems(fields)];
 	size_t		 len[nitems(fields)];
@@ -365,6 +358,7 @@ json_space(char c)
  * character: the plain bytes of a string, 8 at a time (a transcript is
  * thousands of them). The tests are the usual bit tricks for "some byte
  * is zero" and "some byte is below n", exact for any byte of the word.
+ * Inline: it runs once per string, and a call is a tenth of the scan.
  */
 static inline const char *
 plain_skip(const char *p, const char *end)
@@ -425,6 +419,7 @@ struct walk {
 	bool		 in_data;	/* inside its object */
 	const char	*key;		/* the member whose value comes next */
 	size_t		 keylen;
+	char		 keybuf[KEY_MAX + 1];	/* key, when unescaped */
 	int		 field;		/* fields[] of the open value, or -1 */
 	const char	*field_at;
 };
@@ -441,6 +436,51 @@ json_field(const char *key, size_t len)
 	return -1;
 }
 
+static unsigned
+hex4(const char *p)
+{
+	unsigned v = 0;
+
+	for (int i = 0; i < 4; i++)
+		v = v << 4 | (unsigned)(p[i] <= '9' ? p[i] - '0' :
+		    (p[i] | 0x20) - 'a' + 10);
+	return v;
+}
+
+/*
+ * The key s, len bytes of checked JSON string between the quotes, as
+ * cJSON reads it: unescaped, and cut at a \u0000. Only ASCII names of up
+ * to KEY_MAX bytes are looked for, so a key with any other character, or
+ * longer, is no name: its length is then KEY_MAX + 1.
+ */
+static size_t
+key_unescape(const char *s, size_t len, char *buf)
+{
+	const char *p = s, *end = s + len;
+	size_t n = 0;
+	unsigned c;
+
+	while (p < end && n <= KEY_MAX) {
+		if ((c = (unsigned char)*p++) == '\\') {
+			switch (c = (unsigned char)*p++) {
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			case 'n': c = '\n'; break;
+			case 'r': c = '\r'; break;
+			case 't': c = '\t'; break;
+			case 'u': c = hex4(p); p += 4; break;
+			default: break;		/* ", \\ and / */
+			}
+			if (c == 0)
+				break;
+		}
+		if (c >= 0x80)
+			return KEY_MAX + 1;
+		buf[n++] = (char)c;
+	}
+	return n;
+}
+
 /*
  * The string from p to q, quotes included, is a key when a colon follows;
  * only keys of the root object and of data's matter.
@@ -449,6 +489,7 @@ static void
 walk_string(struct walk *w, const char *p, const char *q, const char *end)
 {
 	const char *c = q;
+	size_t len = (size_t)(q - p - 2);
 
 	if (w->depth != 1 && !(w->in_data && w->depth == 2))
 		return;
@@ -456,10 +497,13 @@ walk_string(struct walk *w, const char *p, const char *q, const char *end)
 		c++;
 	if (c == end || *c != ':')
 		return;
-	if (memchr(p, '\\', (size_t)(q - p)) != NULL)
-		w->sp->unknown = true;
-	w->key = p + 1;
-	w->keylen = (size_t)(q - p - 2);
+	if (memchr(p + 1, '\\', len) == NULL) {
+		w->key = p + 1;
+		w->keylen = len;
+	} else {
+		w->key = w->keybuf;
+		w->keylen = key_unescape(p + 1, len, w->keybuf);
+	}
 }
 
 /* The value of the member w->key starts at p: note it if it is wanted. */
@@ -487,7 +531,10 @@ walk_member(struct walk *w, const char *p)
 	}
 }
 
-/* A value starts at p; most are not a member's that json_scan notes. */
+/*
+ * A value starts at p; most are not a member's that json_scan notes, so
+ * the test is inline and the work is not.
+ */
 static inline void
 walk_value(struct walk *w, const char *p)
 {
@@ -617,62 +664,19 @@ json_minify(char *dst, const char *src, size_t len)
 		}
 		run = p;
 		if (*p == '"') {
-			/* Valid JSON: only a quote or a backslash stops it. */
+			/* Checked JSON: only a quote or a backslash stops it. */
 			for (p++; (p = plain_skip(p, end)) < end && *p != '"';
 			    p += 2)
 				;
-			p++;
-		} else
+			p = p < end ? p + 1 : end;
+		} else {
 			while (p < end && *p != '"' && !json_space(*p))
 				p++;
+		}
 		memcpy(d, run, (size_t)(p - run));
 		d += p - run;
 	}
 	return (size_t)(d - dst);
-}
-
-/* Bytes a string takes when cJSON prints it, quotes included. */
-static size_t
-escaped_len(const char *s)
-{
-	const unsigned char *p;
-	size_t n = 2;
-
-	for (p = (const unsigned char *)s; p != NULL && *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' ||
-		    *p == '\n' || *p == '\r' || *p == '\t')
-			n += 2;
-		else if (*p < 0x20)
-			n += 6;		/* \u00XX */
-		else
-			n++;
-	}
-	return n;
-}
-
-/*
- * At least the length of cJSON_PrintUnformatted(it). The recursion is as
- * deep as the tree, which the parser caps at CJSON_NESTING_LIMIT.
- */
-static size_t
-json_bound(const cJSON *it)
-{
-	const cJSON *c;
-	size_t n;
-
-	if (cJSON_IsString(it))
-		return escaped_len(it->valuestring);
-	if (cJSON_IsNumber(it))
-		return NUMBER_MAX;
-	if (!cJSON_IsArray(it) && !cJSON_IsObject(it))
-		return 5;		/* false, true, null */
-	n = 2;
-	for (c = it->child; c != NULL; c = c->next) {
-		n += json_bound(c) + 1;		/* and a comma */
-		if (cJSON_IsObject(it))
-			n += escaped_len(c->string) + 1;	/* and a colon */
-	}
-	return n;
 }
 
 static const char *
@@ -852,14 +856,12 @@ read_json(cJSON *it, const struct field *f, const struct spans *sp,
 
 	if (f->kind == K_OBJECT ? !cJSON_IsObject(it) : !cJSON_IsArray(it))
 		return CONV_BAD;
-	if (!sp->unknown && sp->at[i] != NULL) {
-		pc->src = sp->at[i];
-		pc->len = sp->len[i];
-		pc->minify = true;
-	} else {
-		pc->json = it;
-		pc->len = json_bound(it) + PRINT_SLACK;
-	}
+	/* Never: json_scan() finds the member cJSON found (fuzz_event.c). */
+	if (sp->at[i] == NULL)
+		return CONV_BAD;
+	pc->src = sp->at[i];
+	pc->len = sp->len[i];
+	pc->minify = true;
 	return CONV_OK;
 }
 
@@ -977,7 +979,10 @@ check_fields(cJSON *data, bool strict, struct plan *pl, char *msg,
 		if (strict)
 			return refuse(EVENT_BAD_REQUEST, msg, msglen,
 			    "strings must not contain \\u0000");
-		/* The strings are cut there; the body keeps the rest. */
+		/*
+		 * String fields are cut there (JSON-valued ones keep the
+		 * escape); the body keeps it all.
+		 */
 		pl->ev.type_mismatches++;
 	}
 	return EVENT_OK;
@@ -1031,27 +1036,21 @@ check_envelope(cJSON *root, struct plan *pl, cJSON **data, char *msg,
 	return EVENT_OK;
 }
 
-/* Copy or print pc at p, below end; the address after it, NULL if full. */
+/* Copy pc to p, below end; the address after it, NULL if full. */
 static char *
 piece_place(const struct piece *pc, struct event *ev, char *p, char *end)
 {
-	size_t n, room = (size_t)(end - p);
+	size_t n;
 
-	if (pc->json != NULL) {
-		/* Cannot fail: the room is at least json_bound() + slack. */
-		if (!cJSON_PrintPreallocated(pc->json, p,
-		    room > INT_MAX ? INT_MAX : (int)room, 0))
-			return NULL;
-		n = strlen(p);
-	} else {
-		if (pc->len >= room)
-			return NULL;
-		if (pc->minify)
-			n = json_minify(p, pc->src, pc->len);
-		else
-			memcpy(p, pc->src, n = pc->len);
-		p[n] = '\0';
+	if (pc->len >= (size_t)(end - p))
+		return NULL;
+	if (pc->minify)
+		n = json_minify(p, pc->src, pc->len);
+	else {
+		n = pc->len;
+		memcpy(p, pc->src, n);
 	}
+	p[n] = '\0';
 	*(char **)((char *)ev + pc->off) = p;
 	return p + n + 1;
 }

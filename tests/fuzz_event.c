@@ -20,28 +20,33 @@
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 /*
- * A JSON-valued field, copied from the body, reads as the member of
- * data that cJSON finds in the body. The trees are compared printed:
- * cJSON_Compare() matches members by name, so with a repeated key it
- * does not find a tree equal to itself.
+ * A JSON-valued field is there exactly when cJSON finds the member of
+ * data with the right type, and, copied from the body, reads as it. The
+ * trees are compared printed: cJSON_Compare() matches members by name,
+ * so with a repeated key it does not find a tree equal to itself.
  */
 static void
-check_json(const char *field, const char *body, const char *name)
+check_json(const char *field, const char *body, const char *name,
+    bool array)
 {
-	cJSON *root, *copy;
+	cJSON *root, *copy = NULL;
+	const cJSON *member;
 	char *a = NULL, *b = NULL;
 
-	if (field == NULL)
-		return;
 	root = cJSON_Parse(body);
-	copy = cJSON_Parse(field);
-	if (root != NULL && copy != NULL) {
-		a = cJSON_PrintUnformatted(copy);
-		b = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(
-		    cJSON_GetObjectItemCaseSensitive(root, "data"), name));
-	}
-	if (a == NULL || b == NULL || strcmp(a, b) != 0)
+	member = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(root, "data"), name);
+	if (root == NULL || (field != NULL) != (array ?
+	    cJSON_IsArray(member) : cJSON_IsObject(member)))
 		__builtin_trap();
+	if (field != NULL) {
+		if ((copy = cJSON_Parse(field)) != NULL) {
+			a = cJSON_PrintUnformatted(copy);
+			b = cJSON_PrintUnformatted(member);
+		}
+		if (a == NULL || b == NULL || strcmp(a, b) != 0)
+			__builtin_trap();
+	}
 	cJSON_free(a);
 	cJSON_free(b);
 	cJSON_Delete(copy);
@@ -69,10 +74,10 @@ check(const struct event *ev, const uint8_t *data, size_t size)
 		__builtin_trap();
 	if (ev->functions_called != NULL && ev->functions_called[0] != '[')
 		__builtin_trap();
-	check_json(ev->call_metadata, ev->body, "call_metadata");
-	check_json(ev->post_call, ev->body, "post_call");
-	check_json(ev->post_call_detail, ev->body, "post_call_detail");
-	check_json(ev->functions_called, ev->body, "functions_called");
+	check_json(ev->call_metadata, ev->body, "call_metadata", false);
+	check_json(ev->post_call, ev->body, "post_call", false);
+	check_json(ev->post_call_detail, ev->body, "post_call_detail", false);
+	check_json(ev->functions_called, ev->body, "functions_called", true);
 }
 
 int
