@@ -13,9 +13,11 @@
 /*
  * Every string is NUL-terminated UTF-8 or NULL (JSON null, absent, or of a
  * type that could not be coerced). JSON-valued fields hold the member's
- * text from the body without the space between its tokens (numbers and
- * escapes as sent, as SQLite's json_extract() gives it) when it is of the
- * documented type (object or array), else NULL.
+ * text from the body, numbers and escapes as sent, without the whitespace
+ * between tokens, when it is of the documented type (object or array),
+ * else NULL. The member is the one cJSON finds: the first of its name,
+ * escapes in keys decoded. For keys written without escapes that is what
+ * SQLite's json_extract() gives.
  */
 struct event {
 	char	*body;			/* the request body, byte for byte */

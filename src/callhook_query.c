@@ -167,7 +167,8 @@ parse_limit(const char *s, long long *out)
 }
 
 /* The formats of the commands that print rows. */
-#define ROW_FORMATS	(FMT_BIT(FMT_TABLE) | FMT_BIT(FMT_CSV) | FMT_BIT(FMT_JSON))
+#define ROW_FORMATS	(FMT_BIT(FMT_TABLE) | FMT_BIT(FMT_CSV) |	\
+			    FMT_BIT(FMT_JSON))
 
 /* The options every query command but export has, after its filters. */
 #define QUERY_LONGOPTS							\
@@ -542,10 +543,10 @@ cmd_history(struct ch *ch, int argc, char **argv)
 	if ((rc = parse_query_args(&u, argc, argv, longopts, &a)) >= 0)
 		return rc;
 	if (a.f.number != NULL)
-		return ch_usage_error("history", "--number and a NUMBER");
+		return ch_usage_error(u.cmd, "--number and a NUMBER");
 	if (filter_option(&a.f, OPT_NUMBER, argv[optind], err,
 	    sizeof(err)) < 0)
-		return ch_usage_error("history", "%s", err);
+		return ch_usage_error(u.cmd, "%s", err);
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
 	s = sqlite3_str_new(ch->db);

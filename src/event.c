@@ -664,7 +664,7 @@ json_minify(char *dst, const char *src, size_t len)
 		}
 		run = p;
 		if (*p == '"') {
-			/* Checked JSON: only a quote or a backslash stops it. */
+			/* Checked JSON: a quote or a backslash stops it. */
 			for (p++; (p = plain_skip(p, end)) < end && *p != '"';
 			    p += 2)
 				;
@@ -1113,7 +1113,8 @@ event_parse(const char *body, size_t len, bool strict, struct event **out,
 	plan_init(&pl);
 	arena_begin();
 	/* cJSON says NULL for no memory too; that is taken as bad JSON. */
-	if ((root = json_parse(body, len, &pl.escaped_nul, &pl.spans)) == NULL) {
+	root = json_parse(body, len, &pl.escaped_nul, &pl.spans);
+	if (root == NULL) {
 		arena_end(NULL);
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,
 		    "body is not valid JSON");
