@@ -87,4 +87,10 @@ bool	event_utf8_valid(const char *s, size_t len);
  */
 size_t	event_utf8_seq(const char *s, size_t avail);
 
+/*
+ * Copy the valid JSON text src, len bytes, to dst (room for len) without
+ * the whitespace between its tokens; the bytes written.
+ */
+size_t	event_json_minify(char *dst, const char *src, size_t len);
+
 #endif

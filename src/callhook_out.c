@@ -294,6 +294,24 @@ csv_header(struct out *o)
 	return fputs("\r\n", o->fp) == EOF ? -EIO : 0;
 }
 
+/*
+ * The JSON text s as it is stored, minified: printed again from a tree,
+ * 12345678901234567890 would come out as 1.2345678901234567e+19.
+ */
+static cJSON *
+json_raw(const char *s, size_t len)
+{
+	cJSON *j;
+	char *text;
+
+	if ((text = malloc(len + 1)) == NULL)
+		return NULL;
+	text[event_json_minify(text, s, len)] = '\0';
+	j = cJSON_CreateRaw(text);
+	free(text);
+	return j;
+}
+
 static cJSON *
 json_value(const struct field *f, const struct val *v)
 {
@@ -309,8 +327,10 @@ json_value(const struct field *f, const struct val *v)
 	if (v->t == V_REAL)
 		return cJSON_CreateNumber(v->r);
 	if (f->kind == K_JSON && (j = cJSON_ParseWithLength(v->s,
-	    v->len)) != NULL)
-		return j;
+	    v->len)) != NULL) {
+		cJSON_Delete(j);
+		return json_raw(v->s, v->len);
+	}
 	if ((text = data_text(f, v)) == NULL)
 		return NULL;
 	j = cJSON_CreateString(text);

@@ -142,41 +142,113 @@ text_width(const char *s)
 	return w;
 }
 
+/*
+ * json_pretty's walk over text that cJSON has parsed: each value is
+ * copied token by token, as stored, so numbers keep every digit and
+ * strings their escapes. The layout is cJSON_Print()'s, with two spaces
+ * a level: members one a line, array items on one line after ", ". The
+ * walk stops at the text's end whatever it holds, as a guard: cJSON
+ * takes a little more than JSON (any control character as space).
+ */
+struct pretty {
+	FILE		*fp;
+	const char	*p;
+	int		 indent;	/* before every line but the first */
+};
+
+/* What cJSON skips between tokens. */
+static void
+pretty_skip(struct pretty *pr)
+{
+	while (*pr->p != '\0' && (unsigned char)*pr->p <= ' ')
+		pr->p++;
+}
+
+static void
+pretty_line(struct pretty *pr, int depth)
+{
+	fprintf(pr->fp, "\n%*s", pr->indent + 2 * depth, "");
+}
+
+/* A string, a number or a literal, as it is. */
+static void
+pretty_token(struct pretty *pr)
+{
+	const char *start = pr->p;
+
+	if (*pr->p == '"') {
+		for (pr->p++; *pr->p != '"' && *pr->p != '\0'; pr->p++)
+			if (*pr->p == '\\' && pr->p[1] != '\0')
+				pr->p++;
+		if (*pr->p == '"')
+			pr->p++;
+	} else {
+		while (*pr->p != '\0' && (unsigned char)*pr->p > ' ' &&
+		    strchr(",:]}", *pr->p) == NULL)
+			pr->p++;
+		if (pr->p == start && *pr->p != '\0')
+			pr->p++;		/* never stand still */
+	}
+	fwrite(start, 1, (size_t)(pr->p - start), pr->fp);
+}
+
+static void
+pretty_value(struct pretty *pr, int depth)
+{
+	char open = *pr->p, close = open == '{' ? '}' : ']';
+	bool first = true;
+
+	if (open != '{' && open != '[') {
+		pretty_token(pr);
+		return;
+	}
+	pr->p++;
+	fputc(open, pr->fp);
+	for (pretty_skip(pr); *pr->p != close && *pr->p != '\0';
+	    pretty_skip(pr)) {
+		if (!first)
+			fputs(open == '{' ? "," : ", ", pr->fp);
+		first = false;
+		if (*pr->p == ',') {
+			pr->p++;
+			pretty_skip(pr);
+		}
+		if (open == '{') {
+			pretty_line(pr, depth + 1);
+			pretty_token(pr);		/* the key */
+			pretty_skip(pr);
+			if (*pr->p == ':')
+				pr->p++;
+			pretty_skip(pr);
+			fputs(": ", pr->fp);
+		}
+		pretty_value(pr, depth + 1);
+	}
+	if (*pr->p == close)
+		pr->p++;
+	if (open == '{' && !first)
+		pretty_line(pr, depth);
+	fputc(close, pr->fp);
+}
+
 char *
 json_pretty(const char *text, int indent)
 {
+	struct pretty pr = { .p = text, .indent = indent };
 	cJSON *j = cJSON_Parse(text);
-	char *pretty, *out, *o;
-	size_t n = 0;
+	char *out = NULL;
+	size_t size;
 
 	if (j == NULL)
 		return NULL;
-	/* cJSON prints {} as "{\n}". */
-	pretty = cJSON_GetArraySize(j) == 0 ? cJSON_PrintUnformatted(j) :
-	    cJSON_Print(j);
 	cJSON_Delete(j);
-	if (pretty == NULL)
+	if ((pr.fp = open_memstream(&out, &size)) == NULL)
 		return NULL;
-	for (const char *p = pretty; *p != '\0'; p++)
-		n += *p == '\n' ? (size_t)indent + 1 : *p == '\t' ? 2 : 1;
-	/* cJSON indents with tabs and puts one after each colon. */
-	if ((out = malloc(n + 1)) != NULL) {
-		o = out;
-		for (const char *p = pretty; *p != '\0'; p++) {
-			if (*p == '\t' && p > pretty && p[-1] == ':')
-				*o++ = ' ';
-			else if (*p == '\t') {
-				*o++ = ' ';
-				*o++ = ' ';
-			} else if (*p == '\n') {
-				*o++ = '\n';
-				memset(o, ' ', (size_t)indent);
-				o += indent;
-			} else
-				*o++ = *p;
-		}
-		*o = '\0';
+	pretty_skip(&pr);
+	pretty_value(&pr, 0);
+	if (fclose(pr.fp) != 0) {
+		free(out);
+		return NULL;
 	}
-	cJSON_free(pretty);
 	return out;
 }

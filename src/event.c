@@ -646,13 +646,9 @@ json_parse(const char *body, size_t len, bool *nul, struct spans *sp)
 	return root;
 }
 
-/*
- * Copy the JSON text src, len bytes, to dst without the space between
- * its tokens; the bytes written. Strings and the runs between them go
- * over whole, with memcpy().
- */
-static size_t
-json_minify(char *dst, const char *src, size_t len)
+/* Strings and the runs between them go over whole, with memcpy(). */
+size_t
+event_json_minify(char *dst, const char *src, size_t len)
 {
 	const char *p = src, *end = src + len, *run;
 	char *d = dst;
@@ -1045,7 +1041,7 @@ piece_place(const struct piece *pc, struct event *ev, char *p, char *end)
 	if (pc->len >= (size_t)(end - p))
 		return NULL;
 	if (pc->minify)
-		n = json_minify(p, pc->src, pc->len);
+		n = event_json_minify(p, pc->src, pc->len);
 	else {
 		n = pc->len;
 		memcpy(p, pc->src, n);

@@ -844,6 +844,47 @@ START_TEST(test_show)
 }
 END_TEST
 
+/* s with its first from replaced by to; malloc'd. */
+static char *
+replace_once(const char *s, const char *from, const char *to)
+{
+	const char *at = strstr(s, from);
+	char *r;
+
+	ck_assert_ptr_nonnull(at);
+	ck_assert_int_ge(asprintf(&r, "%.*s%s%s", (int)(at - s), s, to,
+	    at + strlen(from)), 0);
+	return r;
+}
+
+/*
+ * JSON columns come out as they were sent, in every format: printed
+ * again by cJSON, 12345678901234567890 would be 1.2345678901234567e+19.
+ */
+START_TEST(test_json_as_sent)
+{
+	char *body = tu_fixture("call_ended.json", NULL), *more, *sent;
+
+	more = replace_once(body, "\"age\": 25",
+	    "\"age\": 25, \"big\": 12345678901234567890, \"f\": 1.50");
+	sent = replace_once(more, SID, "as-sent");
+	post_ok(sent);
+	ck_assert_int_eq(ch("show as-sent"), 0);
+	ck_assert_msg(strstr(out, "\"big\": 12345678901234567890,\n") !=
+	    NULL && strstr(out, "\"f\": 1.50\n") != NULL, "%s", out);
+	ck_assert_int_eq(ch("export --format jsonl"), 0);
+	ck_assert_msg(strstr(out, "\"call_metadata\":{\"name\":\"Jatin\","
+	    "\"age\":25,\"big\":12345678901234567890,\"f\":1.50}") != NULL,
+	    "%s", out);
+	ck_assert_int_eq(ch("show --format json as-sent"), 0);
+	ck_assert_msg(strstr(out, "\"big\":12345678901234567890") != NULL,
+	    "%s", out);
+	free(sent);
+	free(more);
+	free(body);
+}
+END_TEST
+
 START_TEST(test_export)
 {
 	cJSON *rows, *o;
@@ -1084,6 +1125,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_color);
 	tcase_add_test(tc, test_stats);
 	tcase_add_test(tc, test_show);
+	tcase_add_test(tc, test_json_as_sent);
 	tcase_add_test(tc, test_export);
 	tcase_add_test(tc, test_import);
 	tcase_add_test(tc, test_prune);
