@@ -88,6 +88,12 @@ bool	event_utf8_valid(const char *s, size_t len);
 size_t	event_utf8_seq(const char *s, size_t avail);
 
 /*
+ * True when the len bytes at s are one JSON text as event_parse() takes
+ * them: RFC 8259, which cJSON alone is more lenient than.
+ */
+bool	event_json_valid(const char *s, size_t len);
+
+/*
  * Copy the valid JSON text src, len bytes, to dst (room for len) without
  * the whitespace between its tokens; the bytes written.
  */

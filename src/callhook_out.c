@@ -326,11 +326,12 @@ json_value(const struct field *f, const struct val *v)
 		return cJSON_CreateNumber((double)v->i);
 	if (v->t == V_REAL)
 		return cJSON_CreateNumber(v->r);
-	if (f->kind == K_JSON && (j = cJSON_ParseWithLength(v->s,
-	    v->len)) != NULL) {
-		cJSON_Delete(j);
+	if (f->kind == K_JSON && event_json_valid(v->s, v->len))
 		return json_raw(v->s, v->len);
-	}
+	/* Not as the daemon writes it: what cJSON makes of it, if anything. */
+	if (f->kind == K_JSON && (j = cJSON_ParseWithLength(v->s,
+	    v->len)) != NULL)
+		return j;
 	if ((text = data_text(f, v)) == NULL)
 		return NULL;
 	j = cJSON_CreateString(text);

@@ -143,12 +143,11 @@ text_width(const char *s)
 }
 
 /*
- * json_pretty's walk over text that cJSON has parsed: each value is
- * copied token by token, as stored, so numbers keep every digit and
- * strings their escapes. The layout is cJSON_Print()'s, with two spaces
- * a level: members one a line, array items on one line after ", ". The
- * walk stops at the text's end whatever it holds, as a guard: cJSON
- * takes a little more than JSON (any control character as space).
+ * json_pretty's walk over checked JSON text: each value is copied token
+ * by token, as stored, so numbers keep every digit and strings their
+ * escapes. The layout is cJSON_Print()'s, with two spaces a level:
+ * members one a line, array items on one line after ", ". The walk
+ * stops at the text's end whatever it holds, as a guard.
  */
 struct pretty {
 	FILE		*fp;
@@ -156,11 +155,11 @@ struct pretty {
 	int		 indent;	/* before every line but the first */
 };
 
-/* What cJSON skips between tokens. */
 static void
 pretty_skip(struct pretty *pr)
 {
-	while (*pr->p != '\0' && (unsigned char)*pr->p <= ' ')
+	while (*pr->p == ' ' || *pr->p == '\t' || *pr->p == '\n' ||
+	    *pr->p == '\r')
 		pr->p++;
 }
 
@@ -183,8 +182,7 @@ pretty_token(struct pretty *pr)
 		if (*pr->p == '"')
 			pr->p++;
 	} else {
-		while (*pr->p != '\0' && (unsigned char)*pr->p > ' ' &&
-		    strchr(",:]}", *pr->p) == NULL)
+		while (*pr->p != '\0' && strchr(",:]} \t\r\n", *pr->p) == NULL)
 			pr->p++;
 		if (pr->p == start && *pr->p != '\0')
 			pr->p++;		/* never stand still */
@@ -235,13 +233,11 @@ char *
 json_pretty(const char *text, int indent)
 {
 	struct pretty pr = { .p = text, .indent = indent };
-	cJSON *j = cJSON_Parse(text);
 	char *out = NULL;
 	size_t size;
 
-	if (j == NULL)
+	if (!event_json_valid(text, strlen(text)))
 		return NULL;
-	cJSON_Delete(j);
 	if ((pr.fp = open_memstream(&out, &size)) == NULL)
 		return NULL;
 	pretty_skip(&pr);

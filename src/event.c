@@ -646,6 +646,20 @@ json_parse(const char *body, size_t len, bool *nul, struct spans *sp)
 	return root;
 }
 
+bool
+event_json_valid(const char *s, size_t len)
+{
+	struct spans sp;
+	cJSON *root;
+	bool nul;
+
+	memset(&sp, 0, sizeof(sp));
+	arena_begin();
+	root = json_parse(s, len, &nul, &sp);
+	arena_end(root);
+	return root != NULL;
+}
+
 /* Strings and the runs between them go over whole, with memcpy(). */
 size_t
 event_json_minify(char *dst, const char *src, size_t len)
