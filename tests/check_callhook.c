@@ -879,6 +879,15 @@ START_TEST(test_json_as_sent)
 	ck_assert_int_eq(ch("show --format json as-sent"), 0);
 	ck_assert_msg(strstr(out, "\"big\":12345678901234567890") != NULL,
 	    "%s", out);
+	/* Written by hand, not JSON to the letter: through cJSON, or as is. */
+	db_exec(d.db, "UPDATE calls SET call_metadata = '{\"a\" :01}'"
+	    " WHERE call_sid = 'as-sent'");
+	ck_assert_int_eq(ch("export --format jsonl"), 0);
+	ck_assert_msg(strstr(out, "\"call_metadata\":{\"a\":1}") != NULL,
+	    "%s", out);
+	ck_assert_int_eq(ch("show as-sent"), 0);
+	ck_assert_msg(strstr(out, "call_metadata        {\"a\" :01}\n") !=
+	    NULL, "%s", out);
 	free(sent);
 	free(more);
 	free(body);
