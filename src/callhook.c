@@ -67,8 +67,9 @@ static const struct command commands[] = {
 	    "Calls, conversions, durations, callbacks and function-call\n"
 	    "success per group.\n" FILTERS },
 	{ "history", cmd_history,
-	    "history NUMBER [filters] [--format table|csv|json]",
-	    "Every call to or from NUMBER, oldest first.\n" FILTERS },
+	    "history NUMBER [filters] [--limit N] [--format table|csv|json]",
+	    "Every call to or from NUMBER, oldest first (--limit: the first\n"
+	    "N of them).\n" FILTERS },
 	{ "export", cmd_export,
 	    "export [--format csv|jsonl] [filters]",
 	    "Every matching call with all its fields, oldest first.\n"
