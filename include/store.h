@@ -72,6 +72,19 @@ int	store_put(struct store *st, const struct event *ev,
 	    enum store_outcome *outcome);
 
 /*
+ * Events that are most likely new, written with one INSERT of many rows
+ * (up to STORE_RUN_MAX), not one each: SQLite then finds its place in
+ * the table and in each index once per run, not once per row. *stored
+ * says how many from the start of evs[] are now new rows; the others
+ * (a callSid already there, a row SQLite refuses, or the last of an odd
+ * run) go through store_put(), one at a time. Inside store_begin; 0 or
+ * -EAGAIN as store_put.
+ */
+#define STORE_RUN_MAX	32
+int	store_put_run(struct store *st, const struct event *const *evs,
+	    int n, int *stored);
+
+/*
  * The full-text index is deferred: new rows wait in fts_pending, where
  * search does not see them, until store_fts_index() indexes up to
  * max_rows of them, oldest first, in a transaction of its own (so not

@@ -32,6 +32,16 @@
  * statement that fires a trigger (or has RETURNING, which is one) runs
  * in a statement savepoint, whose journal took as long as the insert
  * itself, spilled to a temporary file per batch (bench/README.md).
+ *
+ * The writer has a faster way for the events of a batch:
+ * store_put_run() writes up to 32 of them with one INSERT of many rows.
+ * Its cursors stay open from row to row, and a key that goes at the end
+ * of the table or of an index (an id, a time, a callSid that sorts last)
+ * is placed without a search from the root: about 40 % fewer
+ * instructions per event than one INSERT each. If any row cannot go in
+ * (its callSid is taken, or SQLite refuses it), the statement undoes
+ * its own rows, from its statement journal (one per run, not per row,
+ * kept in memory), and store_put() takes the events one by one.
  */
 
 #include <errno.h>
@@ -51,6 +61,10 @@
 #define STORE_CACHE_KIB		4096	/* the writer appends: a few paths */
 #define STORE_BUSY_DEFAULT_MS	5000
 #define STORE_WAL_MAX_PAGES	16384	/* 64 MB: see store_wal_notify */
+#define STORE_STMTJRNL_KIB	1024	/* see configure_library */
+#define ROW_PARAMS		25	/* ?1..?25: bind_key, bind_fields */
+#define RUN_SIZES		5	/* runs of 2, 4, 8, 16, 32 rows */
+_Static_assert(2 << (RUN_SIZES - 1) == STORE_RUN_MAX, "run sizes");
 #ifndef SQLITE_DEFAULT_WAL_AUTOCHECKPOINT
 #define SQLITE_DEFAULT_WAL_AUTOCHECKPOINT 1000
 #endif
@@ -62,7 +76,10 @@ struct store {
 	void		*wal_arg;
 	sqlite3_stmt	*dup;
 	sqlite3_stmt	*insert;
-	sqlite3_stmt	*fts_queue;	/* these four NULL with fts off */
+	sqlite3_stmt	*run[RUN_SIZES];	/* see store_put_run */
+	sqlite3_stmt	*max_id;
+	sqlite3_stmt	*fts_queue;	/* these five NULL with fts off */
+	sqlite3_stmt	*fts_queue_run;
 	sqlite3_stmt	*fts_index;
 	sqlite3_stmt	*fts_dequeue;
 	sqlite3_stmt	*fts_count;
@@ -287,6 +304,12 @@ static const char fts_index_sql[] =
 
 static const char fts_queue_sql[] =
 	"INSERT INTO fts_pending (id) VALUES (?1)";
+
+/* After a run of new rows, all of them: only the writer adds rows. */
+static const char fts_queue_run_sql[] =
+	"INSERT INTO fts_pending (id) SELECT id FROM calls WHERE id > ?1";
+
+static const char max_id_sql[] = "SELECT max(id) FROM calls";
 
 static const char fts_dequeue_sql[] =
 	"DELETE FROM fts_pending WHERE id IN"
@@ -572,6 +595,69 @@ setup_writer(struct store *st, const struct store_options *opt, int version)
 	return sync_fts(st, opt);
 }
 
+/*
+ * INSERT_SQL with `rows` rows of values, the parameters of row r numbered
+ * from r * ROW_PARAMS + 1: "... VALUES (?1, ?5, ...), (?26, ?30, ...)".
+ */
+static char *
+run_sql(int rows)
+{
+	const char *values = strstr(insert_sql, "(?1,");
+	size_t head = (size_t)(values - insert_sql), len, n;
+	char *sql, *p, *end;
+
+	/* A parameter's number grows by 2 digits at most (?25 to ?800). */
+	len = head + (size_t)rows * (strlen(values) + 2 * ROW_PARAMS + 2) + 1;
+	if ((sql = malloc(len)) == NULL)
+		return NULL;
+	memcpy(sql, insert_sql, head);
+	p = sql + head;
+	for (int r = 0; r < rows; r++) {
+		if (r > 0) {
+			*p++ = ',';
+			*p++ = ' ';
+		}
+		for (const char *s = values; *s != '\0'; s++) {
+			*p++ = *s;
+			if (*s != '?')
+				continue;
+			n = strtoul(s + 1, &end, 10) + (size_t)(r * ROW_PARAMS);
+			p += snprintf(p, len - (size_t)(p - sql), "%zu", n);
+			s = end - 1;
+		}
+	}
+	*p = '\0';
+	return sql;
+}
+
+static int
+prepare_runs(struct store *st, const struct store_options *opt)
+{
+	char *sql;
+	int rc;
+
+	for (int i = 0; i < RUN_SIZES; i++) {
+		if ((sql = run_sql(2 << i)) == NULL) {
+			seterr(st->err, sizeof(st->err), "%s: %s", opt->path,
+			    strerror(ENOMEM));
+			return -ENOMEM;
+		}
+		rc = sqlite3_prepare_v3(st->db, sql, -1,
+		    SQLITE_PREPARE_PERSISTENT, &st->run[i], NULL);
+		free(sql);
+		if (rc != SQLITE_OK)
+			return open_fail(st, opt, rc, "");
+		if (sqlite3_bind_parameter_count(st->run[i]) !=
+		    (2 << i) * ROW_PARAMS) {
+			seterr(st->err, sizeof(st->err), "%s: a run of %d rows"
+			    " does not take %d parameters", opt->path, 2 << i,
+			    (2 << i) * ROW_PARAMS);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int
 prepare_all(struct store *st, const struct store_options *opt)
 {
@@ -581,7 +667,9 @@ prepare_all(struct store *st, const struct store_options *opt)
 	} list[] = {
 		{ dup_sql, &st->dup },
 		{ insert_sql, &st->insert },
+		{ max_id_sql, &st->max_id },
 		{ fts_queue_sql, &st->fts_queue },
+		{ fts_queue_run_sql, &st->fts_queue_run },
 		{ fts_index_sql, &st->fts_index },
 		{ fts_dequeue_sql, &st->fts_dequeue },
 		{ fts_count_pending_sql, &st->fts_count },
@@ -596,6 +684,7 @@ prepare_all(struct store *st, const struct store_options *opt)
 
 	for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
 		bool fts_stmt = list[i].stmt == &st->fts_queue ||
+		    list[i].stmt == &st->fts_queue_run ||
 		    list[i].stmt == &st->fts_index ||
 		    list[i].stmt == &st->fts_dequeue ||
 		    list[i].stmt == &st->fts_count;
@@ -607,19 +696,24 @@ prepare_all(struct store *st, const struct store_options *opt)
 		if (rc != SQLITE_OK)
 			return open_fail(st, opt, rc, "");
 	}
-	return 0;
+	return opt->readonly ? 0 : prepare_runs(st, opt);
 }
 
 /*
  * SQLite's memory statistics take a global mutex on every allocation,
  * about 5 % of the writer's work per event, and nothing here reads them.
- * The setting only takes before SQLite initialises; if something else in
- * the process opened a database first, it fails harmlessly.
+ * The statement journal of a run (store_put_run) holds the pages the run
+ * changes that were there before it, about one per index: past SQLite's
+ * 64 KB it went to a temporary file, opened and unlinked per run. These
+ * settings only take before SQLite initialises; if something else in the
+ * process opened a database first, they fail harmlessly.
  */
 static void
 configure_library(void)
 {
 	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	(void)sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL,
+	    STORE_STMTJRNL_KIB * 1024);
 }
 
 int
@@ -667,7 +761,11 @@ store_close(struct store *st)
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_finalize(st->dup);
 	sqlite3_finalize(st->insert);
+	for (int i = 0; i < RUN_SIZES; i++)
+		sqlite3_finalize(st->run[i]);
+	sqlite3_finalize(st->max_id);
 	sqlite3_finalize(st->fts_queue);
+	sqlite3_finalize(st->fts_queue_run);
 	sqlite3_finalize(st->fts_index);
 	sqlite3_finalize(st->fts_dequeue);
 	sqlite3_finalize(st->fts_count);
@@ -856,20 +954,22 @@ bind_array(sqlite3_stmt *stmt, int i, const char *s, size_t size)
 	return sqlite3_bind_text(stmt, i, s, (int)len, SQLITE_STATIC);
 }
 
+/* ?1..?4, counted from base + 1. */
 static int
-bind_key(sqlite3_stmt *stmt, const struct event *ev)
+bind_key(sqlite3_stmt *stmt, int base, const struct event *ev)
 {
 	int rc;
 
-	rc = sqlite3_bind_text(stmt, 1, ev->call_sid, -1, SQLITE_STATIC);
+	rc = sqlite3_bind_text(stmt, base + 1, ev->call_sid, -1,
+	    SQLITE_STATIC);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text64(stmt, 2, ev->body, ev->body_len,
-		    SQLITE_STATIC, SQLITE_UTF8);
+		rc = sqlite3_bind_text64(stmt, base + 2, ev->body,
+		    ev->body_len, SQLITE_STATIC, SQLITE_UTF8);
 	if (rc == SQLITE_OK)
-		rc = bind_array(stmt, 3, ev->received_at,
+		rc = bind_array(stmt, base + 3, ev->received_at,
 		    sizeof(ev->received_at));
 	if (rc == SQLITE_OK)
-		rc = bind_array(stmt, 4, ev->remote_addr,
+		rc = bind_array(stmt, base + 4, ev->remote_addr,
 		    sizeof(ev->remote_addr));
 	return rc;
 }
@@ -882,8 +982,9 @@ bind_bool(sqlite3_stmt *stmt, int i, int v)
 	return sqlite3_bind_int(stmt, i, v != 0);
 }
 
+/* ?5..?25, counted from base + 1. */
 static int
-bind_fields(sqlite3_stmt *stmt, const struct event *ev)
+bind_fields(sqlite3_stmt *stmt, int base, const struct event *ev)
 {
 	const char *text[] = {
 		ev->event, ev->call_type, ev->agent_id, ev->version_id,
@@ -897,20 +998,20 @@ bind_fields(sqlite3_stmt *stmt, const struct event *ev)
 
 	_Static_assert(sizeof(text) / sizeof(text[0]) == 17, "?5..?21");
 	for (int i = 0; i < 17 && rc == SQLITE_OK; i++)
-		rc = sqlite3_bind_text(stmt, 5 + i, text[i], -1,
+		rc = sqlite3_bind_text(stmt, base + 5 + i, text[i], -1,
 		    SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = ev->has_call_duration ?
-		    sqlite3_bind_double(stmt, 22, ev->call_duration) :
-		    sqlite3_bind_null(stmt, 22);
+		    sqlite3_bind_double(stmt, base + 22, ev->call_duration) :
+		    sqlite3_bind_null(stmt, base + 22);
 	if (rc == SQLITE_OK)
 		rc = ev->has_try_count ?
-		    sqlite3_bind_int64(stmt, 23, ev->try_count) :
-		    sqlite3_bind_null(stmt, 23);
+		    sqlite3_bind_int64(stmt, base + 23, ev->try_count) :
+		    sqlite3_bind_null(stmt, base + 23);
 	if (rc == SQLITE_OK)
-		rc = bind_bool(stmt, 24, ev->conversion_status);
+		rc = bind_bool(stmt, base + 24, ev->conversion_status);
 	if (rc == SQLITE_OK)
-		rc = bind_bool(stmt, 25, ev->next_call_scheduled);
+		rc = bind_bool(stmt, base + 25, ev->next_call_scheduled);
 	return rc;
 }
 
@@ -943,9 +1044,9 @@ insert(struct store *st, const struct event *ev)
 {
 	int error, rc;
 
-	rc = bind_key(st->insert, ev);
+	rc = bind_key(st->insert, 0, ev);
 	if (rc == SQLITE_OK)
-		rc = bind_fields(st->insert, ev);
+		rc = bind_fields(st->insert, 0, ev);
 	if (rc != SQLITE_OK)
 		return fail(st, rc, -EINVAL);
 	rc = sqlite3_step(st->insert);
@@ -969,9 +1070,9 @@ upsert(struct store *st, const struct event *ev, enum store_outcome *outcome)
 	sqlite3_int64 revision = 0;
 	int error, rc;
 
-	rc = bind_key(st->upsert, ev);
+	rc = bind_key(st->upsert, 0, ev);
 	if (rc == SQLITE_OK)
-		rc = bind_fields(st->upsert, ev);
+		rc = bind_fields(st->upsert, 0, ev);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st->upsert);
 	if (rc == SQLITE_ROW) {
@@ -1002,7 +1103,7 @@ store_put(struct store *st, const struct event *ev,
 		*outcome = STORE_NEW;
 	if (error <= 0)
 		return error;
-	rc = bind_key(st->dup, ev);
+	rc = bind_key(st->dup, 0, ev);
 	if (rc != SQLITE_OK)
 		return fail(st, rc, -EINVAL);
 	error = step_done(st, st->dup, -EINVAL);
@@ -1013,6 +1114,91 @@ store_put(struct store *st, const struct event *ev,
 		return 0;
 	}
 	return upsert(st, ev, outcome);
+}
+
+/*
+ * The largest id in calls, 0 for none. With INT64_MAX taken SQLite picks
+ * new ids at random, and a run's rows would not be the ids above it.
+ */
+static int
+max_id(struct store *st, sqlite3_int64 *id)
+{
+	int error = 0, rc;
+
+	rc = sqlite3_step(st->max_id);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(st->max_id, 0);
+	else
+		error = fail(st, rc, -EAGAIN);
+	sqlite3_reset(st->max_id);
+	return error;
+}
+
+/*
+ * Queue the rows a run just added: those with ids above `after`, the
+ * largest before it, since only this connection writes. As in
+ * queue_for_index, any failure is -EAGAIN.
+ */
+static int
+queue_run_for_index(struct store *st, sqlite3_int64 after, int rows)
+{
+	int error, rc;
+
+	rc = sqlite3_bind_int64(st->fts_queue_run, 1, after);
+	if (rc != SQLITE_OK)
+		return fail(st, rc, -EAGAIN);
+	if ((error = step_done(st, st->fts_queue_run, -EAGAIN)) != 0)
+		return error;
+	st->txn_new += rows;
+	return 0;
+}
+
+/*
+ * One INSERT of `rows` new rows (2 << i): 0, 1 when a callSid is taken
+ * or SQLite refuses a row (the statement wrote nothing), or -EAGAIN.
+ */
+static int
+insert_run(struct store *st, int i, const struct event *const *evs)
+{
+	sqlite3_stmt *stmt = st->run[i];
+	sqlite3_int64 after = 0;
+	int error, rc = SQLITE_OK, rows = 2 << i;
+
+	if (st->fts_queue_run != NULL) {
+		if ((error = max_id(st, &after)) != 0)
+			return error;
+		if (after == INT64_MAX)
+			return 1;
+	}
+	for (int r = 0; r < rows && rc == SQLITE_OK; r++) {
+		rc = bind_key(stmt, r * ROW_PARAMS, evs[r]);
+		if (rc == SQLITE_OK)
+			rc = bind_fields(stmt, r * ROW_PARAMS, evs[r]);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(stmt);
+	error = rc == SQLITE_DONE ? 0 : fail(st, rc, 1);
+	sqlite3_reset(stmt);
+	if (error != 0 || st->fts_queue_run == NULL)
+		return error;
+	return queue_run_for_index(st, after, rows);
+}
+
+int
+store_put_run(struct store *st, const struct event *const *evs, int n,
+    int *stored)
+{
+	int error, i;
+
+	*stored = 0;
+	while (n - *stored >= 2) {
+		for (i = RUN_SIZES - 1; (2 << i) > n - *stored; i--)
+			continue;
+		if ((error = insert_run(st, i, evs + *stored)) != 0)
+			return error == 1 ? 0 : error;
+		*stored += 2 << i;
+	}
+	return 0;
 }
 
 int

@@ -472,6 +472,255 @@ index_all(struct store *st)
 	return total;
 }
 
+/* Events that differ, row to row, in every column a run binds. */
+#define VARIED_MAX	40
+struct varied {
+	struct event	ev[VARIED_MAX];
+	char		sid[VARIED_MAX][16];
+	char		agent[VARIED_MAX][16];
+	char		text[VARIED_MAX][32];
+	char		body[VARIED_MAX][96];
+};
+
+static void
+varied(struct varied *v, const char *prefix, int n)
+{
+	ck_assert_int_le(n, VARIED_MAX);
+	for (int i = 0; i < n; i++) {
+		struct event *ev = &v->ev[i];
+
+		snprintf(v->sid[i], sizeof(v->sid[i]), "%s-%02d", prefix, i);
+		snprintf(v->body[i], sizeof(v->body[i]), "{\"event\":"
+		    "\"call_ended\",\"data\":{\"callSid\":\"%s\"}}", v->sid[i]);
+		sample(ev, v->sid[i], v->body[i]);
+		snprintf(v->agent[i], sizeof(v->agent[i]), "agent-%d", i % 5);
+		ev->agent_id = v->agent[i];
+		snprintf(v->text[i], sizeof(v->text[i]), "transcript number %d",
+		    i);
+		ev->transcription = v->text[i];
+		ev->call_type = i % 4 == 0 ? NULL : "outbound";
+		ev->call_duration = i + 0.25;
+		ev->has_call_duration = i % 3 != 0;
+		ev->try_count = i;
+		ev->has_try_count = i % 2 == 0;
+		ev->conversion_status = i % 3 - 1;
+		ev->next_call_scheduled = (i + 1) % 3 - 1;
+		snprintf(ev->received_at, sizeof(ev->received_at),
+		    "2025-12-19T16:01:%02d.000Z", i);
+		if (i % 7 == 0)
+			ev->remote_addr[0] = '\0';
+	}
+}
+
+/* As the writer does: runs, then one at a time what a run left. */
+static int
+put_run_ok(struct store *st, struct event *evs, int n,
+    enum store_outcome *outcome)
+{
+	const struct event *p[STORE_RUN_MAX];
+	int error, stored;
+
+	ck_assert_int_le(n, STORE_RUN_MAX);
+	for (int i = 0; i < n; i++)
+		p[i] = &evs[i];
+	error = store_put_run(st, p, n, &stored);
+	ck_assert_msg(error == 0, "store_put_run: %d %s", error,
+	    store_errmsg(st));
+	ck_assert_int_ge(stored, 0);
+	ck_assert_int_le(stored, n);
+	for (int i = 0; i < n; i++)
+		outcome[i] = i < stored ? STORE_NEW : put_ok(st, &evs[i]);
+	return stored;
+}
+
+/* The rows of one table that the other lacks, both ways. */
+static sqlite3_int64
+rows_differing(sqlite3 *db, const char *table)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) FROM"
+	    " (SELECT * FROM %s EXCEPT SELECT * FROM r.%s)) +"
+	    " (SELECT count(*) FROM (SELECT * FROM r.%s EXCEPT"
+	    " SELECT * FROM %s))", table, table, table, table);
+	return int_of(db, sql);
+}
+
+START_TEST(test_run_rows)
+{
+	static struct varied v;
+	enum store_outcome out[STORE_RUN_MAX];
+	const struct event *one = &v.ev[0];
+	struct store *seq, *run;
+	sqlite3 *db;
+	char sql[PATH_MAX + 128];
+	int stored;
+
+	/* The same 37 events, one at a time and in runs of 32 and 5. */
+	varied(&v, "run", 37);
+	seq = open_ok("seq.db", true);
+	ck_assert_int_eq(store_begin(seq), 0);
+	for (int i = 0; i < 37; i++)
+		ck_assert_int_eq(put_ok(seq, &v.ev[i]), STORE_NEW);
+	ck_assert_int_eq(store_commit(seq), 0);
+
+	run = open_ok("run.db", true);
+	ck_assert_int_eq(store_begin(run), 0);
+	/* A run of one is left to store_put. */
+	ck_assert_int_eq(store_put_run(run, &one, 1, &stored), 0);
+	ck_assert_int_eq(stored, 0);
+	ck_assert_int_eq(put_run_ok(run, v.ev, 32, out), 32);
+	ck_assert_int_eq(put_run_ok(run, v.ev + 32, 5, out), 4);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(out[i], STORE_NEW);
+	ck_assert_int_eq(store_commit(run), 0);
+	ck_assert_int_eq(store_fts_backlog(run), 37);
+
+	/* Row for row, the same file: ids, columns, types, the queue. */
+	db = store_db(seq);
+	snprintf(sql, sizeof(sql), "ATTACH '%s' AS r", path("run.db"));
+	exec_ok(db, sql);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM r.calls"), 37);
+	ck_assert_int_eq(rows_differing(db, "calls"), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM (SELECT id,"
+	    " typeof(call_duration), typeof(try_count),"
+	    " typeof(conversion_status), typeof(remote_addr) FROM calls"
+	    " EXCEPT SELECT id, typeof(call_duration), typeof(try_count),"
+	    " typeof(conversion_status), typeof(remote_addr) FROM r.calls)"),
+	    0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM r.fts_pending"),
+	    37);
+	ck_assert_int_eq(rows_differing(db, "fts_pending"), 0);
+	exec_ok(db, "DETACH r");
+
+	/* Indexed like the others. */
+	ck_assert_int_eq(store_fts_index(run, 64, &stored), 0);
+	ck_assert_int_eq(stored, 37);
+	ck_assert_int_eq(int_of(store_db(run), "SELECT count(*) FROM calls_fts"
+	    " WHERE calls_fts MATCH 'transcript AND number'"), 37);
+	store_close(seq);
+	store_close(run);
+}
+END_TEST
+
+/*
+ * A run that meets a callSid already there writes nothing of its own;
+ * the runs before it stay, and store_put takes the rest.
+ */
+START_TEST(test_run_taken)
+{
+	static struct varied v, w;
+	enum store_outcome out[STORE_RUN_MAX];
+	struct store *st;
+	sqlite3 *db;
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	varied(&v, "taken", 12);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(put_ok(st, &v.ev[10]), STORE_NEW);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	/* Runs of 8 and 4: the second meets taken-10. */
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(put_run_ok(st, v.ev, 12, out), 8);
+	for (int i = 0; i < 12; i++)
+		ck_assert_int_eq(out[i], i == 10 ? STORE_DUPLICATE : STORE_NEW);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 12);
+	/* Nothing left of the failed INSERT: its ids were given again. */
+	ck_assert_int_eq(int_of(db, "SELECT max(id) FROM calls"), 12);
+	ck_assert_int_eq(int_of(db, "SELECT deliveries FROM calls"
+	    " WHERE call_sid = 'taken-10'"), 2);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM fts_pending"), 12);
+
+	/* The same callSid twice in one run, the second a new body. */
+	varied(&w, "twice", 4);
+	w.ev[2].call_sid = w.sid[0];
+	snprintf(w.body[2], sizeof(w.body[2]), "{\"event\":\"call_ended\","
+	    "\"data\":{\"callSid\":\"twice-00\",\"name\":\"inbound\"}}");
+	w.ev[2].body_len = strlen(w.body[2]);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(put_run_ok(st, w.ev, 4, out), 0);
+	ck_assert_int_eq(out[0], STORE_NEW);
+	ck_assert_int_eq(out[1], STORE_NEW);
+	ck_assert_int_eq(out[2], STORE_REVISION);
+	ck_assert_int_eq(out[3], STORE_NEW);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"
+	    " WHERE call_sid LIKE 'twice-%'"), 3);
+	ck_assert_int_eq(int_of(db, "SELECT revision FROM calls"
+	    " WHERE call_sid = 'twice-00'"), 2);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_revisions"
+	    " WHERE call_sid = 'twice-00'"), 1);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM fts_pending"), 15);
+	store_close(st);
+}
+END_TEST
+
+/* A row SQLite refuses fails alone, as with store_put. */
+START_TEST(test_run_refused)
+{
+	static struct varied v;
+	const struct event *p[4];
+	enum store_outcome outcome;
+	struct store *st;
+	int stored;
+
+	st = open_ok("calls.db", true);
+	varied(&v, "refused", 4);
+	v.ev[2].received_at[0] = '\0';
+	for (int i = 0; i < 4; i++)
+		p[i] = &v.ev[i];
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_put_run(st, p, 4, &stored), 0);
+	ck_assert_int_eq(stored, 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(store_put(st, p[i], &outcome),
+		    i == 2 ? -EINVAL : 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(int_of(store_db(st), "SELECT count(*) FROM calls"), 3);
+	ck_assert_int_eq(int_of(store_db(st),
+	    "SELECT count(*) FROM fts_pending"), 3);
+	store_close(st);
+}
+END_TEST
+
+/*
+ * With the largest id taken, SQLite picks new ids at random, and the new
+ * rows of a run cannot be told by their ids: store_put queues them.
+ * Without the full-text index the run goes ahead.
+ */
+START_TEST(test_run_random_ids)
+{
+	static struct varied v;
+	enum store_outcome out[STORE_RUN_MAX];
+	struct store *st;
+	sqlite3 *db;
+
+	varied(&v, "random", 4);
+	for (int fts = 1; fts >= 0; fts--) {
+		const char *name = fts ? "fts.db" : "nofts.db";
+
+		st = open_ok(name, fts);
+		db = store_db(st);
+		exec_ok(db, "INSERT INTO calls (id, call_sid, event, payload,"
+		    " first_received_at, received_at) VALUES"
+		    " (9223372036854775807, 'by-hand', 'call_ended', '{}',"
+		    " '2025-12-19T16:01:07.000Z', '2025-12-19T16:01:07.000Z')");
+		ck_assert_int_eq(store_begin(st), 0);
+		ck_assert_int_eq(put_run_ok(st, v.ev, 4, out), fts ? 0 : 4);
+		ck_assert_int_eq(store_commit(st), 0);
+		ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 5);
+		if (fts)
+			ck_assert_int_eq(int_of(db, "SELECT count(*) FROM"
+			    " fts_pending JOIN calls USING (id)"
+			    " WHERE call_sid LIKE 'random-%'"), 4);
+		store_close(st);
+	}
+}
+END_TEST
+
 START_TEST(test_fts)
 {
 	struct store *st;
@@ -1095,6 +1344,10 @@ store_suite(void)
 	tcase_add_test(tc, test_readonly);
 	tcase_add_test(tc, test_rollback);
 	tcase_add_test(tc, test_invalid_event);
+	tcase_add_test(tc, test_run_rows);
+	tcase_add_test(tc, test_run_taken);
+	tcase_add_test(tc, test_run_refused);
+	tcase_add_test(tc, test_run_random_ids);
 	tcase_add_test(tc, test_busy);
 	tcase_add_test(tc, test_commit_busy);
 	tcase_add_test(tc, test_migrate_empty);
