@@ -193,18 +193,47 @@ write_job(struct writer *w, struct batch *b, struct job *job)
 	return 0;
 }
 
+/*
+ * Events in a row, written as runs of new rows (store_put_run); those the
+ * run did not take, one at a time.
+ */
+static int
+write_run(struct writer *w, struct batch *b, struct job **jobs, int n)
+{
+	const struct event *evs[STORE_RUN_MAX];
+	int rc, stored = 0;
+
+	for (int i = 0; i < n; i++)
+		evs[i] = jobs[i]->event;
+	if (n > 1 && (rc = store_put_run(w->store, evs, n, &stored)) != 0)
+		return rc;
+	b->stored += (uint64_t)stored;
+	for (int i = stored; i < n; i++)
+		if ((rc = write_job(w, b, jobs[i])) != 0)
+			return rc;
+	return 0;
+}
+
 static int
 write_batch(struct writer *w, struct batch *b)
 {
-	struct job *job;
-	int rc;
+	struct job *job, *run[STORE_RUN_MAX];
+	int n = 0, rc;
 
 	b->stored = b->duplicates = b->revisions = 0;
 	if ((rc = store_begin(w->store)) != 0)
 		return rc;
-	for (job = b->head; job != NULL; job = job->next)
-		if ((rc = write_job(w, b, job)) != 0)
+	for (job = b->head; job != NULL; job = job->next) {
+		if (job->event != NULL)
+			run[n++] = job;
+		else if ((rc = write_job(w, b, job)) != 0)
 			goto fail;
+		if ((n == STORE_RUN_MAX || job->next == NULL) && n > 0) {
+			if ((rc = write_run(w, b, run, n)) != 0)
+				goto fail;
+			n = 0;
+		}
+	}
 	if ((rc = store_commit(w->store)) != 0)
 		goto fail;
 	return 0;

@@ -527,6 +527,81 @@ START_TEST(test_sigterm_under_load)
 }
 END_TEST
 
+/*
+ * Clients that deliver the same callSids at the same time, half of them
+ * with another transcript: batches then hold a callSid more than once,
+ * next to new ones. Every delivery is counted once, and each row is one
+ * of the bodies, with the columns and the index of that body.
+ */
+#define REDO_SIDS	40
+
+struct redo_client {
+	int	 id;
+	int	 oks;
+};
+
+static void *
+redo_run(void *arg)
+{
+	struct redo_client *c = arg;
+
+	for (int i = 0; i < REDO_SIDS; i++) {
+		char sid[64], *body, *revised;
+		struct reply r;
+
+		snprintf(sid, sizeof(sid), "redo-%d", i);
+		body = tu_replace(seed_body, "2303fa770b666a64ab1694c1e", sid);
+		if (c->id % 2 == 1) {
+			revised = tu_replace(body, "Full call transcript",
+			    "Revised call transcript");
+			free(body);
+			body = revised;
+		}
+		if (tu_post(d.port, PATH, JSON, body, strlen(body), &r) == 0 &&
+		    r.status == 200)
+			c->oks++;
+		tu_reply_free(&r);
+		free(body);
+	}
+	return NULL;
+}
+
+START_TEST(test_concurrent_redeliveries)
+{
+	struct redo_client c[CLIENTS];
+	pthread_t t[CLIENTS];
+
+	seed_body = tu_fixture("call_ended.json", NULL);
+	start_or_fail(NULL);
+	for (int i = 0; i < CLIENTS; i++) {
+		c[i].id = i;
+		c[i].oks = 0;
+		pthread_create(&t[i], NULL, redo_run, &c[i]);
+	}
+	for (int i = 0; i < CLIENTS; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(c[i].oks, REDO_SIDS);
+	}
+	stop_clean();
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls%s", ""), REDO_SIDS);
+	ck_assert_int_eq(db_int("SELECT sum(deliveries) FROM calls%s", ""),
+	    CLIENTS * REDO_SIDS);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM call_revisions%s", ""),
+	    db_int("SELECT sum(revision) - count(*) FROM calls%s", ""));
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls WHERE"
+	    " transcription IS json_extract(payload, '$.data.transcription')"
+	    " AND call_sid IS json_extract(payload, '$.data.callSid')%s", ""),
+	    REDO_SIDS);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM fts_pending%s", ""), 0);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls_fts WHERE"
+	    " calls_fts MATCH %Q", "transcript"), REDO_SIDS);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls_fts WHERE"
+	    " calls_fts MATCH %Q", "Revised"), db_int("SELECT count(*)"
+	    " FROM calls WHERE transcription LIKE %Q", "Revised%"));
+	free(seed_body);
+}
+END_TEST
+
 Suite *e2e_suite(void);
 
 Suite *
@@ -544,6 +619,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_enqueue_mode_and_health);
 	tcase_add_test(tc, test_command_line);
 	tcase_add_test(tc, test_sigterm_under_load);
+	tcase_add_test(tc, test_concurrent_redeliveries);
 	suite_add_tcase(s, tc);
 	return s;
 }
