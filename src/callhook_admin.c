@@ -8,8 +8,8 @@
  * can take a millisecond to take out of the full-text index) and, between
  * two transactions, leave it free at least as long as they held it.
  *
- * import goes through event_parse and store_put like a webhook, so a
- * line is checked and upserted exactly as the daemon would do it; the
+ * import goes through event_parse and store_put_run like a webhook, so
+ * a line is checked and upserted exactly as the daemon would do it; the
  * events of a batch are kept until it commits, so a batch that meets a
  * busy file is simply tried again.
  *
@@ -98,28 +98,54 @@ refused(struct tally *t, long long line, const char *reason)
  * have passed. Returns how many it committed, or -EAGAIN / -EIO (rolled
  * back).
  */
+/*
+ * Events i..i+n-1 (n at most STORE_RUN_MAX) as the daemon's writer stores
+ * them: runs of new rows, then one at a time what the runs left.
+ */
+static int
+run_store(struct store *st, struct batch *b, size_t i, size_t n)
+{
+	const struct event *const *evs = (const struct event *const *)&b->ev[i];
+	enum store_outcome outcome;
+	int error, stored;
+
+	if ((error = store_put_run(st, evs, (int)n, &stored)) != 0)
+		return error;
+	for (size_t k = 0; k < n; k++) {
+		if (k < (size_t)stored) {
+			b->outcome[i + k] = STORE_NEW;
+			continue;
+		}
+		error = store_put(st, evs[k], &outcome);
+		if (error == -EINVAL) {
+			b->outcome[i + k] = -1;
+			snprintf(b->reason[i + k], REASON_MAX, "%s",
+			    store_errmsg(st));
+		} else if (error != 0)
+			return error;
+		else
+			b->outcome[i + k] = (int)outcome;
+	}
+	return 0;
+}
+
 static int
 batch_store(struct store *st, struct batch *b, size_t from)
 {
-	enum store_outcome outcome;
 	uint64_t start = ch_now_ns();
-	size_t i = from;
+	size_t i = from, n;
 	int error;
 
 	if ((error = store_begin(st)) != 0)
 		return error;
-	for (; i < b->n && (i == from ||
-	    ch_now_ns() - start < HOLD_MS * 1000000ULL); i++) {
-		error = store_put(st, b->ev[i], &outcome);
-		if (error == -EINVAL) {
-			b->outcome[i] = -1;
-			snprintf(b->reason[i], REASON_MAX, "%s",
-			    store_errmsg(st));
-		} else if (error != 0) {
+	while (i < b->n && (i == from ||
+	    ch_now_ns() - start < HOLD_MS * 1000000ULL)) {
+		n = b->n - i < STORE_RUN_MAX ? b->n - i : STORE_RUN_MAX;
+		if ((error = run_store(st, b, i, n)) != 0) {
 			store_rollback(st);
 			return error;
-		} else
-			b->outcome[i] = (int)outcome;
+		}
+		i += n;
 	}
 	if ((error = store_commit(st)) != 0)
 		return error;
