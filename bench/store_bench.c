@@ -140,12 +140,23 @@ run_index(struct store *st, double seconds)
 }
 
 /*
- * Events per second, batches of batch events, for seconds; with fts on,
- * *indexed (when not NULL) gets run_index() over the rows they left.
+ * Copies of one fixture's event, each with its own body: a batch writes
+ * a new callSid into each (and into its body) in place.
+ */
+struct copies {
+	struct event	*ev[STORE_RUN_MAX];
+	char		*sid[STORE_RUN_MAX];	/* in ev[i]->body */
+};
+
+/*
+ * Events per second, batches of batch events written as the writer
+ * writes them (store_put_run, then store_put for what the run left),
+ * for seconds; with fts on, *indexed (when not NULL) gets run_index()
+ * over the rows they left.
  */
 static double
-run_store(const char *db, struct event *ev, char *body_sid, bool fts,
-    bool sync_full, int batch, double seconds, double *indexed)
+run_store(const char *db, struct copies *c, bool fts, bool sync_full,
+    int batch, double seconds, double *indexed)
 {
 	struct store_options so = {
 		.path = db, .fts = fts, .sync_full = sync_full,
@@ -156,6 +167,7 @@ run_store(const char *db, struct event *ev, char *body_sid, bool fts,
 	char err[512];
 	uint64_t seq = 0;
 	double t0, t;
+	int stored;
 
 	remove_db(db);
 	if (store_open(&st, &so, err, sizeof(err)) != 0) {
@@ -168,12 +180,16 @@ run_store(const char *db, struct event *ev, char *body_sid, bool fts,
 			goto fail;
 		for (int i = 0; i < batch; i++) {
 			seq++;
-			set_sid(ev->call_sid, seq);
-			set_sid(body_sid, seq);
-			if (store_put(st, ev, &outcome) != 0 ||
+			set_sid(c->ev[i]->call_sid, seq);
+			set_sid(c->sid[i], seq);
+		}
+		if (store_put_run(st, (const struct event *const *)c->ev,
+		    batch, &stored) != 0)
+			goto fail;
+		for (int i = stored; i < batch; i++)
+			if (store_put(st, c->ev[i], &outcome) != 0 ||
 			    outcome != STORE_NEW)
 				goto fail;
-		}
 		if (store_commit(st) != 0)
 			goto fail;
 	} while ((t = now_s() - t0) < seconds);
@@ -255,8 +271,8 @@ main(int argc, char **argv)
 	    "|---|---|---|--:|--:|--:|\n", FTS_CHUNK);
 	for (int f = optind; f < argc; f++) {
 		size_t len, blen;
-		char *raw = read_file(argv[f], &len), *body, *sid;
-		struct event *ev;
+		char *raw = read_file(argv[f], &len), *body;
+		struct copies c;
 
 		if (raw == NULL || (body = with_bench_sid(raw, len,
 		    &blen)) == NULL) {
@@ -264,22 +280,29 @@ main(int argc, char **argv)
 			    "callSid\n", argv[f]);
 			return 1;
 		}
-		if (event_parse(body, blen, false, &ev, msg,
-		    sizeof(msg)) != EVENT_OK) {
-			fprintf(stderr, "store_bench: %s: %s\n", argv[f], msg);
-			return 1;
+		for (int i = 0; i < STORE_RUN_MAX; i++) {
+			struct event *ev;
+
+			if (event_parse(body, blen, false, &ev, msg,
+			    sizeof(msg)) != EVENT_OK) {
+				fprintf(stderr, "store_bench: %s: %s\n",
+				    argv[f], msg);
+				return 1;
+			}
+			snprintf(ev->received_at, sizeof(ev->received_at),
+			    "2025-12-19T16:01:07.000Z");
+			snprintf(ev->remote_addr, sizeof(ev->remote_addr),
+			    "127.0.0.1");
+			c.ev[i] = ev;
+			c.sid[i] = strstr(ev->body, SID_PREFIX);
 		}
-		snprintf(ev->received_at, sizeof(ev->received_at),
-		    "2025-12-19T16:01:07.000Z");
-		snprintf(ev->remote_addr, sizeof(ev->remote_addr), "127.0.0.1");
-		sid = strstr(ev->body, SID_PREFIX);
 		for (int fts = 1; fts >= 0; fts--)
 			for (int full = 0; full <= 1; full++) {
 				double r[2], ix = 0;
 				char ixs[32] = "-";
 
 				for (int b = 0; b < 2; b++)
-					r[b] = run_store(db, ev, sid, fts, full,
+					r[b] = run_store(db, &c, fts, full,
 					    batches[b], cell / 3,
 					    b == 0 ? &ix : NULL);
 				if (fts)
@@ -288,7 +311,8 @@ main(int argc, char **argv)
 				    base_name(argv[f]), fts ? "on" : "off",
 				    full ? "full" : "normal", r[0], r[1], ixs);
 			}
-		event_free(ev);
+		for (int i = 0; i < STORE_RUN_MAX; i++)
+			event_free(c.ev[i]);
 		free(raw);
 		free(body);
 	}
