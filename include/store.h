@@ -73,12 +73,13 @@ int	store_put(struct store *st, const struct event *ev,
 
 /*
  * Events that are most likely new, written with one INSERT of many rows
- * (up to STORE_RUN_MAX), not one each: SQLite then finds its place in
- * the table and in each index once per run, not once per row. *stored
- * says how many from the start of evs[] are now new rows; the others
- * (a callSid already there, a row SQLite refuses, or the last of an odd
- * run) go through store_put(), one at a time. Inside store_begin; 0 or
- * -EAGAIN as store_put.
+ * (up to STORE_RUN_MAX, and 128 KB of bodies), not one each: SQLite then
+ * finds its place in the table and in each index once per run, not once
+ * per row. *stored says how many from the start of evs[] are now new
+ * rows; the others (a callSid already there, a row SQLite refuses, what
+ * is left over from runs of 2, 4, 8, 16 and 32 rows, a body too large
+ * for a run) go through store_put(), one at a time. Inside store_begin;
+ * 0 or -EAGAIN as store_put.
  */
 #define STORE_RUN_MAX	32
 int	store_put_run(struct store *st, const struct event *const *evs,

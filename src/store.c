@@ -34,7 +34,8 @@
  * itself, spilled to a temporary file per batch (bench/README.md).
  *
  * The writer has a faster way for the events of a batch:
- * store_put_run() writes up to 32 of them with one INSERT of many rows.
+ * store_put_run() writes up to 32 of them (and 128 KB of bodies) with
+ * one INSERT of many rows.
  * Its cursors stay open from row to row, and a key that goes at the end
  * of the table or of an index (an id, a time, a callSid that sorts last)
  * is placed without a search from the root: about 40 % fewer
@@ -61,9 +62,10 @@
 #define STORE_CACHE_KIB		4096	/* the writer appends: a few paths */
 #define STORE_BUSY_DEFAULT_MS	5000
 #define STORE_WAL_MAX_PAGES	16384	/* 64 MB: see store_wal_notify */
-#define STORE_STMTJRNL_KIB	1024	/* see configure_library */
+#define STORE_STMTJRNL_KIB	512	/* see configure_library */
 #define ROW_PARAMS		25	/* ?1..?25: bind_key, bind_fields */
 #define RUN_SIZES		5	/* runs of 2, 4, 8, 16, 32 rows */
+#define RUN_BYTES		(128 * 1024)	/* of bodies: see run_size */
 _Static_assert(2 << (RUN_SIZES - 1) == STORE_RUN_MAX, "run sizes");
 #ifndef SQLITE_DEFAULT_WAL_AUTOCHECKPOINT
 #define SQLITE_DEFAULT_WAL_AUTOCHECKPOINT 1000
@@ -703,8 +705,10 @@ prepare_all(struct store *st, const struct store_options *opt)
  * SQLite's memory statistics take a global mutex on every allocation,
  * about 5 % of the writer's work per event, and nothing here reads them.
  * The statement journal of a run (store_put_run) holds the pages the run
- * changes that were there before it, about one per index: past SQLite's
- * 64 KB it went to a temporary file, opened and unlinked per run. These
+ * changes that were there before it: one or two per index, and those it
+ * took from the free list. Past SQLite's 64 KB it went to a temporary
+ * file, opened and unlinked per run; runs are limited to RUN_BYTES of
+ * bodies, so STORE_STMTJRNL_KIB in memory holds their journals. These
  * settings only take before SQLite initialises; if something else in the
  * process opened a database first, they fail harmlessly.
  */
@@ -1184,6 +1188,29 @@ insert_run(struct store *st, int i, const struct event *const *evs)
 	return queue_run_for_index(st, after, rows);
 }
 
+/*
+ * The run that starts evs[0..n), as the index of its size in st->run, or
+ * -1 for none: as many rows as there are, up to STORE_RUN_MAX, whose
+ * bodies add up to RUN_BYTES at most, rounded down to a prepared size.
+ * The byte limit bounds the statement journal, which may hold a copy of
+ * every page the run writes.
+ */
+static int
+run_size(const struct event *const *evs, int n)
+{
+	size_t bytes = 0;
+	int rows = 0, i;
+
+	while (rows < n && rows < STORE_RUN_MAX &&
+	    bytes + evs[rows]->body_len <= RUN_BYTES)
+		bytes += evs[rows++]->body_len;
+	if (rows < 2)
+		return -1;
+	for (i = RUN_SIZES - 1; (2 << i) > rows; i--)
+		continue;
+	return i;
+}
+
 int
 store_put_run(struct store *st, const struct event *const *evs, int n,
     int *stored)
@@ -1191,9 +1218,7 @@ store_put_run(struct store *st, const struct event *const *evs, int n,
 	int error, i;
 
 	*stored = 0;
-	while (n - *stored >= 2) {
-		for (i = RUN_SIZES - 1; (2 << i) > n - *stored; i--)
-			continue;
+	while ((i = run_size(evs + *stored, n - *stored)) >= 0) {
 		if ((error = insert_run(st, i, evs + *stored)) != 0)
 			return error == 1 ? 0 : error;
 		*stored += 2 << i;

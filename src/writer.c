@@ -4,7 +4,10 @@
  * Group commit: each turn takes every job that queued up while the last
  * transaction ran, and writes them all in one transaction, so the cost of
  * a commit (the WAL fsync under sync = full) is shared by the batch and
- * the batch grows by itself under load.
+ * the batch grows by itself under load. Inside the transaction the
+ * events go in as runs of up to STORE_RUN_MAX new rows, one INSERT per
+ * run (store_put_run); a run that meets a callSid already there, or a
+ * row SQLite refuses, leaves its events to store_put, one at a time.
  *
  * Only after COMMIT returns are the tickets resolved: a 200 in
  * ack = commit mode is sent for an event that is in the database file.
