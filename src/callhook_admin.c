@@ -94,11 +94,6 @@ refused(struct tally *t, long long line, const char *reason)
 }
 
 /*
- * One transaction over the events from "from" on, committed once HOLD_MS
- * have passed. Returns how many it committed, or -EAGAIN / -EIO (rolled
- * back).
- */
-/*
  * Events i..i+n-1 (n at most STORE_RUN_MAX) as the daemon's writer stores
  * them: runs of new rows, then one at a time what the runs left.
  */
@@ -129,6 +124,11 @@ run_store(struct store *st, struct batch *b, size_t i, size_t n)
 	return 0;
 }
 
+/*
+ * One transaction over the events from "from" on, committed once HOLD_MS
+ * have passed. Returns how many it committed, or -EAGAIN / -EIO (rolled
+ * back).
+ */
 static int
 batch_store(struct store *st, struct batch *b, size_t from)
 {

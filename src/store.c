@@ -401,6 +401,21 @@ fail(struct store *st, int rc, int permanent)
 	return store_transient(rc) ? -EAGAIN : permanent;
 }
 
+/*
+ * fail() for a statement that ran inside a transaction (in_txn, taken
+ * before the step). Most errors undo the statement only, but some (an
+ * interrupt, a corrupt page met while undoing it) end the whole
+ * transaction, and what the batch wrote before is gone with it: only a
+ * retry of the batch is right then.
+ */
+static int
+fail_in_txn(struct store *st, bool in_txn, int rc, int permanent)
+{
+	int error = fail(st, rc, permanent);
+
+	return in_txn && sqlite3_get_autocommit(st->db) ? -EAGAIN : error;
+}
+
 /* The same, for store_open: the operator needs the file's name. */
 static int
 open_fail(struct store *st, const struct store_options *opt, int rc,
@@ -600,35 +615,39 @@ setup_writer(struct store *st, const struct store_options *opt, int version)
 /*
  * INSERT_SQL with `rows` rows of values, the parameters of row r numbered
  * from r * ROW_PARAMS + 1: "... VALUES (?1, ?5, ...), (?26, ?30, ...)".
+ * NULL when out of memory.
  */
 static char *
 run_sql(int rows)
 {
 	const char *values = strstr(insert_sql, "(?1,");
-	size_t head = (size_t)(values - insert_sql), len, n;
-	char *sql, *p, *end;
+	char *sql = NULL, *end;
+	size_t size;
+	FILE *fp;
 
-	/* A parameter's number grows by 2 digits at most (?25 to ?800). */
-	len = head + (size_t)rows * (strlen(values) + 2 * ROW_PARAMS + 2) + 1;
-	if ((sql = malloc(len)) == NULL)
+	if ((fp = open_memstream(&sql, &size)) == NULL)
 		return NULL;
-	memcpy(sql, insert_sql, head);
-	p = sql + head;
+	fwrite(insert_sql, 1, (size_t)(values - insert_sql), fp);
 	for (int r = 0; r < rows; r++) {
-		if (r > 0) {
-			*p++ = ',';
-			*p++ = ' ';
-		}
+		fputs(r > 0 ? ", " : "", fp);
 		for (const char *s = values; *s != '\0'; s++) {
-			*p++ = *s;
+			fputc(*s, fp);
 			if (*s != '?')
 				continue;
-			n = strtoul(s + 1, &end, 10) + (size_t)(r * ROW_PARAMS);
-			p += snprintf(p, len - (size_t)(p - sql), "%zu", n);
+			fprintf(fp, "%lu", strtoul(s + 1, &end, 10) +
+			    (unsigned long)(r * ROW_PARAMS));
 			s = end - 1;
 		}
 	}
-	*p = '\0';
+	if (ferror(fp) != 0) {
+		fclose(fp);
+		free(sql);
+		return NULL;
+	}
+	if (fclose(fp) != 0) {
+		free(sql);
+		return NULL;
+	}
 	return sql;
 }
 
@@ -1046,6 +1065,7 @@ queue_for_index(struct store *st)
 static int
 insert(struct store *st, const struct event *ev)
 {
+	bool in_txn;
 	int error, rc;
 
 	rc = bind_key(st->insert, 0, ev);
@@ -1053,13 +1073,14 @@ insert(struct store *st, const struct event *ev)
 		rc = bind_fields(st->insert, 0, ev);
 	if (rc != SQLITE_OK)
 		return fail(st, rc, -EINVAL);
+	in_txn = !sqlite3_get_autocommit(st->db);
 	rc = sqlite3_step(st->insert);
 	if (rc == SQLITE_CONSTRAINT_UNIQUE) {
 		sqlite3_reset(st->insert);
 		return 1;
 	}
 	if (rc != SQLITE_DONE) {
-		error = fail(st, rc, -EINVAL);
+		error = fail_in_txn(st, in_txn, rc, -EINVAL);
 		sqlite3_reset(st->insert);
 		return error;
 	}
@@ -1121,8 +1142,9 @@ store_put(struct store *st, const struct event *ev,
 }
 
 /*
- * The largest id in calls, 0 for none. With INT64_MAX taken SQLite picks
- * new ids at random, and a run's rows would not be the ids above it.
+ * The largest id in calls, 0 for none. Once INT64_MAX is taken SQLite
+ * picks new ids at random, and a run's rows would not all be the ids
+ * above it.
  */
 static int
 max_id(struct store *st, sqlite3_int64 *id)
@@ -1171,7 +1193,7 @@ insert_run(struct store *st, int i, const struct event *const *evs)
 	if (st->fts_queue_run != NULL) {
 		if ((error = max_id(st, &after)) != 0)
 			return error;
-		if (after == INT64_MAX)
+		if (after > INT64_MAX - rows)
 			return 1;
 	}
 	for (int r = 0; r < rows && rc == SQLITE_OK; r++) {
@@ -1181,7 +1203,7 @@ insert_run(struct store *st, int i, const struct event *const *evs)
 	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(stmt);
-	error = rc == SQLITE_DONE ? 0 : fail(st, rc, 1);
+	error = rc == SQLITE_DONE ? 0 : fail_in_txn(st, true, rc, 1);
 	sqlite3_reset(stmt);
 	if (error != 0 || st->fts_queue_run == NULL)
 		return error;

@@ -687,37 +687,98 @@ START_TEST(test_run_refused)
 END_TEST
 
 /*
- * With the largest id taken, SQLite picks new ids at random, and the new
- * rows of a run cannot be told by their ids: store_put queues them.
- * Without the full-text index the run goes ahead.
+ * Once the largest id is taken, SQLite picks new ids at random, and the
+ * new rows of a run cannot be told by their ids: store_put queues them.
+ * That is so for a table at INT64_MAX, and for one that a run of four
+ * would take there. Without the full-text index the run goes ahead.
  */
 START_TEST(test_run_random_ids)
 {
+	static const char *const top[] = {
+		"9223372036854775807", "9223372036854775806",
+	};
 	static struct varied v;
 	enum store_outcome out[STORE_RUN_MAX];
 	struct store *st;
 	sqlite3 *db;
+	char name[32], sql[512];
 
 	varied(&v, "random", 4);
+	for (int t = 0; t < 2; t++)
 	for (int fts = 1; fts >= 0; fts--) {
-		const char *name = fts ? "fts.db" : "nofts.db";
-
+		snprintf(name, sizeof(name), "calls-%d-%d.db", t, fts);
 		st = open_ok(name, fts);
 		db = store_db(st);
-		exec_ok(db, "INSERT INTO calls (id, call_sid, event, payload,"
-		    " first_received_at, received_at) VALUES"
-		    " (9223372036854775807, 'by-hand', 'call_ended', '{}',"
-		    " '2025-12-19T16:01:07.000Z', '2025-12-19T16:01:07.000Z')");
+		snprintf(sql, sizeof(sql), "INSERT INTO calls (id, call_sid,"
+		    " event, payload, first_received_at, received_at) VALUES"
+		    " (%s, 'by-hand', 'call_ended', '{}',"
+		    " '2025-12-19T16:01:07.000Z', '2025-12-19T16:01:07.000Z')",
+		    top[t]);
+		exec_ok(db, sql);
 		ck_assert_int_eq(store_begin(st), 0);
 		ck_assert_int_eq(put_run_ok(st, v.ev, 4, out), fts ? 0 : 4);
 		ck_assert_int_eq(store_commit(st), 0);
 		ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 5);
-		if (fts)
+		if (fts) {
 			ck_assert_int_eq(int_of(db, "SELECT count(*) FROM"
 			    " fts_pending JOIN calls USING (id)"
 			    " WHERE call_sid LIKE 'random-%'"), 4);
+			ck_assert_int_eq(store_fts_backlog(st), 4);
+		}
 		store_close(st);
 	}
+}
+END_TEST
+
+/*
+ * A progress handler that stops the statement running after 20 of its
+ * steps (SQLITE_INTERRUPT): past SELECT max(id), well inside an INSERT.
+ */
+static int
+interrupt(void *arg)
+{
+	int *steps = arg;
+
+	return ++*steps > 20;
+}
+
+/*
+ * An error that ends the whole transaction (an interrupt of a run; a
+ * corrupt page would do it too) takes what the batch wrote before with
+ * it: the run asks for the batch to be retried, rather than go on in
+ * autocommit without it.
+ */
+START_TEST(test_run_txn_lost)
+{
+	static struct varied v;
+	const struct event *p[4];
+	struct store *st;
+	sqlite3 *db;
+	int stored, steps = 0;
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	varied(&v, "lost", 6);
+	for (int i = 0; i < 4; i++)
+		p[i] = &v.ev[2 + i];
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(put_ok(st, &v.ev[0]), STORE_NEW);
+	ck_assert_int_eq(put_ok(st, &v.ev[1]), STORE_NEW);
+	sqlite3_progress_handler(db, 1, interrupt, &steps);
+	ck_assert_int_eq(store_put_run(st, p, 4, &stored), -EAGAIN);
+	sqlite3_progress_handler(db, 0, NULL, NULL);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "interrupted"));
+	ck_assert_int_eq(sqlite3_get_autocommit(db), 1);
+	store_rollback(st);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 0);
+
+	/* The same run, uninterrupted, goes in. */
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_put_run(st, p, 4, &stored), 0);
+	ck_assert_int_eq(stored, 4);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 4);
+	store_close(st);
 }
 END_TEST
 
@@ -1348,6 +1409,7 @@ store_suite(void)
 	tcase_add_test(tc, test_run_taken);
 	tcase_add_test(tc, test_run_refused);
 	tcase_add_test(tc, test_run_random_ids);
+	tcase_add_test(tc, test_run_txn_lost);
 	tcase_add_test(tc, test_busy);
 	tcase_add_test(tc, test_commit_busy);
 	tcase_add_test(tc, test_migrate_empty);
