@@ -704,9 +704,12 @@ START_TEST(test_run_random_ids)
 	char name[32], sql[512];
 
 	varied(&v, "random", 4);
-	for (int t = 0; t < 2; t++)
-	for (int fts = 1; fts >= 0; fts--) {
-		snprintf(name, sizeof(name), "calls-%d-%d.db", t, fts);
+	/* Each top id, with the index and without. */
+	for (int c = 0; c < 4; c++) {
+		int t = c / 2;
+		bool fts = c % 2 == 0;
+
+		snprintf(name, sizeof(name), "calls-%d.db", c);
 		st = open_ok(name, fts);
 		db = store_db(st);
 		snprintf(sql, sizeof(sql), "INSERT INTO calls (id, call_sid,"
