@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define CAPTURE_MAX	(256 * 1024)
 
@@ -378,6 +379,39 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/*
+ * format_utc_ms() (metrics.c), the received_at of every row: it keeps
+ * the formatted second per thread, so going back and forth between
+ * seconds, and every millisecond digit, must still come out right.
+ */
+START_TEST(test_utc_ms)
+{
+	static const struct {
+		uint64_t	 ms;
+		const char	*text;
+	} cases[] = {
+		{ 0, "1970-01-01T00:00:00.000Z" },
+		{ UINT64_C(1764259200123), "2025-11-27T16:00:00.123Z" },
+		{ UINT64_C(1764259200999), "2025-11-27T16:00:00.999Z" },
+		{ UINT64_C(1764259201007), "2025-11-27T16:00:01.007Z" },
+		{ UINT64_C(1764259200045), "2025-11-27T16:00:00.045Z" },
+		{ UINT64_C(253402300799999), "9999-12-31T23:59:59.999Z" },
+		{ UINT64_C(253402300800000), "10000-01-01T00:00:00.000Z" },
+		{ UINT64_C(1764259200500), "2025-11-27T16:00:00.500Z" },
+	};
+	char buf[32];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(buf, 'x', sizeof(buf));
+		format_utc_ms(cases[i].ms, buf, sizeof(buf));
+		ck_assert_str_eq(buf, cases[i].text);
+	}
+	/* A short buffer gets a cut, terminated string, as snprintf gives. */
+	format_utc_ms(UINT64_C(1764259200123), buf, 11);
+	ck_assert_str_eq(buf, "2025-11-27");
+}
+END_TEST
+
 Suite *log_suite(void);
 
 Suite *
@@ -398,6 +432,7 @@ log_suite(void)
 	tcase_add_test(tc, test_truncation);
 	tcase_add_test(tc, test_truncation_utf8);
 	tcase_add_test(tc, test_threads);
+	tcase_add_test(tc, test_utc_ms);
 	suite_add_tcase(s, tc);
 	return s;
 }
