@@ -19,6 +19,7 @@
 #include "event.h"
 
 #define MSGLEN	128
+#define PLAIN	"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 #define NOTE	"\"event\":\"call_ended\",\"data\":{\"callSid\":\"CA1\""
 
 Suite	*event_suite(void);
@@ -1152,6 +1153,60 @@ START_TEST(test_extra_fields)
 }
 END_TEST
 
+/*
+ * A string of width bytes in a plain member and in a JSON-valued one, with
+ * mark (as written) at offset at and letters elsewhere; text is mark as
+ * read, NULL when the body is to be refused.
+ */
+static void
+check_stop(const char *mark, const char *text, int width, int at)
+{
+	char raw[128], want[128], minified[192], msg[MSGLEN], *body;
+	struct event *ev;
+
+	snprintf(raw, sizeof(raw), "%.*s%s%.*s", at, PLAIN, mark,
+	    width - at - 1, PLAIN);
+	ck_assert_int_ge(asprintf(&body, "{" NOTE ",\"transcription\":\"%s\","
+	    "\"post_call\":{ \"k\" : \"%s\" , \"z\":1}}}", raw, raw), 0);
+	if (text == NULL) {
+		ck_assert_int_eq(parse_s(body, false, &ev, msg),
+		    EVENT_BAD_REQUEST);
+		free(body);
+		return;
+	}
+	ck_assert_int_eq(parse_s(body, false, &ev, msg), EVENT_OK);
+	snprintf(want, sizeof(want), "%.*s%s%.*s", at, PLAIN, text,
+	    width - at - 1, PLAIN);
+	ck_assert_str_eq(ev->transcription, want);
+	snprintf(minified, sizeof(minified), "{\"k\":\"%s\",\"z\":1}", raw);
+	ck_assert_str_eq(ev->post_call, minified);
+	event_free(ev);
+	free(body);
+}
+
+/*
+ * The string scanners (plain_skip: 16 bytes at a time with SSE2, then 8,
+ * then 1) must stop at a quote, a backslash or a control character
+ * wherever it falls, in strings around those widths: in the token check,
+ * and in the minifier, which a missed quote would cut short.
+ */
+START_TEST(test_string_stops)
+{
+	static const char *const marks[][2] = {
+		{ "\x01", NULL }, { "\x1f", NULL }, { "\\\"", "\"" },
+		{ "\\\\", "\\" }, { "\\n", "\n" }, { "\x7f", "\x7f" },
+		{ " ", " " }, { "\xc3\xa9", "\xc3\xa9" },
+	};
+	static const int widths[] = { 1, 8, 15, 16, 17, 31, 32, 33, 48 };
+
+	for (size_t m = 0; m < sizeof(marks) / sizeof(marks[0]); m++)
+		for (size_t w = 0; w < sizeof(widths) / sizeof(widths[0]); w++)
+			for (int at = 0; at < widths[w]; at++)
+				check_stop(marks[m][0], marks[m][1],
+				    widths[w], at);
+}
+END_TEST
+
 START_TEST(test_msg_buffer)
 {
 	const char *bad = "{}";
@@ -1252,6 +1307,7 @@ event_suite(void)
 	tcase_add_test(tc, test_json_fields_first);
 	tcase_add_test(tc, test_json_fields_escaped_key);
 	tcase_add_test(tc, test_extra_fields);
+	tcase_add_test(tc, test_string_stops);
 	tcase_add_test(tc, test_msg_buffer);
 	tcase_add_loop_test(tc, test_no_memory, 0, nfix);
 	suite_add_tcase(s, tc);
