@@ -70,8 +70,8 @@ struct http {
 
 /* Who sent a request: for logs, the rejects table and remote_addr. */
 struct origin {
-	char	id[32];
-	char	remote[64];
+	uint64_t seq;		/* the request id's number, see request_id() */
+	char	 remote[64];
 };
 
 /*
@@ -135,10 +135,21 @@ origin_of(struct http *h, const struct settings *set,
 	auth_client_address(set->auth, ci ? ci->client_addr : NULL,
 	    header(conn, "X-Forwarded-For"), header(conn, "X-Real-IP"),
 	    o->remote, sizeof(o->remote));
-	snprintf(o->id, sizeof(o->id), "%llx-%llu",
-	    (unsigned long long)h->id_base,
-	    (unsigned long long)atomic_fetch_add_explicit(&h->next_id, 1,
-	    memory_order_relaxed));
+	o->seq = atomic_fetch_add_explicit(&h->next_id, 1,
+	    memory_order_relaxed);
+}
+
+/*
+ * The id that log lines give a request: the daemon's start time in hex,
+ * and the request's number. Formatted only when a line is written.
+ */
+static const char *
+request_id(const struct http *h, const struct origin *o, char *buf,
+    size_t len)
+{
+	snprintf(buf, len, "%llx-%llu", (unsigned long long)h->id_base,
+	    (unsigned long long)o->seq);
+	return buf;
 }
 
 static enum MHD_Result
@@ -216,13 +227,15 @@ note_reject(struct http *h, const struct origin *o, unsigned status,
 {
 	struct reject *rj;
 	struct job *job;
-	char code[8];
-	const char *fields[] = { "req", o->id, "remote", o->remote,
+	char code[8], id[48];
+	const char *fields[] = { "req", NULL, "remote", o->remote,
 	    "status", code, "reason", reason, NULL, NULL };
 
 	snprintf(code, sizeof(code), "%u", status);
-	if (!overload(why) || log_overload(h, why))
+	if (!overload(why) || log_overload(h, why)) {
+		fields[1] = request_id(h, o, id, sizeof(id));
 		log_fields(LOG_WARN, "refused request", fields);
+	}
 	atomic_fetch_add_explicit(&h->metrics->rejects[why], 1,
 	    memory_order_relaxed);
 	if ((job = calloc(1, sizeof(*job))) == NULL ||
@@ -557,9 +570,10 @@ answer_stored(struct request *req)
 	atomic_fetch_add_explicit(&h->metrics->responses[200], 1,
 	    memory_order_relaxed);
 	if (log_enabled(LOG_DEBUG)) {
-		const char *fields[] = { "req", req->from.id, "remote",
-		    req->from.remote, "status", "200", "callSid",
-		    req->call_sid, NULL, NULL };
+		char id[48];
+		const char *fields[] = { "req", request_id(h, &req->from, id,
+		    sizeof(id)), "remote", req->from.remote, "status", "200",
+		    "callSid", req->call_sid, NULL, NULL };
 
 		log_fields(LOG_DEBUG, req->set->cfg.ack == ACK_COMMIT ?
 		    "stored" : "queued", fields);

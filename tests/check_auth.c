@@ -390,13 +390,20 @@ START_TEST(test_json_log_e2e)
 	ck_assert_int_eq(post("?token=s3cret", "", b), 200);
 	ck_assert_int_eq(post("", "", b), 401);
 	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
-	/* Every line is a JSON object; request lines carry req (+callSid). */
+	/*
+	 * Every line is a JSON object; request lines carry req (+callSid),
+	 * the daemon's start in hex and the request's number.
+	 */
 	ck_assert_int_eq(tu_sh("python3 -c 'import json,sys\n"
 	    "lines=[json.loads(l) for l in open(sys.argv[1])]\n"
 	    "ok=[l for l in lines if l.get(\"status\")==\"200\"]\n"
 	    "bad=[l for l in lines if l.get(\"status\")==\"401\"]\n"
 	    "assert ok and ok[0][\"callSid\"]==\"log-1\" and ok[0][\"req\"]\n"
 	    "assert bad and bad[0][\"req\"] and bad[0][\"level\"]==\"warn\"\n"
+	    "import re\n"
+	    "ids=[re.fullmatch(r\"([0-9a-f]+)-([0-9]+)\", l[\"req\"]).groups()\n"
+	    "     for l in ok + bad]\n"
+	    "assert ids[0][0]==ids[1][0] and ids[0][1]!=ids[1][1], ids\n"
 	    "' %s", d.log), 0);
 	free(b);
 }
