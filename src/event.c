@@ -600,7 +600,11 @@ json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 	while (p < end) {
 		unsigned char c = (unsigned char)*p;
 
-		if (c == '"') {
+		if (json_space((char)c)) {
+			/* a pretty-printed body's indentation comes in runs */
+			while (++p < end && json_space(*p))
+				;
+		} else if (c == '"') {
 			str = p;
 			for (p++; (p = plain_skip(p, end)) < end && *p != '"';
 			    p++) {
@@ -625,8 +629,6 @@ json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 			if (p < end && (is_digit(*p) || *p == '.' || *p == 'e' ||
 			    *p == 'E' || *p == '+' || *p == '-'))
 				return false;
-		} else if (json_space((char)c)) {
-			p++;
 		} else if (c == '{' || c == '[') {
 			walk_value(&w, p++);
 			w.depth++;

@@ -796,6 +796,69 @@ START_TEST(test_trailing)
 }
 END_TEST
 
+/*
+ * tmpl with each '~' replaced by sep, except '~' number one (from 0),
+ * replaced by one_sep; free() it. NULL when tmpl has fewer '~'.
+ */
+static char *
+spaced(const char *tmpl, const char *sep, int one, const char *one_sep)
+{
+	size_t n = strlen(tmpl), len = strlen(sep) + strlen(one_sep) + 1;
+	char *out = malloc(n * len + 1), *o = out;
+	int k = 0;
+
+	ck_assert_ptr_nonnull(out);
+	for (const char *t = tmpl; *t != '\0'; t++) {
+		if (*t != '~') {
+			*o++ = *t;
+			continue;
+		}
+		o = stpcpy(o, k++ == one ? one_sep : sep);
+	}
+	*o = '\0';
+	if (one >= k) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/*
+ * Whitespace between tokens comes in runs (pretty-printed bodies), and
+ * the token check skips a run in a loop of its own: a run of the four
+ * JSON spaces is nothing anywhere, and one other byte at any place in
+ * any one run is refused.
+ */
+START_TEST(test_whitespace_runs)
+{
+	static const char *const tmpl = "~{~\"event\"~:~\"call_ended\"~,~"
+	    "\"data\"~:~{~\"callSid\"~:~\"CA1\"~,~\"post_call\"~:~{~\"k\"~:~"
+	    "[~1~,~true~,~-2.5e3~]~}~}~}~";
+	static const char *const others[] = { "\f", "\v", "\x01", "\xc2\xa0" };
+	static const char *const spaces = " \t\r\n  \n\n";
+	char run[16], msg[MSGLEN], *body;
+	struct event *ev;
+
+	body = spaced(tmpl, spaces, -1, "");
+	ck_assert_int_eq(parse_s(body, true, &ev, msg), EVENT_OK);
+	ck_assert_str_eq(ev->post_call, "{\"k\":[1,true,-2.5e3]}");
+	event_free(ev);
+	free(body);
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		for (int at = 0; at <= 3; at++) {
+			snprintf(run, sizeof(run), "%.*s%s  ", at, "\n   ",
+			    others[i]);
+			for (int one = 0;
+			    (body = spaced(tmpl, spaces, one, run)) != NULL;
+			    one++) {
+				ck_assert_int_eq(parse_s(body, false, &ev,
+				    msg), EVENT_BAD_REQUEST);
+				free(body);
+			}
+		}
+}
+END_TEST
+
 static char *
 repeat(const char *head, const char *unit, size_t n, const char *tail)
 {
@@ -1299,6 +1362,7 @@ event_suite(void)
 	tcase_add_test(tc, test_utf8_positions);
 	tcase_add_test(tc, test_utf8_bodies);
 	tcase_add_test(tc, test_trailing);
+	tcase_add_test(tc, test_whitespace_runs);
 	tcase_add_test(tc, test_nul);
 	tcase_add_test(tc, test_duplicate_keys);
 	tcase_add_test(tc, test_empty_body);
