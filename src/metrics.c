@@ -190,7 +190,7 @@ now_mono_ns(void)
  * Every event gets its received_at from here, so the seconds part is
  * formatted once a second per thread ("YYYY-MM-DDTHH:MM:SS", 19 bytes
  * for years 0 to 9999) and only the milliseconds each time:
- * gmtime_r() and snprintf() were a twentieth of the receiver's work.
+ * gmtime_r() and snprintf() were ~3.5 % of the receiver's instructions.
  */
 void
 format_utc_ms(uint64_t ms, char *buf, size_t len)

@@ -406,9 +406,21 @@ START_TEST(test_utc_ms)
 		format_utc_ms(cases[i].ms, buf, sizeof(buf));
 		ck_assert_str_eq(buf, cases[i].text);
 	}
-	/* A short buffer gets a cut, terminated string, as snprintf gives. */
-	format_utc_ms(UINT64_C(1764259200123), buf, 11);
-	ck_assert_str_eq(buf, "2025-11-27");
+	/*
+	 * Buffers of every size up to one byte more than the text: a cut,
+	 * terminated string, as snprintf() gives, and not a byte past the
+	 * buffer (each is its own allocation, for ASan and valgrind).
+	 */
+	for (size_t len = 1; len <= 26; len++) {
+		char *exact = malloc(len);
+
+		ck_assert_ptr_nonnull(exact);
+		format_utc_ms(UINT64_C(1764259200123), exact, len);
+		ck_assert_uint_eq(strlen(exact), len < 25 ? len - 1 : 24);
+		ck_assert_int_eq(strncmp(exact, "2025-11-27T16:00:00.123Z",
+		    len - 1), 0);
+		free(exact);
+	}
 }
 END_TEST
 
