@@ -54,14 +54,23 @@ enum auth_sig auth_check_signature(const struct auth *a, const char *id,
 	    size_t len, time_t now);
 
 /*
- * The client's address as text: the peer's, or, when the peer is a
- * trusted proxy (or a unix socket), the nearest untrusted address in
- * X-Forwarded-For (right to left), else X-Real-IP. Either header may be
- * NULL.
+ * The peer's address as text in out (IPv4-mapped shown as IPv4). True
+ * when the peer is a trusted proxy or a unix socket: its forwarding
+ * headers then name the client, see auth_forwarded_address().
  */
-void	auth_client_address(const struct auth *a, const struct sockaddr *peer,
-	    const char *forwarded_for, const char *real_ip, char *out,
-	    size_t len);
+bool	auth_peer_address(const struct auth *a, const struct sockaddr *peer,
+	    char *out, size_t len);
+
+/*
+ * Behind a trusted proxy, the client's address as text in out: the
+ * nearest untrusted address in X-Forwarded-For, whose n_forwarded_for
+ * lines (in the order received) are read as one list from the right,
+ * else the address in real_ip (X-Real-IP; may be NULL). Neither naming
+ * one leaves out as it is: the proxy's address.
+ */
+void	auth_forwarded_address(const struct auth *a,
+	    const char *const *forwarded_for, size_t n_forwarded_for,
+	    const char *real_ip, char *out, size_t len);
 
 /* True when addr (text) is in the allow list, or the list is empty. */
 bool	auth_allowed(const struct auth *a, const char *addr);

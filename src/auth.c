@@ -163,17 +163,23 @@ cidr_match(const struct cidr *c, int family, const unsigned char *addr)
 }
 
 static bool
+in_cidrs(const struct cidr *v, size_t n, int family,
+    const unsigned char addr[16])
+{
+	for (size_t i = 0; i < n; i++)
+		if (cidr_match(&v[i], family, addr))
+			return true;
+	return false;
+}
+
+static bool
 in_list(const struct cidr *v, size_t n, const char *text)
 {
 	unsigned char addr[16];
 	int family;
 
-	if (addr_parse(text, &family, addr) != 0)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (cidr_match(&v[i], family, addr))
-			return true;
-	return false;
+	return addr_parse(text, &family, addr) == 0 &&
+	    in_cidrs(v, n, family, addr);
 }
 
 static int
@@ -427,55 +433,90 @@ peer_text(const struct sockaddr *sa, char *out, size_t len)
 		inet_ntop(AF_INET, addr, out, (socklen_t)len);
 }
 
-/* The nearest address in the X-Forwarded-For list that is not ours. */
+/*
+ * One element of a forwarding header, s[0..n), trimmed, into an address.
+ * Longer than any address, or not one: false.
+ */
 static bool
-from_forwarded_for(const struct auth *a, const char *xff, char *out,
-    size_t len)
+hop_parse(const char *s, size_t n, int *family, unsigned char addr[16])
 {
-	char copy[1024], *end, *start;
+	char buf[INET6_ADDRSTRLEN + 1];
+
+	while (n > 0 && isspace((unsigned char)*s))
+		s++, n--;
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		n--;
+	if (n >= sizeof(buf))
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return addr_parse(buf, family, addr) == 0;
+}
+
+static bool
+blank(const char *s, size_t n)
+{
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		n--;
+	return n == 0;
+}
+
+/*
+ * The nearest address in X-Forwarded-For that is not a trusted proxy.
+ * The lines are one list (RFC 9110, 5.3), read from the right end of the
+ * last: each proxy appends, so the right end is what the trusted ones
+ * wrote. Empty elements are skipped; anything else that is not an
+ * address stops the walk, and so does a list of trusted proxies only.
+ */
+static bool
+from_forwarded_for(const struct auth *a, const char *const *lines,
+    size_t n_lines, char *out, size_t len)
+{
 	unsigned char addr[16];
 	int family;
 
-	snprintf(copy, sizeof(copy), "%s", xff);
-	for (end = copy + strlen(copy); end > copy;) {
-		*end = '\0';
-		for (start = end; start > copy && start[-1] != ','; start--)
-			;
-		end = start > copy ? start - 1 : copy;
-		start = trim(start);
-		if (addr_parse(start, &family, addr) != 0)
-			return false;	/* garbage: trust nothing further */
-		if (!in_list(a->trusted, a->n_trusted, start)) {
-			inet_ntop(family, addr, out, (socklen_t)len);
-			return true;
+	while (n_lines-- > 0) {
+		const char *s = lines[n_lines];
+		size_t end = strlen(s), start;
+
+		for (; end > 0; end = start > 0 ? start - 1 : 0) {
+			for (start = end; start > 0 && s[start - 1] != ',';
+			    start--)
+				;
+			if (blank(s + start, end - start))
+				continue;
+			if (!hop_parse(s + start, end - start, &family, addr))
+				return false;
+			if (!in_cidrs(a->trusted, a->n_trusted, family, addr)) {
+				inet_ntop(family, addr, out, (socklen_t)len);
+				return true;
+			}
 		}
 	}
 	return false;
 }
 
+bool
+auth_peer_address(const struct auth *a, const struct sockaddr *peer,
+    char *out, size_t len)
+{
+	peer_text(peer, out, len);
+	return (peer != NULL && peer->sa_family == AF_UNIX) ||
+	    in_list(a->trusted, a->n_trusted, out);
+}
+
 void
-auth_client_address(const struct auth *a, const struct sockaddr *peer,
-    const char *forwarded_for, const char *real_ip, char *out, size_t len)
+auth_forwarded_address(const struct auth *a, const char *const *forwarded_for,
+    size_t n_forwarded_for, const char *real_ip, char *out, size_t len)
 {
 	unsigned char addr[16];
 	int family;
-	bool trusted;
 
-	peer_text(peer, out, len);
-	trusted = (peer != NULL && peer->sa_family == AF_UNIX) ||
-	    in_list(a->trusted, a->n_trusted, out);
-	if (!trusted)
+	if (from_forwarded_for(a, forwarded_for, n_forwarded_for, out, len))
 		return;
-	if (forwarded_for != NULL && from_forwarded_for(a, forwarded_for, out,
-	    len))
-		return;
-	if (real_ip != NULL) {
-		char ip[INET6_ADDRSTRLEN + 1];
-
-		snprintf(ip, sizeof(ip), "%s", real_ip);
-		if (addr_parse(trim(ip), &family, addr) == 0)
-			inet_ntop(family, addr, out, (socklen_t)len);
-	}
+	if (real_ip != NULL && hop_parse(real_ip, strlen(real_ip), &family,
+	    addr))
+		inet_ntop(family, addr, out, (socklen_t)len);
 }
 
 bool

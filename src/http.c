@@ -125,16 +125,55 @@ header(struct MHD_Connection *conn, const char *name)
 	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
 }
 
+/*
+ * A request's forwarding headers, collected only behind a trusted proxy:
+ * the last FORWARDED_LINES lines of X-Forwarded-For (the nearest hops),
+ * and the last X-Real-IP.
+ */
+#define FORWARDED_LINES 8
+
+struct forwarded {
+	const char	*lines[FORWARDED_LINES];
+	size_t		 n;
+	const char	*real_ip;
+};
+
+static enum MHD_Result
+collect_forwarded(void *arg, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	struct forwarded *f = arg;
+
+	(void)kind;
+	if (value == NULL)
+		return MHD_YES;
+	if (strcasecmp(key, "X-Forwarded-For") == 0) {
+		if (f->n == FORWARDED_LINES) {
+			memmove(f->lines, f->lines + 1,
+			    sizeof(f->lines) - sizeof(f->lines[0]));
+			f->n--;
+		}
+		f->lines[f->n++] = value;
+	} else if (strcasecmp(key, "X-Real-IP") == 0)
+		f->real_ip = value;
+	return MHD_YES;
+}
+
 static void
 origin_of(struct http *h, const struct settings *set,
     struct MHD_Connection *conn, struct origin *o)
 {
 	const union MHD_ConnectionInfo *ci;
+	struct forwarded f = { .n = 0 };
 
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	auth_client_address(set->auth, ci ? ci->client_addr : NULL,
-	    header(conn, "X-Forwarded-For"), header(conn, "X-Real-IP"),
-	    o->remote, sizeof(o->remote));
+	if (auth_peer_address(set->auth, ci ? ci->client_addr : NULL,
+	    o->remote, sizeof(o->remote))) {
+		MHD_get_connection_values(conn, MHD_HEADER_KIND,
+		    collect_forwarded, &f);
+		auth_forwarded_address(set->auth, f.lines, f.n, f.real_ip,
+		    o->remote, sizeof(o->remote));
+	}
 	o->seq = atomic_fetch_add_explicit(&h->next_id, 1,
 	    memory_order_relaxed);
 }

@@ -117,29 +117,77 @@ START_TEST(test_cidr_allow)
 }
 END_TEST
 
+/* The client's address as http.c finds it. */
+static const char *
+client_of(const struct auth *a, struct sockaddr_in *peer,
+    const char *const *xff, size_t n, const char *real_ip, char *out,
+    size_t len)
+{
+	if (auth_peer_address(a, (struct sockaddr *)peer, out, len))
+		auth_forwarded_address(a, xff, n, real_ip, out, len);
+	return out;
+}
+
 START_TEST(test_client_address)
 {
 	const char *kv[][3] = { { "auth", "trusted_proxies",
 	    "127.0.0.1/32, 10.0.0.0/8" }, { NULL } };
 	struct auth *a = auth_from(kv);
 	struct sockaddr_in proxy = v4("127.0.0.1"), other = v4("203.0.113.9");
+	const char *one[] = { "6.6.6.6, 198.51.100.7, 10.1.2.3" },
+	    *garbage[] = { "nonsense" };
 	char out[64];
 
 	/* Untrusted peer: headers are ignored. */
-	auth_client_address(a, (struct sockaddr *)&other, "1.2.3.4",
-	    "5.6.7.8", out, sizeof(out));
-	ck_assert_str_eq(out, "203.0.113.9");
+	ck_assert_str_eq(client_of(a, &other, (const char *[]){ "1.2.3.4" },
+	    1, "5.6.7.8", out, sizeof(out)), "203.0.113.9");
 	/* Trusted peer: the nearest untrusted hop, not a spoofed first. */
-	auth_client_address(a, (struct sockaddr *)&proxy,
-	    "6.6.6.6, 198.51.100.7, 10.1.2.3", NULL, out, sizeof(out));
-	ck_assert_str_eq(out, "198.51.100.7");
-	auth_client_address(a, (struct sockaddr *)&proxy, NULL,
-	    " 198.51.100.8 ", out, sizeof(out));
-	ck_assert_str_eq(out, "198.51.100.8");
+	ck_assert_str_eq(client_of(a, &proxy, one, 1, NULL, out, sizeof(out)),
+	    "198.51.100.7");
+	ck_assert_str_eq(client_of(a, &proxy, NULL, 0, " 198.51.100.8 ", out,
+	    sizeof(out)), "198.51.100.8");
 	/* Garbage in the header: keep the proxy's address. */
-	auth_client_address(a, (struct sockaddr *)&proxy, "nonsense", NULL,
-	    out, sizeof(out));
-	ck_assert_str_eq(out, "127.0.0.1");
+	ck_assert_str_eq(client_of(a, &proxy, garbage, 1, NULL, out,
+	    sizeof(out)), "127.0.0.1");
+	auth_free(a);
+}
+END_TEST
+
+/*
+ * X-Forwarded-For as one list read from its right end, whatever its
+ * length and however many lines it comes in: the client writes the left.
+ */
+START_TEST(test_forwarded_for_list)
+{
+	const char *kv[][3] = { { "auth", "trusted_proxies",
+	    "127.0.0.1/32, 10.0.0.0/8" }, { NULL } };
+	struct auth *a = auth_from(kv);
+	struct sockaddr_in proxy = v4("127.0.0.1");
+	const char *two[] = { "203.0.113.5", "198.51.100.7, 10.1.2.3" },
+	    *across[] = { "203.0.113.5, 198.51.100.7", "10.0.0.2" },
+	    *empty[] = { "198.51.100.7, , 10.0.0.1,", " " }, *lines[1];
+	char out[64], *spoof, *p;
+
+	ck_assert_str_eq(client_of(a, &proxy, two, 2, NULL, out, sizeof(out)),
+	    "198.51.100.7");
+	ck_assert_str_eq(client_of(a, &proxy, across, 2, NULL, out,
+	    sizeof(out)), "198.51.100.7");
+	ck_assert_str_eq(client_of(a, &proxy, empty, 2, NULL, out,
+	    sizeof(out)), "198.51.100.7");
+	/* A spoofed list of 8 KB before the real hop. */
+	ck_assert_ptr_nonnull(spoof = malloc(8192 + 64));
+	for (p = spoof; p - spoof < 8192; p += strlen(p))
+		strcpy(p, "203.0.113.5, ");
+	strcpy(p, "198.51.100.7, 10.1.2.3");
+	lines[0] = spoof;
+	ck_assert_str_eq(client_of(a, &proxy, lines, 1, NULL, out,
+	    sizeof(out)), "198.51.100.7");
+	/* An element longer than any address is not one. */
+	memset(spoof, '1', 100);
+	strcpy(spoof + 100, ", 10.1.2.3");
+	ck_assert_str_eq(client_of(a, &proxy, lines, 1, NULL, out,
+	    sizeof(out)), "127.0.0.1");
+	free(spoof);
 	auth_free(a);
 }
 END_TEST
@@ -229,6 +277,7 @@ post(const char *query, const char *headers, const char *body)
 	n = snprintf(head, sizeof(head), "POST " PATH "%s HTTP/1.1\r\n"
 	    "Host: x\r\nConnection: close\r\nContent-Type: application/json"
 	    "\r\n%sContent-Length: %zu\r\n\r\n", query, headers, len);
+	ck_assert_int_lt(n, sizeof(head));
 	req = malloc((size_t)n + len);
 	memcpy(req, head, (size_t)n);
 	memcpy(req + n, body, len);
@@ -345,8 +394,22 @@ START_TEST(test_signature_e2e)
 }
 END_TEST
 
+/* An X-Forwarded-For header of 1 KB of allowed addresses, then last. */
+static const char *
+long_forwarded_for(char *buf, size_t len, const char *last)
+{
+	size_t n;
+
+	n = (size_t)snprintf(buf, len, "X-Forwarded-For: ");
+	while (n < 1100)
+		n += (size_t)snprintf(buf + n, len - n, "198.51.100.1, ");
+	snprintf(buf + n, len - n, "%s\r\n", last);
+	return buf;
+}
+
 START_TEST(test_allow_and_proxies_e2e)
 {
+	char xff[1200];
 	char *b1 = body_with_sid("px-1"), *b2 = body_with_sid("px-2"),
 	    *b3 = body_with_sid("px-3"), *b4 = body_with_sid("px-4");
 
@@ -365,6 +428,22 @@ START_TEST(test_allow_and_proxies_e2e)
 	ck_assert_int_eq(post("", "X-Forwarded-For: 198.51.100.1, "
 	    "203.0.113.5\r\n", b3), 403);
 	ck_assert(!stored("px-3", NULL));
+	/* Nor a first line of its own, or 1 KB of them before it. */
+	ck_assert_int_eq(post("", "X-Forwarded-For: 198.51.100.1\r\n"
+	    "X-Forwarded-For: 203.0.113.5\r\n", b3), 403);
+	ck_assert_int_eq(post("", long_forwarded_for(xff, sizeof(xff),
+	    "203.0.113.5"), b3), 403);
+	ck_assert(!stored("px-3", NULL));
+	/* The last eight lines are read: proxies only, the proxy's own. */
+	ck_assert_int_eq(post("", "X-Forwarded-For: 198.51.100.1\r\n"
+	    "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-For: 127.0.0.1\r\n"
+	    "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-For: 127.0.0.1\r\n"
+	    "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-For: 127.0.0.1\r\n"
+	    "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-For: 127.0.0.1\r\n",
+	    b3), 403);
+	ck_assert_int_eq(post("", long_forwarded_for(xff, sizeof(xff),
+	    "198.51.100.3"), b3), 200);
+	ck_assert(stored("px-3", "198.51.100.3"));
 	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
 
 	/* Not a trusted proxy: forwarded headers are ignored. */
@@ -419,6 +498,7 @@ auth_suite(void)
 	tcase_add_test(unit, test_token_sources);
 	tcase_add_test(unit, test_cidr_allow);
 	tcase_add_test(unit, test_client_address);
+	tcase_add_test(unit, test_forwarded_for_list);
 	tcase_add_test(unit, test_signature_unit);
 	tcase_add_checked_fixture(e2e, setup, teardown);
 	tcase_set_timeout(e2e, 60);
