@@ -81,21 +81,50 @@ describe(int fd, char *desc, size_t len)
 	}
 }
 
+/*
+ * A socket file at the path is taken over only when nobody listens on
+ * it: a stale one from an earlier run. 0, or -EADDRINUSE when a live
+ * process answers (or has its backlog full). Anything else at the path
+ * is left for bind() to refuse.
+ */
+static int
+claim_unix_path(const struct sockaddr_un *sun)
+{
+	struct stat st;
+	int s, rc, saved;
+
+	if (lstat(sun->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return 0;
+	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) < 0)
+		return -errno;
+	rc = connect(s, (const struct sockaddr *)sun, sizeof(*sun));
+	saved = errno;
+	close(s);
+	if (rc == 0 || saved == EAGAIN)
+		return -EADDRINUSE;
+	if (saved == ECONNREFUSED)
+		unlink(sun->sun_path);
+	return 0;
+}
+
 static int
 open_unix(const char *path, int *fd, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct stat st;
-	int s;
+	int s = -1, rc;
 
 	if (strlen(path) >= sizeof(sun.sun_path)) {
 		snprintf(err, errlen, "unix socket path too long: %s", path);
 		return -ENAMETOOLONG;
 	}
 	strcpy(sun.sun_path, path);
-	/* A stale socket from an earlier run; never remove anything else. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(path);
+	if ((rc = claim_unix_path(&sun)) != 0) {
+		snprintf(err, errlen, "cannot listen on unix:%s: %s", path,
+		    rc == -EADDRINUSE ? "another process is listening on it" :
+		    strerror(-rc));
+		return rc;
+	}
 	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) < 0)
 		goto fail;
@@ -105,11 +134,12 @@ open_unix(const char *path, int *fd, char *err, size_t errlen)
 	*fd = s;
 	return 0;
 fail:
+	rc = -errno;
 	snprintf(err, errlen, "cannot listen on unix:%s: %s", path,
-	    strerror(errno));
+	    strerror(-rc));
 	if (s >= 0)
 		close(s);
-	return -errno;
+	return rc;
 }
 
 static int

@@ -4,6 +4,9 @@
  * compared with what was sent.
  */
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
@@ -452,6 +455,38 @@ START_TEST(test_command_line)
 }
 END_TEST
 
+/* A unix socket path: a live listener's is refused, a stale one reused. */
+START_TEST(test_unix_socket_in_use)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+	int lfd, c;
+
+	ck_assert_int_lt(snprintf(sun.sun_path, sizeof(sun.sun_path),
+	    "%s/live.sock", d.dir), (int)sizeof(sun.sun_path));
+	ck_assert_int_ge(lfd = socket(AF_UNIX, SOCK_STREAM, 0), 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	ck_assert_int_eq(listen(lfd, 8), 0);
+	ck_assert_int_eq(tu_sh("timeout 20 %s --listen unix:%s --database "
+	    "%s/u.db 2> %s/err", bin, sun.sun_path, d.dir, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'live.sock: another process is "
+	    "listening on it' %s/err", d.dir), 0);
+	/* The live listener still has its path. */
+	ck_assert_int_ge(c = socket(AF_UNIX, SOCK_STREAM, 0), 0);
+	ck_assert_int_eq(connect(c, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	close(c);
+	close(lfd);
+	/* Now stale: the daemon takes it over, and stops cleanly. */
+	ck_assert_int_eq(tu_sh("%s --listen unix:%s --database %s/u.db "
+	    "2> %s/err & p=$!; for i in $(seq 100); do grep -q 'listening on "
+	    "unix:' %s/err && break; sleep 0.1; done; kill $p; wait $p",
+	    bin, sun.sun_path, d.dir, d.dir, d.dir), 0);
+	ck_assert_int_eq(tu_sh("grep -q 'listening on unix:%s' %s/err",
+	    sun.sun_path, d.dir), 0);
+}
+END_TEST
+
 /* SIGTERM while many requests are in flight: every 200 is stored. */
 #define CLIENTS		8
 #define PER_CLIENT	125
@@ -618,6 +653,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_lenient_and_strict);
 	tcase_add_test(tc, test_enqueue_mode_and_health);
 	tcase_add_test(tc, test_command_line);
+	tcase_add_test(tc, test_unix_socket_in_use);
 	tcase_add_test(tc, test_sigterm_under_load);
 	tcase_add_test(tc, test_concurrent_redeliveries);
 	suite_add_tcase(s, tc);
