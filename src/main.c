@@ -256,6 +256,34 @@ start(struct daemon *d)
 	return 0;
 }
 
+/* Names the keys a reload changed that take effect at the next start. */
+static void
+warn_restart_keys(const struct config *running, const struct config *cfg)
+{
+	const struct {
+		const char	*name;
+		bool		 changed;
+	} keys[] = {
+		{ "listen", strcmp(cfg->listen, running->listen) != 0 },
+		{ "timeout", cfg->timeout_ms != running->timeout_ms },
+		{ "max_connections",
+		    cfg->max_connections != running->max_connections },
+		{ "database", strcmp(cfg->database, running->database) != 0 },
+		{ "sync", cfg->sync_full != running->sync_full },
+		{ "fts", cfg->fts != running->fts },
+	};
+	char names[128] = "";
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (keys[i].changed)
+			n += (size_t)snprintf(names + n, sizeof(names) - n,
+			    "%s%s", n > 0 ? ", " : "", keys[i].name);
+	if (n > 0)
+		log_warnx("reload: %s changed; the running value stays until "
+		    "the next restart", names);
+}
+
 static void
 reload(struct daemon *d, const struct options *o)
 {
@@ -274,11 +302,7 @@ reload(struct daemon *d, const struct options *o)
 		log_setup(cfg.log_level, cfg.log_format);
 		queue_set_capacity(d->queue, cfg.queue);
 		queue_set_memory(d->queue, queue_memory(&cfg));
-		if (strcmp(cfg.listen, d->cfg.listen) != 0 ||
-		    strcmp(cfg.database, d->cfg.database) != 0 ||
-		    cfg.sync_full != d->cfg.sync_full || cfg.fts != d->cfg.fts)
-			log_warnx("reload: listen, database, sync and fts "
-			    "take effect at the next restart");
+		warn_restart_keys(&d->cfg, &cfg);
 		log_info("reload: configuration applied");
 	}
 	sd_notify(0, "READY=1");

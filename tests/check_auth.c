@@ -344,14 +344,19 @@ START_TEST(test_token_e2e)
 	ck_assert_int_ne(tu_sh("grep -q s3cret %s", d.log), 0);
 
 	/* SIGHUP: a new token applies without a restart... */
-	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken = n3w\\n' > %s",
-	    d.ini), 0);
+	ck_assert_int_eq(tu_sh("printf '[http]\\ntimeout = 7s\\n"
+	    "max_connections = 9\\n[auth]\\ntoken = n3w\\n' > %s", d.ini),
+	    0);
 	kill(d.pid, SIGHUP);
 	for (int i = 0; i < 200 && tu_sh("grep -q 'configuration applied' "
 	    "%s", d.log) != 0; i++)
 		usleep(10000);
 	ck_assert_int_eq(post("?token=s3cret", "", b4), 401);
 	ck_assert_int_eq(post("?token=n3w", "", b4), 200);
+	/* ...while the connection limits wait for a restart, and say so. */
+	ck_assert_int_eq(tu_sh("grep -q 'reload: timeout, max_connections "
+	    "changed; the running value stays until the next restart' %s",
+	    d.log), 0);
 	/* ...and a broken file leaves the running one in force. */
 	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken = x\\nbogus = 1\\n' "
 	    "> %s", d.ini), 0);
