@@ -57,10 +57,13 @@ int	queue_push(struct queue *q, struct job *job);
 struct job *queue_pop_all(struct queue *q, int timeout_ms, size_t *n_events);
 
 /*
- * The writer committed (or gave up on) n events taken by queue_pop_all,
- * holding bytes (the sum of their jobs' bytes).
+ * The writer committed (or gave up on) n_events events and n_rejects
+ * rejects taken by queue_pop_all, the events holding bytes (the sum of
+ * their jobs' bytes). Until then they count against the queue's limits:
+ * a writer that keeps a failing batch keeps its budget used up.
  */
-void	queue_done(struct queue *q, size_t n_events, size_t bytes);
+void	queue_done(struct queue *q, size_t n_events, size_t n_rejects,
+	    size_t bytes);
 
 /* True when an event pushed now would be refused with -EAGAIN. */
 bool	queue_full(struct queue *q);

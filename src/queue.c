@@ -29,7 +29,7 @@ struct queue {
 	size_t		 capacity;
 	size_t		 pending_bytes;		/* what they hold */
 	size_t		 memory;		/* budget, 0 = none */
-	size_t		 rejects;		/* rejects in the list */
+	size_t		 rejects;		/* queued, or taken and not done */
 	size_t		 reject_capacity;
 	bool		 closed;
 	bool		 waiting;		/* the writer sleeps on nonempty */
@@ -175,17 +175,17 @@ queue_pop_all(struct queue *q, int timeout_ms, size_t *n_events)
 	q->waiting = false;
 	list = q->head;
 	q->head = q->tail = NULL;
-	q->rejects = 0;
 	pthread_mutex_unlock(&q->lock);
 	*n_events = count_events(list);
 	return list;
 }
 
 void
-queue_done(struct queue *q, size_t n_events, size_t bytes)
+queue_done(struct queue *q, size_t n_events, size_t n_rejects, size_t bytes)
 {
 	pthread_mutex_lock(&q->lock);
 	q->pending = n_events > q->pending ? 0 : q->pending - n_events;
+	q->rejects = n_rejects > q->rejects ? 0 : q->rejects - n_rejects;
 	q->pending_bytes = bytes > q->pending_bytes ? 0 :
 	    q->pending_bytes - bytes;
 	pthread_mutex_unlock(&q->lock);

@@ -91,6 +91,7 @@ struct batch {
 	struct job	*head;
 	struct job	*tail;
 	size_t		 events;
+	size_t		 rejects;
 	size_t		 bytes;		/* what the events hold (queue.h) */
 	uint64_t	 stored, duplicates, revisions;
 };
@@ -121,6 +122,8 @@ batch_append(struct batch *b, struct job *list, size_t events)
 	for (last = list;; last = last->next) {
 		if (last->event != NULL)
 			b->bytes += last->bytes;
+		else if (last->reject != NULL)
+			b->rejects++;
 		if (last->next == NULL)
 			break;
 	}
@@ -258,7 +261,7 @@ finish_batch(struct writer *w, struct batch *b, uint64_t commit_us)
 	 * once, and must not find its own committed event still counted
 	 * in a full queue.
 	 */
-	queue_done(w->queue, b->events, b->bytes);
+	queue_done(w->queue, b->events, b->rejects, b->bytes);
 	for (job = b->head; job != NULL; job = next) {
 		next = job->next;
 		if (job->ticket != NULL && job->event != NULL &&

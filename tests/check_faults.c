@@ -1768,6 +1768,51 @@ START_TEST(test_rescue_file)
 }
 END_TEST
 
+/* A counter's value in /metrics, or -1. */
+static long long
+metric(int port, const char *name)
+{
+	struct reply r;
+	char want[128];
+	const char *at;
+	long long v = -1;
+
+	if (tu_get(port, "/metrics", &r) != 0)
+		return -1;
+	snprintf(want, sizeof(want), "\n%s ", name);
+	if (r.status == 200 && (at = strstr(r.body, want)) != NULL)
+		v = atoll(at + strlen(want));
+	tu_reply_free(&r);
+	return v;
+}
+
+/*
+ * Refusals are kept in the rejects table within a budget of their own
+ * (1,000), which a failing store keeps used up while the writer holds
+ * them: a flood of bad requests during an outage costs no more memory
+ * than that, however many retries the writer makes.
+ */
+START_TEST(test_rejects_bounded_while_failing)
+{
+	struct daemon_proc *d = new_proc();
+	sqlite3 *lock;
+	struct reply r;
+
+	start_or_fail(d, NULL);
+	lock = lock_db(d->db);
+	for (int i = 0; i < 2500; i++) {
+		ck_assert_int_eq(tu_post(d->port, PATH, JSON, "{", 1, &r), 0);
+		ck_assert_int_eq(r.status, 400);
+		tu_reply_free(&r);
+	}
+	ck_assert_int_eq(metric(d->port, "callhookd_rejects_dropped_total"),
+	    1500);
+	unlock_db(lock);
+	stop_clean(d);
+	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM rejects"), 1000);
+}
+END_TEST
+
 Suite *faults_suite(void);
 
 Suite *
@@ -1789,6 +1834,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_idle_connections);
 	tcase_add_test(tc, test_client_disconnects_while_held);
 	tcase_add_test(tc, test_rescue_file);
+	tcase_add_test(tc, test_rejects_bounded_while_failing);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -75,10 +75,15 @@ START_TEST(test_bounded_and_ownership)
 	ck_assert_uint_eq(n, 3);
 	ck_assert_uint_eq(list->queued_ns, 0);	/* oldest first */
 	ck_assert_uint_eq(list->next->queued_ns, 1);
-	/* Taken but not committed still counts against capacity. */
+	/* Taken but not committed still counts against capacity... */
 	extra = event_job(7);
 	ck_assert_int_eq(queue_push(q, extra), -EAGAIN);
-	queue_done(q, n, 0);
+	queue_done(q, n, 0, 0);
+	ck_assert_int_eq(queue_push(q, extra), 0);
+	/* ...and so does a reject: a writer retrying a batch holds it. */
+	extra = reject_job();
+	ck_assert_int_eq(queue_push(q, extra), -EAGAIN);
+	queue_done(q, 0, 1, 0);
 	ck_assert_int_eq(queue_push(q, extra), 0);
 	ck_assert_uint_eq(list_free(list), 4);
 	ck_assert_uint_eq(queue_pending(q), 1);
@@ -152,7 +157,7 @@ START_TEST(test_threads)
 		struct job *list = queue_pop_all(q, 100, &n);
 
 		total += list_free(list);
-		queue_done(q, n, 0);
+		queue_done(q, n, 0, 0);
 	}
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
@@ -213,7 +218,7 @@ START_TEST(test_memory_budget)
 	ck_assert_int_eq(queue_push(q, b), -EAGAIN);
 	ck_assert(queue_full(q));
 	list = queue_pop_all(q, 0, &n);
-	queue_done(q, n, 5000);
+	queue_done(q, n, 0, 5000);
 	list_free(list);
 	ck_assert(!queue_full(q));
 	ck_assert_int_eq(queue_push(q, b), 0);
@@ -222,7 +227,7 @@ START_TEST(test_memory_budget)
 	ck_assert(queue_full(q));	/* exactly at the budget */
 	list = queue_pop_all(q, 0, &n);
 	ck_assert_uint_eq(n, 2);
-	queue_done(q, n, 1000);
+	queue_done(q, n, 0, 1000);
 	list_free(list);
 	queue_free(q);
 }
