@@ -15,7 +15,7 @@ enum ticket_state {
 	TICKET_WAITING,
 	TICKET_STORED,		/* committed: answer 200 */
 	TICKET_TIMEOUT,		/* not committed in time: 503, still queued */
-	TICKET_FAILED,		/* can never be stored: 500 */
+	TICKET_FAILED,		/* can never be stored: 503 */
 	TICKET_CANCELLED,	/* shutting down before it was queued */
 };
 

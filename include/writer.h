@@ -36,13 +36,19 @@ struct writer_options {
 struct writer *writer_start(struct store *st, struct queue *q,
 	    struct metrics *m, const struct writer_options *opt);
 
+/* Events a stop could not write to the store (0 unless it kept failing). */
+struct writer_losses {
+	size_t	rescued;	/* appended to rescue_path */
+	size_t	unsaved;	/* not even there: written to standard error */
+};
+
 /*
  * Close the queue, let the thread write everything it holds and join it.
- * Returns the number of events that could not be written to the store (0
- * unless it failed until stop_timeout_ms); their bodies were appended to
- * rescue_path for `callhook import`. Frees w.
+ * What the store still refused after stop_timeout_ms went to rescue_path
+ * for `callhook import`, or, when that failed too, to standard error;
+ * counted in *out. Frees w.
  */
-size_t	writer_stop(struct writer *w);
+void	writer_stop(struct writer *w, struct writer_losses *out);
 
 /* "ok", or the store's last error, copied into buf. True when ok. */
 bool	writer_health(struct writer *w, char *buf, size_t len);

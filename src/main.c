@@ -312,22 +312,27 @@ reload(struct daemon *d, const struct options *o)
 static int
 stop(struct daemon *d)
 {
-	size_t lost = 0;
+	struct writer_losses lost = { 0, 0 };
 
 	sd_notify(0, "STOPPING=1");
 	if (d->http != NULL)
 		http_quiesce(d->http);
 	if (d->writer != NULL)
-		lost = writer_stop(d->writer);
+		writer_stop(d->writer, &lost);
 	http_stop(d->http, 3000);
 	queue_free(d->queue);
 	store_close(d->store);
-	if (lost > 0) {
+	if (lost.rescued > 0)
 		log_errorx("%zu events could not be written to the database "
 		    "and were saved to %s; load them with: callhook import %s",
-		    lost, d->rescue, d->rescue);
+		    lost.rescued, d->rescue, d->rescue);
+	if (lost.unsaved > 0)
+		log_errorx("%zu events could be written neither to the "
+		    "database nor to %s; their bodies are the lines "
+		    "\"callhookd: unsaved event: \" above", lost.unsaved,
+		    d->rescue);
+	if (lost.rescued > 0 || lost.unsaved > 0)
 		return 1;
-	}
 	log_info("stopped");
 	return 0;
 }

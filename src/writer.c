@@ -14,7 +14,7 @@
  * A transient failure (SQLITE_BUSY, disk full, ...) rolls the whole
  * transaction back and keeps the batch; nothing is half-written and
  * nothing is dropped. An event SQLite refuses for good (SQLITE_TOOBIG,
- * say) fails alone with a 500 and is logged.
+ * say) fails alone with a 503 and is logged.
  *
  * The full-text index is kept out of the batches (see store.c): rows
  * wait in fts_pending and the writer indexes them, FTS_CHUNK at a time,
@@ -32,6 +32,8 @@
  * SQLite's threshold, which keeps the writer's commits short
  * (bench/README.md has the numbers).
  */
+
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -104,7 +106,8 @@ struct writer {
 	struct writer_options	 opt;
 	atomic_bool		 stopping;
 	uint64_t		 stop_ns;
-	size_t			 lost;
+	size_t			 rescued;	/* to the rescue file */
+	size_t			 unsaved;	/* to standard error only */
 	pthread_mutex_t		 health_lock;
 	char			 health[256];	/* "" when ok */
 	uint64_t		 fts_row_ns;	/* indexing time per row, EWMA */
@@ -298,39 +301,85 @@ expire_overdue(struct writer *w, struct batch *b)
 	}
 }
 
+/* The body on one line: newlines outside JSON strings are whitespace. */
+static int
+put_line(FILE *fp, const struct event *ev)
+{
+	for (size_t i = 0; i < ev->body_len; i++) {
+		char c = ev->body[i];
+
+		if (fputc(c == '\n' || c == '\r' ? ' ' : c, fp) == EOF)
+			return -1;
+	}
+	return fputc('\n', fp) == EOF ? -1 : 0;
+}
+
+/*
+ * Append the batch's events to the rescue file, all or none: on any
+ * failure the file is cut back to where it was. The number appended, or
+ * -1 with the cause logged.
+ */
+static long
+rescue_to_file(struct writer *w, const struct batch *b)
+{
+	const char *path = w->opt.rescue_path;
+	const struct job *job;
+	struct stat st;
+	FILE *fp;
+	long n = 0;
+
+	if (path == NULL)
+		return -1;
+	if ((fp = fopen(path, "a")) == NULL) {
+		log_error("cannot open rescue file %s", path);
+		return -1;
+	}
+	if (fstat(fileno(fp), &st) != 0) {
+		log_error("rescue file %s", path);
+		fclose(fp);
+		return -1;
+	}
+	for (job = b->head; job != NULL && n >= 0; job = job->next)
+		if (job->event != NULL)
+			n = put_line(fp, job->event) == 0 ? n + 1 : -1;
+	if (n < 0 || fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+		log_error("cannot write rescue file %s", path);
+		if (ftruncate(fileno(fp), st.st_size) != 0)
+			log_error("cannot cut rescue file %s back to %lld "
+			    "bytes", path, (long long)st.st_size);
+		n = -1;
+	}
+	if (fclose(fp) != 0 && n >= 0) {
+		log_error("cannot write rescue file %s", path);
+		n = -1;
+	}
+	return n;
+}
+
 /*
  * The store failed for longer than the stop timeout: append what is left
- * to the rescue file, one body per line (newlines outside JSON strings
- * are whitespace, so flattening them keeps each body valid JSON), so that
- * `callhook import` can load them later.
+ * to the rescue file, one body per line, so that `callhook import` can
+ * load them later. When that fails too (the same full disk, say), the
+ * bodies go to standard error, the journal under systemd: the last copy.
  */
 static void
 rescue_batch(struct writer *w, struct batch *b)
 {
 	struct job *job;
-	FILE *fp = NULL;
+	long n;
 
-	if (w->opt.rescue_path != NULL)
-		fp = fopen(w->opt.rescue_path, "a");
-	for (job = b->head; job != NULL; job = job->next) {
-		if (job->event == NULL)
-			continue;
-		w->lost++;
-		if (fp == NULL)
-			continue;
-		for (size_t i = 0; i < job->event->body_len; i++) {
-			char c = job->event->body[i];
-			fputc(c == '\n' || c == '\r' ? ' ' : c, fp);
+	if ((n = rescue_to_file(w, b)) >= 0) {
+		w->rescued += (size_t)n;
+	} else {
+		for (job = b->head; job != NULL; job = job->next) {
+			if (job->event == NULL)
+				continue;
+			fputs("callhookd: unsaved event: ", stderr);
+			put_line(stderr, job->event);
+			w->unsaved++;
 		}
-		fputc('\n', fp);
+		fflush(stderr);
 	}
-	if (fp != NULL && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
-		log_error("%s", w->opt.rescue_path);
-	if (fp != NULL)
-		fclose(fp);
-	else if (w->lost > 0)
-		log_error("cannot open rescue file %s",
-		    w->opt.rescue_path ? w->opt.rescue_path : "(none)");
 	for (job = b->head; job != NULL; job = job->next)
 		if (job->ticket != NULL)
 			ticket_resolve(job->ticket, TICKET_FAILED);
@@ -628,18 +677,16 @@ writer_start(struct store *st, struct queue *q, struct metrics *m,
 	return w;
 }
 
-size_t
-writer_stop(struct writer *w)
+void
+writer_stop(struct writer *w, struct writer_losses *out)
 {
-	size_t lost;
-
 	w->stop_ns = now_mono_ns();
 	atomic_store(&w->stopping, true);
 	queue_close(w->queue);
 	pthread_join(w->thread, NULL);
 	checkpointer_stop(&w->ckpt, w->store);
-	lost = w->lost;
+	out->rescued = w->rescued;
+	out->unsaved = w->unsaved;
 	pthread_mutex_destroy(&w->health_lock);
 	free(w);
-	return lost;
 }

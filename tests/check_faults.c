@@ -1768,6 +1768,69 @@ START_TEST(test_rescue_file)
 }
 END_TEST
 
+/*
+ * The rescue file on the same full disk as the database: the bodies go
+ * to standard error, the log says so, and none is claimed saved.
+ */
+START_TEST(test_rescue_disk_full)
+{
+	struct store_case sc = { .fault = FAULT_TMPFS_FULL };
+	struct daemon_proc *d;
+	char mnt[280], sid[32], path[400], *log;
+	struct stat st;
+	struct reply r;
+
+	if (!torture)
+		return;
+	d = sc.d = new_proc();
+	snprintf(mnt, sizeof(mnt), "%s/mnt", d->dir);
+	mkdir(mnt, 0700);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=8m") != 0) {
+		fprintf(stderr, "rescue, disk full: no tmpfs here, skipped\n");
+		return;
+	}
+	undo_path(undo->mounts, mnt);
+	snprintf(d->db, sizeof(d->db), "%s/calls.db", mnt);
+	snprintf(sc.filler, sizeof(sc.filler), "%s/filler", mnt);
+	start_or_fail(d, "[store]\nack = enqueue\n");
+	ck_assert_int_eq(fault_inject(&sc), 0);
+	for (int i = 0; i < 5; i++) {
+		char *body;
+
+		snprintf(sid, sizeof(sid), "unsaved-%d", i);
+		body = big_event_body(sid, 256 * 1024);
+		ck_assert_int_eq(tu_post(d->port, PATH, JSON, body,
+		    strlen(body), &r), 0);
+		ck_assert_int_eq(r.status, 200);
+		tu_reply_free(&r);
+		free(body);
+	}
+	ck_assert_int_eq(proc_stop(d, SIGTERM), 1);
+	ck_assert(log_has(d, "5 events could be written neither to the "
+	    "database nor to"));
+	ck_assert(!log_has(d, "were saved to"));
+	ck_assert_ptr_nonnull(log = tu_read_file(d->log, NULL));
+	for (int i = 0; i < 5; i++) {
+		char *at;
+
+		snprintf(sid, sizeof(sid), "\"unsaved-%d\"", i);
+		ck_assert_msg((at = strstr(log, sid)) != NULL,
+		    "%s not in the log", sid);
+		/* On a line of its own, the body whole. */
+		while (at > log && at[-1] != '\n')
+			at--;
+		ck_assert_int_eq(strncmp(at, "callhookd: unsaved event: {",
+		    27), 0);
+		ck_assert_ptr_nonnull(strstr(at, "xxx\""));
+	}
+	free(log);
+	/* No half line is left for the next run to append to. */
+	snprintf(path, sizeof(path), "%s.unsaved.jsonl", d->db);
+	ck_assert(stat(path, &st) != 0 || st.st_size == 0);
+	fault_repair(&sc);
+}
+END_TEST
+
 /* A counter's value in /metrics, or -1. */
 static long long
 metric(int port, const char *name)
@@ -1834,6 +1897,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_idle_connections);
 	tcase_add_test(tc, test_client_disconnects_while_held);
 	tcase_add_test(tc, test_rescue_file);
+	tcase_add_test(tc, test_rescue_disk_full);
 	tcase_add_test(tc, test_rejects_bounded_while_failing);
 	suite_add_tcase(s, tc);
 	return s;
