@@ -58,6 +58,8 @@ void	store_close(struct store *st);
  * Transactions. The writer wraps each batch in store_begin/store_commit.
  * Return 0 or -EAGAIN for errors worth retrying later (busy, locked, disk
  * full, I/O, read-only), -EIO for others; store_errmsg() says what.
+ * store_begin() fails with -ESTALE while the database file is not the
+ * one opened (removed, or replaced at its path).
  */
 int	store_begin(struct store *st);
 int	store_commit(struct store *st);

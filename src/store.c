@@ -94,6 +94,9 @@ struct store {
 	sqlite3_stmt	*begin;
 	sqlite3_stmt	*commit;
 	sqlite3_stmt	*rollback;
+	bool		 have_file;	/* a file, not in memory: */
+	dev_t		 file_dev;	/* the one opened, which a writer */
+	ino_t		 file_ino;	/* checks is still at its path */
 	char		 err[256];
 };
 
@@ -458,6 +461,42 @@ query_int(sqlite3 *db, const char *sql, int *out)
 	return rc;
 }
 
+/* The file as opened (SQLite creates a new one at once). */
+static void
+remember_file(struct store *st)
+{
+	const char *name = sqlite3_db_filename(st->db, "main");
+	struct stat sb;
+
+	if (name != NULL && *name != '\0' && stat(name, &sb) == 0) {
+		st->have_file = true;
+		st->file_dev = sb.st_dev;
+		st->file_ino = sb.st_ino;
+	}
+}
+
+/*
+ * Still the file at its path? One removed or replaced (a restore by mv,
+ * say) would take every later commit to a file nobody can open: a 200
+ * for an event that is gone. -ESTALE then, for as long as it lasts.
+ */
+static int
+check_file(struct store *st)
+{
+	const char *name;
+	struct stat sb;
+
+	if (!st->have_file)
+		return 0;
+	name = sqlite3_db_filename(st->db, "main");
+	if (stat(name, &sb) == 0 && sb.st_dev == st->file_dev &&
+	    sb.st_ino == st->file_ino)
+		return 0;
+	seterr(st->err, sizeof(st->err), "%s was removed or replaced while "
+	    "open; restart callhookd to use the file now at that path", name);
+	return -ESTALE;
+}
+
 static int
 open_db(struct store *st, const struct store_options *opt)
 {
@@ -479,12 +518,15 @@ open_db(struct store *st, const struct store_options *opt)
 
 	rc = sqlite3_open_v2(opt->path, &st->db, flags, NULL);
 	if (rc != SQLITE_OK) {
-		seterr(st->err, sizeof(st->err), "%s: %s", opt->path,
-		    sqlite3_errmsg(st->db));
-		if (st->db != NULL && sqlite3_system_errno(st->db) != 0)
-			return -sqlite3_system_errno(st->db);
+		saved = st->db != NULL ? sqlite3_system_errno(st->db) : 0;
+		seterr(st->err, sizeof(st->err), "%s: %s%s%s", opt->path,
+		    sqlite3_errmsg(st->db), saved != 0 ? ": " : "",
+		    saved != 0 ? strerror(saved) : "");
+		if (saved != 0)
+			return -saved;
 		return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
 	}
+	remember_file(st);
 	sqlite3_extended_result_codes(st->db, 1);
 	ms = opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms :
 	    STORE_BUSY_DEFAULT_MS;
@@ -881,7 +923,11 @@ store_checkpoint(struct store *st, int *wal_pages, int *copied)
 int
 store_begin(struct store *st)
 {
+	int error;
+
 	st->txn_new = 0;
+	if ((error = check_file(st)) != 0)
+		return error;
 	return step_done(st, st->begin, -EIO);
 }
 

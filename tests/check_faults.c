@@ -1831,6 +1831,33 @@ START_TEST(test_rescue_disk_full)
 }
 END_TEST
 
+/*
+ * The database file removed while the daemon runs: no 200 for an event
+ * that would go to a file nobody can open again, and /healthz says why.
+ */
+START_TEST(test_database_removed)
+{
+	struct daemon_proc *d = new_proc();
+	char store[200], *body = event_body("removed-1");
+	struct reply r;
+
+	start_or_fail(d, NULL);
+	ck_assert_int_eq(tu_sh("rm -f '%s' '%s-wal' '%s-shm'", d->db, d->db,
+	    d->db), 0);
+	ck_assert_int_eq(tu_post(d->port, PATH, JSON, body, strlen(body), &r),
+	    0);
+	expect_503(&r, "database removed");
+	tu_reply_free(&r);
+	ck_assert_int_eq(health(d->port, store, sizeof(store), NULL), 503);
+	ck_assert_msg(strstr(store, "was removed or replaced while open") !=
+	    NULL, "healthz: %s", store);
+	ck_assert(log_has(d, "restart callhookd to use the file now at that "
+	    "path"));
+	proc_stop(d, SIGKILL);
+	free(body);
+}
+END_TEST
+
 /* A counter's value in /metrics, or -1. */
 static long long
 metric(int port, const char *name)
@@ -1899,6 +1926,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_rescue_file);
 	tcase_add_test(tc, test_rescue_disk_full);
 	tcase_add_test(tc, test_rejects_bounded_while_failing);
+	tcase_add_test(tc, test_database_removed);
 	suite_add_tcase(s, tc);
 	return s;
 }
