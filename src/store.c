@@ -62,6 +62,7 @@
 #define STORE_CACHE_KIB		4096	/* the writer appends: a few paths */
 #define STORE_BUSY_DEFAULT_MS	5000
 #define STORE_WAL_MAX_PAGES	16384	/* 64 MB: see store_wal_notify */
+#define STORE_WAL_LIMIT_BYTES	(64LL << 20)	/* the WAL file kept */
 #define STORE_STMTJRNL_KIB	512	/* see configure_library */
 #define ROW_PARAMS		25	/* ?1..?25: bind_key, bind_fields */
 #define RUN_SIZES		5	/* runs of 2, 4, 8, 16, 32 rows */
@@ -635,14 +636,21 @@ sync_fts(struct store *st, const struct store_options *opt)
 static int
 setup_writer(struct store *st, const struct store_options *opt, int version)
 {
-	char sql[160];
+	char sql[200];
 	int error, rc;
 
-	/* Only now that the file is known to be ours may it become WAL. */
+	/*
+	 * Only now that the file is known to be ours may it become WAL.
+	 * A reader that holds a snapshot for long lets the WAL grow past
+	 * STORE_WAL_MAX_PAGES; SQLite then reuses the file, never shrinks
+	 * it, unless its size is limited: then it is cut back when the WAL
+	 * starts over.
+	 */
 	snprintf(sql, sizeof(sql), "PRAGMA journal_mode = WAL;"
 	    "PRAGMA synchronous = %s; PRAGMA cache_size = -%d;"
-	    "PRAGMA foreign_keys = OFF", opt->sync_full ? "FULL" : "NORMAL",
-	    STORE_CACHE_KIB);
+	    "PRAGMA journal_size_limit = %lld; PRAGMA foreign_keys = OFF",
+	    opt->sync_full ? "FULL" : "NORMAL", STORE_CACHE_KIB,
+	    STORE_WAL_LIMIT_BYTES);
 	rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return open_fail(st, opt, rc, "");

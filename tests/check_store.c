@@ -1095,6 +1095,35 @@ START_TEST(test_rejects_trim)
 }
 END_TEST
 
+/*
+ * A reader holding a snapshot lets the WAL grow past 64 MB; once it is
+ * gone and the WAL starts over, the file is cut back to 64 MB.
+ */
+START_TEST(test_wal_shrinks)
+{
+	struct store *st = open_ok("wal.db", false);
+	sqlite3 *reader = raw_open("wal.db"), *db = store_db(st);
+	char wal[PATH_MAX + 128];
+	struct stat sb;
+
+	snprintf(wal, sizeof(wal), "%s-wal", path("wal.db"));
+	exec_ok(db, "CREATE TABLE filler (x)");
+	exec_ok(reader, "BEGIN; SELECT count(*) FROM calls");
+	exec_ok(db, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+	    "FROM c WHERE i < 72) INSERT INTO filler SELECT zeroblob(1048576) "
+	    "FROM c");
+	ck_assert_int_eq(stat(wal, &sb), 0);
+	ck_assert_int_gt(sb.st_size, 72LL << 20);
+	exec_ok(reader, "COMMIT");
+	sqlite3_close(reader);
+	exec_ok(db, "PRAGMA wal_checkpoint(PASSIVE)");
+	exec_ok(db, "INSERT INTO filler VALUES (1)");
+	ck_assert_int_eq(stat(wal, &sb), 0);
+	ck_assert_int_le(sb.st_size, 64LL << 20);
+	store_close(st);
+}
+END_TEST
+
 START_TEST(test_newer_refused)
 {
 	struct store *st;
@@ -1403,6 +1432,7 @@ store_suite(void)
 	tcase_add_test(tc, test_fts_toggle);
 	tcase_add_test(tc, test_views);
 	tcase_add_test(tc, test_rejects_trim);
+	tcase_add_test(tc, test_wal_shrinks);
 	tcase_add_test(tc, test_newer_refused);
 	tcase_add_test(tc, test_foreign_refused);
 	tcase_add_test(tc, test_readonly);
