@@ -530,11 +530,20 @@ writer_main(void *arg)
 		waited = wait_ms(w, &b, retry_ms, indexing);
 		list = queue_pop_all(w->queue, waited, &n);
 		batch_append(&b, list, n);
-		if (b.head == NULL) {
-			if (atomic_load(&w->stopping)) {
+		if (b.head == NULL && atomic_load(&w->stopping)) {
+			/*
+			 * The queue was closed before stopping was set, so
+			 * this look finds whatever was pushed after the last
+			 * one, and nothing can follow it.
+			 */
+			list = queue_pop_all(w->queue, 0, &n);
+			batch_append(&b, list, n);
+			if (b.head == NULL) {
 				index_before_exit(w);
 				break;
 			}
+		}
+		if (b.head == NULL) {
 			indexing = on_quiet(w, waited);
 			continue;
 		}
@@ -681,8 +690,8 @@ void
 writer_stop(struct writer *w, struct writer_losses *out)
 {
 	w->stop_ns = now_mono_ns();
+	queue_close(w->queue);		/* first: see writer_main */
 	atomic_store(&w->stopping, true);
-	queue_close(w->queue);
 	pthread_join(w->thread, NULL);
 	checkpointer_stop(&w->ckpt, w->store);
 	out->rescued = w->rescued;
