@@ -143,6 +143,8 @@ struct spans {
 	bool		 seen[nitems(fields)];
 	const char	*at[nitems(fields)];
 	size_t		 len[nitems(fields)];
+	const char	*sid_at;	/* data.callSid's value (the first) */
+	bool		 sid_nul;	/* a string holding \u0000 */
 };
 
 /* What the first pass learnt: everything but the strings' addresses. */
@@ -543,6 +545,9 @@ walk_member(struct walk *w, const char *p)
 		}
 		return;
 	}
+	if (w->keylen == 7 && memcmp(key, "callSid", 7) == 0 &&
+	    w->sp->sid_at == NULL)
+		w->sp->sid_at = p;
 	if ((i = json_field(key, w->keylen)) < 0 || w->sp->seen[i])
 		return;
 	w->sp->seen[i] = true;
@@ -605,6 +610,8 @@ json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 			while (++p < end && json_space(*p))
 				;
 		} else if (c == '"') {
+			bool str_nul = false;
+
 			str = p;
 			for (p++; (p = plain_skip(p, end)) < end && *p != '"';
 			    p++) {
@@ -616,11 +623,13 @@ json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 						if (p + i >= end || !is_hex(p[i]))
 							return false;
 					if (memcmp(p + 1, "0000", 4) == 0)
-						*nul = true;
+						*nul = str_nul = true;
 				}
 			}
 			p++;
 			walk_value(&w, str);
+			if (str_nul && str == sp->sid_at)
+				sp->sid_nul = true;
 			walk_string(&w, str, p, end);
 		} else if (c == '-' || is_digit((char)c)) {
 			walk_value(&w, p);
@@ -1032,6 +1041,10 @@ check_call_sid(cJSON *data, struct plan *pl, char *msg, size_t msglen)
 	    sid->valuestring[0] == '\0')
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,
 		    "data.callSid is required");
+	/* cJSON cuts it there: "a\u0000b" and "a\u0000c" would be one call. */
+	if (pl->spans.sid_nul)
+		return refuse(EVENT_BAD_REQUEST, msg, msglen,
+		    "data.callSid must not contain \\u0000");
 	pc.src = sid->valuestring;
 	pc.len = strnlen(pc.src, CALL_SID_MAX + 1);
 	if (pc.len > CALL_SID_MAX)

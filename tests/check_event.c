@@ -961,6 +961,19 @@ START_TEST(test_nul)
 	REFUSED("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"\\u0000x\"}}",
 	    EVENT_BAD_REQUEST, "data.callSid is required");
 
+	/* Cut there, two calls would be one: refused in both modes. */
+	REFUSED("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"a\\u0000b\"}}",
+	    EVENT_BAD_REQUEST, "data.callSid must not contain \\u0000");
+	REFUSED("{\"event\":\"call_ended\",\"data\":{\"call\\u0053id\":"
+	    "\"a\\u0000\"}}", EVENT_BAD_REQUEST,
+	    "data.callSid must not contain \\u0000");
+	/* Only data's own callSid, and only the first, is the call's. */
+	ck_assert_int_eq(parse_s("{\"event\":\"call_ended\",\"data\":{"
+	    "\"call_metadata\":{\"callSid\":\"m\\u0000\"},\"callSid\":\"s1\","
+	    "\"callSid\":\"s2\\u0000\"}}", false, &ev, msg), EVENT_OK);
+	ck_assert_str_eq(ev->call_sid, "s1");
+	event_free(ev);
+
 	/* cJSON would read these as \u0000 too; they are not JSON. */
 	REFUSED("{" NOTE ",\"name\":\"\\u00zz\"}}", EVENT_BAD_REQUEST,
 	    "body is not valid JSON");
