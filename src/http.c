@@ -47,10 +47,17 @@
 #define RETRY_AFTER	"2"
 #define FIRST_BODY_CAP	4096
 
+/*
+ * A snapshot of the configuration; a reload puts a new one in front of
+ * the list. Requests hold the one they began with (users counts them),
+ * and the MHD thread, the only one that serves requests, frees those a
+ * reload replaced once none holds them (settings_sweep).
+ */
 struct settings {
 	struct config	 cfg;
 	struct auth	*auth;
 	struct settings	*older;
+	unsigned	 users;		/* the MHD thread's */
 };
 
 struct http {
@@ -87,7 +94,7 @@ enum req_state { REQ_RECEIVING, REQ_TOO_BIG, REQ_HELD, REQ_ANSWERED };
 struct request {
 	struct http		*http;
 	struct MHD_Connection	*conn;
-	const struct settings	*set;
+	struct settings		*set;
 	enum req_state		 state;
 	char			*body;
 	size_t			 len;
@@ -461,9 +468,30 @@ presented_token(struct MHD_Connection *conn)
 	return header(conn, "X-Callhook-Token");
 }
 
+/*
+ * Free the snapshots behind the current one that no request holds. Only
+ * on the MHD thread, which alone counts users: a reload only puts a new
+ * snapshot in front and never touches those behind it.
+ */
+static void
+settings_sweep(struct http *h)
+{
+	struct settings *p = atomic_load(&h->settings), *s;
+
+	while ((s = p->older) != NULL) {
+		if (s->users > 0) {
+			p = s;
+			continue;
+		}
+		p->older = s->older;
+		auth_free(s->auth);
+		free(s);
+	}
+}
+
 static struct request *
 request_new(struct http *h, struct MHD_Connection *conn,
-    const struct settings *set, long long clen)
+    struct settings *set, long long clen)
 {
 	struct request *req;
 
@@ -480,6 +508,7 @@ request_new(struct http *h, struct MHD_Connection *conn,
 			return NULL;
 		}
 	}
+	set->users++;
 	atomic_fetch_add(&h->in_flight, 1);
 	return req;
 }
@@ -490,7 +519,7 @@ request_new(struct http *h, struct MHD_Connection *conn,
  */
 static enum MHD_Result
 begin_webhook(struct http *h, struct MHD_Connection *conn,
-    const struct settings *set, void **con_cls)
+    struct settings *set, void **con_cls)
 {
 	const char *ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
 	long long clen = content_length(conn);
@@ -538,8 +567,10 @@ static enum MHD_Result
 begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
     const char *method, void **con_cls)
 {
-	const struct settings *set = atomic_load(&h->settings);
+	struct settings *set = atomic_load(&h->settings);
 
+	if (set->older != NULL)
+		settings_sweep(h);
 	if (strcmp(url, set->cfg.path) != 0)
 		return serve_other(h, conn, url, method);
 	if (strcmp(method, "POST") != 0)
@@ -800,6 +831,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		log_info("connection for callSid %s closed before its answer "
 		    "was sent (the event is kept)", req->call_sid);
 	ticket_unref(req->ticket);
+	if (--req->set->users == 0 && req->set != atomic_load(&h->settings))
+		settings_sweep(h);
 	free(req->body);
 	free(req);
 	*con_cls = NULL;
@@ -839,7 +872,7 @@ settings_new(const struct config *cfg, struct settings *older, char *err,
 	return s;
 }
 
-/* A snapshot and every older one: no request can still be using them. */
+/* A snapshot and every older one, at stop: no request is left. */
 static void
 settings_free(struct settings *s)
 {
