@@ -563,11 +563,33 @@ unescape_url(void *cls, struct MHD_Connection *conn, char *s)
 	return MHD_http_unescape(s);
 }
 
+/*
+ * The path of a target in absolute form, which a server must take (RFC
+ * 9112, 3.2.2): "http://host:port/p" is "/p", and with no path, "/".
+ */
+static const char *
+origin_form(const char *url)
+{
+	const char *p;
+
+	if (url[0] == '/')
+		return url;
+	if (strncasecmp(url, "http://", 7) == 0)
+		p = url + 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		p = url + 8;
+	else
+		return url;
+	return (p = strchr(p, '/')) != NULL ? p : "/";
+}
+
 static enum MHD_Result
 begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
     const char *method, void **con_cls)
 {
 	struct settings *set = atomic_load(&h->settings);
+
+	url = origin_form(url);
 
 	if (set->older != NULL)
 		settings_sweep(h);

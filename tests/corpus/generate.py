@@ -364,11 +364,15 @@ for slug, p in [
     ("matrix-param", PATH + b";x=1"),
     ("fragment", PATH + b"#x"),
     ("backslashes", b"\\webhook\\call-webhook"),
-    ("absolute-form", b"http://127.0.0.1" + PATH),
+    ("absolute-form-other", b"http://127.0.0.1/webhook/other"),
     ("asterisk", b"*"),
     ("healthz-slash", b"/healthz/"),
 ]:
     add(404, "path-" + slug, post(minimal, path=p))
+# A server must take the absolute form (RFC 9112, 3.2.2).
+add(200, "path-absolute-form", post(minimal, path=b"http://127.0.0.1" + PATH))
+add(200, "path-absolute-form-https-upper", post(minimal,
+    path=b"HTTPS://example.com:8443" + PATH + b"?token=x"))
 add(405, "post-healthz", post(minimal, path=b"/healthz"))
 add(405, "post-metrics", post(minimal, path=b"/metrics"))
 
@@ -382,6 +386,10 @@ add(400, "mhd-length-trailing-space", lambda sid: request(minimal(sid)).replace(
 add(431, "mhd-header-70k", post(minimal, headers=b"X-Big: " + b"a" * 70000 + b"\r\n"))
 add(0, "garbage-line", lambda sid: b"HELLO\r\n\r\n")
 add(0, "empty-method", lambda sid: b" " + PATH + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+
+# --- cut at \u0000 by cJSON, two callSids would be one call -----------------
+add(400, "callsid-nul-escape", post(text(b'{"event":"call_ended","data":'
+    b'{"callSid":"SID\\u0000x"}}')))
 
 
 def main():
