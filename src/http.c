@@ -522,6 +522,7 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
     struct settings *set, void **con_cls)
 {
 	const char *ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *te = header(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	long long clen = content_length(conn);
 	struct request *req;
 
@@ -539,6 +540,10 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 	if (content_length_conflicts(conn))
 		return refuse(req, MHD_HTTP_BAD_REQUEST, REJECT_INVALID,
 		    "conflicting Content-Length headers");
+	/* libmicrohttpd would wait for the end of any other coding. */
+	if (te != NULL && strcasecmp(te, "chunked") != 0)
+		return refuse(req, MHD_HTTP_NOT_IMPLEMENTED, REJECT_INVALID,
+		    "Transfer-Encoding must be chunked");
 	if (ct != NULL && !json_content_type(ct))
 		return refuse(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
 		    REJECT_MEDIA_TYPE, "Content-Type must be application/json");

@@ -319,7 +319,7 @@ add(400, "mhd-length-plus-sign", lambda sid: request(minimal(sid)).replace(
 add(400, "length-twice-differing", lambda sid: request(minimal(sid)).replace(
     b"Content-Length: %d" % len(minimal(sid)),
     b"Content-Length: %d\r\nContent-Length: 5" % len(minimal(sid))))
-add(0, "transfer-encoding-gzip", post(minimal, headers=b"Transfer-Encoding: gzip\r\n"))
+add(501, "transfer-encoding-gzip", post(minimal, headers=b"Transfer-Encoding: gzip\r\n"))
 
 # --- Content-Type ------------------------------------------------------------
 for slug, ct in [
@@ -390,6 +390,15 @@ add(0, "empty-method", lambda sid: b" " + PATH + b" HTTP/1.1\r\nHost: x\r\n\r\n"
 # --- cut at \u0000 by cJSON, two callSids would be one call -----------------
 add(400, "callsid-nul-escape", post(text(b'{"event":"call_ended","data":'
     b'{"callSid":"SID\\u0000x"}}')))
+
+# --- transfer codings: libmicrohttpd knows chunked only ----------------------
+add(501, "transfer-encoding-identity", post(minimal,
+    headers=b"Transfer-Encoding: identity\r\n", length=False))
+add(501, "transfer-encoding-gzip-chunked", post(minimal,
+    headers=b"Transfer-Encoding: gzip, chunked\r\n", length=False))
+add(200, "transfer-encoding-chunked-capitals", lambda sid: chunked(
+    [minimal(sid)]).replace(b"Transfer-Encoding: chunked",
+                            b"Transfer-Encoding: CHUNKED"))
 
 
 def main():
