@@ -180,6 +180,7 @@ struct daemon {
 	struct writer	*writer;
 	struct http	*http;
 	char		 rescue[CONFIG_STR_MAX + 32];
+	bool		 started;	/* up and listening */
 };
 
 /*
@@ -249,6 +250,7 @@ start(struct daemon *d)
 		log_errorx("%s", err);
 		return -1;
 	}
+	d->started = true;
 	log_info("callhookd %s listening on %s, path %s, database %s, "
 	    "ack %s", CALLHOOKD_VERSION, where, d->cfg.path, d->cfg.database,
 	    d->cfg.ack == ACK_COMMIT ? "commit" : "enqueue");
@@ -333,7 +335,8 @@ stop(struct daemon *d)
 		    d->rescue);
 	if (lost.rescued > 0 || lost.unsaved > 0)
 		return 1;
-	log_info("stopped");
+	if (d->started)
+		log_info("stopped");
 	return 0;
 }
 
