@@ -63,7 +63,7 @@
 #define STORE_BUSY_DEFAULT_MS	5000
 #define STORE_WAL_MAX_PAGES	16384	/* 64 MB: see store_wal_notify */
 #define STORE_WAL_LIMIT_BYTES	(64LL << 20)	/* the WAL file kept */
-#define STORE_STMTJRNL_KIB	512	/* see configure_library */
+#define STORE_STMTJRNL_KIB	127	/* under 128: see configure_library */
 #define ROW_PARAMS		25	/* ?1..?25: bind_key, bind_fields */
 #define RUN_SIZES		5	/* runs of 2, 4, 8, 16, 32 rows */
 #define RUN_BYTES		(128 * 1024)	/* of bodies: see run_size */
@@ -776,11 +776,16 @@ prepare_all(struct store *st, const struct store_options *opt)
  * The statement journal of a run (store_put_run) holds the pages the run
  * changes that were there before it: one or two per index, and those it
  * took from the free list. Past SQLite's 64 KB it went to a temporary
- * file, opened and unlinked per run; runs are limited to RUN_BYTES of
- * bodies, so STORE_STMTJRNL_KIB in memory holds their journals. These
+ * file, opened and unlinked per run; STORE_STMTJRNL_KIB in memory holds
+ * most. It must stay under 128 KB: a journal that outgrows it is written
+ * to the file in chunks of that size, and the unix VFS writes at most
+ * 128 KB - 1 bytes at a time by masking the length, so 512 KB became a
+ * write of nothing, and any statement with a bigger journal (a revision
+ * of a call with a 1 MB transcript) failed as "disk full". These
  * settings only take before SQLite initialises; if something else in the
  * process opened a database first, they fail harmlessly.
  */
+_Static_assert(STORE_STMTJRNL_KIB < 128, "see configure_library");
 static void
 configure_library(void)
 {

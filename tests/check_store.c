@@ -1124,6 +1124,54 @@ START_TEST(test_wal_shrinks)
 }
 END_TEST
 
+/* A body of n bytes whose transcription is n - 80 bytes of c. */
+static char *
+big_body(const char *sid, size_t n, char c)
+{
+	char *b = malloc(n + 1);
+	int k;
+
+	ck_assert_ptr_nonnull(b);
+	k = snprintf(b, n + 1, "{\"event\":\"call_ended\",\"data\":{\"callSid\":"
+	    "\"%s\",\"transcription\":\"", sid);
+	memset(b + k, c, n - (size_t)k - 3);
+	memcpy(b + n - 3, "\"}}", 4);
+	return b;
+}
+
+/*
+ * A revision of a call with a 1 MB transcript: the statement's undo
+ * journal outgrows memory and goes to a file. SQLite writes it there in
+ * chunks of the spill size, and its unix VFS writes at most 128 KB - 1
+ * at a time by masking the length: a spill of 512 KB made that a write
+ * of 0 bytes, "database or disk is full", and the store stuck.
+ */
+START_TEST(test_big_revision)
+{
+	struct store *st = open_ok("big.db", true);
+	sqlite3 *db = store_db(st);
+	char *b1 = big_body("big", 1 << 20, 'a'), *b2 = big_body("big",
+	    (1 << 20) + 7, 'b');
+	struct event ev;
+
+	sample(&ev, "big", b1);
+	ev.transcription = strstr(b1, "aaa");
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	sample(&ev, "big", b2);
+	ev.transcription = strstr(b2, "bbb");
+	/* Inside a transaction, as the writer does: a statement journal. */
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_REVISION);
+	ck_assert_msg(store_commit(st) == 0, "commit: %s", store_errmsg(st));
+	ck_assert_int_eq(int_of(db, "SELECT length(transcription) FROM calls"),
+	    (int)strlen(ev.transcription));
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_revisions"), 1);
+	store_close(st);
+	free(b1);
+	free(b2);
+}
+END_TEST
+
 START_TEST(test_newer_refused)
 {
 	struct store *st;
@@ -1433,6 +1481,7 @@ store_suite(void)
 	tcase_add_test(tc, test_views);
 	tcase_add_test(tc, test_rejects_trim);
 	tcase_add_test(tc, test_wal_shrinks);
+	tcase_add_test(tc, test_big_revision);
 	tcase_add_test(tc, test_newer_refused);
 	tcase_add_test(tc, test_foreign_refused);
 	tcase_add_test(tc, test_readonly);
