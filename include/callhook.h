@@ -192,6 +192,8 @@ struct out	*out_new(FILE *fp, enum format fmt,
 		    const struct field *fields, size_t nfields, bool color);
 /* Print one row; the vals may be reused once it returns. 0 or -errno. */
 int	 out_row(struct out *o, const struct val *row);
+/* JSON text as printed by cJSON, with DEL and C1 controls escaped too. */
+int	 out_json_puts(const char *text, FILE *fp);
 /* Flush what is buffered and close the JSON array. 0 or -errno. */
 int	 out_end(struct out *o);
 void	 out_free(struct out *o);

@@ -47,6 +47,7 @@ struct out {
 	const struct field	*f;
 	size_t			 nf;
 	bool			 color;
+	int			 clean;		/* CSV's text_clean flags */
 	long long		 rows;
 	char			**held;		/* nheld rows of cells */
 	size_t			 nheld;
@@ -211,17 +212,18 @@ table_text(const struct field *f, const struct val *v)
 }
 
 /*
- * The value as CSV and JSON show it: as stored, but valid UTF-8 (a
- * rejected body need not be) and with the snippet markers as brackets.
+ * The value as CSV and JSON show it: as stored (clean CLEAN_KEEP), but
+ * valid UTF-8 (a rejected body need not be) and with the snippet markers
+ * as brackets.
  */
 static char *
-data_text(const struct field *f, const struct val *v)
+data_text(const struct field *f, const struct val *v, int clean)
 {
 	char *buf;
 
 	if ((buf = malloc(3 * v->len + 1)) == NULL)
 		return NULL;
-	text_clean(v->s, v->len, CLEAN_KEEP, buf);
+	text_clean(v->s, v->len, clean, buf);
 	if (f->kind == K_SNIPPET)
 		for (char *p = buf; *p != '\0'; p++)
 			if (*p == MARK_ON || *p == MARK_OFF)
@@ -266,7 +268,7 @@ csv_row(struct out *o, const struct val *row)
 		else if (v->t != V_TEXT) {
 			number_text(v, num, sizeof(num));
 			error = csv_field(o->fp, num);
-		} else if ((text = data_text(f, v)) == NULL)
+		} else if ((text = data_text(f, v, o->clean)) == NULL)
 			error = -ENOMEM;
 		else {
 			error = csv_field(o->fp, text);
@@ -332,7 +334,7 @@ json_value(const struct field *f, const struct val *v)
 	if (f->kind == K_JSON && (j = cJSON_ParseWithLength(v->s,
 	    v->len)) != NULL)
 		return j;
-	if ((text = data_text(f, v)) == NULL)
+	if ((text = data_text(f, v, CLEAN_KEEP)) == NULL)
 		return NULL;
 	j = cJSON_CreateString(text);
 	free(text);
@@ -357,6 +359,27 @@ out_json_object(const struct field *fields, size_t nfields,
 	return obj;
 }
 
+/*
+ * cJSON escapes the C0 controls only; DEL and the C1 controls (U+0080 to
+ * U+009F, which some terminals obey: U+009B is CSI) get \u escapes here.
+ * They can only be in strings, whose meaning this keeps.
+ */
+int
+out_json_puts(const char *text, FILE *fp)
+{
+	const unsigned char *p = (const unsigned char *)text;
+
+	for (; *p != '\0'; p++) {
+		if (*p == 0x7F)
+			fputs("\\u007f", fp);
+		else if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)
+			fprintf(fp, "\\u00%02x", *++p);
+		else
+			fputc(*p, fp);
+	}
+	return ferror(fp) ? -EIO : 0;
+}
+
 static int
 json_row(struct out *o, const struct val *row)
 {
@@ -372,7 +395,7 @@ json_row(struct out *o, const struct val *row)
 		return -ENOMEM;
 	if (o->fmt == FMT_JSON)
 		fputs(o->rows == 0 ? "[\n" : ",\n", o->fp);
-	fputs(text, o->fp);
+	out_json_puts(text, o->fp);
 	if (o->fmt == FMT_JSONL)
 		fputc('\n', o->fp);
 	error = ferror(o->fp) ? -EIO : 0;
@@ -572,6 +595,8 @@ out_new(FILE *fp, enum format fmt, const struct field *fields,
 	o->f = fields;
 	o->nf = nfields;
 	o->color = color;
+	/* CSV as stored, but no escape sequence for a terminal to obey. */
+	o->clean = isatty(fileno(fp)) ? CLEAN_NL : CLEAN_KEEP;
 	if (fmt == FMT_TABLE) {
 		o->held = calloc(TABLE_SAMPLE * nfields, sizeof(*o->held));
 		o->width = calloc(nfields, sizeof(*o->width));

@@ -252,7 +252,8 @@ show_json(struct ch *ch, sqlite3_stmt *row, bool revisions, const char *sid)
 	}
 	if (rc != SQLITE_DONE || (text = cJSON_Print(obj)) == NULL)
 		goto fail;
-	printf("%s\n", text);
+	out_json_puts(text, stdout);
+	putchar('\n');
 	cJSON_free(text);
 	cJSON_Delete(obj);
 	sqlite3_finalize(stmt);

@@ -548,11 +548,23 @@ START_TEST(test_list_table)
 }
 END_TEST
 
+/* callhook args on a terminal (script(1) makes one), with env before. */
+static void
+on_tty(const char *env, const char *args)
+{
+	ck_assert_int_eq(tu_sh("%s TERM=xterm script -qec \"'%s' -d '%s' "
+	    "%s\" /dev/null >'%s' 2>&1 </dev/null", env, callhook(), d.db,
+	    args, tmp_path("out")), 0);
+	free(out);
+	out = tu_read_file(tmp_path("out"), NULL);
+	ck_assert_ptr_nonnull(out);
+}
+
 /* A control character from the network never reaches the terminal. */
 START_TEST(test_table_clean)
 {
 	post_variant("call_ended.json", "agent",
-	    "\"\\u001b[2J\\u001b]0;pwned\\u0007evil\"", "post_call",
+	    "\"\\u001b[2J\\u001b]0;pwned\\u0007\\u009b2Jevil\"", "post_call",
 	    "{\"lead_status\":\"बहुत रुचि है, कल फिर से कॉल करें\"}",
 	    "hangup_reason", "\"A_VERY_LONG_HANGUP_REASON_THAT_GOES_ON\"",
 	    NULL);
@@ -563,6 +575,16 @@ START_TEST(test_table_clean)
 	expect_width(out, 80);
 	ck_assert_int_eq(ch("list --format json"), 0);
 	ck_assert(strstr(out, "\\u001b[2J") != NULL);
+	/* C1 too: U+009B is CSI to some terminals. */
+	ck_assert_msg(strstr(out, "\\u009b2J") != NULL && strstr(out,
+	    "\xc2\x9b") == NULL, "%s", out);
+	/* CSV is the data as stored, but not on a terminal. */
+	ck_assert_int_eq(ch("list --format csv"), 0);
+	ck_assert(strstr(out, "\033]0;pwned\a\xc2\x9b" "2Jevil") != NULL);
+	on_tty("", "list --format csv");
+	ck_assert_msg(strchr(out, '\033') == NULL && strchr(out, '\a') ==
+	    NULL && strstr(out, "\xc2\x9b") == NULL, "%s", out);
+	ck_assert(strstr(out, "evil") != NULL);
 }
 END_TEST
 
@@ -727,16 +749,10 @@ START_TEST(test_search)
 }
 END_TEST
 
-/* search on a terminal (script(1) makes one), with env before it. */
 static void
 search_on_tty(const char *env)
 {
-	ck_assert_int_eq(tu_sh("%s TERM=xterm script -qec \"'%s' -d '%s' "
-	    "search callback\" /dev/null >'%s' 2>&1 </dev/null", env,
-	    callhook(), d.db, tmp_path("out")), 0);
-	free(out);
-	out = tu_read_file(tmp_path("out"), NULL);
-	ck_assert_ptr_nonnull(out);
+	on_tty(env, "search callback");
 	ck_assert(strstr(out, "callback") != NULL);
 }
 
