@@ -633,6 +633,20 @@ sync_fts(struct store *st, const struct store_options *opt)
 	return error;
 }
 
+/*
+ * The last connection to close removes the -wal and -shm files unless
+ * told to keep them, and a reader who may not write the directory (the
+ * callhookd group, README) cannot make them again: with the daemon
+ * stopped, it could not open the database at all. Kept, the WAL empty.
+ */
+static void
+keep_wal_files(sqlite3 *db)
+{
+	int on = 1;
+
+	(void)sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+}
+
 static int
 setup_writer(struct store *st, const struct store_options *opt, int version)
 {
@@ -654,6 +668,7 @@ setup_writer(struct store *st, const struct store_options *opt, int version)
 	rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return open_fail(st, opt, rc, "");
+	keep_wal_files(st->db);
 	if (version < STORE_SCHEMA_VERSION) {
 		error = migrate(st, opt);
 		if (error != 0)
@@ -906,6 +921,7 @@ store_open_checkpointer(struct store **out, struct store *of, char *err,
 		return -ENOMEM;
 	if ((error = open_db(st, &opt)) != 0)
 		goto fail;
+	keep_wal_files(st->db);
 	/* Checkpoints fsync as the file's writer does. */
 	rc = sqlite3_exec(st->db, of->sync_full ? "PRAGMA synchronous = FULL" :
 	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);

@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "testutil.h"
 
 Suite	*store_suite(void);
 
@@ -1172,6 +1173,38 @@ START_TEST(test_big_revision)
 }
 END_TEST
 
+/*
+ * A writer leaves the -wal and -shm files behind (the WAL empty), so
+ * that a reader who may not write the directory can open the file
+ * while nothing else has it open.
+ */
+START_TEST(test_wal_files_kept)
+{
+	struct store *st = open_ok("kept.db", true);
+	char name[PATH_MAX + 128], body[] = SAMPLE_BODY;
+	struct event ev;
+	struct stat sb;
+
+	sample(&ev, "kept", body);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	store_close(st);
+	snprintf(name, sizeof(name), "%s-wal", path("kept.db"));
+	ck_assert_int_eq(stat(name, &sb), 0);
+	ck_assert_int_eq(sb.st_size, 0);
+	snprintf(name, sizeof(name), "%s-shm", path("kept.db"));
+	ck_assert_int_eq(stat(name, &sb), 0);
+	/* As a user who can read the files and not write the directory. */
+	if (geteuid() != 0 || tu_sh("command -v setpriv sqlite3 >/dev/null")
+	    != 0)
+		return;
+	ck_assert_int_eq(tu_sh("chmod 755 %s && chmod 644 %s/kept.db*",
+	    tmpdir, tmpdir), 0);
+	ck_assert_int_eq(tu_sh("test \"$(setpriv --reuid=65534 --regid=65534 "
+	    "--clear-groups sqlite3 -readonly %s 'SELECT count(*) FROM calls')\""
+	    " = 1", path("kept.db")), 0);
+}
+END_TEST
+
 START_TEST(test_newer_refused)
 {
 	struct store *st;
@@ -1482,6 +1515,7 @@ store_suite(void)
 	tcase_add_test(tc, test_rejects_trim);
 	tcase_add_test(tc, test_wal_shrinks);
 	tcase_add_test(tc, test_big_revision);
+	tcase_add_test(tc, test_wal_files_kept);
 	tcase_add_test(tc, test_newer_refused);
 	tcase_add_test(tc, test_foreign_refused);
 	tcase_add_test(tc, test_readonly);
