@@ -20,6 +20,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "listen.h"
@@ -362,6 +363,33 @@ wait_for_signals(struct daemon *d, const struct options *o,
 	}
 }
 
+/*
+ * --check-config: the files the [auth] section names must be readable,
+ * or the daemon would not start. systemd's credentials directory exists
+ * only while the service runs, so a file missing there is a warning.
+ */
+static int
+check_credentials(const struct config *cfg)
+{
+	static const char creds[] = "/run/credentials/";
+	struct auth *a;
+	char err[512];
+	int rc;
+
+	if ((rc = auth_new(&a, cfg, err, sizeof(err))) == 0) {
+		auth_free(a);
+		return 0;
+	}
+	if (rc == -ENOENT && strncmp(cfg->token_file, creds,
+	    sizeof(creds) - 1) == 0) {
+		fprintf(stderr, "callhookd: warning: %s (not checked: systemd "
+		    "makes it when the service starts)\n", err);
+		return 0;
+	}
+	fprintf(stderr, "callhookd: %s\n", err);
+	return 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -374,6 +402,8 @@ main(int argc, char **argv)
 	if (load_config(&o, &d.cfg, false) != 0)
 		return 1;
 	if (o.check_only) {
+		if (check_credentials(&d.cfg) != 0)
+			return 1;
 		printf("configuration OK\n");
 		return 0;
 	}

@@ -448,6 +448,11 @@ START_TEST(test_command_line)
 	    d.ini, bin, d.ini, d.dir), 1);
 	ck_assert_int_eq(tu_sh("grep -q 'callhookd.ini:2:' %s/err && "
 	    "grep -q 'callhookd.ini:4:' %s/err", d.dir, d.dir), 0);
+	/* -t reads the token file, as a start would. */
+	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken_file = %s/none\\n' > %s "
+	    "&& %s -t -c %s 2> %s/err", d.dir, d.ini, bin, d.ini, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'token_file %s/none: No such file' "
+	    "%s/err", d.dir, d.dir), 0);
 	/* A start-up error names the cause and exits 1. */
 	ck_assert_int_eq(tu_sh("%s --listen 127.0.0.1:0 --database "
 	    "/nonexistent/dir/calls.db 2> %s/err", bin, d.dir), 1);
