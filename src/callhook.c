@@ -367,8 +367,14 @@ main(int argc, char **argv)
 	optind = 0;
 	rc = cmd->run(&ch, argc - first, argv + first);
 	store_close(ch.st);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		warn("stdout");
+	/* A command that failed has said why; a stale errno would not. */
+	if (fflush(stdout) == EOF) {
+		if (rc == CH_OK)
+			warn("stdout");
+		rc = CH_FAIL;
+	} else if (ferror(stdout)) {
+		if (rc == CH_OK)
+			warnx("stdout: write error");
 		rc = CH_FAIL;
 	}
 	return rc;

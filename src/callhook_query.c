@@ -505,6 +505,8 @@ cmd_search(struct ch *ch, int argc, char **argv)
 	qargs_init(&a, DEFAULT_LIMIT);
 	if ((rc = parse_query_args(&u, argc, argv, longopts, &a)) >= 0)
 		return rc;
+	if (argv[optind][strspn(argv[optind], " \t\n")] == '\0')
+		return ch_usage_error("search", "nothing to search for");
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
 	if (!have_fts(ch)) {

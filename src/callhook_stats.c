@@ -507,12 +507,11 @@ cmd_stats(struct ch *ch, int argc, char **argv)
 		rc = CH_FAIL;
 		goto done;
 	}
-	error = stats_read(stmt, &g, by >= 0);
-	if (error == 0)
-		error = stats_print(&g, by, fmt, ch->color);
-	if (error != 0)
+	if ((error = stats_read(stmt, &g, by >= 0)) != 0)
 		warnx("%s", error == -EIO ? sqlite3_errmsg(ch->db) :
 		    strerror(-error));
+	else if ((error = stats_print(&g, by, fmt, ch->color)) != 0)
+		warnx("output: %s", strerror(-error));
 	rc = error == 0 ? CH_OK : CH_FAIL;
  done:
 	sqlite3_finalize(stmt);

@@ -20,6 +20,8 @@
 #include "callhook.h"
 #include "event.h"
 
+#define DURATION_MAX_S	(9999 * 3600)
+
 void
 fmt_duration(double secs, char *buf, size_t len)
 {
@@ -27,6 +29,10 @@ fmt_duration(double secs, char *buf, size_t len)
 
 	if (!isfinite(secs) || secs < 0)
 		secs = 0;
+	if (secs >= DURATION_MAX_S) {	/* no call; and llround would overflow */
+		snprintf(buf, len, ">%d:00:00", DURATION_MAX_S / 3600);
+		return;
+	}
 	s = llround(secs);
 	if (s >= 3600)
 		snprintf(buf, len, "%lld:%02lld:%02lld", s / 3600,

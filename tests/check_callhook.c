@@ -429,6 +429,19 @@ write_file(const char *path, const char *text)
 	ck_assert_int_eq(fclose(fp), 0);
 }
 
+/* callhook args writing to /dev/full: exit 1, one line on output. */
+static void
+full_output(const char *args)
+{
+	ck_assert_int_eq(tu_sh("'%s' -d '%s' %s >/dev/full 2>'%s'",
+	    callhook(), d.db, args, tmp_path("err")), 1);
+	free(err);
+	err = tu_read_file(tmp_path("err"), NULL);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(count_lines(err) == 1 && strstr(err, "callhook: output:")
+	    != NULL, "%s: %s", args, err);
+}
+
 START_TEST(test_errors)
 {
 	fill();
@@ -464,11 +477,15 @@ START_TEST(test_errors)
 	expect_fail(ch("list extra"), 2, "unexpected argument");
 	expect_fail(ch("history"), 2, "a number is needed");
 	expect_fail(ch("search"), 2, "a query is needed");
+	expect_fail(ch("search ' '"), 2, "nothing to search for");
 	expect_fail(ch("stats --by colour"), 2, "--by colour");
 	expect_fail(ch("export --format json"), 2, "unknown format");
 	expect_fail(ch("prune"), 2, "--older-than is needed");
 	expect_fail(ch("backup"), 2, "DEST is needed");
 	expect_fail(ch_on(NULL, "-d a -c b list"), 2, "cannot be used");
+	/* A full output says so, once, and not as a database error. */
+	full_output("list");
+	full_output("stats");
 	ck_assert_int_eq(ch("list --help"), 0);
 	ck_assert(strstr(out, "usage: callhook") != NULL);
 	ck_assert(strstr(out, "--since") != NULL);
@@ -573,6 +590,11 @@ START_TEST(test_table_clean)
 	    NULL, "%s", out);
 	ck_assert(strstr(out, "evil") != NULL || strstr(out, "\xe2\x80\xa6"));
 	expect_width(out, 80);
+	/* A duration no call has (the daemon keeps it) is shown as such. */
+	post_variant("call_ended.json", "callSid", "\"huge\"",
+	    "call_duration", "1e300", NULL);
+	ck_assert_int_eq(ch("show huge"), 0);
+	ck_assert_msg(strstr(out, ">9999:00:00") != NULL, "%s", out);
 	ck_assert_int_eq(ch("list --format json"), 0);
 	ck_assert(strstr(out, "\\u001b[2J") != NULL);
 	/* C1 too: U+009B is CSI to some terminals. */
