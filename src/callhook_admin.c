@@ -652,6 +652,15 @@ backup_copy(struct ch *ch, sqlite3 *dst, const char *dest)
 	return 0;
 }
 
+static bool
+same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+	    sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static int
 backup_args(int argc, char **argv, bool *force)
 {
@@ -692,6 +701,11 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	}
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
+	/* Replaced, the database would be one a running daemon cannot see. */
+	if (same_file(dest, ch->cfg.database)) {
+		warnx("%s is the database itself; back it up elsewhere", dest);
+		return CH_FAIL;
+	}
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", dest) >=
 	    (int)sizeof(tmp) || (fd = mkstemp(tmp)) == -1) {
 		warn("%s", dest);

@@ -453,7 +453,7 @@ static const struct key keys[] = {
 	    "a size from 1K to 1G (e.g. 512K, 4M)",
 	    F(max_body), 1024, 1024 * 1024 * 1024, 0 },
 	{ "http", "timeout", set_duration,
-	    "a duration from 1s to 1h (e.g. 500ms, 30s, 5m)",
+	    "a duration from 1s to 1h (e.g. 30s, 5m)",
 	    F(timeout_ms), 1000, 3600 * 1000, 0 },
 	{ "http", "max_connections", set_uint,
 	    "a number from 1 to 1000000", F(max_connections), 1, 1000000, 0 },

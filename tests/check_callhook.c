@@ -1110,6 +1110,9 @@ START_TEST(test_backup)
 	ck_assert_int_eq(ch("backup --force '%s'", dest), 0);
 	ck_assert_int_eq(db_int(dest, "SELECT count(*) FROM calls"),
 	    db_int(d.db, "SELECT count(*) FROM calls"));
+	/* Never over the live database, by any name. */
+	expect_fail(ch("backup --force '%s/../%s/calls.db'", d.dir,
+	    strrchr(d.dir, '/') + 1), 1, "is the database itself");
 	ck_assert_int_eq(tu_sh("ls '%s' | grep -c tmp- >/dev/null", d.dir),
 	    1);
 }
