@@ -84,6 +84,11 @@ filter_option(struct filter *f, int opt, const char *arg, char *err,
 		break;
 	case OPT_CONVERTED:
 	case OPT_NOT_CONVERTED:
+		if (f->converted == (opt != OPT_CONVERTED)) {
+			snprintf(err, errlen, "--converted and --not-converted "
+			    "match no call together");
+			return -EINVAL;
+		}
 		f->converted = opt == OPT_CONVERTED;
 		return 1;
 	case OPT_COUNTRY:

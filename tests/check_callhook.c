@@ -475,6 +475,8 @@ START_TEST(test_errors)
 	expect_fail(ch("list --limit -3"), 2, "not a count");
 	expect_fail(ch("list --number abc"), 2, "not a phone number");
 	expect_fail(ch("list extra"), 2, "unexpected argument");
+	expect_fail(ch("list --converted --not-converted"), 2,
+	    "match no call together");
 	expect_fail(ch("history"), 2, "a number is needed");
 	expect_fail(ch("search"), 2, "a query is needed");
 	expect_fail(ch("search ' '"), 2, "nothing to search for");
