@@ -324,8 +324,13 @@ json_value(const struct field *f, const struct val *v)
 		return cJSON_CreateNull();
 	if (f->kind == K_BOOL && v->t == V_INT)
 		return cJSON_CreateBool(v->i != 0);
-	if (v->t == V_INT)
-		return cJSON_CreateNumber((double)v->i);
+	if (v->t == V_INT) {
+		/* cJSON prints a double with 15 digits: 10^15 and up lose some. */
+		char num[24];
+
+		snprintf(num, sizeof(num), "%lld", (long long)v->i);
+		return cJSON_CreateRaw(num);
+	}
 	if (v->t == V_REAL)
 		return cJSON_CreateNumber(v->r);
 	if (f->kind == K_JSON && event_json_valid(v->s, v->len))

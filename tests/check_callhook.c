@@ -663,6 +663,21 @@ START_TEST(test_list_json)
 	cJSON_Delete(arr);
 	ck_assert_int_eq(ch("list --format json --agent nobody"), 0);
 	ck_assert_str_eq(out, "[]\n");
+	/* An integer a double cannot hold (a string, coerced) comes out whole. */
+	{
+		char *seed = tu_fixture("call_ended.json", NULL);
+		char *a = tu_replace(seed, SID, "big-try");
+		char *b = tu_replace(a, "\"try_count\": 0",
+		    "\"try_count\": \"9007199254740993\"");
+
+		post_ok(b);
+		free(seed);
+		free(a);
+		free(b);
+	}
+	ck_assert_int_eq(ch("show big-try --format json"), 0);
+	ck_assert_msg(strstr(out, "\"try_count\":\t9007199254740993") !=
+	    NULL, "%s", out);
 }
 END_TEST
 
