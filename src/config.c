@@ -734,6 +734,9 @@ loader_pair(void *user, const char *section, const char *name,
 		return 1;
 	if (config_set(ld->cfg, section, name, value, msg, sizeof(msg)) != 0)
 		loader_error(ld, msg);
+	else if (strcmp(section, "auth") == 0 && strncmp(name, "token", 5) ==
+	    0 && config_validate(ld->cfg, msg, sizeof(msg)) != 0)
+		loader_error(ld, msg);	/* at the second of the two */
 	/* Keep going: every error in the file is worth reporting. */
 	return 1;
 }
