@@ -1724,6 +1724,17 @@ END_TEST
  * in DATABASE.unsaved.jsonl, exit status 1, and `callhook import` of that
  * file must store them all. Waits out the timeout, so make torture only.
  */
+/* Post body on a connection of its own; it must be answered 200. */
+static void
+post_accepted(int port, const char *body)
+{
+	struct reply r;
+
+	ck_assert_int_eq(tu_post(port, PATH, JSON, body, strlen(body), &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	tu_reply_free(&r);
+}
+
 START_TEST(test_rescue_file)
 {
 	struct daemon_proc *d;
@@ -1731,7 +1742,6 @@ START_TEST(test_rescue_file)
 	const char *cli = getenv("CALLHOOK") ? getenv("CALLHOOK") :
 	    "build/callhook";
 	sqlite3 *lock;
-	struct reply r;
 
 	if (!torture)
 		return;
@@ -1744,10 +1754,7 @@ START_TEST(test_rescue_file)
 		snprintf(sid, sizeof(sid), "rescue-%d", i);
 		sids[i] = strdup(sid);
 		body = event_body(sid);
-		ck_assert_int_eq(tu_post(d->port, PATH, JSON, body,
-		    strlen(body), &r), 0);
-		ck_assert_int_eq(r.status, 200);
-		tu_reply_free(&r);
+		post_accepted(d->port, body);
 		free(body);
 	}
 	ck_assert_int_eq(proc_stop(d, SIGTERM), 1);
@@ -1778,7 +1785,6 @@ START_TEST(test_rescue_disk_full)
 	struct daemon_proc *d;
 	char mnt[280], sid[32], path[400], *log;
 	struct stat st;
-	struct reply r;
 
 	if (!torture)
 		return;
@@ -1799,10 +1805,7 @@ START_TEST(test_rescue_disk_full)
 
 		snprintf(sid, sizeof(sid), "unsaved-%d", i);
 		body = big_event_body(sid, 256 * 1024);
-		ck_assert_int_eq(tu_post(d->port, PATH, JSON, body,
-		    strlen(body), &r), 0);
-		ck_assert_int_eq(r.status, 200);
-		tu_reply_free(&r);
+		post_accepted(d->port, body);
 		free(body);
 	}
 	ck_assert_int_eq(proc_stop(d, SIGTERM), 1);
