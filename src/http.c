@@ -469,14 +469,15 @@ presented_token(struct MHD_Connection *conn)
 }
 
 /*
- * Free the snapshots behind the current one that no request holds. Only
- * on the MHD thread, which alone counts users: a reload only puts a new
- * snapshot in front and never touches those behind it.
+ * Free the snapshots behind from that no request holds. Only on the MHD
+ * thread, which alone counts users, and from a snapshot the caller has
+ * in hand: a reload may put a new one in front at any time (the one the
+ * caller loaded then being behind it), but never touches those behind.
  */
 static void
-settings_sweep(struct http *h)
+settings_sweep(struct settings *from)
 {
-	struct settings *p = atomic_load(&h->settings), *s;
+	struct settings *p = from, *s;
 
 	while ((s = p->older) != NULL) {
 		if (s->users > 0) {
@@ -597,7 +598,7 @@ begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
 	url = origin_form(url);
 
 	if (set->older != NULL)
-		settings_sweep(h);
+		settings_sweep(set);
 	if (strcmp(url, set->cfg.path) != 0)
 		return serve_other(h, conn, url, method);
 	if (strcmp(method, "POST") != 0)
@@ -850,6 +851,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct http *h = cls;
 	struct request *req = *con_cls;
+	struct settings *cur;
 
 	(void)conn;
 	if (req == NULL)
@@ -858,8 +860,9 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		log_info("connection for callSid %s closed before its answer "
 		    "was sent (the event is kept)", req->call_sid);
 	ticket_unref(req->ticket);
-	if (--req->set->users == 0 && req->set != atomic_load(&h->settings))
-		settings_sweep(h);
+	cur = atomic_load(&h->settings);
+	if (--req->set->users == 0 && req->set != cur)
+		settings_sweep(cur);
 	free(req->body);
 	free(req);
 	*con_cls = NULL;
