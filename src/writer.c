@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -301,59 +302,69 @@ expire_overdue(struct writer *w, struct batch *b)
 	}
 }
 
-/* The body on one line: newlines outside JSON strings are whitespace. */
+/*
+ * Write the event's body as one line after prefix, built whole and
+ * handed to write(2) at once, so that other threads' log lines do not
+ * land inside it (a pipe or the journal's socket may still take a long
+ * one in pieces). Newlines outside JSON strings are whitespace, so
+ * flattening them keeps the body valid JSON. 0 or -errno.
+ */
 static int
-put_line(FILE *fp, const struct event *ev)
+write_line(int fd, const char *prefix, const struct event *ev)
 {
+	size_t plen = strlen(prefix), len = plen + ev->body_len + 1, off;
+	char *line;
+	ssize_t n;
+	int error = 0;
+
+	if ((line = malloc(len)) == NULL)
+		return -ENOMEM;
+	memcpy(line, prefix, plen);
 	for (size_t i = 0; i < ev->body_len; i++) {
 		char c = ev->body[i];
 
-		if (fputc(c == '\n' || c == '\r' ? ' ' : c, fp) == EOF)
-			return -1;
+		line[plen + i] = c == '\n' || c == '\r' ? ' ' : c;
 	}
-	return fputc('\n', fp) == EOF ? -1 : 0;
+	line[len - 1] = '\n';
+	for (off = 0; off < len && error == 0; off += (size_t)n)
+		if ((n = write(fd, line + off, len - off)) < 0 && errno != EINTR)
+			error = -errno;
+		else if (n < 0)
+			n = 0;
+	free(line);
+	return error;
 }
 
 /*
  * Append the batch's events to the rescue file, all or none: on any
  * failure the file is cut back to where it was. The number appended, or
- * -1 with the cause logged.
+ * -errno.
  */
 static long
-rescue_to_file(struct writer *w, const struct batch *b)
+rescue_to_file(const char *path, const struct batch *b)
 {
-	const char *path = w->opt.rescue_path;
 	const struct job *job;
 	struct stat st;
-	FILE *fp;
 	long n = 0;
+	int fd, error = 0;
 
-	if (path == NULL)
-		return -1;
-	if ((fp = fopen(path, "a")) == NULL) {
-		log_error("cannot open rescue file %s", path);
-		return -1;
-	}
-	if (fstat(fileno(fp), &st) != 0) {
-		log_error("rescue file %s", path);
-		fclose(fp);
-		return -1;
-	}
-	for (job = b->head; job != NULL && n >= 0; job = job->next)
-		if (job->event != NULL)
-			n = put_line(fp, job->event) == 0 ? n + 1 : -1;
-	if (n < 0 || fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
-		log_error("cannot write rescue file %s", path);
-		if (ftruncate(fileno(fp), st.st_size) != 0)
-			log_error("cannot cut rescue file %s back to %lld "
-			    "bytes", path, (long long)st.st_size);
-		n = -1;
-	}
-	if (fclose(fp) != 0 && n >= 0) {
-		log_error("cannot write rescue file %s", path);
-		n = -1;
-	}
-	return n;
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    0666)) < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0)
+		error = -errno;
+	for (job = b->head; job != NULL && error == 0; job = job->next)
+		if (job->event != NULL && (error = write_line(fd, "",
+		    job->event)) == 0)
+			n++;
+	if (error == 0 && fsync(fd) != 0)
+		error = -errno;
+	if (error != 0 && ftruncate(fd, st.st_size) != 0)
+		log_error("cannot cut rescue file %s back to %lld bytes",
+		    path, (long long)st.st_size);
+	if (close(fd) != 0 && error == 0)
+		error = -errno;
+	return error != 0 ? error : n;
 }
 
 /*
@@ -365,20 +376,23 @@ rescue_to_file(struct writer *w, const struct batch *b)
 static void
 rescue_batch(struct writer *w, struct batch *b)
 {
+	const char *path = w->opt.rescue_path;
 	struct job *job;
-	long n;
+	long n = -EINVAL;
 
-	if ((n = rescue_to_file(w, b)) >= 0) {
+	if (path != NULL && (n = rescue_to_file(path, b)) >= 0) {
 		w->rescued += (size_t)n;
 	} else {
+		log_errorx("cannot write rescue file %s: %s", path ? path :
+		    "(none)", strerror((int)-n));
 		for (job = b->head; job != NULL; job = job->next) {
 			if (job->event == NULL)
 				continue;
-			fputs("callhookd: unsaved event: ", stderr);
-			put_line(stderr, job->event);
+			if (write_line(STDERR_FILENO, "callhookd: unsaved event: ",
+			    job->event) != 0)
+				log_error("standard error");
 			w->unsaved++;
 		}
-		fflush(stderr);
 	}
 	for (job = b->head; job != NULL; job = job->next)
 		if (job->ticket != NULL)
