@@ -601,7 +601,7 @@ out_new(FILE *fp, enum format fmt, const struct field *fields,
 	o->nf = nfields;
 	o->color = color;
 	/* CSV as stored, but no escape sequence for a terminal to obey. */
-	o->clean = isatty(fileno(fp)) ? CLEAN_NL : CLEAN_KEEP;
+	o->clean = isatty(fileno(fp)) ? CLEAN_NL | CLEAN_MARKS : CLEAN_KEEP;
 	if (fmt == FMT_TABLE) {
 		o->held = calloc(TABLE_SAMPLE * nfields, sizeof(*o->held));
 		o->width = calloc(nfields, sizeof(*o->width));

@@ -609,6 +609,9 @@ START_TEST(test_table_clean)
 	ck_assert_msg(strchr(out, '\033') == NULL && strchr(out, '\a') ==
 	    NULL && strstr(out, "\xc2\x9b") == NULL, "%s", out);
 	ck_assert(strstr(out, "evil") != NULL);
+	/* Search's match marks are still brackets there. */
+	on_tty("", "search transcript --format csv");
+	ck_assert_msg(strstr(out, "[transcript]") != NULL, "%s", out);
 }
 END_TEST
 
