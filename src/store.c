@@ -95,9 +95,6 @@ struct store {
 	sqlite3_stmt	*begin;
 	sqlite3_stmt	*commit;
 	sqlite3_stmt	*rollback;
-	bool		 have_file;	/* a file, not in memory: */
-	dev_t		 file_dev;	/* the one opened, which a writer */
-	ino_t		 file_ino;	/* checks is still at its path */
 	char		 err[256];
 };
 
@@ -462,39 +459,23 @@ query_int(sqlite3 *db, const char *sql, int *out)
 	return rc;
 }
 
-/* The file as opened (SQLite creates a new one at once). */
-static void
-remember_file(struct store *st)
-{
-	const char *name = sqlite3_db_filename(st->db, "main");
-	struct stat sb;
-
-	if (name != NULL && *name != '\0' && stat(name, &sb) == 0) {
-		st->have_file = true;
-		st->file_dev = sb.st_dev;
-		st->file_ino = sb.st_ino;
-	}
-}
-
 /*
  * Still the file at its path? One removed or replaced (a restore by mv,
  * say) would take every later commit to a file nobody can open: a 200
- * for an event that is gone. -ESTALE then, for as long as it lasts.
+ * for an event that is gone. -ESTALE then, for as long as it lasts;
+ * SQLite compares the path's inode with the open file's.
  */
 static int
 check_file(struct store *st)
 {
-	const char *name;
-	struct stat sb;
+	int moved = 0;
 
-	if (!st->have_file)
+	if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_HAS_MOVED,
+	    &moved) != SQLITE_OK || !moved)
 		return 0;
-	name = sqlite3_db_filename(st->db, "main");
-	if (stat(name, &sb) == 0 && sb.st_dev == st->file_dev &&
-	    sb.st_ino == st->file_ino)
-		return 0;
-	seterr(st->err, sizeof(st->err), "%s was removed or replaced while "
-	    "open; restart callhookd to use the file now at that path", name);
+	seterr(st->err, sizeof(st->err), "%s was removed or replaced since "
+	    "it was opened; the file now at that path is used once it is "
+	    "opened again", sqlite3_db_filename(st->db, "main"));
 	return -ESTALE;
 }
 
@@ -527,7 +508,6 @@ open_db(struct store *st, const struct store_options *opt)
 			return -saved;
 		return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
 	}
-	remember_file(st);
 	sqlite3_extended_result_codes(st->db, 1);
 	ms = opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms :
 	    STORE_BUSY_DEFAULT_MS;

@@ -1852,10 +1852,10 @@ START_TEST(test_database_removed)
 	expect_503(&r, "database removed");
 	tu_reply_free(&r);
 	ck_assert_int_eq(health(d->port, store, sizeof(store), NULL), 503);
-	ck_assert_msg(strstr(store, "was removed or replaced while open") !=
-	    NULL, "healthz: %s", store);
-	ck_assert(log_has(d, "restart callhookd to use the file now at that "
-	    "path"));
+	ck_assert_msg(strstr(store, "was removed or replaced since it was "
+	    "opened") != NULL, "healthz: %s", store);
+	ck_assert(log_has(d, "the file now at that path is used once it is "
+	    "opened again"));
 	proc_stop(d, SIGKILL);
 	free(body);
 }
