@@ -729,14 +729,15 @@ loader_pair(void *user, const char *section, const char *name,
 {
 	struct loader *ld = user;
 	char msg[ERR_MAX];
+	bool valid;
 
 	if (ld->skip_section)
 		return 1;
+	valid = config_validate(ld->cfg, msg, sizeof(msg)) == 0;
 	if (config_set(ld->cfg, section, name, value, msg, sizeof(msg)) != 0)
 		loader_error(ld, msg);
-	else if (strcmp(section, "auth") == 0 && strncmp(name, "token", 5) ==
-	    0 && config_validate(ld->cfg, msg, sizeof(msg)) != 0)
-		loader_error(ld, msg);	/* at the second of the two */
+	else if (valid && config_validate(ld->cfg, msg, sizeof(msg)) != 0)
+		loader_error(ld, msg);	/* the line that made it so */
 	/* Keep going: every error in the file is worth reporting. */
 	return 1;
 }

@@ -533,7 +533,7 @@ START_TEST(test_validate)
 	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
 	/* In a file, at the line of the second, and once. */
 	expect_one_error("[auth]\ntoken = t\n\ntoken_file = /x\n"
-	    "allow = 10.0.0.0/8\n", 4, "token and token_file");
+	    "allow = 10.0.0.0/8\ntoken = u\n", 4, "token and token_file");
 }
 END_TEST
 
