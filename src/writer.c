@@ -351,8 +351,11 @@ rescue_to_file(const char *path, const struct batch *b)
 	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
 	    0666)) < 0)
 		return -errno;
-	if (fstat(fd, &st) != 0)
+	if (fstat(fd, &st) != 0) {
 		error = -errno;
+		close(fd);
+		return error;
+	}
 	for (job = b->head; job != NULL && error == 0; job = job->next)
 		if (job->event != NULL && (error = write_line(fd, "",
 		    job->event)) == 0)
