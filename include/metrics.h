@@ -50,6 +50,8 @@ struct metrics {
 	atomic_uint_fast64_t	commit_failures;
 	atomic_uint_fast64_t	last_event_ms;		/* wall clock */
 	atomic_uint_fast64_t	fts_backlog;		/* rows not yet indexed */
+	atomic_uint_fast64_t	wal_behind;		/* WAL pages not yet
+							   checkpointed */
 	struct histogram	batch_size;
 	struct histogram	commit_latency;		/* microseconds */
 	struct histogram	ack_latency;		/* microseconds */

@@ -151,6 +151,10 @@ metrics_render(struct metrics *m, size_t queue_depth, size_t *len)
 	fprintf(fp, "# HELP callhookd_fts_backlog Stored calls not yet in "
 	    "the full-text index.\n# TYPE callhookd_fts_backlog gauge\n"
 	    "callhookd_fts_backlog %" PRIu64 "\n", load(&m->fts_backlog));
+	fprintf(fp, "# HELP callhookd_wal_pages_behind Write-ahead log pages "
+	    "not yet copied into the database file, after the last commit.\n"
+	    "# TYPE callhookd_wal_pages_behind gauge\n"
+	    "callhookd_wal_pages_behind %" PRIu64 "\n", load(&m->wal_behind));
 	render_histogram(fp, "callhookd_commit_batch_size",
 	    "Events per committed transaction.", &m->batch_size);
 	render_histogram(fp, "callhookd_commit_seconds",

@@ -56,6 +56,8 @@
 #define RETRY_MIN_MS	10
 #define RETRY_MAX_MS	250
 #define CHECKPOINT_PAGES 256	/* 1 MB; SQLite's default is 1000 */
+#define WAL_WARN_PAGES	16384	/* 64 MB not copied: checkpoints held
+				   back (normally ~CHECKPOINT_PAGES) */
 #define FTS_QUIET_MS	10
 #define FTS_CHUNK	32	/* 9 KB transcripts: about 5 ms */
 #define FTS_LAG_MAX_S	30	/* of indexing work waiting, at most */
@@ -86,6 +88,8 @@ struct checkpointer {
 	pthread_cond_t		 wake;
 	int			 wal_pages;	/* after the last commit */
 	int			 copied;	/* by the last checkpoint */
+	struct metrics		*metrics;
+	bool			 wal_warned;	/* WAL_WARN_PAGES behind */
 	bool			 stopping;
 	bool			 running;
 };
@@ -599,14 +603,22 @@ static void
 on_commit(void *arg, int pages)
 {
 	struct checkpointer *c = arg;
+	int behind;
 
 	pthread_mutex_lock(&c->lock);
 	if (pages < c->copied)		/* the WAL started over */
 		c->copied = 0;
 	c->wal_pages = pages;
-	if (pages - c->copied >= CHECKPOINT_PAGES)
+	behind = pages - c->copied;
+	if (behind >= CHECKPOINT_PAGES)
 		pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
+	atomic_store(&c->metrics->wal_behind, (uint64_t)behind);
+	if (behind >= WAL_WARN_PAGES && !c->wal_warned)
+		log_warnx("%d pages of the WAL are not yet copied into the "
+		    "database: a long read transaction (an sqlite3 shell "
+		    "left open?) holds checkpoints back", behind);
+	c->wal_warned = behind >= WAL_WARN_PAGES;
 }
 
 static void *
@@ -638,10 +650,12 @@ checkpointer_main(void *arg)
 
 /* Best effort: without it the writer checkpoints, as SQLite does. */
 static void
-checkpointer_start(struct checkpointer *c, struct store *st)
+checkpointer_start(struct checkpointer *c, struct store *st,
+    struct metrics *m)
 {
 	char err[256];
 
+	c->metrics = m;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
 	if (store_open_checkpointer(&c->store, st, err, sizeof(err)) != 0) {
@@ -690,7 +704,7 @@ writer_start(struct store *st, struct queue *q, struct metrics *m,
 	w->fts_row_ns = FTS_ROW_NS;
 	atomic_init(&w->stopping, false);
 	pthread_mutex_init(&w->health_lock, NULL);
-	checkpointer_start(&w->ckpt, st);
+	checkpointer_start(&w->ckpt, st, m);
 	if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
 		checkpointer_stop(&w->ckpt, st);
 		pthread_mutex_destroy(&w->health_lock);

@@ -279,6 +279,8 @@ START_TEST(test_duplicate_and_revision)
 		ck_assert_str_eq(old, body);
 		free(old);
 	}
+	/* The commits went through the WAL, not yet all checkpointed. */
+	ck_assert_int_gt(tu_metric(d.port, "callhookd_wal_pages_behind"), 0);
 	stop_clean();
 	free(changed);
 	free(body);

@@ -1861,24 +1861,6 @@ START_TEST(test_database_removed)
 }
 END_TEST
 
-/* A counter's value in /metrics, or -1. */
-static long long
-metric(int port, const char *name)
-{
-	struct reply r;
-	char want[128];
-	const char *at;
-	long long v = -1;
-
-	if (tu_get(port, "/metrics", &r) != 0)
-		return -1;
-	snprintf(want, sizeof(want), "\n%s ", name);
-	if (r.status == 200 && (at = strstr(r.body, want)) != NULL)
-		v = atoll(at + strlen(want));
-	tu_reply_free(&r);
-	return v;
-}
-
 /*
  * Refusals are kept in the rejects table within a budget of their own
  * (1,000), which a failing store keeps used up while the writer holds
@@ -1898,11 +1880,46 @@ START_TEST(test_rejects_bounded_while_failing)
 		ck_assert_int_eq(r.status, 400);
 		tu_reply_free(&r);
 	}
-	ck_assert_int_eq(metric(d->port, "callhookd_rejects_dropped_total"),
+	ck_assert_int_eq(tu_metric(d->port, "callhookd_rejects_dropped_total"),
 	    1500);
 	unlock_db(lock);
 	stop_clean(d);
 	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM rejects"), 1000);
+}
+END_TEST
+
+/*
+ * A reader holding a snapshot keeps checkpoints from copying the WAL
+ * into the database: /metrics shows the pages behind grow, and past
+ * 64 MB the log says why.
+ */
+START_TEST(test_wal_held_back)
+{
+	struct daemon_proc *d = new_proc();
+	sqlite3 *reader;
+	char sid[32];
+	long long pages = 0;
+
+	start_or_fail(d, NULL);
+	reader = db_open(d->db, false);
+	ck_assert_int_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
+	    "calls", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 400 && !log_has(d, "holds checkpoints back"); i++) {
+		char *body;
+
+		snprintf(sid, sizeof(sid), "wal-%d", i);
+		body = big_event_body(sid, 256 * 1024);
+		post_accepted(d->port, body);
+		free(body);
+	}
+	pages = tu_metric(d->port, "callhookd_wal_pages_behind");
+	ck_assert_msg(pages >= 16384, "callhookd_wal_pages_behind %lld",
+	    pages);
+	ck_assert(log_has(d, "pages of the WAL are not yet copied into the "
+	    "database"));
+	sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(reader);
+	stop_clean(d);
 }
 END_TEST
 
@@ -1930,6 +1947,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_rescue_disk_full);
 	tcase_add_test(tc, test_rejects_bounded_while_failing);
 	tcase_add_test(tc, test_database_removed);
+	tcase_add_test(tc, test_wal_held_back);
 	suite_add_tcase(s, tc);
 	return s;
 }

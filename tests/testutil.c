@@ -578,3 +578,20 @@ tu_wait_indexed(int port, int timeout_ms)
 	}
 	return -1;
 }
+
+long long
+tu_metric(int port, const char *name)
+{
+	struct reply r;
+	char want[128];
+	const char *at;
+	long long v = -1;
+
+	if (tu_get(port, "/metrics", &r) != 0)
+		return -1;
+	snprintf(want, sizeof(want), "\n%s ", name);
+	if (r.status == 200 && (at = strstr(r.body, want)) != NULL)
+		v = atoll(at + strlen(want));
+	tu_reply_free(&r);
+	return v;
+}

@@ -106,5 +106,7 @@ void	tu_sleep_ms(int ms);
  * timeout_ms.
  */
 int	tu_wait_indexed(int port, int timeout_ms);
+/* A counter's or gauge's value in /metrics, or -1. */
+long long tu_metric(int port, const char *name);
 
 #endif
