@@ -347,6 +347,7 @@ main(int argc, char **argv)
 {
 	const struct command *cmd;
 	struct ch ch;
+	char name[64];
 	int first = 0, rc;
 
 	setup_locale();
@@ -363,6 +364,9 @@ main(int argc, char **argv)
 	}
 	ch.color = want_color();
 	ch.progress = isatty(STDERR_FILENO);
+	/* getopt names argv[0] in its errors: "callhook list: ...". */
+	snprintf(name, sizeof(name), "callhook %s", argv[first]);
+	argv[first] = name;
 	/* 0, not 1: glibc then forgets the '+' and permutes again. */
 	optind = 0;
 	rc = cmd->run(&ch, argc - first, argv + first);

@@ -468,7 +468,7 @@ START_TEST(test_errors)
 
 	expect_fail(ch(""), 2, "usage");
 	expect_fail(ch("frobnicate"), 2, "unknown command");
-	expect_fail(ch("list --bogus"), 2, "usage: callhook");
+	expect_fail(ch("list --bogus"), 2, "callhook list: unrecognized option");
 	expect_fail(ch("list --since yesterday"), 2, "not a time");
 	expect_fail(ch("list --since 2025-02-30"), 2, "not a time");
 	expect_fail(ch("list --format xml"), 2, "unknown format");
