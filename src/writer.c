@@ -87,7 +87,8 @@ struct checkpointer {
 	pthread_mutex_t		 lock;
 	pthread_cond_t		 wake;
 	int			 wal_pages;	/* after the last commit */
-	int			 copied;	/* by the last checkpoint */
+	int			 copied;	/* into the database file */
+	int			 tried;		/* wal_pages at the last try */
 	struct metrics		*metrics;
 	bool			 wal_warned;	/* WAL_WARN_PAGES behind */
 	bool			 stopping;
@@ -606,11 +607,11 @@ on_commit(void *arg, int pages)
 	int behind;
 
 	pthread_mutex_lock(&c->lock);
-	if (pages < c->copied)		/* the WAL started over */
-		c->copied = 0;
+	if (pages < c->tried)		/* the WAL started over */
+		c->copied = c->tried = 0;
 	c->wal_pages = pages;
 	behind = pages - c->copied;
-	if (behind >= CHECKPOINT_PAGES)
+	if (pages - c->tried >= CHECKPOINT_PAGES)
 		pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 	atomic_store(&c->metrics->wal_behind, (uint64_t)behind);
@@ -630,19 +631,23 @@ checkpointer_main(void *arg)
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (!c->stopping &&
-		    c->wal_pages - c->copied < CHECKPOINT_PAGES)
+		    c->wal_pages - c->tried < CHECKPOINT_PAGES)
 			pthread_cond_wait(&c->wake, &c->lock);
 		if (c->stopping)
 			break;
+		/*
+		 * Whether it copies all, part (a reader's snapshot holds
+		 * the rest back) or nothing (the writer checkpointing
+		 * itself, a failing disk), the next try waits for as many
+		 * pages again; the writer's own checkpoint at the WAL's
+		 * limit is the backstop.
+		 */
+		c->tried = c->wal_pages;
 		pthread_mutex_unlock(&c->lock);
 		rc = store_checkpoint(c->store, &pages, &copied);
 		pthread_mutex_lock(&c->lock);
-		/*
-		 * On failure (the writer checkpointing itself, a failing
-		 * disk) wait for as many pages again; the writer's own
-		 * checkpoint at the WAL's limit is the backstop.
-		 */
-		c->copied = rc == 0 ? copied : c->wal_pages;
+		if (rc == 0 && copied <= c->wal_pages)
+			c->copied = copied;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
