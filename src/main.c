@@ -409,6 +409,12 @@ main(int argc, char **argv)
 	}
 	log_setup(d.cfg.log_level, d.cfg.log_format);
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * A write past a file size limit (LimitFSIZE=, ulimit -f) fails
+	 * with EFBIG, which the store treats as any failed write; the
+	 * default action would kill the daemon with the queue in memory.
+	 */
+	signal(SIGXFSZ, SIG_IGN);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
