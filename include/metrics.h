@@ -48,6 +48,9 @@ struct metrics {
 	atomic_uint_fast64_t	rejects_dropped;	/* rejects queue full */
 	atomic_uint_fast64_t	commits;
 	atomic_uint_fast64_t	commit_failures;
+	atomic_uint_fast64_t	events_set_aside;	/* to the rescue file,
+							   the store refusing
+							   them */
 	atomic_uint_fast64_t	last_event_ms;		/* wall clock */
 	atomic_uint_fast64_t	fts_backlog;		/* rows not yet indexed */
 	atomic_uint_fast64_t	wal_behind;		/* WAL pages not yet

@@ -131,6 +131,11 @@ int	store_checkpoint(struct store *st, int *wal_pages, int *copied);
 
 /* SQLite's message for the last failure. */
 const char *store_errmsg(struct store *st);
+/*
+ * True when the last transaction failed on a lock another connection
+ * held (SQLITE_BUSY, SQLITE_LOCKED): nothing in it was the cause.
+ */
+bool	store_locked_out(struct store *st);
 
 /* The handle, for read-only queries by callhook. */
 struct sqlite3 *store_db(struct store *st);

@@ -8,8 +8,10 @@
  * (locked by another process, disk full, read-only) it keeps the batch,
  * retries with a growing delay, and answers held connections 503 once
  * their event has waited ack_timeout_ms; the events stay in the batch and
- * are written when the store recovers. A second thread, with a connection
- * of its own to the same file, runs the WAL checkpoints.
+ * are written when the store recovers, except one that fails alone while
+ * others commit, which is set aside in the rescue file (writer.c). A
+ * second thread, with a connection of its own to the same file, runs
+ * the WAL checkpoints.
  */
 
 #include <stdbool.h>
@@ -24,8 +26,8 @@ struct writer_options {
 	unsigned	ack_timeout_ms;		/* 4500: a 503 before 5 s */
 	unsigned	stop_timeout_ms;	/* give up draining a failing
 						   store this long after stop */
-	const char	*rescue_path;		/* where unwritable events go at
-						   stop, one body per line */
+	const char	*rescue_path;		/* where unwritable events go,
+						   one body per line */
 	void		(*on_loop)(void);	/* each turn, e.g. the watchdog */
 };
 

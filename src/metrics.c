@@ -128,6 +128,9 @@ render_counters(FILE *fp, struct metrics *m)
 	render_counter(fp, "callhookd_commit_failures_total",
 	    "Transactions that failed and were retried.",
 	    &m->commit_failures);
+	render_counter(fp, "callhookd_events_set_aside_total",
+	    "Events the store refused, saved to the rescue file instead.",
+	    &m->events_set_aside);
 }
 
 char *

@@ -96,6 +96,8 @@ struct store {
 	sqlite3_stmt	*commit;
 	sqlite3_stmt	*rollback;
 	char		 err[256];
+	bool		 locked_out;	/* the last failure: a lock held by
+					   another connection */
 };
 
 /*
@@ -398,6 +400,8 @@ store_transient(int sqlite_rc)
 static int
 fail(struct store *st, int rc, int permanent)
 {
+	st->locked_out = (rc & 0xff) == SQLITE_BUSY ||
+	    (rc & 0xff) == SQLITE_LOCKED;
 	seterr(st->err, sizeof(st->err), "%s", sqlite3_errmsg(st->db));
 	return store_transient(rc) ? -EAGAIN : permanent;
 }
@@ -935,6 +939,7 @@ store_begin(struct store *st)
 	int error;
 
 	st->txn_new = 0;
+	st->locked_out = false;
 	if ((error = check_file(st)) != 0)
 		return error;
 	return step_done(st, st->begin, -EIO);
@@ -1335,6 +1340,12 @@ store_put_reject(struct store *st, const struct reject *rj)
 		return 0;
 	sqlite3_bind_int64(st->trim, 1, id - STORE_REJECTS_KEPT);
 	return step_done(st, st->trim, -EINVAL);
+}
+
+bool
+store_locked_out(struct store *st)
+{
+	return st->locked_out;
 }
 
 const char *

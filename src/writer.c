@@ -14,7 +14,11 @@
  * A transient failure (SQLITE_BUSY, disk full, ...) rolls the whole
  * transaction back and keeps the batch; nothing is half-written and
  * nothing is dropped. An event SQLite refuses for good (SQLITE_TOOBIG,
- * say) fails alone with a 503 and is logged.
+ * say) fails alone with a 503, and is set aside: appended to the rescue
+ * file, from which `callhook import` loads it once the cause is fixed.
+ * So is an event that fails every time it is tried alone, with an error
+ * SQLite calls transient, while the events around it commit (see
+ * isolate_failing): it would otherwise hold up everything behind it.
  *
  * The full-text index is kept out of the batches (see store.c): rows
  * wait in fts_pending and the writer indexes them, FTS_CHUNK at a time,
@@ -55,6 +59,8 @@
 
 #define RETRY_MIN_MS	10
 #define RETRY_MAX_MS	250
+#define ISOLATE_AFTER	5	/* failed tries of a batch: 150 ms of retries */
+#define ISOLATE_PROBE	8	/* jobs failing alone before any commits */
 #define CHECKPOINT_PAGES 256	/* 1 MB; SQLite's default is 1000 */
 #define WAL_WARN_PAGES	16384	/* 64 MB not copied: checkpoints held
 				   back (normally ~CHECKPOINT_PAGES) */
@@ -112,14 +118,15 @@ struct writer {
 	struct writer_options	 opt;
 	atomic_bool		 stopping;
 	uint64_t		 stop_ns;
-	size_t			 rescued;	/* to the rescue file */
-	size_t			 unsaved;	/* to standard error only */
+	struct writer_losses	 lost;		/* by a stop */
 	pthread_mutex_t		 health_lock;
 	char			 health[256];	/* "" when ok */
 	uint64_t		 fts_row_ns;	/* indexing time per row, EWMA */
 	int			 fts_retry_ms;	/* after failures, else 0 */
 	struct checkpointer	 ckpt;
 };
+
+static bool	set_aside(struct writer *, struct job *, const char *, bool);
 
 static void
 batch_append(struct batch *b, struct job *list, size_t events)
@@ -128,10 +135,11 @@ batch_append(struct batch *b, struct job *list, size_t events)
 
 	if (list == NULL)
 		return;
+	/* An event job's event may be gone (set aside) on a second append. */
 	for (last = list;; last = last->next) {
-		if (last->event != NULL)
+		if (last->reject == NULL)
 			b->bytes += last->bytes;
-		else if (last->reject != NULL)
+		else
 			b->rejects++;
 		if (last->next == NULL)
 			break;
@@ -191,8 +199,7 @@ write_job(struct writer *w, struct batch *b, struct job *job)
 	if (rc == -EAGAIN)
 		return rc;
 	if (rc != 0) {
-		log_errorx("callSid %s cannot be stored: %s",
-		    job->event->call_sid, store_errmsg(w->store));
+		set_aside(w, job, store_errmsg(w->store), true);
 		event_free(job->event);
 		job->event = NULL;
 		if (job->ticket != NULL)
@@ -257,11 +264,13 @@ fail:
 	return rc;
 }
 
-/* The batch is in the database: answer the held connections. */
+/*
+ * Give the batch's room back to the queue, answer 200 to connections
+ * still waiting for an event it holds, and free it.
+ */
 static void
-finish_batch(struct writer *w, struct batch *b, uint64_t commit_us)
+release_batch(struct writer *w, struct batch *b)
 {
-	struct metrics *m = w->metrics;
 	struct job *job, *next;
 	uint64_t now = now_mono_ns();
 
@@ -275,10 +284,22 @@ finish_batch(struct writer *w, struct batch *b, uint64_t commit_us)
 		next = job->next;
 		if (job->ticket != NULL && job->event != NULL &&
 		    ticket_resolve(job->ticket, TICKET_STORED))
-			metrics_observe(&m->ack_latency,
+			metrics_observe(&w->metrics->ack_latency,
 			    (now - job->queued_ns) / 1000);
 		job_free(job);
 	}
+	memset(b, 0, sizeof(*b));
+}
+
+/* The batch is in the database: answer the held connections. */
+static void
+finish_batch(struct writer *w, struct batch *b, uint64_t commit_us)
+{
+	struct metrics *m = w->metrics;
+
+	/* Before the answers: a 200 is never ahead of /healthz, /metrics. */
+	set_health(w, "");
+	atomic_store(&m->fts_backlog, (uint64_t)store_fts_backlog(w->store));
 	atomic_fetch_add(&m->events_stored, b->stored);
 	atomic_fetch_add(&m->duplicates, b->duplicates);
 	atomic_fetch_add(&m->revisions, b->revisions);
@@ -288,7 +309,7 @@ finish_batch(struct writer *w, struct batch *b, uint64_t commit_us)
 		atomic_store(&m->last_event_ms, now_wall_ms());
 	}
 	metrics_observe(&m->commit_latency, commit_us);
-	memset(b, 0, sizeof(*b));
+	release_batch(w, b);
 }
 
 /* Answer 503 to connections whose event has waited too long. */
@@ -341,12 +362,13 @@ write_line(int fd, const char *prefix, const struct event *ev)
 }
 
 /*
- * Append the batch's events to the rescue file, all or none: on any
- * failure the file is cut back to where it was. The number appended, or
- * -errno.
+ * Append the events of the jobs from head up to end (NULL: the last) to
+ * the rescue file, all or none: on any failure the file is cut back to
+ * where it was. The number appended, or -errno.
  */
 static long
-rescue_to_file(const char *path, const struct batch *b)
+rescue_to_file(const char *path, const struct job *head,
+    const struct job *end)
 {
 	const struct job *job;
 	struct stat st;
@@ -361,7 +383,7 @@ rescue_to_file(const char *path, const struct batch *b)
 		close(fd);
 		return error;
 	}
-	for (job = b->head; job != NULL && error == 0; job = job->next)
+	for (job = head; job != end && error == 0; job = job->next)
 		if (job->event != NULL && (error = write_line(fd, "",
 		    job->event)) == 0)
 			n++;
@@ -376,38 +398,172 @@ rescue_to_file(const char *path, const struct batch *b)
 }
 
 /*
- * The store failed for longer than the stop timeout: append what is left
- * to the rescue file, one body per line, so that `callhook import` can
- * load them later. When that fails too (the same full disk, say), the
- * bodies go to standard error, the journal under systemd: the last copy.
+ * Save the events of the jobs from head up to end (NULL: the last) where
+ * `callhook import` can load them later: the rescue file, one body per
+ * line. When that fails too (the same full disk, say), the bodies go to
+ * standard error, the journal under systemd: the last copy. Counted in
+ * *lost. True when they are in the rescue file.
  */
-static void
-rescue_batch(struct writer *w, struct batch *b)
+static bool
+save_events(struct writer *w, const struct job *head, const struct job *end,
+    struct writer_losses *lost)
 {
 	const char *path = w->opt.rescue_path;
-	struct job *job;
+	const struct job *job;
 	long n = -EINVAL;
 
-	if (path != NULL && (n = rescue_to_file(path, b)) >= 0) {
-		w->rescued += (size_t)n;
-	} else {
-		log_errorx("cannot write rescue file %s: %s", path ? path :
-		    "(none)", strerror((int)-n));
-		for (job = b->head; job != NULL; job = job->next) {
-			if (job->event == NULL)
-				continue;
-			if (write_line(STDERR_FILENO, "callhookd: unsaved event: ",
-			    job->event) != 0)
-				log_error("standard error");
-			w->unsaved++;
-		}
+	if (path != NULL && (n = rescue_to_file(path, head, end)) >= 0) {
+		lost->rescued += (size_t)n;
+		return true;
 	}
+	log_errorx("cannot write rescue file %s: %s", path ? path : "(none)",
+	    strerror((int)-n));
+	for (job = head; job != end; job = job->next) {
+		if (job->event == NULL)
+			continue;
+		if (write_line(STDERR_FILENO, "callhookd: unsaved event: ",
+		    job->event) != 0)
+			log_error("standard error");
+		lost->unsaved++;
+	}
+	return false;
+}
+
+/* Answer 503 for the batch's events, and let them go. */
+static void
+give_up_batch(struct writer *w, struct batch *b)
+{
+	struct job *job;
+
 	for (job = b->head; job != NULL; job = job->next)
 		if (job->ticket != NULL)
 			ticket_resolve(job->ticket, TICKET_FAILED);
-	b->events = b->bytes = 0;
-	b->stored = b->duplicates = b->revisions = 0;
-	finish_batch(w, b, 0);
+	release_batch(w, b);
+}
+
+/* The store failed for longer than the stop timeout: save what is left. */
+static void
+rescue_batch(struct writer *w, struct batch *b)
+{
+	save_events(w, b->head, NULL, &w->lost);
+	give_up_batch(w, b);
+}
+
+/*
+ * Set the job's event aside in the rescue file, saying why (the store's
+ * error message); counted apart from a stop's losses, since the daemon
+ * goes on. When the file cannot be written, an event the store refused
+ * for good goes to standard error (`refused`); any other is kept, to be
+ * retried, and false returned. The caller answers and frees the job.
+ */
+static bool
+set_aside(struct writer *w, struct job *job, const char *why, bool refused)
+{
+	const char *path = w->opt.rescue_path, *sid = job->event->call_sid;
+	long n = path != NULL ? rescue_to_file(path, job, job->next) :
+	    -EINVAL;
+
+	if (n < 0 && !refused) {
+		log_errorx("callSid %s fails alone (%s), and cannot be set "
+		    "aside in %s (%s): kept and retried", sid, why,
+		    path ? path : "(none)", strerror((int)-n));
+		return false;
+	}
+	if (n >= 0) {
+		log_errorx("callSid %s cannot be stored (%s); its event is "
+		    "set aside in %s: load it with `callhook import %s` once "
+		    "the cause is fixed", sid, why, path, path);
+		atomic_fetch_add(&w->metrics->events_set_aside, 1);
+		return true;
+	}
+	log_errorx("callSid %s cannot be stored (%s), nor set aside in %s "
+	    "(%s); its body is the line \"callhookd: unsaved event:\" "
+	    "below", sid, why, path ? path : "(none)", strerror((int)-n));
+	if (write_line(STDERR_FILENO, "callhookd: unsaved event: ",
+	    job->event) != 0)
+		log_error("standard error");
+	atomic_fetch_add(&w->metrics->events_set_aside, 1);
+	return true;
+}
+
+/* A batch of the one job, unlinked from the rest. */
+static void
+batch_of_one(struct batch *one, struct job *job)
+{
+	memset(one, 0, sizeof(*one));
+	job->next = NULL;
+	batch_append(one, job, job->reject == NULL ? 1 : 0);
+}
+
+/*
+ * Write the job in a transaction of its own. True when it committed (the
+ * job is answered and freed then); else it is unlinked and kept.
+ */
+static bool
+commit_alone(struct writer *w, struct job *job)
+{
+	struct batch one;
+	uint64_t t0 = now_mono_ns();
+
+	batch_of_one(&one, job);
+	if (write_batch(w, &one) != 0)
+		return false;
+	finish_batch(w, &one, (now_mono_ns() - t0) / 1000);
+	return true;
+}
+
+/*
+ * The batch failed ISOLATE_AFTER times in a row, the last time with an
+ * error SQLite calls transient other than a lock held elsewhere. A full
+ * disk fails every transaction; but one event that fails every time (a
+ * write past a file size limit, a statement journal SQLite cannot
+ * write) would hold up every event behind it for ever. So write the
+ * jobs in a transaction each. If the first ISOLATE_PROBE fail, the
+ * failure is the store's: the batch is kept, in order, and retried as
+ * before. If some commit, the store works, and an event that failed,
+ * and fails once more alone, is set aside (answered 503, kept in the
+ * rescue file). What is left stays in b. True when anything committed.
+ */
+static bool
+isolate_failing(struct writer *w, struct batch *b)
+{
+	struct batch kept = { 0 }, again = { 0 }, one;
+	struct job *job, *next;
+	int committed = 0, failed = 0;
+
+	for (job = b->head; job != NULL; job = next) {
+		next = job->next;
+		if (job->event == NULL && job->reject == NULL) {
+			/* Set aside in an earlier try: nothing to write. */
+			batch_of_one(&one, job);
+			release_batch(w, &one);
+		} else if ((committed > 0 || failed < ISOLATE_PROBE) &&
+		    commit_alone(w, job)) {
+			committed++;
+		} else {
+			failed++;
+			job->next = NULL;
+			batch_append(&kept, job, job->reject == NULL ? 1 : 0);
+		}
+	}
+	if (committed == 0) {
+		*b = kept;
+		return false;
+	}
+	for (job = kept.head; job != NULL; job = next) {
+		next = job->next;
+		if (commit_alone(w, job))
+			continue;
+		if (job->event != NULL && !set_aside(w, job,
+		    store_errmsg(w->store), false)) {
+			batch_append(&again, job, 1);
+			continue;
+		}
+		batch_of_one(&one, job);
+		give_up_batch(w, &one);
+	}
+	*b = again;
+	return true;
 }
 
 static bool
@@ -542,7 +698,7 @@ writer_main(void *arg)
 	struct batch b = { 0 };
 	struct job *list;
 	size_t n, events;
-	int retry_ms = 0, waited, rc;
+	int retry_ms = 0, failures = 0, waited;
 	bool indexing = false;
 	uint64_t t0;
 
@@ -573,14 +729,10 @@ writer_main(void *arg)
 		if (retry_ms == 0)
 			gather(w, &b);
 		t0 = now_mono_ns();
-		if ((rc = write_batch(w, &b)) == 0) {
-			set_health(w, "");
-			/* Before the answers: a 200 is never ahead of /metrics. */
-			atomic_store(&w->metrics->fts_backlog,
-			    (uint64_t)store_fts_backlog(w->store));
+		if (write_batch(w, &b) == 0) {
 			events = b.events;
 			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
-			retry_ms = 0;
+			retry_ms = failures = 0;
 			if (events > 0 && backlog_too_long(w))
 				catch_up(w, events);
 			continue;
@@ -591,6 +743,15 @@ writer_main(void *arg)
 		if (stop_overdue(w)) {
 			rescue_batch(w, &b);
 			continue;
+		}
+		/* No event of ours makes another connection hold a lock. */
+		if (++failures >= ISOLATE_AFTER &&
+		    !store_locked_out(w->store)) {
+			failures = 0;
+			if (isolate_failing(w, &b) && b.head == NULL) {
+				retry_ms = 0;
+				continue;
+			}
 		}
 		retry_ms = retry_ms == 0 ? RETRY_MIN_MS : retry_ms * 2;
 		if (retry_ms > RETRY_MAX_MS)
@@ -730,8 +891,7 @@ writer_stop(struct writer *w, struct writer_losses *out)
 	atomic_store(&w->stopping, true);
 	pthread_join(w->thread, NULL);
 	checkpointer_stop(&w->ckpt, w->store);
-	out->rescued = w->rescued;
-	out->unsaved = w->unsaved;
+	*out = w->lost;
 	pthread_mutex_destroy(&w->health_lock);
 	free(w);
 }

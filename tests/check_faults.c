@@ -1835,6 +1835,103 @@ START_TEST(test_rescue_disk_full)
 END_TEST
 
 /*
+ * ---- an event that fails every time ----
+ * Under a file size limit (ulimit -f, systemd's LimitFSIZE=) that the
+ * rescue file can hold one big event within but the WAL cannot, each
+ * transaction holding it fails with an I/O error SQLite calls transient,
+ * like any failing disk. The daemon must not die of SIGXFSZ, the event
+ * must not hold up those posted after it, and it must be set aside in
+ * the rescue file, from which `callhook import` loads it: 503 in commit
+ * mode, where its sender waits; its 200 is already sent in enqueue mode.
+ * (A WAL frame holds 4,092 bytes of an overflow chain in 4,120: the WAL
+ * needs 14 KB more than the body, the rescue file one byte.)
+ */
+#define POISON_BYTES	(2 * 1024 * 1024)
+#define POISON_LIMIT	(POISON_BYTES + 8 * 1024)
+
+/* Start d with every file it writes limited to POISON_LIMIT bytes. */
+static void
+start_size_limited(struct daemon_proc *d, const char *ini)
+{
+	struct rlimit old, lim;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = POISON_LIMIT;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	start_or_fail(d, ini);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+}
+
+/* Wait up to 5 s for a counter to reach at least value. */
+static void
+await_metric(int port, const char *name, long long value)
+{
+	long long until = tu_now_ms() + 5000;
+
+	while (tu_metric(port, name) < value) {
+		ck_assert_msg(tu_now_ms() < until, "%s stays under %lld",
+		    name, value);
+		tu_sleep_ms(5);
+	}
+}
+
+static void
+poison_event(const char *ini, int big_status)
+{
+	struct daemon_proc *d = new_proc();
+	char *small[2] = { "poison-before", "poison-after" };
+	char *big_sid[1] = { "poison-big" }, sid[32], path[400], *text;
+	const char *cli = getenv("CALLHOOK") ? getenv("CALLHOOK") :
+	    "build/callhook";
+	char store[200], *body;
+	struct poster big;
+
+	start_size_limited(d, ini);
+	post_accepted(d->port, body = event_body(small[0]));
+	free(body);
+	poster_start(&big, d->port, "poison-big", 0,
+	    big_event_body(big_sid[0], POISON_BYTES));
+	await_metric(d->port, "callhookd_commit_failures_total", 1);
+	post_accepted(d->port, body = event_body(small[1]));
+	free(body);
+	poster_join(&big);
+	ck_assert_int_eq(big.rc, 0);
+	ck_assert_msg(big.r.status == big_status, "big event: %d, want %d: "
+	    "%s", big.r.status, big_status, big.r.body);
+	poster_done(&big);
+	/* In enqueue mode the 200 came first: give the writer time. */
+	await_metric(d->port, "callhookd_events_set_aside_total", 1);
+	ck_assert_int_eq(db_missing(d->db, small, 2, sid, sizeof(sid)), 0);
+	ck_assert_int_eq(db_missing(d->db, big_sid, 1, sid, sizeof(sid)), 1);
+	ck_assert(log_has(d, "callSid poison-big cannot be stored (disk I/O "
+	    "error); its event is set aside in"));
+	ck_assert_int_eq(tu_metric(d->port, "callhookd_events_set_aside_total"),
+	    1);
+	ck_assert_int_eq(health(d->port, store, sizeof(store), NULL), 200);
+	snprintf(path, sizeof(path), "%s.unsaved.jsonl", d->db);
+	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
+	ck_assert_ptr_nonnull(strstr(text, "\"poison-big\""));
+	free(text);
+	ck_assert_int_eq(tu_sh("%s -d %s import %s >/dev/null", cli, d->db,
+	    path), 0);
+	ck_assert_int_eq(db_missing(d->db, big_sid, 1, sid, sizeof(sid)), 0);
+	stop_clean(d);
+}
+
+START_TEST(test_poison_event_commit)
+{
+	poison_event(NULL, 503);
+}
+END_TEST
+
+START_TEST(test_poison_event_enqueue)
+{
+	poison_event("[store]\nack = enqueue\n", 200);
+}
+END_TEST
+
+/*
  * The database file removed while the daemon runs: no 200 for an event
  * that would go to a file nobody can open again, and /healthz says why.
  */
@@ -1993,6 +2090,8 @@ faults_suite(void)
 	tcase_add_test(tc, test_rescue_disk_full);
 	tcase_add_test(tc, test_rejects_bounded_while_failing);
 	tcase_add_test(tc, test_database_removed);
+	tcase_add_test(tc, test_poison_event_commit);
+	tcase_add_test(tc, test_poison_event_enqueue);
 	tcase_add_test(tc, test_wal_held_back);
 	suite_add_tcase(s, tc);
 	return s;
