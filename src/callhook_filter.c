@@ -276,7 +276,11 @@ absolute_time(const char *s, char *from, char *to)
 		return -EINVAL;
 	t += step;
 	gmtime_r(&t, &tm);
-	return format_tm(&tm, to);
+	if (format_tm(&tm, to) == 0)
+		return 0;
+	/* After 9999-12-31 23:59:59: ISO 8601's end of that day. */
+	snprintf(to, TIME_LEN, "%.10s 24:00:00", from);
+	return 0;
 }
 
 int

@@ -561,6 +561,11 @@ START_TEST(test_list_table)
 	ck_assert_int_eq(table_rows(), 1);
 	ck_assert_int_eq(ch("list --until 12h"), 0);
 	ck_assert_int_eq(table_rows(), NCALLS - 1);
+	/* The last day there is: its end is not a date. */
+	ck_assert_int_eq(ch("list --until 9999-12-31"), 0);
+	ck_assert_int_eq(table_rows(), NCALLS);
+	ck_assert_int_eq(ch("list --until '9999-12-31 23:59:59'"), 0);
+	ck_assert_int_eq(table_rows(), NCALLS);
 	ck_assert_int_eq(ch("list --agent nobody"), 0);
 	ck_assert_str_eq(out, "");
 	ck_assert_str_eq(err, "no calls\n");
