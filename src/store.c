@@ -549,6 +549,11 @@ check_identity(struct store *st, const struct store_options *opt,
 		    opt->path, *version, STORE_SCHEMA_VERSION);
 		return -ENOTSUP;
 	}
+	if (objects == 0 && opt->readonly) {
+		seterr(st->err, sizeof(st->err), "%s is empty: callhookd has "
+		    "not stored anything in it yet", opt->path);
+		return -ENOENT;
+	}
 	if (*version < STORE_SCHEMA_VERSION && opt->readonly) {
 		seterr(st->err, sizeof(st->err), "%s has schema version %d, "
 		    "older than this program's %d; run callhookd on it once "

@@ -449,6 +449,9 @@ START_TEST(test_errors)
 	write_file(tmp_path("text.db"), "hello, this is not SQLite\n");
 	expect_fail(ch_on(tmp_path("text.db"), "list"), 1,
 	    "is not a callhookd database");
+	write_file(tmp_path("empty.db"), "");
+	expect_fail(ch_on(tmp_path("empty.db"), "list"), 1,
+	    "empty.db is empty: callhookd has not stored anything in it yet");
 	db_exec(tmp_path("other.db"), "CREATE TABLE t (x)");
 	expect_fail(ch_on(tmp_path("other.db"), "stats"), 1,
 	    "is not a callhookd database");
