@@ -65,9 +65,12 @@ static const struct field show_fields[] = {
 #define SHOW_TRANSCRIPTION	26
 #define SHOW_PAYLOAD		27
 
-/* Text under a label: cleaned, each line indented. */
+/*
+ * Text, cleaned: its first line indented by first (0 after a label on
+ * the same line), the others by indent.
+ */
 static void
-print_block(const char *s, size_t len, int indent)
+print_block(const char *s, size_t len, int first, int indent)
 {
 	char *buf = malloc(3 * len + 1);
 
@@ -78,7 +81,7 @@ print_block(const char *s, size_t len, int indent)
 		nl = strchr(p, '\n');
 		if (nl != NULL)
 			*nl++ = '\0';
-		printf("%*s%s\n", indent, "", p);
+		printf("%*s%s\n", p == buf ? first : indent, "", p);
 	}
 	free(buf);
 }
@@ -159,10 +162,11 @@ show_value(const struct field *f, const struct val *v)
 		printf("%g\n", v->r);
 	else if (f->kind == K_JSON &&
 	    (pretty = json_pretty(v->s, LABEL_WIDTH)) != NULL) {
-		print_block(pretty, strlen(pretty), 0);
+		/* json_pretty indented it. */
+		print_block(pretty, strlen(pretty), 0, 0);
 		free(pretty);
 	} else {
-		print_block(v->s, v->len, 0);
+		print_block(v->s, v->len, 0, LABEL_WIDTH);
 	}
 }
 
@@ -184,7 +188,7 @@ show_text(const struct val *row)
 	printf("transcription\n");
 	if (row[SHOW_TRANSCRIPTION].t == V_TEXT)
 		print_block(row[SHOW_TRANSCRIPTION].s,
-		    row[SHOW_TRANSCRIPTION].len, 2);
+		    row[SHOW_TRANSCRIPTION].len, 2, 2);
 	else
 		printf("  -\n");
 }
@@ -208,7 +212,7 @@ show_revisions_text(struct ch *ch, const char *sid)
 		    (const char *)sqlite3_column_text(stmt, 1),
 		    sqlite3_column_bytes(stmt, 2));
 		print_block((const char *)sqlite3_column_text(stmt, 2),
-		    (size_t)sqlite3_column_bytes(stmt, 2), 2);
+		    (size_t)sqlite3_column_bytes(stmt, 2), 2, 2);
 		n++;
 	}
 	if (n == 0 && rc == SQLITE_DONE)

@@ -890,6 +890,10 @@ START_TEST(test_show)
 	    "TIMESTAMP\n                     update_crm  yes      "
 	    "2025-12-19T15:25:00.000Z\n") != NULL, "%s", out);
 	ck_assert(strstr(out, "transcription\n  Full call transcript...\n"));
+	/* A value's second line lines up under its first. */
+	ck_assert_int_eq(ch("show v-b2"), 0);
+	ck_assert_msg(strstr(out, "disposition_reason   Wants, \"pricing\"\n"
+	    "                     and details\n") != NULL, "%s", out);
 	/* A changed body makes a revision. */
 	body = variant("call_ended.json", "call_duration", "121", NULL);
 	post_ok(body);
