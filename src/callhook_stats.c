@@ -510,6 +510,8 @@ cmd_stats(struct ch *ch, int argc, char **argv)
 	if ((error = stats_read(stmt, &g, by >= 0)) != 0)
 		warnx("%s", error == -EIO ? sqlite3_errmsg(ch->db) :
 		    strerror(-error));
+	else if (g.all.calls == 0 && fmt == FMT_TABLE)
+		fprintf(stderr, "no calls\n");	/* as list says it */
 	else if ((error = stats_print(&g, by, fmt, ch->color)) != 0)
 		warnx("output: %s", strerror(-error));
 	rc = error == 0 ? CH_OK : CH_FAIL;

@@ -866,6 +866,14 @@ START_TEST(test_stats)
 	ck_assert_int_eq(ch("stats --by hangup --agent agent-B"), 0);
 	ck_assert(strstr(out, "NO_ANSWER") != NULL);
 	ck_assert_int_eq(ch("stats --by disposition"), 0);
+	/* Nothing matches: a table of zeros is no answer; data formats
+	 * still give one. */
+	ck_assert_int_eq(ch("stats --agent nobody"), 0);
+	ck_assert_str_eq(out, "");
+	ck_assert_str_eq(err, "no calls\n");
+	ck_assert_int_eq(ch("stats --agent nobody --format json"), 0);
+	ck_assert_msg(strstr(out, "\"calls\": 0") != NULL ||
+	    strstr(out, "\"calls\":0") != NULL, "%s", out);
 	ck_assert_int_eq(ch("stats --format json"), 0);
 	arr = cJSON_Parse(out);
 	ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
