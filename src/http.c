@@ -689,6 +689,25 @@ answer_unqueued(struct request *req)
 	    "shutting down, retry later");
 }
 
+/*
+ * The event waited ack_timeout_ms and stays queued, to be written once
+ * the store takes it: say whether the store is slow or failing, and why.
+ */
+static enum MHD_Result
+answer_late(struct request *req)
+{
+	char store[200], msg[320];
+
+	if (writer_health(req->http->writer, store, sizeof(store)))
+		snprintf(msg, sizeof(msg), "store busy: event queued but not "
+		    "yet committed, retry later");
+	else
+		snprintf(msg, sizeof(msg), "store failing (%s): event queued "
+		    "but not yet committed, retry later", store);
+	return refuse(req, MHD_HTTP_SERVICE_UNAVAILABLE, REJECT_STORE_BUSY,
+	    msg);
+}
+
 /* Called again after the writer resumed the held connection. */
 static enum MHD_Result
 answer_held(struct request *req)
@@ -697,9 +716,7 @@ answer_held(struct request *req)
 	case TICKET_STORED:
 		return answer_stored(req);
 	case TICKET_TIMEOUT:
-		return refuse(req, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    REJECT_STORE_BUSY, "store busy: event queued but not yet "
-		    "committed, retry later");
+		return answer_late(req);
 	case TICKET_CANCELLED:
 		return answer_unqueued(req);
 	default:

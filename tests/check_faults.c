@@ -1069,10 +1069,11 @@ store_case_run(void *arg)
 		sids[n++] = strdup(p[i].sid);
 		if (p[i].rc != 0 || p[i].r.status != 503 ||
 		    tu_header(&p[i].r, "Retry-After", ra, sizeof(ra)) != 0 ||
-		    *json_answer_problem(&p[i].r, why, sizeof(why)) != '\0')
-			FAIL("%s: %s: %d %s, want a JSON 503 with Retry-After",
-			    sc->tag, p[i].sid, p[i].r.status,
-			    p[i].r.body ? p[i].r.body : "");
+		    *json_answer_problem(&p[i].r, why, sizeof(why)) != '\0' ||
+		    strstr(p[i].r.body, sc->expect) == NULL)
+			FAIL("%s: %s: %d %s, want a JSON 503 with Retry-After "
+			    "saying \"%s\"", sc->tag, p[i].sid, p[i].r.status,
+			    p[i].r.body ? p[i].r.body : "", sc->expect);
 	}
 	if (!alive(d))
 		FAIL("%s: the daemon died", sc->tag);
@@ -1127,8 +1128,8 @@ START_TEST(test_store_failures)
 	/*
 	 * Disk full: a small tmpfs when mount works here, else (or with
 	 * FAULTS_NO_TMPFS set) a file size limit put on the running daemon,
-	 * SIGXFSZ ignored, so that writes fail with EFBIG as a full disk
-	 * fails them with ENOSPC.
+	 * which ignores SIGXFSZ, so that writes fail with EFBIG as a full
+	 * disk fails them with ENOSPC.
 	 */
 	sc[0].d = new_proc();
 	snprintf(mnt, sizeof(mnt), "%s/mnt", sc[0].d->dir);
@@ -1142,16 +1143,14 @@ START_TEST(test_store_failures)
 	}
 	sc[0].fault = tmpfs ? FAULT_TMPFS_FULL : FAULT_FSIZE;
 	sc[0].tag = "full";
-	sc[0].expect = tmpfs ? "full" : "";
-	signal(SIGXFSZ, SIG_IGN);
+	sc[0].expect = tmpfs ? "database or disk is full" : "disk I/O error";
 	start_or_fail(sc[0].d, NULL);
-	signal(SIGXFSZ, SIG_DFL);
 
 	/* Read-only: as root only an immutable file refuses writes. */
 	sc[1].d = new_proc();
 	sc[1].fault = FAULT_IMMUTABLE;
 	sc[1].tag = "ro";
-	sc[1].expect = "";
+	sc[1].expect = "disk I/O error";
 	start_or_fail(sc[1].d, NULL);
 
 	for (i = 0; i < 2; i++) {
