@@ -520,9 +520,9 @@ commit_alone(struct writer *w, struct job *job)
  * write) would hold up every event behind it for ever. So write the
  * jobs in a transaction each. If the first ISOLATE_PROBE fail, the
  * failure is the store's: the batch is kept, in order, and retried as
- * before. If some commit, the store works, and an event that failed,
+ * before. If events commit, the store works, and an event that failed,
  * and fails once more alone, is set aside (answered 503, kept in the
- * rescue file). What is left stays in b. True when anything committed.
+ * rescue file). What is left stays in b. True when an event committed.
  */
 static bool
 isolate_failing(struct writer *w, struct batch *b)
@@ -532,14 +532,17 @@ isolate_failing(struct writer *w, struct batch *b)
 	int committed = 0, failed = 0;
 
 	for (job = b->head; job != NULL; job = next) {
+		bool event = job->event != NULL;
+
 		next = job->next;
-		if (job->event == NULL && job->reject == NULL) {
+		if (!event && job->reject == NULL) {
 			/* Set aside in an earlier try: nothing to write. */
 			batch_of_one(&one, job);
 			release_batch(w, &one);
 		} else if ((committed > 0 || failed < ISOLATE_PROBE) &&
 		    commit_alone(w, job)) {
-			committed++;
+			/* A small reject going in proves less. */
+			committed += event;
 		} else {
 			failed++;
 			job->next = NULL;
