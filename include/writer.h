@@ -8,8 +8,8 @@
  * (locked by another process, disk full, read-only) it keeps the batch,
  * retries with a growing delay, and answers held connections 503 once
  * their event has waited ack_timeout_ms; the events stay in the batch and
- * are written when the store recovers, except one that fails alone while
- * others commit, which is set aside in the rescue file (writer.c). A
+ * are written when the store recovers, except one that fails on its own
+ * while those after it commit, which is set aside (writer.c). A
  * second thread, with a connection of its own to the same file, runs
  * the WAL checkpoints.
  */
@@ -38,10 +38,13 @@ struct writer_options {
 struct writer *writer_start(struct store *st, struct queue *q,
 	    struct metrics *m, const struct writer_options *opt);
 
-/* Events a stop could not write to the store (0 unless it kept failing). */
+/* Events the store did not take. */
 struct writer_losses {
-	size_t	rescued;	/* appended to rescue_path */
-	size_t	unsaved;	/* not even there: written to standard error */
+	size_t	rescued;	/* by a stop: appended to rescue_path */
+	size_t	unsaved;	/* by a stop, not even there: written to
+				   standard error */
+	size_t	set_aside;	/* while running: refused by SQLite, or
+				   failing alone (rescue_path or stderr) */
 };
 
 /*

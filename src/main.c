@@ -315,7 +315,7 @@ reload(struct daemon *d, const struct options *o)
 static int
 stop(struct daemon *d)
 {
-	struct writer_losses lost = { 0, 0 };
+	struct writer_losses lost = { 0, 0, 0 };
 
 	sd_notify(0, "STOPPING=1");
 	if (d->http != NULL)
@@ -334,6 +334,10 @@ stop(struct daemon *d)
 		    "database nor to %s; their bodies are the lines "
 		    "\"callhookd: unsaved event: \" above", lost.unsaved,
 		    d->rescue);
+	if (lost.set_aside > 0)
+		log_warnx("%zu events the database would not take were set "
+		    "aside while running; the log says which, why, and where",
+		    lost.set_aside);
 	if (lost.rescued > 0 || lost.unsaved > 0)
 		return 1;
 	if (d->started)

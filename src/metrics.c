@@ -129,7 +129,7 @@ render_counters(FILE *fp, struct metrics *m)
 	    "Transactions that failed and were retried.",
 	    &m->commit_failures);
 	render_counter(fp, "callhookd_events_set_aside_total",
-	    "Events the store refused, saved to the rescue file instead.",
+	    "Events the store would not take, set aside in the rescue file.",
 	    &m->events_set_aside);
 }
 

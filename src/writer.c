@@ -16,8 +16,8 @@
  * nothing is dropped. An event SQLite refuses for good (SQLITE_TOOBIG,
  * say) fails alone with a 503, and is set aside: appended to the rescue
  * file, from which `callhook import` loads it once the cause is fixed.
- * So is an event that fails every time it is tried alone, with an error
- * SQLite calls transient, while the events around it commit (see
+ * So is an event that fails on its own, with an error SQLite calls
+ * transient, while the events after it commit without it (see
  * isolate_failing): it would otherwise hold up everything behind it.
  *
  * The full-text index is kept out of the batches (see store.c): rows
@@ -118,7 +118,7 @@ struct writer {
 	struct writer_options	 opt;
 	atomic_bool		 stopping;
 	uint64_t		 stop_ns;
-	struct writer_losses	 lost;		/* by a stop */
+	struct writer_losses	 lost;
 	pthread_mutex_t		 health_lock;
 	char			 health[256];	/* "" when ok */
 	uint64_t		 fts_row_ns;	/* indexing time per row, EWMA */
@@ -126,7 +126,7 @@ struct writer {
 	struct checkpointer	 ckpt;
 };
 
-static bool	set_aside(struct writer *, struct job *, const char *, bool);
+static void	set_aside(struct writer *, struct job *, const char *);
 
 static void
 batch_append(struct batch *b, struct job *list, size_t events)
@@ -199,7 +199,7 @@ write_job(struct writer *w, struct batch *b, struct job *job)
 	if (rc == -EAGAIN)
 		return rc;
 	if (rc != 0) {
-		set_aside(w, job, store_errmsg(w->store), true);
+		set_aside(w, job, store_errmsg(w->store));
 		event_free(job->event);
 		job->event = NULL;
 		if (job->ticket != NULL)
@@ -450,123 +450,161 @@ rescue_batch(struct writer *w, struct batch *b)
 }
 
 /*
- * Set the job's event aside in the rescue file, saying why (the store's
- * error message); counted apart from a stop's losses, since the daemon
- * goes on. When the file cannot be written, an event the store refused
- * for good goes to standard error (`refused`); any other is kept, to be
- * retried, and false returned. The caller answers and frees the job.
+ * Set the job's event aside, saying why (the store's error message): to
+ * the rescue file, or when that cannot be written, to standard error as
+ * the last copy. Counted apart from a stop's losses, since the daemon
+ * goes on. The caller answers and frees the job.
  */
-static bool
-set_aside(struct writer *w, struct job *job, const char *why, bool refused)
+static void
+set_aside(struct writer *w, struct job *job, const char *why)
 {
 	const char *path = w->opt.rescue_path, *sid = job->event->call_sid;
 	long n = path != NULL ? rescue_to_file(path, job, job->next) :
 	    -EINVAL;
 
-	if (n < 0 && !refused) {
-		log_errorx("callSid %s fails alone (%s), and cannot be set "
-		    "aside in %s (%s): kept and retried", sid, why,
-		    path ? path : "(none)", strerror((int)-n));
-		return false;
-	}
 	if (n >= 0) {
 		log_errorx("callSid %s cannot be stored (%s); its event is "
-		    "set aside in %s: load it with `callhook import %s` once "
-		    "the cause is fixed", sid, why, path, path);
-		atomic_fetch_add(&w->metrics->events_set_aside, 1);
-		return true;
+		    "set aside in %s: move that file away and load it with "
+		    "`callhook import` once the cause is fixed", sid, why,
+		    path);
+	} else {
+		log_errorx("callSid %s cannot be stored (%s), nor set aside "
+		    "in %s (%s); its body is the line \"callhookd: unsaved "
+		    "event:\" below", sid, why, path ? path : "(none)",
+		    strerror((int)-n));
+		if (write_line(STDERR_FILENO, "callhookd: unsaved event: ",
+		    job->event) != 0)
+			log_error("standard error");
 	}
-	log_errorx("callSid %s cannot be stored (%s), nor set aside in %s "
-	    "(%s); its body is the line \"callhookd: unsaved event:\" "
-	    "below", sid, why, path ? path : "(none)", strerror((int)-n));
-	if (write_line(STDERR_FILENO, "callhookd: unsaved event: ",
-	    job->event) != 0)
-		log_error("standard error");
+	w->lost.set_aside++;
 	atomic_fetch_add(&w->metrics->events_set_aside, 1);
-	return true;
 }
 
-/* A batch of the one job, unlinked from the rest. */
+/* b becomes the jobs of list, counted as batch_append counts them. */
 static void
-batch_of_one(struct batch *one, struct job *job)
+batch_of_list(struct batch *b, struct job *list)
 {
-	memset(one, 0, sizeof(*one));
-	job->next = NULL;
-	batch_append(one, job, job->reject == NULL ? 1 : 0);
+	size_t events = 0;
+
+	for (const struct job *job = list; job != NULL; job = job->next)
+		if (job->reject == NULL)
+			events++;
+	memset(b, 0, sizeof(*b));
+	batch_append(b, list, events);
 }
 
-/*
- * Write the job in a transaction of its own. True when it committed (the
- * job is answered and freed then); else it is unlinked and kept.
- */
-static bool
-commit_alone(struct writer *w, struct job *job)
+static size_t
+batch_jobs(const struct batch *b)
 {
-	struct batch one;
+	size_t n = 0;
+
+	for (const struct job *job = b->head; job != NULL; job = job->next)
+		n++;
+	return n;
+}
+
+/* Keep b's first n jobs (n >= 1) in b, and move the others to rest. */
+static void
+batch_split(struct batch *b, size_t n, struct batch *rest)
+{
+	struct job *head = b->head, *last = head;
+
+	while (--n > 0)
+		last = last->next;
+	batch_of_list(rest, last->next);
+	last->next = NULL;
+	batch_of_list(b, head);
+}
+
+/* b followed by rest, as b. */
+static void
+batch_join(struct batch *b, struct batch *rest)
+{
+	batch_append(b, rest->head, rest->events);
+	memset(rest, 0, sizeof(*rest));
+}
+
+/* Write b as one transaction: true when it committed (and is answered). */
+static bool
+commit_part(struct writer *w, struct batch *b)
+{
 	uint64_t t0 = now_mono_ns();
 
-	batch_of_one(&one, job);
-	if (write_batch(w, &one) != 0)
+	if (w->opt.on_loop != NULL)
+		w->opt.on_loop();
+	if (b->head == NULL || write_batch(w, b) != 0)
 		return false;
-	finish_batch(w, &one, (now_mono_ns() - t0) / 1000);
+	finish_batch(w, b, (now_mono_ns() - t0) / 1000);
 	return true;
 }
 
 /*
- * The batch failed ISOLATE_AFTER times in a row, the last time with an
- * error SQLite calls transient other than a lock held elsewhere. A full
- * disk fails every transaction; but one event that fails every time (a
- * write past a file size limit, a statement journal SQLite cannot
- * write) would hold up every event behind it for ever. So write the
- * jobs in a transaction each. If the first ISOLATE_PROBE fail, the
- * failure is the store's: the batch is kept, in order, and retried as
- * before. If events commit, the store works, and an event that failed,
- * and fails once more alone, is set aside (answered 503, kept in the
- * rescue file). What is left stays in b. True when an event committed.
+ * b failed as a whole: commit what comes before its first job that fails
+ * as a transaction of its own, halving the part tried each time (a
+ * prefix that commits leaves the rest to search). On return b holds
+ * that job alone and later the jobs after it, untried; or b is empty
+ * when everything went in. False when a lock held elsewhere stopped it:
+ * the jobs are then all back in b, in order.
  */
 static bool
+commit_before_failing(struct writer *w, struct batch *b,
+    struct batch *later)
+{
+	struct batch half;
+
+	memset(later, 0, sizeof(*later));
+	while (b->head != NULL) {
+		size_t n = batch_jobs(b);
+
+		batch_split(b, n > 1 ? n / 2 : 1, &half);
+		if (commit_part(w, b)) {
+			*b = half;
+			continue;
+		}
+		batch_join(&half, later);
+		*later = half;
+		if (store_locked_out(w->store)) {
+			batch_join(b, later);
+			return false;
+		}
+		if (n == 1)
+			break;
+	}
+	return true;
+}
+
+/*
+ * The batch failed ISOLATE_AFTER times in a row, the last time not for a
+ * lock held elsewhere. A full disk fails every transaction; but one
+ * event that fails every time (a write past a file size limit, a
+ * statement journal SQLite cannot write) would hold up every event after
+ * it for ever. So find the first job that fails alone, committing those
+ * before it; then commit the jobs after it as one transaction. Only if
+ * that goes in, which shows the store works without it, is the job set
+ * aside (its sender, if waiting, answered 503), a reject dropped. Any
+ * other outcome keeps the jobs left in b, in order, to retry. Takes
+ * about two transactions per halving, and events are never written out
+ * of order: nothing after a job commits while it may still go in.
+ */
+static void
 isolate_failing(struct writer *w, struct batch *b)
 {
-	struct batch kept = { 0 }, again = { 0 }, one;
-	struct job *job, *next;
-	int committed = 0, failed = 0;
+	struct batch later;
 
-	for (job = b->head; job != NULL; job = next) {
-		bool event = job->event != NULL;
-
-		next = job->next;
-		if (!event && job->reject == NULL) {
-			/* Set aside in an earlier try: nothing to write. */
-			batch_of_one(&one, job);
-			release_batch(w, &one);
-		} else if ((committed > 0 || failed < ISOLATE_PROBE) &&
-		    commit_alone(w, job)) {
-			/* A small reject going in proves less. */
-			committed += event;
-		} else {
-			failed++;
-			job->next = NULL;
-			batch_append(&kept, job, job->reject == NULL ? 1 : 0);
-		}
+	if (!commit_before_failing(w, b, &later) || b->head == NULL) {
+		batch_join(b, &later);
+		return;
 	}
-	if (committed == 0) {
-		*b = kept;
-		return false;
+	if (!commit_part(w, &later)) {
+		batch_join(b, &later);
+		return;
 	}
-	for (job = kept.head; job != NULL; job = next) {
-		next = job->next;
-		if (commit_alone(w, job))
-			continue;
-		if (job->event != NULL && !set_aside(w, job,
-		    store_errmsg(w->store), false)) {
-			batch_append(&again, job, 1);
-			continue;
-		}
-		batch_of_one(&one, job);
-		give_up_batch(w, &one);
-	}
-	*b = again;
-	return true;
+	if (b->head->event != NULL)
+		set_aside(w, b->head, store_errmsg(w->store));
+	else if (b->head->reject != NULL)
+		log_warnx("a refused request cannot be recorded in the "
+		    "rejects table (%s): dropped", store_errmsg(w->store));
+	give_up_batch(w, b);
 }
 
 static bool
@@ -748,10 +786,11 @@ writer_main(void *arg)
 			continue;
 		}
 		/* No event of ours makes another connection hold a lock. */
-		if (++failures >= ISOLATE_AFTER &&
-		    !store_locked_out(w->store)) {
+		failures = store_locked_out(w->store) ? 0 : failures + 1;
+		if (failures == ISOLATE_AFTER) {
 			failures = 0;
-			if (isolate_failing(w, &b) && b.head == NULL) {
+			isolate_failing(w, &b);
+			if (b.head == NULL) {
 				retry_ms = 0;
 				continue;
 			}

@@ -1918,6 +1918,59 @@ poison_event(const char *ini, int big_status)
 	stop_clean(d);
 }
 
+/*
+ * The same limit, with the big event first in a batch of a hundred: the
+ * batch gathers behind a lock (a lock held elsewhere is never blamed on
+ * an event), then fails on the big one alone. Every small event must be
+ * stored and only the big one set aside; a later, small revision of the
+ * same call must win over it, as it came later; and a stop must remind
+ * the operator of the rescue file.
+ */
+#define CROWD	100
+
+START_TEST(test_poison_in_a_crowd)
+{
+	struct daemon_proc *d = new_proc();
+	char *sids[CROWD], sid[32], path[400], *text, *at, *body;
+	sqlite3 *lock;
+
+	start_size_limited(d, "[store]\nack = enqueue\n");
+	lock = lock_db(d->db);
+	post_accepted(d->port, body = big_event_body("crowd-same",
+	    POISON_BYTES));
+	free(body);
+	for (int i = 0; i < CROWD; i++) {
+		snprintf(sid, sizeof(sid), "crowd-%d", i);
+		sids[i] = strdup(sid);
+		post_accepted(d->port, body = event_body(sid));
+		free(body);
+	}
+	post_accepted(d->port, body = event_body("crowd-same"));
+	free(body);
+	await_metric(d->port, "callhookd_commit_failures_total", 3);
+	unlock_db(lock);
+	await_metric(d->port, "callhookd_events_set_aside_total", 1);
+	ck_assert_int_eq(wait_stored(d->db, sids, CROWD, 5000, sid,
+	    sizeof(sid)), 0);
+	ck_assert_int_eq(db_int(d->db, "SELECT length(transcription) < 1000 "
+	    "FROM calls WHERE call_sid = 'crowd-same'"), 1);
+	ck_assert_int_eq(tu_metric(d->port, "callhookd_events_set_aside_total"),
+	    1);
+	snprintf(path, sizeof(path), "%s.unsaved.jsonl", d->db);
+	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
+	ck_assert_ptr_nonnull(at = strstr(text, "\"crowd-same\""));
+	ck_assert_ptr_nonnull(strstr(at, "xxxx"));
+	ck_assert_msg(strchr(text, '\n') == text + strlen(text) - 1,
+	    "more than the big event set aside");
+	free(text);
+	stop_clean(d);
+	ck_assert(log_has(d, "1 events the database would not take were set "
+	    "aside while running"));
+	for (int i = 0; i < CROWD; i++)
+		free(sids[i]);
+}
+END_TEST
+
 START_TEST(test_poison_event_commit)
 {
 	poison_event(NULL, 503);
@@ -2091,6 +2144,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_database_removed);
 	tcase_add_test(tc, test_poison_event_commit);
 	tcase_add_test(tc, test_poison_event_enqueue);
+	tcase_add_test(tc, test_poison_in_a_crowd);
 	tcase_add_test(tc, test_wal_held_back);
 	suite_add_tcase(s, tc);
 	return s;
