@@ -127,6 +127,7 @@ struct writer {
 };
 
 static void	set_aside(struct writer *, struct job *, const char *);
+static void	checkpoint_after_failure(struct checkpointer *);
 
 static void
 batch_append(struct batch *b, struct job *list, size_t events)
@@ -779,6 +780,7 @@ writer_main(void *arg)
 			continue;
 		}
 		atomic_fetch_add(&w->metrics->commit_failures, 1);
+		checkpoint_after_failure(&w->ckpt);
 		set_health(w, store_errmsg(w->store));
 		expire_overdue(w, &b);
 		if (stop_overdue(w)) {
@@ -823,6 +825,25 @@ on_commit(void *arg, int pages)
 		    "database: a long read transaction (an sqlite3 shell "
 		    "left open?) holds checkpoints back", behind);
 	c->wal_warned = behind >= WAL_WARN_PAGES;
+}
+
+/*
+ * In the writer thread, after a failed transaction. The WAL starts over
+ * only once a checkpoint has copied all of it, and commits wake the
+ * checkpointer: a WAL that cannot grow (a full disk, a file size limit)
+ * after a checkpoint that copied only part of it (a reader held the rest
+ * back) would fail every commit until a restart. So a failure lets it
+ * try again, when something is left to copy.
+ */
+static void
+checkpoint_after_failure(struct checkpointer *c)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->running && c->copied < c->wal_pages) {
+		c->tried = c->wal_pages - CHECKPOINT_PAGES;
+		pthread_cond_signal(&c->wake);
+	}
+	pthread_mutex_unlock(&c->lock);
 }
 
 static void *

@@ -2118,6 +2118,52 @@ START_TEST(test_wal_held_back)
 }
 END_TEST
 
+/*
+ * A WAL that cannot grow (here a file size limit at its size; a full
+ * disk alike) after checkpoints a reader held back: once the reader is
+ * gone, one checkpoint copying the rest lets SQLite start the WAL over,
+ * but commits, which wake the checkpointer, all fail. The event posted
+ * then must still be stored, and answered 200 in time.
+ */
+START_TEST(test_wal_cannot_grow)
+{
+	struct daemon_proc *d = new_proc();
+	char wal[340], sid[32], *body;
+	struct rlimit rl;
+	struct stat st;
+	struct reply r;
+	sqlite3 *reader;
+
+	start_or_fail(d, NULL);
+	reader = db_open(d->db, false);
+	ck_assert_int_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
+	    "calls", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 12; i++) {
+		snprintf(sid, sizeof(sid), "grow-%d", i);
+		post_accepted(d->port, body = big_event_body(sid, 256 * 1024));
+		free(body);
+	}
+	ck_assert_int_gt(tu_metric(d->port, "callhookd_wal_pages_behind"), 0);
+	sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(reader);
+	snprintf(wal, sizeof(wal), "%s-wal", d->db);
+	ck_assert_int_eq(stat(wal, &st), 0);
+	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, NULL, &rl), 0);
+	rl.rlim_cur = (rlim_t)st.st_size;
+	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, &rl, NULL), 0);
+	body = big_event_body("grow-last", 64 * 1024);
+	ck_assert_int_eq(tu_post(d->port, PATH, JSON, body, strlen(body), &r),
+	    0);
+	free(body);
+	ck_assert_msg(r.status == 200, "after the WAL stopped growing: %d %s",
+	    r.status, r.body);
+	tu_reply_free(&r);
+	ck_assert_int_ge(tu_metric(d->port, "callhookd_commit_failures_total"),
+	    1);
+	stop_clean(d);
+}
+END_TEST
+
 Suite *faults_suite(void);
 
 Suite *
@@ -2146,6 +2192,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_poison_event_enqueue);
 	tcase_add_test(tc, test_poison_in_a_crowd);
 	tcase_add_test(tc, test_wal_held_back);
+	tcase_add_test(tc, test_wal_cannot_grow);
 	suite_add_tcase(s, tc);
 	return s;
 }
