@@ -128,6 +128,13 @@ int	store_open_checkpointer(struct store **out, struct store *of,
  * the pages in the WAL and the pages copied so far, or -EAGAIN/-EIO.
  */
 int	store_checkpoint(struct store *st, int *wal_pages, int *copied);
+/*
+ * Copy the whole WAL into the database, waiting up to the busy timeout
+ * for readers to leave it, so that the next transaction writes it from
+ * its start (a RESTART checkpoint). 0, or -EAGAIN when readers kept
+ * some of it, or the error that did.
+ */
+int	store_restart_wal(struct store *st);
 
 /* SQLite's message for the last failure. */
 const char *store_errmsg(struct store *st);

@@ -8,8 +8,9 @@
  * (locked by another process, disk full, read-only) it keeps the batch,
  * retries with a growing delay, and answers held connections 503 once
  * their event has waited ack_timeout_ms; the events stay in the batch and
- * are written when the store recovers, except one that fails on its own
- * while those after it commit, which is set aside (writer.c). A
+ * are written when the store recovers. One that fails on its own while
+ * others commit holds up only its own call, and may be set aside
+ * (writer.c). A
  * second thread, with a connection of its own to the same file, runs
  * the WAL checkpoints.
  */

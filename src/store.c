@@ -939,6 +939,18 @@ store_checkpoint(struct store *st, int *wal_pages, int *copied)
 }
 
 int
+store_restart_wal(struct store *st)
+{
+	int pages = -1, copied = -2, rc;
+
+	rc = sqlite3_wal_checkpoint_v2(st->db, "main",
+	    SQLITE_CHECKPOINT_RESTART, &pages, &copied);
+	if (rc != SQLITE_OK)
+		return fail(st, rc, -EIO);
+	return pages == copied ? 0 : -EAGAIN;
+}
+
+int
 store_begin(struct store *st)
 {
 	int error;

@@ -17,8 +17,8 @@
  * say) fails alone with a 503, and is set aside: appended to the rescue
  * file, from which `callhook import` loads it once the cause is fixed.
  * So is an event that fails on its own, with an error SQLite calls
- * transient, while the events after it commit without it (see
- * isolate_failing): it would otherwise hold up everything behind it.
+ * transient, while other calls' events commit (see isolate_failing): it
+ * would otherwise hold up everything behind it.
  *
  * The full-text index is kept out of the batches (see store.c): rows
  * wait in fts_pending and the writer indexes them, FTS_CHUNK at a time,
@@ -59,8 +59,8 @@
 
 #define RETRY_MIN_MS	10
 #define RETRY_MAX_MS	250
-#define ISOLATE_AFTER	5	/* failed tries of a batch: 150 ms of retries */
-#define ISOLATE_PROBE	8	/* jobs failing alone before any commits */
+#define ISOLATE_AFTER	5	/* failures in a row, not for a lock: 150 ms
+				   of retries at first, 1.25 s at the longest */
 #define CHECKPOINT_PAGES 256	/* 1 MB; SQLite's default is 1000 */
 #define WAL_WARN_PAGES	16384	/* 64 MB not copied: checkpoints held
 				   back (normally ~CHECKPOINT_PAGES) */
@@ -298,8 +298,7 @@ finish_batch(struct writer *w, struct batch *b, uint64_t commit_us)
 {
 	struct metrics *m = w->metrics;
 
-	/* Before the answers: a 200 is never ahead of /healthz, /metrics. */
-	set_health(w, "");
+	/* Before the answers: a 200 is never ahead of /metrics. */
 	atomic_store(&m->fts_backlog, (uint64_t)store_fts_backlog(w->store));
 	atomic_fetch_add(&m->events_stored, b->stored);
 	atomic_fetch_add(&m->duplicates, b->duplicates);
@@ -525,7 +524,10 @@ batch_join(struct batch *b, struct batch *rest)
 	memset(rest, 0, sizeof(*rest));
 }
 
-/* Write b as one transaction: true when it committed (and is answered). */
+/*
+ * Write b as one transaction: true when it committed (and is answered).
+ * The store's health is the main loop's to set.
+ */
 static bool
 commit_part(struct writer *w, struct batch *b)
 {
@@ -533,8 +535,12 @@ commit_part(struct writer *w, struct batch *b)
 
 	if (w->opt.on_loop != NULL)
 		w->opt.on_loop();
-	if (b->head == NULL || write_batch(w, b) != 0)
+	if (b->head == NULL)
 		return false;
+	if (write_batch(w, b) != 0) {
+		atomic_fetch_add(&w->metrics->commit_failures, 1);
+		return false;
+	}
 	finish_batch(w, b, (now_mono_ns() - t0) / 1000);
 	return true;
 }
@@ -543,9 +549,10 @@ commit_part(struct writer *w, struct batch *b)
  * b failed as a whole: commit what comes before its first job that fails
  * as a transaction of its own, halving the part tried each time (a
  * prefix that commits leaves the rest to search). On return b holds
- * that job alone and later the jobs after it, untried; or b is empty
- * when everything went in. False when a lock held elsewhere stopped it:
- * the jobs are then all back in b, in order.
+ * that job alone and later the jobs after it, untried; or b is empty and
+ * later holds what was not tried, when the failure went away. False when
+ * a lock held elsewhere stopped it: the jobs are then all back in b, in
+ * order. One transaction per halving: about log2(n) + 1.
  */
 static bool
 commit_before_failing(struct writer *w, struct batch *b,
@@ -574,38 +581,107 @@ commit_before_failing(struct writer *w, struct batch *b,
 	return true;
 }
 
+static bool
+same_call(const struct job *a, const struct job *b)
+{
+	return a->event != NULL && b->event != NULL &&
+	    strcmp(a->event->call_sid, b->event->call_sid) == 0;
+}
+
 /*
- * The batch failed ISOLATE_AFTER times in a row, the last time not for a
- * lock held elsewhere. A full disk fails every transaction; but one
- * event that fails every time (a write past a file size limit, a
- * statement journal SQLite cannot write) would hold up every event after
- * it for ever. So find the first job that fails alone, committing those
- * before it; then commit the jobs after it as one transaction. Only if
- * that goes in, which shows the store works without it, is the job set
- * aside (its sender, if waiting, answered 503), a reject dropped. Any
- * other outcome keeps the jobs left in b, in order, to retry. Takes
- * about two transactions per halving, and events are never written out
- * of order: nothing after a job commits while it may still go in.
+ * Move from later to others the jobs that are not about stuck's call,
+ * keeping both in order; *events counts the events moved.
  */
 static void
+other_calls(struct batch *later, const struct job *stuck,
+    struct batch *others, size_t *events)
+{
+	struct job *job, *next, *same = NULL, **same_end = &same;
+	struct job *rest = NULL, **rest_end = &rest;
+
+	*events = 0;
+	for (job = later->head; job != NULL; job = next) {
+		next = job->next;
+		job->next = NULL;
+		if (same_call(job, stuck)) {
+			*same_end = job;
+			same_end = &job->next;
+		} else {
+			*events += job->event != NULL;
+			*rest_end = job;
+			rest_end = &job->next;
+		}
+	}
+	batch_of_list(later, same);
+	batch_of_list(others, rest);
+}
+
+/* Merge a and b, both in queue order, into a. */
+static void
+merge_in_order(struct batch *a, struct batch *b)
+{
+	struct job *x = a->head, *y = b->head, *list = NULL, **end = &list;
+
+	while (x != NULL || y != NULL) {
+		struct job **from = y == NULL || (x != NULL &&
+		    x->queued_ns <= y->queued_ns) ? &x : &y;
+
+		*end = *from;
+		end = &(*from)->next;
+		*from = (*from)->next;
+	}
+	*end = NULL;
+	batch_of_list(a, list);
+	memset(b, 0, sizeof(*b));
+}
+
+/*
+ * The batch failed ISOLATE_AFTER times in a row, the last time not for a
+ * lock held elsewhere. A full disk fails every transaction; but one job
+ * that fails every time (an event past a file size limit, a statement
+ * journal SQLite cannot write) would hold up every event after it for
+ * ever. So commit what comes before the first job that fails on its own
+ * (commit_before_failing), then, as one transaction, the jobs after it
+ * about other calls: a call's events keep their order, calls need none.
+ * If those went in and held an event, the store works; the stuck job is
+ * then tried once more alone, after a checkpoint has emptied the WAL (so
+ * that a WAL a reader holds at its full size, or one short of room at
+ * its end, is not taken for the event's fault), and if it fails again it
+ * is set aside (an event) or dropped (a reject). Anything else keeps the
+ * jobs left in b, in queue order, to retry. True when the stuck job is
+ * done with: what is left in b is then worth a try at once.
+ */
+static bool
 isolate_failing(struct writer *w, struct batch *b)
 {
-	struct batch later;
+	struct batch later, others;
+	size_t events;
 
-	if (!commit_before_failing(w, b, &later) || b->head == NULL) {
-		batch_join(b, &later);
-		return;
+	if (!commit_before_failing(w, b, &later))
+		return false;
+	if (b->head == NULL) {		/* the failure went away */
+		*b = later;
+		return true;
 	}
-	if (!commit_part(w, &later)) {
-		batch_join(b, &later);
-		return;
+	other_calls(&later, b->head, &others, &events);
+	if (!commit_part(w, &others)) {
+		merge_in_order(&later, &others);
+	} else if (events > 0 && store_restart_wal(w->store) == 0 &&
+	    !commit_part(w, b) && !store_locked_out(w->store)) {
+		if (b->head->event != NULL)
+			set_aside(w, b->head, store_errmsg(w->store));
+		else if (b->head->reject != NULL)
+			log_warnx("a refused request cannot be recorded in "
+			    "the rejects table (%s): dropped",
+			    store_errmsg(w->store));
+		give_up_batch(w, b);
 	}
-	if (b->head->event != NULL)
-		set_aside(w, b->head, store_errmsg(w->store));
-	else if (b->head->reject != NULL)
-		log_warnx("a refused request cannot be recorded in the "
-		    "rejects table (%s): dropped", store_errmsg(w->store));
-	give_up_batch(w, b);
+	if (b->head == NULL) {
+		*b = later;
+		return true;
+	}
+	batch_join(b, &later);
+	return false;
 }
 
 static bool
@@ -772,6 +848,7 @@ writer_main(void *arg)
 			gather(w, &b);
 		t0 = now_mono_ns();
 		if (write_batch(w, &b) == 0) {
+			set_health(w, "");
 			events = b.events;
 			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
 			retry_ms = failures = 0;
@@ -791,8 +868,9 @@ writer_main(void *arg)
 		failures = store_locked_out(w->store) ? 0 : failures + 1;
 		if (failures == ISOLATE_AFTER) {
 			failures = 0;
-			isolate_failing(w, &b);
-			if (b.head == NULL) {
+			if (isolate_failing(w, &b)) {
+				if (b.head == NULL)
+					set_health(w, "");
 				retry_ms = 0;
 				continue;
 			}
@@ -863,8 +941,9 @@ checkpointer_main(void *arg)
 		 * Whether it copies all, part (a reader's snapshot holds
 		 * the rest back) or nothing (the writer checkpointing
 		 * itself, a failing disk), the next try waits for as many
-		 * pages again; the writer's own checkpoint at the WAL's
-		 * limit is the backstop.
+		 * pages again, or for a failed commit (see
+		 * checkpoint_after_failure); the writer's own checkpoint at
+		 * the WAL's limit is the backstop.
 		 */
 		c->tried = c->wal_pages;
 		pthread_mutex_unlock(&c->lock);

@@ -1952,6 +1952,9 @@ START_TEST(test_poison_in_a_crowd)
 	await_metric(d->port, "callhookd_events_set_aside_total", 1);
 	ck_assert_int_eq(wait_stored(d->db, sids, CROWD, 5000, sid,
 	    sizeof(sid)), 0);
+	at = "crowd-same";
+	ck_assert_int_eq(wait_stored(d->db, &at, 1, 5000, sid, sizeof(sid)),
+	    0);
 	ck_assert_int_eq(db_int(d->db, "SELECT length(transcription) < 1000 "
 	    "FROM calls WHERE call_sid = 'crowd-same'"), 1);
 	ck_assert_int_eq(tu_metric(d->port, "callhookd_events_set_aside_total"),
@@ -1968,6 +1971,56 @@ START_TEST(test_poison_in_a_crowd)
 	    "aside while running"));
 	for (int i = 0; i < CROWD; i++)
 		free(sids[i]);
+}
+END_TEST
+
+/*
+ * An event the WAL has no room for only while a reader holds it at its
+ * full size (the room left at its end fits a small event, not this one):
+ * the small event posted after it must be stored meanwhile, and the big
+ * one kept, not set aside, and stored once the reader has gone.
+ */
+START_TEST(test_no_room_is_not_poison)
+{
+	struct daemon_proc *d = new_proc();
+	char wal[340], sid[32], *body;
+	char *small[1] = { "room-small" }, *big[1] = { "room-big" };
+	struct rlimit rl, old;
+	struct stat st;
+	sqlite3 *reader;
+
+	start_or_fail(d, "[store]\nack = enqueue\n");
+	reader = db_open(d->db, false);
+	ck_assert_int_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
+	    "calls", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 3; i++) {
+		snprintf(sid, sizeof(sid), "room-fill-%d", i);
+		post_accepted(d->port, body = big_event_body(sid, 64 * 1024));
+		free(body);
+	}
+	await_metric(d->port, "callhookd_events_stored_total", 3);
+	snprintf(wal, sizeof(wal), "%s-wal", d->db);
+	ck_assert_int_eq(stat(wal, &st), 0);
+	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, NULL, &old), 0);
+	rl = old;
+	rl.rlim_cur = (rlim_t)st.st_size + 14 * 4120;	/* 14 WAL frames */
+	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, &rl, NULL), 0);
+	post_accepted(d->port, body = big_event_body(big[0], 64 * 1024));
+	free(body);
+	await_metric(d->port, "callhookd_commit_failures_total", 1);
+	post_accepted(d->port, body = event_body(small[0]));
+	free(body);
+	ck_assert_int_eq(wait_stored(d->db, small, 1, 5000, sid, sizeof(sid)),
+	    0);
+	ck_assert_int_eq(db_missing(d->db, big, 1, sid, sizeof(sid)), 1);
+	sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(reader);
+	ck_assert_int_eq(wait_stored(d->db, big, 1, 5000, sid, sizeof(sid)),
+	    0);
+	ck_assert_int_eq(tu_metric(d->port, "callhookd_events_set_aside_total"),
+	    0);
+	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, &old, NULL), 0);
+	stop_clean(d);
 }
 END_TEST
 
@@ -2191,6 +2244,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_poison_event_commit);
 	tcase_add_test(tc, test_poison_event_enqueue);
 	tcase_add_test(tc, test_poison_in_a_crowd);
+	tcase_add_test(tc, test_no_room_is_not_poison);
 	tcase_add_test(tc, test_wal_held_back);
 	tcase_add_test(tc, test_wal_cannot_grow);
 	suite_add_tcase(s, tc);
