@@ -1975,6 +1975,42 @@ START_TEST(test_poison_in_a_crowd)
 END_TEST
 
 /*
+ * A reader's snapshot, held while n events of size bytes named prefix-i
+ * go in: checkpoints cannot copy them. Commit and close it to let go.
+ */
+static sqlite3 *
+hold_wal(const struct daemon_proc *d, const char *prefix, int n,
+    size_t size)
+{
+	sqlite3 *reader = db_open(d->db, false);
+	char sid[32], *body;
+
+	ck_assert_int_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
+	    "calls", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < n; i++) {
+		snprintf(sid, sizeof(sid), "%s-%d", prefix, i);
+		post_accepted(d->port, body = big_event_body(sid, size));
+		free(body);
+	}
+	return reader;
+}
+
+/* Limit the files d writes to its WAL's size and extra bytes more. */
+static void
+limit_to_wal(const struct daemon_proc *d, off_t extra)
+{
+	char wal[340];
+	struct rlimit rl;
+	struct stat st;
+
+	snprintf(wal, sizeof(wal), "%s-wal", d->db);
+	ck_assert_int_eq(stat(wal, &st), 0);
+	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, NULL, &rl), 0);
+	rl.rlim_cur = (rlim_t)(st.st_size + extra);
+	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, &rl, NULL), 0);
+}
+
+/*
  * An event the WAL has no room for only while a reader holds it at its
  * full size (the room left at its end fits a small event, not this one):
  * the small event posted after it must be stored meanwhile, and the big
@@ -1983,28 +2019,14 @@ END_TEST
 START_TEST(test_no_room_is_not_poison)
 {
 	struct daemon_proc *d = new_proc();
-	char wal[340], sid[32], *body;
+	char sid[32], *body;
 	char *small[1] = { "room-small" }, *big[1] = { "room-big" };
-	struct rlimit rl, old;
-	struct stat st;
 	sqlite3 *reader;
 
 	start_or_fail(d, "[store]\nack = enqueue\n");
-	reader = db_open(d->db, false);
-	ck_assert_int_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
-	    "calls", NULL, NULL, NULL), SQLITE_OK);
-	for (int i = 0; i < 3; i++) {
-		snprintf(sid, sizeof(sid), "room-fill-%d", i);
-		post_accepted(d->port, body = big_event_body(sid, 64 * 1024));
-		free(body);
-	}
+	reader = hold_wal(d, "room-fill", 3, 64 * 1024);
 	await_metric(d->port, "callhookd_events_stored_total", 3);
-	snprintf(wal, sizeof(wal), "%s-wal", d->db);
-	ck_assert_int_eq(stat(wal, &st), 0);
-	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, NULL, &old), 0);
-	rl = old;
-	rl.rlim_cur = (rlim_t)st.st_size + 14 * 4120;	/* 14 WAL frames */
-	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, &rl, NULL), 0);
+	limit_to_wal(d, 14 * 4120);		/* 14 WAL frames of room */
 	post_accepted(d->port, body = big_event_body(big[0], 64 * 1024));
 	free(body);
 	await_metric(d->port, "callhookd_commit_failures_total", 1);
@@ -2019,7 +2041,6 @@ START_TEST(test_no_room_is_not_poison)
 	    0);
 	ck_assert_int_eq(tu_metric(d->port, "callhookd_events_set_aside_total"),
 	    0);
-	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, &old, NULL), 0);
 	stop_clean(d);
 }
 END_TEST
@@ -2181,29 +2202,16 @@ END_TEST
 START_TEST(test_wal_cannot_grow)
 {
 	struct daemon_proc *d = new_proc();
-	char wal[340], sid[32], *body;
-	struct rlimit rl;
-	struct stat st;
 	struct reply r;
 	sqlite3 *reader;
+	char *body;
 
 	start_or_fail(d, NULL);
-	reader = db_open(d->db, false);
-	ck_assert_int_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
-	    "calls", NULL, NULL, NULL), SQLITE_OK);
-	for (int i = 0; i < 12; i++) {
-		snprintf(sid, sizeof(sid), "grow-%d", i);
-		post_accepted(d->port, body = big_event_body(sid, 256 * 1024));
-		free(body);
-	}
+	reader = hold_wal(d, "grow", 12, 256 * 1024);
 	ck_assert_int_gt(tu_metric(d->port, "callhookd_wal_pages_behind"), 0);
 	sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(reader);
-	snprintf(wal, sizeof(wal), "%s-wal", d->db);
-	ck_assert_int_eq(stat(wal, &st), 0);
-	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, NULL, &rl), 0);
-	rl.rlim_cur = (rlim_t)st.st_size;
-	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, &rl, NULL), 0);
+	limit_to_wal(d, 0);
 	body = big_event_body("grow-last", 64 * 1024);
 	ck_assert_int_eq(tu_post(d->port, PATH, JSON, body, strlen(body), &r),
 	    0);
