@@ -143,6 +143,13 @@ const char *store_errmsg(struct store *st);
  * held (SQLITE_BUSY, SQLITE_LOCKED): nothing in it was the cause.
  */
 bool	store_locked_out(struct store *st);
+/*
+ * True when the last transaction failed in a way no content of its own
+ * could have avoided: a lock held elsewhere, a full disk, a read-only or
+ * replaced file. Not for I/O errors (a write past a file size limit is
+ * one) or a statement SQLite refused.
+ */
+bool	store_failed_for_all(struct store *st);
 
 /* The handle, for read-only queries by callhook. */
 struct sqlite3 *store_db(struct store *st);

@@ -98,6 +98,8 @@ struct store {
 	char		 err[256];
 	bool		 locked_out;	/* the last failure: a lock held by
 					   another connection */
+	bool		 for_all;	/* the last failure: the store's
+					   state, whatever is written */
 };
 
 /*
@@ -400,8 +402,20 @@ store_transient(int sqlite_rc)
 static int
 fail(struct store *st, int rc, int permanent)
 {
-	st->locked_out = (rc & 0xff) == SQLITE_BUSY ||
-	    (rc & 0xff) == SQLITE_LOCKED;
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		st->locked_out = st->for_all = true;
+		break;
+	case SQLITE_FULL:
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+		st->locked_out = false;
+		st->for_all = true;
+		break;
+	default:
+		st->locked_out = st->for_all = false;
+	}
 	seterr(st->err, sizeof(st->err), "%s", sqlite3_errmsg(st->db));
 	return store_transient(rc) ? -EAGAIN : permanent;
 }
@@ -957,8 +971,10 @@ store_begin(struct store *st)
 
 	st->txn_new = 0;
 	st->locked_out = false;
+	st->for_all = true;		/* as long as the file is not ours */
 	if ((error = check_file(st)) != 0)
 		return error;
+	st->for_all = false;
 	return step_done(st, st->begin, -EIO);
 }
 
@@ -1363,6 +1379,12 @@ bool
 store_locked_out(struct store *st)
 {
 	return st->locked_out;
+}
+
+bool
+store_failed_for_all(struct store *st)
+{
+	return st->for_all;
 }
 
 const char *

@@ -126,7 +126,7 @@ struct writer {
 	struct checkpointer	 ckpt;
 };
 
-static void	set_aside(struct writer *, struct job *, const char *);
+static bool	set_aside(struct writer *, struct job *, const char *, bool);
 static void	checkpoint_after_failure(struct checkpointer *);
 
 static void
@@ -200,7 +200,7 @@ write_job(struct writer *w, struct batch *b, struct job *job)
 	if (rc == -EAGAIN)
 		return rc;
 	if (rc != 0) {
-		set_aside(w, job, store_errmsg(w->store));
+		set_aside(w, job, store_errmsg(w->store), true);
 		event_free(job->event);
 		job->event = NULL;
 		if (job->ticket != NULL)
@@ -451,17 +451,26 @@ rescue_batch(struct writer *w, struct batch *b)
 
 /*
  * Set the job's event aside, saying why (the store's error message): to
- * the rescue file, or when that cannot be written, to standard error as
- * the last copy. Counted apart from a stop's losses, since the daemon
- * goes on. The caller answers and frees the job.
+ * the rescue file, counted apart from a stop's losses, since the daemon
+ * goes on. When that cannot be written, an event that can never be
+ * stored (last_copy) goes to standard error, the last copy; any other is
+ * left to the caller to keep, and false returned. Otherwise the caller
+ * answers and frees the job.
  */
-static void
-set_aside(struct writer *w, struct job *job, const char *why)
+static bool
+set_aside(struct writer *w, struct job *job, const char *why,
+    bool last_copy)
 {
 	const char *path = w->opt.rescue_path, *sid = job->event->call_sid;
 	long n = path != NULL ? rescue_to_file(path, job, job->next) :
 	    -EINVAL;
 
+	if (n < 0 && !last_copy) {
+		log_errorx("callSid %s cannot be stored (%s), nor set aside in "
+		    "%s (%s): kept, and tried again", sid, why,
+		    path ? path : "(none)", strerror((int)-n));
+		return false;
+	}
 	if (n >= 0) {
 		log_errorx("callSid %s cannot be stored (%s); its event is "
 		    "set aside in %s: move that file away and load it with "
@@ -478,6 +487,7 @@ set_aside(struct writer *w, struct job *job, const char *why)
 	}
 	w->lost.set_aside++;
 	atomic_fetch_add(&w->metrics->events_set_aside, 1);
+	return true;
 }
 
 /* b becomes the jobs of list, counted as batch_append counts them. */
@@ -525,11 +535,12 @@ batch_join(struct batch *b, struct batch *rest)
 }
 
 /*
- * Write b as one transaction: true when it committed (and is answered).
- * The store's health is the main loop's to set.
+ * Write b as one transaction: true when it committed (and is answered),
+ * with the rows it added or changed in *written (NULL: not wanted). The
+ * store's health is the main loop's to set.
  */
 static bool
-commit_part(struct writer *w, struct batch *b)
+commit_part(struct writer *w, struct batch *b, uint64_t *written)
 {
 	uint64_t t0 = now_mono_ns();
 
@@ -541,6 +552,8 @@ commit_part(struct writer *w, struct batch *b)
 		atomic_fetch_add(&w->metrics->commit_failures, 1);
 		return false;
 	}
+	if (written != NULL)
+		*written = b->stored + b->revisions;
 	finish_batch(w, b, (now_mono_ns() - t0) / 1000);
 	return true;
 }
@@ -565,7 +578,7 @@ commit_before_failing(struct writer *w, struct batch *b,
 		size_t n = batch_jobs(b);
 
 		batch_split(b, n > 1 ? n / 2 : 1, &half);
-		if (commit_part(w, b)) {
+		if (commit_part(w, b, NULL)) {
 			*b = half;
 			continue;
 		}
@@ -590,16 +603,15 @@ same_call(const struct job *a, const struct job *b)
 
 /*
  * Move from later to others the jobs that are not about stuck's call,
- * keeping both in order; *events counts the events moved.
+ * keeping both in order.
  */
 static void
 other_calls(struct batch *later, const struct job *stuck,
-    struct batch *others, size_t *events)
+    struct batch *others)
 {
 	struct job *job, *next, *same = NULL, **same_end = &same;
 	struct job *rest = NULL, **rest_end = &rest;
 
-	*events = 0;
 	for (job = later->head; job != NULL; job = next) {
 		next = job->next;
 		job->next = NULL;
@@ -607,7 +619,6 @@ other_calls(struct batch *later, const struct job *stuck,
 			*same_end = job;
 			same_end = &job->next;
 		} else {
-			*events += job->event != NULL;
 			*rest_end = job;
 			rest_end = &job->next;
 		}
@@ -616,7 +627,10 @@ other_calls(struct batch *later, const struct job *stuck,
 	batch_of_list(others, rest);
 }
 
-/* Merge a and b, both in queue order, into a. */
+/*
+ * Merge a and b, both in queue order, into a. Rejects, stamped 0, come
+ * first: they need no order, and expire_overdue skips them.
+ */
 static void
 merge_in_order(struct batch *a, struct batch *b)
 {
@@ -636,26 +650,61 @@ merge_in_order(struct batch *a, struct batch *b)
 }
 
 /*
+ * b holds one job that fails on its own: set it aside, or, a reject,
+ * drop it; an event whose rescue file cannot be written stays in b.
+ */
+static void
+give_up_stuck(struct writer *w, struct batch *b)
+{
+	struct job *job = b->head;
+
+	if (job->event != NULL && !set_aside(w, job, store_errmsg(w->store),
+	    false))
+		return;
+	if (job->reject != NULL)
+		log_warnx("a refused request cannot be recorded in the "
+		    "rejects table (%s): dropped", store_errmsg(w->store));
+	give_up_batch(w, b);
+}
+
+/*
+ * Empty the WAL for a retry (store_restart_wal). A RESTART that meets the
+ * checkpointer thread's own checkpoint fails at once: try twice.
+ */
+static bool
+restart_wal(struct writer *w)
+{
+	for (int i = 0; i < 2; i++) {
+		if (store_restart_wal(w->store) == 0)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/*
  * The batch failed ISOLATE_AFTER times in a row, the last time not for a
  * lock held elsewhere. A full disk fails every transaction; but one job
  * that fails every time (an event past a file size limit, a statement
- * journal SQLite cannot write) would hold up every event after it for
- * ever. So commit what comes before the first job that fails on its own
+ * SQLite cannot take) would hold up every event after it for ever. So
+ * commit what comes before the first job that fails on its own
  * (commit_before_failing), then, as one transaction, the jobs after it
  * about other calls: a call's events keep their order, calls need none.
- * If those went in and held an event, the store works; the stuck job is
- * then tried once more alone, after a checkpoint has emptied the WAL (so
- * that a WAL a reader holds at its full size, or one short of room at
- * its end, is not taken for the event's fault), and if it fails again it
- * is set aside (an event) or dropped (a reject). Anything else keeps the
- * jobs left in b, in queue order, to retry. True when the stuck job is
- * done with: what is left in b is then worth a try at once.
+ * The stuck job is set aside (an event) or dropped (a reject) only on
+ * evidence that the fault is its own: those other calls wrote rows, it
+ * then fails again alone after a checkpoint has emptied the WAL (a WAL
+ * held at its full size by a reader, or short of room at its end, is not
+ * its fault), and not in a way that fails every transaction (a full
+ * disk, a lock, a replaced file). An event whose rescue file cannot be
+ * written is kept. Anything else keeps the jobs left in b, in queue
+ * order, to retry. True when the stuck job is done with: what is left in
+ * b is then worth a try at once.
  */
 static bool
 isolate_failing(struct writer *w, struct batch *b)
 {
 	struct batch later, others;
-	size_t events;
+	uint64_t written = 0;
 
 	if (!commit_before_failing(w, b, &later))
 		return false;
@@ -663,19 +712,12 @@ isolate_failing(struct writer *w, struct batch *b)
 		*b = later;
 		return true;
 	}
-	other_calls(&later, b->head, &others, &events);
-	if (!commit_part(w, &others)) {
+	other_calls(&later, b->head, &others);
+	if (!commit_part(w, &others, &written))
 		merge_in_order(&later, &others);
-	} else if (events > 0 && store_restart_wal(w->store) == 0 &&
-	    !commit_part(w, b) && !store_locked_out(w->store)) {
-		if (b->head->event != NULL)
-			set_aside(w, b->head, store_errmsg(w->store));
-		else if (b->head->reject != NULL)
-			log_warnx("a refused request cannot be recorded in "
-			    "the rejects table (%s): dropped",
-			    store_errmsg(w->store));
-		give_up_batch(w, b);
-	}
+	else if (written > 0 && restart_wal(w) && !commit_part(w, b, NULL) &&
+	    !store_failed_for_all(w->store))
+		give_up_stuck(w, b);
 	if (b->head == NULL) {
 		*b = later;
 		return true;

@@ -2045,6 +2045,66 @@ START_TEST(test_no_room_is_not_poison)
 }
 END_TEST
 
+/*
+ * A full disk (an 8 MB tmpfs) where the WAL, emptied, has room for small
+ * events in the frames its file already has, and the database file for
+ * their pages among its free ones, but a 1 MB event needs the WAL file
+ * to grow: enqueue mode, so the big event was answered 200. It must be
+ * kept, not set aside (the rescue file on the same full disk, it would
+ * have only standard error), and stored once there is room again.
+ */
+START_TEST(test_disk_full_is_not_poison)
+{
+	struct store_case sc = { .fault = FAULT_TMPFS_FULL };
+	struct daemon_proc *d;
+	char mnt[280], sid[32], *body;
+	char *small[1] = { "full-small" }, *big[1] = { "full-big" };
+	int pages = -1, copied = -1;
+	sqlite3 *db;
+
+	d = sc.d = new_proc();
+	snprintf(mnt, sizeof(mnt), "%s/mnt", d->dir);
+	mkdir(mnt, 0700);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=8m") != 0) {
+		fprintf(stderr, "disk full, not poison: no tmpfs here, "
+		    "skipped\n");
+		return;
+	}
+	undo_path(undo->mounts, mnt);
+	snprintf(d->db, sizeof(d->db), "%s/calls.db", mnt);
+	snprintf(sc.filler, sizeof(sc.filler), "%s/filler", mnt);
+	start_or_fail(d, "[store]\nack = enqueue\n");
+	/* A revision that frees pages inside the database file. */
+	post_accepted(d->port, body = big_event_body("full-pre", 400 * 1024));
+	free(body);
+	await_metric(d->port, "callhookd_events_stored_total", 1);
+	post_accepted(d->port, body = event_body("full-pre"));
+	free(body);
+	await_metric(d->port, "callhookd_revisions_total", 1);
+	/* All of the WAL copied: the next commit starts it over. */
+	db = db_open(d->db, true);
+	ck_assert_int_eq(sqlite3_wal_checkpoint_v2(db, "main",
+	    SQLITE_CHECKPOINT_PASSIVE, &pages, &copied), SQLITE_OK);
+	ck_assert_int_eq(pages, copied);
+	sqlite3_close(db);
+	ck_assert_int_eq(fault_inject(&sc), 0);
+	post_accepted(d->port, body = big_event_body(big[0], 1024 * 1024));
+	free(body);
+	await_metric(d->port, "callhookd_commit_failures_total", 1);
+	post_accepted(d->port, body = event_body(small[0]));
+	free(body);
+	ck_assert_int_eq(wait_stored(d->db, small, 1, 5000, sid, sizeof(sid)),
+	    0);
+	tu_sleep_ms(1500);		/* another isolation or more */
+	ck_assert_int_eq(tu_metric(d->port, "callhookd_events_set_aside_total"),
+	    0);
+	fault_repair(&sc);
+	ck_assert_int_eq(wait_stored(d->db, big, 1, 5000, sid, sizeof(sid)),
+	    0);
+	stop_clean(d);
+}
+END_TEST
+
 START_TEST(test_poison_event_commit)
 {
 	poison_event(NULL, 503);
@@ -2253,6 +2313,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_poison_event_enqueue);
 	tcase_add_test(tc, test_poison_in_a_crowd);
 	tcase_add_test(tc, test_no_room_is_not_poison);
+	tcase_add_test(tc, test_disk_full_is_not_poison);
 	tcase_add_test(tc, test_wal_held_back);
 	tcase_add_test(tc, test_wal_cannot_grow);
 	suite_add_tcase(s, tc);
