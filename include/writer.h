@@ -52,9 +52,14 @@ struct writer_losses {
  * Close the queue, let the thread write everything it holds and join it.
  * What the store still refused after stop_timeout_ms went to rescue_path
  * for `callhook import`, or, when that failed too, to standard error;
- * counted in *out. Frees w.
+ * counted in *out.
  */
 void	writer_stop(struct writer *w, struct writer_losses *out);
+/*
+ * Free a stopped writer (NULL: a no-op); only once the HTTP server has
+ * stopped, since its answers may still ask writer_health().
+ */
+void	writer_free(struct writer *w);
 
 /* "ok", or the store's last error, copied into buf. True when ok. */
 bool	writer_health(struct writer *w, char *buf, size_t len);

@@ -323,6 +323,7 @@ stop(struct daemon *d)
 	if (d->writer != NULL)
 		writer_stop(d->writer, &lost);
 	http_stop(d->http, 3000);
+	writer_free(d->writer);		/* after: answers ask its health */
 	queue_free(d->queue);
 	store_close(d->store);
 	if (lost.rescued > 0)

@@ -1076,6 +1076,13 @@ writer_stop(struct writer *w, struct writer_losses *out)
 	pthread_join(w->thread, NULL);
 	checkpointer_stop(&w->ckpt, w->store);
 	*out = w->lost;
+}
+
+void
+writer_free(struct writer *w)
+{
+	if (w == NULL)
+		return;
 	pthread_mutex_destroy(&w->health_lock);
 	free(w);
 }
