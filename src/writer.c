@@ -402,9 +402,9 @@ rescue_to_file(const char *path, const struct job *head,
  * `callhook import` can load them later: the rescue file, one body per
  * line. When that fails too (the same full disk, say), the bodies go to
  * standard error, the journal under systemd: the last copy. Counted in
- * *lost. True when they are in the rescue file.
+ * *lost.
  */
-static bool
+static void
 save_events(struct writer *w, const struct job *head, const struct job *end,
     struct writer_losses *lost)
 {
@@ -414,7 +414,7 @@ save_events(struct writer *w, const struct job *head, const struct job *end,
 
 	if (path != NULL && (n = rescue_to_file(path, head, end)) >= 0) {
 		lost->rescued += (size_t)n;
-		return true;
+		return;
 	}
 	log_errorx("cannot write rescue file %s: %s", path ? path : "(none)",
 	    strerror((int)-n));
@@ -426,7 +426,6 @@ save_events(struct writer *w, const struct job *head, const struct job *end,
 			log_error("standard error");
 		lost->unsaved++;
 	}
-	return false;
 }
 
 /* Answer 503 for the batch's events, and let them go. */
