@@ -146,8 +146,9 @@ bool	store_locked_out(struct store *st);
 /*
  * True when the last transaction failed in a way no content of its own
  * could have avoided: a lock held elsewhere, a full disk, a read-only or
- * replaced file. Not for I/O errors (a write past a file size limit is
- * one) or a statement SQLite refused.
+ * replaced file, no memory. Not for I/O errors (a write past a file size
+ * limit is one, and so, alas, is a full quota) or a statement SQLite
+ * refused.
  */
 bool	store_failed_for_all(struct store *st);
 

@@ -410,6 +410,8 @@ fail(struct store *st, int rc, int permanent)
 	case SQLITE_FULL:
 	case SQLITE_READONLY:
 	case SQLITE_CANTOPEN:
+	case SQLITE_NOMEM:
+	case SQLITE_PROTOCOL:
 		st->locked_out = false;
 		st->for_all = true;
 		break;

@@ -123,6 +123,7 @@ struct writer {
 	char			 health[256];	/* "" when ok */
 	uint64_t		 fts_row_ns;	/* indexing time per row, EWMA */
 	int			 fts_retry_ms;	/* after failures, else 0 */
+	char			 kept_sid[128];	/* last logged as kept */
 	struct checkpointer	 ckpt;
 };
 
@@ -465,9 +466,12 @@ set_aside(struct writer *w, struct job *job, const char *why,
 	    -EINVAL;
 
 	if (n < 0 && !last_copy) {
-		log_errorx("callSid %s cannot be stored (%s), nor set aside in "
-		    "%s (%s): kept, and tried again", sid, why,
-		    path ? path : "(none)", strerror((int)-n));
+		/* Once, not at every isolation while it lasts. */
+		if (strcmp(w->kept_sid, sid) != 0)
+			log_errorx("callSid %s cannot be stored (%s), nor set "
+			    "aside in %s (%s): kept, and tried again", sid,
+			    why, path ? path : "(none)", strerror((int)-n));
+		snprintf(w->kept_sid, sizeof(w->kept_sid), "%s", sid);
 		return false;
 	}
 	if (n >= 0) {

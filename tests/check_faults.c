@@ -2105,6 +2105,67 @@ START_TEST(test_disk_full_is_not_poison)
 }
 END_TEST
 
+/* How many times needle is in d's log. */
+static int
+log_count(const struct daemon_proc *d, const char *needle)
+{
+	char *log = tu_read_file(d->log, NULL), *at = log;
+	int n = 0;
+
+	while (at != NULL && (at = strstr(at, needle)) != NULL) {
+		n++;
+		at += strlen(needle);
+	}
+	free(log);
+	return n;
+}
+
+/*
+ * The stuck event of poison_event with its rescue file unwritable (a
+ * directory in its place): it is kept, not lost, other calls' events go
+ * on being stored, the log says so once however many isolations pass,
+ * and once the file can be written the event is set aside there.
+ */
+#define KEPT_AFTER	6
+
+START_TEST(test_poison_kept_without_rescue_file)
+{
+	struct daemon_proc *d = new_proc();
+	char path[400], sid[32], *body, *text, *after[KEPT_AFTER];
+
+	snprintf(path, sizeof(path), "%s.unsaved.jsonl", d->db);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	start_size_limited(d, "[store]\nack = enqueue\n");
+	post_accepted(d->port, body = big_event_body("kept-big",
+	    POISON_BYTES));
+	free(body);
+	await_metric(d->port, "callhookd_commit_failures_total", 1);
+	for (int i = 0; i < KEPT_AFTER; i++) {	/* an isolation or more */
+		snprintf(sid, sizeof(sid), "kept-after-%d", i);
+		after[i] = strdup(sid);
+		post_accepted(d->port, body = event_body(sid));
+		free(body);
+		tu_sleep_ms(600);
+	}
+	ck_assert_int_eq(wait_stored(d->db, after, KEPT_AFTER, 5000, sid,
+	    sizeof(sid)), 0);
+	ck_assert_int_eq(tu_metric(d->port, "callhookd_events_set_aside_total"),
+	    0);
+	ck_assert_int_eq(log_count(d, "callSid kept-big cannot be stored"), 1);
+	ck_assert(log_has(d, "kept, and tried again"));
+	ck_assert_int_eq(rmdir(path), 0);
+	post_accepted(d->port, body = event_body("kept-last"));
+	free(body);
+	await_metric(d->port, "callhookd_events_set_aside_total", 1);
+	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
+	ck_assert_ptr_nonnull(strstr(text, "\"kept-big\""));
+	free(text);
+	stop_clean(d);
+	for (int i = 0; i < KEPT_AFTER; i++)
+		free(after[i]);
+}
+END_TEST
+
 START_TEST(test_poison_event_commit)
 {
 	poison_event(NULL, 503);
@@ -2314,6 +2375,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_poison_in_a_crowd);
 	tcase_add_test(tc, test_no_room_is_not_poison);
 	tcase_add_test(tc, test_disk_full_is_not_poison);
+	tcase_add_test(tc, test_poison_kept_without_rescue_file);
 	tcase_add_test(tc, test_wal_held_back);
 	tcase_add_test(tc, test_wal_cannot_grow);
 	suite_add_tcase(s, tc);
