@@ -2015,6 +2015,25 @@ limit_to_wal(const struct daemon_proc *d, off_t extra)
 }
 
 /*
+ * Post a big event (size bytes), wait for the writer to fail on it, post
+ * a small one of another call, and wait for that one to be stored.
+ */
+static void
+big_then_small(const struct daemon_proc *d, const char *big, size_t size,
+    char *small)
+{
+	char sid[32], *body;
+
+	post_accepted(d->port, body = big_event_body(big, size));
+	free(body);
+	await_metric(d->port, "callhookd_commit_failures_total", 1);
+	post_accepted(d->port, body = event_body(small));
+	free(body);
+	ck_assert_int_eq(wait_stored(d->db, &small, 1, 5000, sid,
+	    sizeof(sid)), 0);
+}
+
+/*
  * An event the WAL has no room for only while a reader holds it at its
  * full size (the room left at its end fits a small event, not this one):
  * the small event posted after it must be stored meanwhile, and the big
@@ -2023,21 +2042,14 @@ limit_to_wal(const struct daemon_proc *d, off_t extra)
 START_TEST(test_no_room_is_not_poison)
 {
 	struct daemon_proc *d = new_proc();
-	char sid[32], *body;
-	char *small[1] = { "room-small" }, *big[1] = { "room-big" };
+	char sid[32], *small[1] = { "room-small" }, *big[1] = { "room-big" };
 	sqlite3 *reader;
 
 	start_or_fail(d, "[store]\nack = enqueue\n");
 	reader = hold_wal(d, "room-fill", 3, 64 * 1024);
 	await_metric(d->port, "callhookd_events_stored_total", 3);
 	limit_to_wal(d, 14 * 4120);		/* 14 WAL frames of room */
-	post_accepted(d->port, body = big_event_body(big[0], 64 * 1024));
-	free(body);
-	await_metric(d->port, "callhookd_commit_failures_total", 1);
-	post_accepted(d->port, body = event_body(small[0]));
-	free(body);
-	ck_assert_int_eq(wait_stored(d->db, small, 1, 5000, sid, sizeof(sid)),
-	    0);
+	big_then_small(d, big[0], 64 * 1024, small[0]);
 	ck_assert_int_eq(db_missing(d->db, big, 1, sid, sizeof(sid)), 1);
 	sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(reader);
@@ -2092,13 +2104,7 @@ START_TEST(test_disk_full_is_not_poison)
 	ck_assert_int_eq(pages, copied);
 	sqlite3_close(db);
 	ck_assert_int_eq(fault_inject(&sc), 0);
-	post_accepted(d->port, body = big_event_body(big[0], 1024 * 1024));
-	free(body);
-	await_metric(d->port, "callhookd_commit_failures_total", 1);
-	post_accepted(d->port, body = event_body(small[0]));
-	free(body);
-	ck_assert_int_eq(wait_stored(d->db, small, 1, 5000, sid, sizeof(sid)),
-	    0);
+	big_then_small(d, big[0], 1024 * 1024, small[0]);
 	tu_sleep_ms(1500);		/* another isolation or more */
 	ck_assert_int_eq(tu_metric(d->port, "callhookd_events_set_aside_total"),
 	    0);
