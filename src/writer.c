@@ -677,12 +677,10 @@ give_up_stuck(struct writer *w, struct batch *b)
 static bool
 restart_wal(struct writer *w)
 {
-	for (int i = 0; i < 2; i++) {
-		if (store_restart_wal(w->store) == 0)
-			return true;
-		usleep(10000);
-	}
-	return false;
+	if (store_restart_wal(w->store) == 0)
+		return true;
+	usleep(10000);
+	return store_restart_wal(w->store) == 0;
 }
 
 /*
