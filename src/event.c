@@ -29,6 +29,12 @@
  * cJSON_malloc() too, after the parse, so such a test can make any
  * allocation of this module fail.
  *
+ * cJSON reads strings a byte at a time, and a long transcript was half of
+ * a long event's parse. So a pass of this module's own checks every token
+ * first (json_scan()), and the long strings of string fields reach cJSON
+ * emptied: they are copied from the body, unescaped, instead (json_parse()).
+ * cJSON still parses every body and judges its structure.
+ *
  * Numbers are read and printed with strtod() and snprintf(), as cJSON does:
  * the daemon runs in the C locale.
  */
@@ -56,6 +62,7 @@
 #define CALL_SID_MAX	256	/* bytes */
 #define KEY_MAX		16	/* the longest name json_scan() looks for */
 #define ARENA_SIZE	(64 * 1024)	/* a 9 KB transcript's tree takes 13 KB */
+#define LONG_STRING	256	/* bytes: json_parse() reads it, not cJSON */
 #define ARENA_ALIGN	16
 
 enum kind {
@@ -128,21 +135,29 @@ struct piece {
 	size_t		 off;
 	const char	*src;		/* len bytes to copy */
 	bool		 minify;	/* src is JSON: copy it minified */
+	bool		 unescape;	/* src is a JSON string's inside */
 	size_t		 len;
 	char		 num[32];	/* a number turned into text */
 };
 
 /*
- * Where the JSON-valued members of data lie in the body, so that they are
- * copied from it (without the whitespace between tokens) instead of
- * printed again from cJSON's tree: at[i], len[i] for fields[i] (indexed
- * like fields[], though only four of them are JSON). The member is the
- * one cJSON finds: the first of its name, keys compared unescaped.
+ * Where members of data lie in the body, so that they are copied from it
+ * instead of read from cJSON's tree: the JSON-valued ones (at[i], len[i]
+ * for fields[i]), copied without the whitespace between tokens rather
+ * than printed again, and the long strings of string fields (str_*),
+ * which cJSON never sees (json_parse()). The member is the one cJSON
+ * finds: the first of its name, keys compared unescaped.
  */
 struct spans {
 	bool		 seen[nitems(fields)];
 	const char	*at[nitems(fields)];
 	size_t		 len[nitems(fields)];
+	/* long strings, see json_parse(): inside the quotes, and escaped */
+	const char	*str_at[nitems(fields)];
+	size_t		 str_len[nitems(fields)];
+	bool		 str_escaped[nitems(fields)];
+	int		 nlong;
+	int		 longs[nitems(fields)];	/* their fields, in body order */
 	const char	*sid_at;	/* data.callSid's value (the first) */
 	bool		 sid_nul;	/* a string holding \u0000 */
 };
@@ -445,15 +460,18 @@ struct walk {
 	char		 keybuf[KEY_MAX + 1];	/* key, when unescaped */
 	int		 field;		/* fields[] of the open value, or -1 */
 	const char	*field_at;
+	const char	*str_end;	/* the string just read: its last quote */
+	bool		 str_escaped;	/* it has a backslash */
+	bool		 str_u;		/* it has a \u escape */
+	bool		 str_nul;	/* it has a \u0000 */
 };
 
-/* The fields[] index of the JSON-valued member named key, or -1. */
+/* The fields[] index of the member named key, or -1. */
 static int
-json_field(const char *key, size_t len)
+field_index(const char *key, size_t len)
 {
 	for (size_t i = 0; i < nitems(fields); i++)
 		if (fields[i].keylen == len &&
-		    (fields[i].kind == K_OBJECT || fields[i].kind == K_ARRAY) &&
 		    memcmp(fields[i].key, key, len) == 0)
 			return (int)i;
 	return -1;
@@ -529,6 +547,25 @@ walk_string(struct walk *w, const char *p, const char *q, const char *end)
 	}
 }
 
+/*
+ * The string at p, just read, is the value of fields[i]: note it if cJSON
+ * would take long to read it. Not with a \u escape: cJSON alone decodes
+ * those (and refuses a broken surrogate pair).
+ */
+static void
+note_long_string(struct walk *w, int i, const char *p)
+{
+	struct spans *sp = w->sp;
+	size_t len = (size_t)(w->str_end - p - 1);
+
+	if (len < LONG_STRING || w->str_u)
+		return;
+	sp->str_at[i] = p + 1;
+	sp->str_len[i] = len;
+	sp->str_escaped[i] = w->str_escaped;
+	sp->longs[sp->nlong++] = i;
+}
+
 /* The value of the member w->key starts at p: note it if it is wanted. */
 static void
 walk_member(struct walk *w, const char *p)
@@ -548,13 +585,16 @@ walk_member(struct walk *w, const char *p)
 	if (w->keylen == 7 && memcmp(key, "callSid", 7) == 0 &&
 	    w->sp->sid_at == NULL)
 		w->sp->sid_at = p;
-	if ((i = json_field(key, w->keylen)) < 0 || w->sp->seen[i])
+	if ((i = field_index(key, w->keylen)) < 0 || w->sp->seen[i])
 		return;
 	w->sp->seen[i] = true;
-	if (*p == '{' || *p == '[') {
-		w->field = i;
-		w->field_at = p;
-	}
+	if (fields[i].kind == K_OBJECT || fields[i].kind == K_ARRAY) {
+		if (*p == '{' || *p == '[') {
+			w->field = i;
+			w->field_at = p;
+		}
+	} else if (fields[i].kind == K_STRING && *p == '"')
+		note_long_string(w, i, p);
 }
 
 /*
@@ -583,6 +623,40 @@ walk_close(struct walk *w, const char *p)
 }
 
 /*
+ * The string that starts at the quote p: the address after its closing
+ * quote, or NULL when it is not a JSON string. Notes in w what the walk
+ * needs to know of it, and sets *nul for a \u0000.
+ */
+static const char *
+scan_string(const char *p, const char *end, struct walk *w, bool *nul)
+{
+	w->str_escaped = w->str_u = w->str_nul = false;
+	for (p++; (p = plain_skip(p, end)) < end && *p != '"'; p++) {
+		if ((unsigned char)*p < 0x20)
+			return NULL;
+		/* a backslash */
+		w->str_escaped = true;
+		if (++p == end)
+			return NULL;
+		if (*p != 'u') {
+			if (memchr("\"\\/bfnrt", *p, 8) == NULL)
+				return NULL;
+			continue;
+		}
+		for (int i = 1; i <= 4; i++)
+			if (p + i >= end || !is_hex(p[i]))
+				return NULL;
+		w->str_u = true;
+		if (memcmp(p + 1, "0000", 4) == 0)
+			*nul = w->str_nul = true;
+	}
+	if (p == end)
+		return NULL;
+	w->str_end = p;
+	return p + 1;
+}
+
+/*
  * cJSON is lenient where RFC 8259 is not: it skips a byte order mark and
  * any control character between tokens, takes raw control characters in
  * strings, and reads numbers with strtod() (01, 1., -.5). SQLite's JSON
@@ -590,16 +664,16 @@ walk_close(struct walk *w, const char *p)
  * every json_extract(payload, ...) over the table fail, so they are not
  * JSON here either. cJSON also turns \u0000 into a NUL that ends the C
  * string early (*nul tells), and reads a \u escape with a non-hex digit
- * as \u0000. Only called on a body that cJSON parsed, so the structure
- * is known to be right and only the tokens are checked; the same pass
- * finds the spans (struct spans).
+ * as \u0000. This pass runs before cJSON's and checks every token,
+ * escapes included, since cJSON does not read the long strings; cJSON
+ * then checks the structure, which this pass takes on trust. The same
+ * pass finds the spans (struct spans).
  */
 static bool
 json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 {
 	const char *p = s, *end = s + len, *str;
 	struct walk w = { .sp = sp, .field = -1 };
-	int i;
 
 	*nul = false;
 	while (p < end) {
@@ -610,25 +684,11 @@ json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 			while (++p < end && json_space(*p))
 				;
 		} else if (c == '"') {
-			bool str_nul = false;
-
 			str = p;
-			for (p++; (p = plain_skip(p, end)) < end && *p != '"';
-			    p++) {
-				if ((unsigned char)*p < 0x20)
-					return false;
-				/* a backslash */
-				if (++p < end && *p == 'u') {
-					for (i = 1; i <= 4; i++)
-						if (p + i >= end || !is_hex(p[i]))
-							return false;
-					if (memcmp(p + 1, "0000", 4) == 0)
-						*nul = str_nul = true;
-				}
-			}
-			p++;
+			if ((p = scan_string(p, end, &w, nul)) == NULL)
+				return false;
 			walk_value(&w, str);
-			if (str_nul && str == sp->sid_at)
+			if (w.str_nul && str == sp->sid_at)
 				sp->sid_nul = true;
 			walk_string(&w, str, p, end);
 		} else if (c == '-' || is_digit((char)c)) {
@@ -655,26 +715,73 @@ json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 }
 
 /*
- * The whole body must be one JSON value: cJSON stops after the value, so
- * whatever follows it must be whitespace. A NUL byte is never JSON, and
- * one inside a string would cut it short, so it is refused up front.
+ * cJSON's tree of s, which must be one JSON value: cJSON stops after the
+ * value, so whatever follows it must be whitespace.
  */
 static cJSON *
-json_parse(const char *body, size_t len, bool *nul, struct spans *sp)
+cjson_whole(const char *s, size_t len)
 {
 	const char *end = NULL;
 	cJSON *root;
 
-	if (len == 0 || memchr(body, '\0', len) != NULL)
+	if ((root = cJSON_ParseWithLengthOpts(s, len, &end, 0)) == NULL)
 		return NULL;
-	if ((root = cJSON_ParseWithLengthOpts(body, len, &end, 0)) == NULL)
-		return NULL;
-	while (end < body + len && json_space(*end))
+	while (end < s + len && json_space(*end))
 		end++;
-	if (end != body + len || !json_scan(body, len, nul, sp)) {
+	if (end != s + len) {
 		arena_end(root);
 		return NULL;
 	}
+	return root;
+}
+
+/* The body into dst with the long strings json_scan() noted emptied. */
+static size_t
+without_long_strings(char *dst, const char *body, size_t len,
+    const struct spans *sp)
+{
+	const char *p = body;
+	char *d = dst;
+	size_t n;
+	int i;
+
+	for (int k = 0; k < sp->nlong; k++) {
+		i = sp->longs[k];
+		n = (size_t)(sp->str_at[i] - p);
+		memcpy(d, p, n);
+		d += n;
+		p = sp->str_at[i] + sp->str_len[i];
+	}
+	n = (size_t)(body + len - p);
+	memcpy(d, p, n);
+	return (size_t)(d + n - dst);
+}
+
+/*
+ * The body's tree. A NUL byte is never JSON, and one inside a string
+ * would cut it short, so it is refused up front.
+ *
+ * cJSON reads a string a byte at a time, twice (to size it, then to copy
+ * it): for a 9 KB transcript, most of the parse. So the long strings of
+ * string fields go to cJSON emptied, in a copy of the body, and
+ * read_string() takes them from the body instead; json_scan() has
+ * checked them as cJSON would have.
+ */
+static cJSON *
+json_parse(const char *body, size_t len, bool *nul, struct spans *sp)
+{
+	cJSON *root;
+	char *copy;
+
+	if (len == 0 || memchr(body, '\0', len) != NULL ||
+	    !json_scan(body, len, nul, sp))
+		return NULL;
+	if (sp->nlong == 0)
+		return cjson_whole(body, len);
+	if ((copy = cJSON_malloc(len)) == NULL)
+		return NULL;
+	root = cjson_whole(copy, without_long_strings(copy, body, len, sp));
+	cJSON_free(copy);
 	return root;
 }
 
@@ -828,9 +935,50 @@ number_to_text(double d, char *buf, size_t size)
 	return true;
 }
 
-static enum conv
-read_string(const cJSON *it, struct piece *pc)
+/*
+ * The inside of a checked JSON string without \u escapes, unescaped into
+ * dst, which has room for its len bytes: the length written.
+ */
+static size_t
+json_unescape(char *dst, const char *src, size_t len)
 {
+	const char *p = src, *end = src + len, *run;
+	char *d = dst;
+
+	while (p < end) {
+		run = p;
+		p = plain_skip(p, end);
+		memcpy(d, run, (size_t)(p - run));
+		d += p - run;
+		if (p == end)
+			break;
+		switch (p[1]) {		/* p is at a backslash */
+		case 'b': *d++ = '\b'; break;
+		case 'f': *d++ = '\f'; break;
+		case 'n': *d++ = '\n'; break;
+		case 'r': *d++ = '\r'; break;
+		case 't': *d++ = '\t'; break;
+		default: *d++ = p[1]; break;	/* ", \\ and / */
+		}
+		p += 2;
+	}
+	return (size_t)(d - dst);
+}
+
+/* fields[i], a string field: from the body if long (json_parse()). */
+static enum conv
+read_string(const cJSON *it, const struct spans *sp, size_t i,
+    struct piece *pc)
+{
+	if (sp->str_at[i] != NULL) {
+		/* Never: json_scan() finds the member cJSON found. */
+		if (!cJSON_IsString(it))
+			return CONV_BAD;
+		pc->src = sp->str_at[i];
+		pc->len = sp->str_len[i];
+		pc->unescape = sp->str_escaped[i];
+		return CONV_OK;
+	}
 	if (cJSON_IsString(it) && it->valuestring != NULL) {
 		pc->src = it->valuestring;
 		pc->len = strlen(pc->src);
@@ -937,7 +1085,7 @@ field_read(const struct field *f, cJSON *it, struct plan *pl)
 		return CONV_NULL;
 	switch (f->kind) {
 	case K_STRING:
-		c = read_string(it, &pc);
+		c = read_string(it, &pl->spans, (size_t)(f - fields), &pc);
 		break;
 	case K_DOUBLE:
 		c = read_double(it, (double *)(base + f->off));
@@ -1092,6 +1240,8 @@ piece_place(const struct piece *pc, struct event *ev, char *p, char *end)
 		return NULL;
 	if (pc->minify)
 		n = event_json_minify(p, pc->src, pc->len);
+	else if (pc->unescape)
+		n = json_unescape(p, pc->src, pc->len);
 	else {
 		n = pc->len;
 		memcpy(p, pc->src, n);

@@ -1295,6 +1295,133 @@ START_TEST(test_string_stops)
 }
 END_TEST
 
+/*
+ * Long strings of string fields are read from the body, not by cJSON
+ * (event.c, json_parse()). body must parse, and each string field must
+ * read as cJSON reads it from the whole body.
+ */
+static void
+expect_strings_as_cjson(const char *body)
+{
+	char msg[MSGLEN];
+	struct event *ev;
+	cJSON *root, *data;
+
+	ck_assert_msg(parse_s(body, true, &ev, msg) == EVENT_OK, "%s: %s",
+	    msg, body);
+	root = cJSON_Parse(body);
+	ck_assert_ptr_nonnull(root);
+	data = cJSON_GetObjectItemCaseSensitive(root, "data");
+#define M(key, member) expect_member(data, key, ev->member)
+	M("name", call_type); M("agent", agent_id); M("versionId", version_id);
+	M("from", from_number); M("to", to_number);
+	M("recordingUrl", recording_url); M("time", call_time);
+	M("transcription", transcription); M("batchId", batch_id);
+	M("hangup_reason", hangup_reason);
+	M("disposition_reason", disposition_reason); M("call_link", call_link);
+#undef M
+	cJSON_Delete(root);
+	event_free(ev);
+}
+
+/* 300 plain bytes around s, as the transcription (and more, if given). */
+static char *
+long_string_body(const char *s, int before, const char *more)
+{
+	char *body;
+
+	ck_assert_int_ge(asprintf(&body, "{" NOTE ",\"transcription\":"
+	    "\"%.*s%s%.*s\"%s}}", before, PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN,
+	    s, 300 - before, PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN, more), 0);
+	return body;
+}
+
+START_TEST(test_long_strings)
+{
+	static const char *const escapes[] = {
+		"\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t",
+		"\\n\\n\\\\\\\"", "\\u00e9", "\\ud83d\\ude00", "\xc3\xa9",
+	};
+	static const char *const not_json[] = {
+		"\\x", "\\a", "\\'", "\\U00e9", "\\0", "\\\n", "\\ ", "\x01",
+		"\t", "\\u12g", "\\ud83d",
+	};
+	char *body, *value, msg[MSGLEN];
+	struct event *ev;
+
+	/* Every escape, at every offset the scanner's loops see. */
+	for (size_t e = 0; e < sizeof(escapes) / sizeof(escapes[0]); e++)
+		for (int at = 0; at <= 300; at += at < 20 || at > 280 ? 1 : 13) {
+			body = long_string_body(escapes[e], at, "");
+			expect_strings_as_cjson(body);
+			free(body);
+		}
+	/* Escapes cJSON refuses are refused, not skipped with the string. */
+	for (size_t e = 0; e < sizeof(not_json) / sizeof(not_json[0]); e++) {
+		body = long_string_body(not_json[e], 290, "");
+		expect_refused(body, strlen(body), EVENT_BAD_REQUEST,
+		    "body is not valid JSON");
+		free(body);
+	}
+	/* Around LONG_STRING (256 bytes), and every string field. */
+	for (int len = 250; len <= 260; len++) {
+		ck_assert_int_ge(asprintf(&value, "%.*s", len,
+		    PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN), 0);
+		ck_assert_int_ge(asprintf(&body, "{" NOTE ",\"name\":\"%s\","
+		    "\"agent\":\"%s\\n\",\"versionId\":\"\\t%s\",\"from\":\"%s\","
+		    "\"to\":\"%s\",\"recordingUrl\":\"%s\",\"time\":\"%s\","
+		    "\"batchId\":\"%s\",\"hangup_reason\":\"%s\","
+		    "\"disposition_reason\":\"%s\",\"call_link\":\"%s\"}}",
+		    value, value, value, value, value, value, value, value,
+		    value, value, value), 0);
+		expect_strings_as_cjson(body);
+		free(body);
+		free(value);
+	}
+	/* The first member of a name, keys read unescaped; other members. */
+	body = long_string_body("", 0, ",\"transcription\":\"second\"");
+	expect_strings_as_cjson(body);
+	free(body);
+	body = note_with("\"transcription\":\"first\",\"transcription\":\""
+	    PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN "\"");
+	expect_strings_as_cjson(body);
+	free(body);
+	body = note_with("\"transcr\\u0069ption\":\"" PLAIN PLAIN PLAIN PLAIN
+	    PLAIN PLAIN "\",\"transcription\":\"second\"");
+	expect_strings_as_cjson(body);
+	free(body);
+	body = note_with("\"" PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN "\":\""
+	    PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN "\",\"call_metadata\":{\"t\":\""
+	    PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN "\"},\"name\":\"n\"");
+	ck_assert_int_eq(parse_s(body, true, &ev, msg), EVENT_OK);
+	ck_assert_str_eq(ev->call_type, "n");
+	ck_assert_str_eq(ev->call_metadata, "{\"t\":\"" PLAIN PLAIN PLAIN PLAIN
+	    PLAIN PLAIN "\"}");
+	event_free(ev);
+	free(body);
+	/* A long string where a number belongs is still the wrong type. */
+	body = note_with("\"call_duration\":\"" PLAIN PLAIN PLAIN PLAIN PLAIN
+	    PLAIN "\"");
+	ck_assert_int_eq(parse_s(body, true, &ev, msg), EVENT_BAD_REQUEST);
+	ck_assert_str_eq(msg, "data.call_duration must be a number");
+	ck_assert_int_eq(parse_s(body, false, &ev, msg), EVENT_OK);
+	ck_assert_uint_eq(ev->type_mismatches, 1);
+	ck_assert(!ev->has_call_duration);
+	event_free(ev);
+	free(body);
+	/* Cut short: no closing quote, or a backslash last. */
+	body = long_string_body("", 300, "");
+	expect_refused(body, strlen(body) - 3, EVENT_BAD_REQUEST,
+	    "body is not valid JSON");
+	expect_refused(body, strlen(body) - 2, EVENT_BAD_REQUEST,
+	    "body is not valid JSON");
+	body[strlen(body) - 3] = '\\';
+	expect_refused(body, strlen(body) - 2, EVENT_BAD_REQUEST,
+	    "body is not valid JSON");
+	free(body);
+}
+END_TEST
+
 START_TEST(test_msg_buffer)
 {
 	const char *bad = "{}";
@@ -1397,6 +1524,7 @@ event_suite(void)
 	tcase_add_test(tc, test_json_fields_escaped_key);
 	tcase_add_test(tc, test_extra_fields);
 	tcase_add_test(tc, test_string_stops);
+	tcase_add_test(tc, test_long_strings);
 	tcase_add_test(tc, test_msg_buffer);
 	tcase_add_loop_test(tc, test_no_memory, 0, nfix);
 	suite_add_tcase(s, tc);

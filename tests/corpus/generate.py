@@ -400,6 +400,13 @@ add(200, "transfer-encoding-chunked-capitals", lambda sid: chunked(
     [minimal(sid)]).replace(b"Transfer-Encoding: chunked",
                             b"Transfer-Encoding: CHUNKED"))
 
+# --- long strings: read by callhookd, not by cJSON (event.c) -------------
+LONG = "AGENT: hello \"there\"\\ /\b\f\r\t\n" * 20
+add(200, "long-transcription-escapes", post(lambda sid: full(
+    sid, transcription=LONG)))
+add(400, "long-transcription-bad-escape", post(lambda sid: full(
+    sid, transcription=LONG).replace(b"\\b", b"\\x", 1)))
+
 
 def main():
     for name in os.listdir(HERE):
