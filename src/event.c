@@ -60,7 +60,7 @@
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
 #define CALL_SID_MAX	256	/* bytes */
-#define KEY_MAX		16	/* the longest name json_scan() looks for */
+#define KEY_MAX		19	/* the longest name in fields[] and "callSid" */
 #define ARENA_SIZE	(64 * 1024)	/* a 9 KB transcript's tree takes 13 KB */
 #define LONG_STRING	256	/* bytes: json_parse() reads it, not cJSON */
 #define ARENA_ALIGN	16
@@ -460,7 +460,8 @@ struct walk {
 	char		 keybuf[KEY_MAX + 1];	/* key, when unescaped */
 	int		 field;		/* fields[] of the open value, or -1 */
 	const char	*field_at;
-	const char	*str_end;	/* the string just read: its last quote */
+	/* The string scan_string() read last; walk_member() may want it. */
+	const char	*str_end;	/* its closing quote */
 	bool		 str_escaped;	/* it has a backslash */
 	bool		 str_u;		/* it has a \u escape */
 	bool		 str_nul;	/* it has a \u0000 */
@@ -667,7 +668,9 @@ scan_string(const char *p, const char *end, struct walk *w, bool *nul)
  * as \u0000. This pass runs before cJSON's and checks every token,
  * escapes included, since cJSON does not read the long strings; cJSON
  * then checks the structure, which this pass takes on trust. The same
- * pass finds the spans (struct spans).
+ * pass finds the spans (struct spans); on a body whose structure is
+ * wrong they are wrong too, but emptying strings cannot make it right,
+ * and cJSON then refuses it.
  */
 static bool
 json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
@@ -970,10 +973,9 @@ static enum conv
 read_string(const cJSON *it, const struct spans *sp, size_t i,
     struct piece *pc)
 {
-	if (sp->str_at[i] != NULL) {
-		/* Never: json_scan() finds the member cJSON found. */
-		if (!cJSON_IsString(it))
-			return CONV_BAD;
+	/* cJSON's member must be the one emptied (it always is). */
+	if (sp->str_at[i] != NULL && cJSON_IsString(it) &&
+	    it->valuestring != NULL && it->valuestring[0] == '\0') {
 		pc->src = sp->str_at[i];
 		pc->len = sp->str_len[i];
 		pc->unescape = sp->str_escaped[i];

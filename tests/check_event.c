@@ -1390,6 +1390,20 @@ START_TEST(test_long_strings)
 	    PLAIN PLAIN "\",\"transcription\":\"second\"");
 	expect_strings_as_cjson(body);
 	free(body);
+	/* The longest names, escaped: still the first of their name. */
+	body = note_with("\"disposition_reaso\\u006e\":\"short\","
+	    "\"disposition_reason\":\"" PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN "\"");
+	expect_strings_as_cjson(body);
+	free(body);
+	body = note_with("\"disposition_reaso\\u006e\":5,"
+	    "\"disposition_reason\":\"" PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN "\","
+	    "\"next_call_schedule\\u0064\":true,\"next_call_scheduled\":1");
+	ck_assert_int_eq(parse_s(body, false, &ev, msg), EVENT_OK);
+	ck_assert_str_eq(ev->disposition_reason, "5");
+	ck_assert_int_eq(ev->next_call_scheduled, 1);
+	ck_assert_uint_eq(ev->type_mismatches, 1);
+	event_free(ev);
+	free(body);
 	body = note_with("\"" PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN "\":\""
 	    PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN "\",\"call_metadata\":{\"t\":\""
 	    PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN "\"},\"name\":\"n\"");
