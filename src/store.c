@@ -451,11 +451,12 @@ open_fail(struct store *st, const struct store_options *opt, int rc,
 static int
 step_done(struct store *st, sqlite3_stmt *stmt, int permanent)
 {
+	bool in_txn = !sqlite3_get_autocommit(st->db);
 	int error = 0, rc;
 
 	rc = sqlite3_step(stmt);
 	if (rc != SQLITE_DONE)
-		error = fail(st, rc, permanent);
+		error = fail_in_txn(st, in_txn, rc, permanent);
 	sqlite3_reset(stmt);
 	return error;
 }
@@ -1187,6 +1188,7 @@ insert(struct store *st, const struct event *ev)
 static int
 upsert(struct store *st, const struct event *ev, enum store_outcome *outcome)
 {
+	bool in_txn = !sqlite3_get_autocommit(st->db);
 	sqlite3_int64 revision = 0;
 	int error, rc;
 
@@ -1200,7 +1202,7 @@ upsert(struct store *st, const struct event *ev, enum store_outcome *outcome)
 		rc = sqlite3_step(st->upsert);
 	}
 	if (rc != SQLITE_DONE) {
-		error = fail(st, rc, -EINVAL);
+		error = fail_in_txn(st, in_txn, rc, -EINVAL);
 		sqlite3_reset(st->upsert);
 		return error;
 	}

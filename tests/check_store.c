@@ -786,6 +786,79 @@ START_TEST(test_run_txn_lost)
 }
 END_TEST
 
+/* Interrupt whatever runs while a statement whose SQL holds sql is busy. */
+struct busy_sql {
+	sqlite3		*db;
+	const char	*sql;
+};
+
+static int
+interrupt_busy(void *arg)
+{
+	const struct busy_sql *b = arg;
+	sqlite3_stmt *stmt = NULL;
+
+	while ((stmt = sqlite3_next_stmt(b->db, stmt)) != NULL)
+		if (sqlite3_stmt_busy(stmt) &&
+		    strstr(sqlite3_sql(stmt), b->sql) != NULL)
+			return 1;
+	return 0;
+}
+
+/*
+ * The same for the other statements of a batch: a redelivery's update,
+ * a revision's upsert, a reject. Each ends the transaction, and must ask
+ * for the batch to be retried (-EAGAIN), not for the event to be set
+ * aside or the reject skipped while the rest goes on in autocommit.
+ */
+START_TEST(test_put_txn_lost)
+{
+	static const char *const stmts[] = {
+		"SET deliveries", "ON CONFLICT", "INTO rejects",
+	};
+	char body[] = SAMPLE_BODY, other[] = SAMPLE_BODY " ", name[32];
+	enum store_outcome outcome;
+	struct busy_sql busy;
+	struct event a, b;
+	struct reject rj;
+	struct store *st;
+	int error;
+
+	memset(&rj, 0, sizeof(rj));
+	rj.status = 400;
+	for (size_t k = 0; k < sizeof(stmts) / sizeof(stmts[0]); k++) {
+		snprintf(name, sizeof(name), "lost-%zu.db", k);
+		st = open_ok(name, true);
+		busy.db = store_db(st);
+		busy.sql = stmts[k];
+		sample(&a, "txn-a", body);
+		sample(&b, "txn-b", body);
+		ck_assert_int_eq(store_begin(st), 0);
+		ck_assert_int_eq(put_ok(st, &a), STORE_NEW);
+		ck_assert_int_eq(store_commit(st), 0);
+
+		ck_assert_int_eq(store_begin(st), 0);
+		ck_assert_int_eq(put_ok(st, &b), STORE_NEW);
+		sqlite3_progress_handler(busy.db, 1, interrupt_busy, &busy);
+		if (k == 2)
+			error = store_put_reject(st, &rj);
+		else {
+			if (k == 1)
+				sample(&a, "txn-a", other);
+			error = store_put(st, &a, &outcome);
+		}
+		sqlite3_progress_handler(busy.db, 0, NULL, NULL);
+		ck_assert_msg(error == -EAGAIN, "%s: %d", stmts[k], error);
+		ck_assert_ptr_nonnull(strstr(store_errmsg(st), "interrupted"));
+		ck_assert_int_eq(sqlite3_get_autocommit(busy.db), 1);
+		store_rollback(st);
+		ck_assert_int_eq(int_of(busy.db, "SELECT count(*) FROM calls"),
+		    1);
+		store_close(st);
+	}
+}
+END_TEST
+
 START_TEST(test_fts)
 {
 	struct store *st;
@@ -1528,6 +1601,7 @@ store_suite(void)
 	tcase_add_test(tc, test_run_refused);
 	tcase_add_test(tc, test_run_random_ids);
 	tcase_add_test(tc, test_run_txn_lost);
+	tcase_add_test(tc, test_put_txn_lost);
 	tcase_add_test(tc, test_busy);
 	tcase_add_test(tc, test_commit_busy);
 	tcase_add_test(tc, test_migrate_empty);
