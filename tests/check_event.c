@@ -1346,8 +1346,7 @@ START_TEST(test_long_strings)
 		"\\x", "\\a", "\\'", "\\U00e9", "\\0", "\\\n", "\\ ", "\x01",
 		"\t", "\\u12g", "\\ud83d",
 	};
-	char *body, *value, msg[MSGLEN];
-	struct event *ev;
+	char *body;
 
 	/* Every escape, at every offset the scanner's loops see. */
 	for (size_t e = 0; e < sizeof(escapes) / sizeof(escapes[0]); e++)
@@ -1363,7 +1362,14 @@ START_TEST(test_long_strings)
 		    "body is not valid JSON");
 		free(body);
 	}
-	/* Around LONG_STRING (256 bytes), and every string field. */
+}
+END_TEST
+
+/* Around LONG_STRING (256 bytes), in every string field. */
+START_TEST(test_long_strings_fields)
+{
+	char *body, *value;
+
 	for (int len = 250; len <= 260; len++) {
 		ck_assert_int_ge(asprintf(&value, "%.*s", len,
 		    PLAIN PLAIN PLAIN PLAIN PLAIN PLAIN), 0);
@@ -1378,7 +1384,15 @@ START_TEST(test_long_strings)
 		free(body);
 		free(value);
 	}
-	/* The first member of a name, keys read unescaped; other members. */
+}
+END_TEST
+
+/* The first member of a name, keys read unescaped; other members. */
+START_TEST(test_long_strings_members)
+{
+	char *body, msg[MSGLEN];
+	struct event *ev;
+
 	body = long_string_body("", 0, ",\"transcription\":\"second\"");
 	expect_strings_as_cjson(body);
 	free(body);
@@ -1539,6 +1553,8 @@ event_suite(void)
 	tcase_add_test(tc, test_extra_fields);
 	tcase_add_test(tc, test_string_stops);
 	tcase_add_test(tc, test_long_strings);
+	tcase_add_test(tc, test_long_strings_fields);
+	tcase_add_test(tc, test_long_strings_members);
 	tcase_add_test(tc, test_msg_buffer);
 	tcase_add_loop_test(tc, test_no_memory, 0, nfix);
 	suite_add_tcase(s, tc);
