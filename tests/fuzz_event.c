@@ -54,21 +54,42 @@ check_json(const char *field, const char *body, const char *name,
 }
 
 /*
- * A string field reads as cJSON reads it from the whole body: long ones
- * are read from the body instead (event.c, json_parse()).
+ * Every string field reads as cJSON reads it from the whole body: long
+ * ones are read from the body instead (event.c, json_parse()).
  */
 static void
-check_string(const char *field, const char *body, const char *name)
+check_strings(const struct event *ev)
 {
-	cJSON *root;
+#define S(key, m)	{ key, offsetof(struct event, m) }
+	static const struct {
+		const char	*key;
+		size_t		 off;
+	} strings[] = {
+		S("name", call_type), S("agent", agent_id),
+		S("versionId", version_id), S("from", from_number),
+		S("to", to_number), S("recordingUrl", recording_url),
+		S("time", call_time), S("transcription", transcription),
+		S("batchId", batch_id), S("hangup_reason", hangup_reason),
+		S("disposition_reason", disposition_reason),
+		S("call_link", call_link),
+	};
+#undef S
+	cJSON *root, *data;
 	const cJSON *member;
+	const char *field;
 
-	root = cJSON_Parse(body);
-	member = cJSON_GetObjectItemCaseSensitive(
-	    cJSON_GetObjectItemCaseSensitive(root, "data"), name);
-	if (root == NULL || (cJSON_IsString(member) &&
-	    (field == NULL || strcmp(field, member->valuestring) != 0)))
+	root = cJSON_Parse(ev->body);
+	data = cJSON_GetObjectItemCaseSensitive(root, "data");
+	if (root == NULL)
 		__builtin_trap();
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+		member = cJSON_GetObjectItemCaseSensitive(data, strings[i].key);
+		field = *(const char *const *)(const void *)
+		    ((const char *)ev + strings[i].off);
+		if (cJSON_IsString(member) &&
+		    (field == NULL || strcmp(field, member->valuestring) != 0))
+			__builtin_trap();
+	}
 	cJSON_Delete(root);
 }
 
@@ -97,18 +118,7 @@ check(const struct event *ev, const uint8_t *data, size_t size)
 	check_json(ev->post_call, ev->body, "post_call", false);
 	check_json(ev->post_call_detail, ev->body, "post_call_detail", false);
 	check_json(ev->functions_called, ev->body, "functions_called", true);
-	check_string(ev->call_type, ev->body, "name");
-	check_string(ev->agent_id, ev->body, "agent");
-	check_string(ev->version_id, ev->body, "versionId");
-	check_string(ev->from_number, ev->body, "from");
-	check_string(ev->to_number, ev->body, "to");
-	check_string(ev->recording_url, ev->body, "recordingUrl");
-	check_string(ev->call_time, ev->body, "time");
-	check_string(ev->transcription, ev->body, "transcription");
-	check_string(ev->batch_id, ev->body, "batchId");
-	check_string(ev->hangup_reason, ev->body, "hangup_reason");
-	check_string(ev->disposition_reason, ev->body, "disposition_reason");
-	check_string(ev->call_link, ev->body, "call_link");
+	check_strings(ev);
 }
 
 int
