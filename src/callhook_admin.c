@@ -661,6 +661,100 @@ same_file(const char *a, const char *b)
 	    sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* path with its directory resolved: the name a rename would replace. */
+static bool
+resolved_name(const char *path, char *out, size_t outlen)
+{
+	char dir[PATH_MAX], base[PATH_MAX], real[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(base, sizeof(base), "%s", path);
+	if (realpath(dirname(dir), real) == NULL)
+		return false;
+	return snprintf(out, outlen, "%s/%s", strcmp(real, "/") == 0 ? "" :
+	    real, basename(base)) < (int)outlen;
+}
+
+/*
+ * Whether dest is the database or a file SQLite keeps beside it, which
+ * the daemon and every reader rely on: replaced, the WAL loses what it
+ * holds of committed events. By name and, for those that exist, by
+ * inode (another name, a hard link).
+ */
+static bool
+is_database_file(const char *dest, const char *db)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm",
+	    "-journal" };
+	char d[PATH_MAX], real[PATH_MAX], name[PATH_MAX + 16];
+
+	if (realpath(db, real) == NULL || !resolved_name(dest, d, sizeof(d)))
+		return same_file(dest, db);
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		snprintf(name, sizeof(name), "%s%s", real, suffixes[i]);
+		if (strcmp(d, name) == 0 || same_file(dest, name))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * What is at dest already: nothing, or a file --force may replace. A
+ * directory, a symlink (dangling or not), a device or a FIFO is never
+ * replaced: the backup needs a name of its own.
+ */
+static int
+backup_dest_ok(const char *dest, bool force)
+{
+	struct stat sb;
+
+	if (lstat(dest, &sb) == -1)
+		return errno == ENOENT ? 0 : -errno;
+	if (S_ISDIR(sb.st_mode))
+		warnx("%s is a directory; give the backup a file name, as in "
+		    "%s%scalls.db", dest, dest, dest[strlen(dest) - 1] == '/' ?
+		    "" : "/");
+	else if (!S_ISREG(sb.st_mode))
+		warnx("%s is not a regular file (a symbolic link, a device "
+		    "or a FIFO); give the backup a file name of its own", dest);
+	else if (!force)
+		warnx("%s exists; --force replaces it", dest);
+	else
+		return 0;
+	return -EEXIST;
+}
+
+/*
+ * Move the finished copy into place. Without --force, never over a file
+ * that appeared meanwhile (RENAME_NOREPLACE, where the file system has
+ * it).
+ */
+static int
+backup_place(const char *tmp, const char *dest, bool force)
+{
+	if (!force && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest,
+	    RENAME_NOREPLACE) == 0)
+		return 0;
+	if (!force && errno == EEXIST) {
+		warnx("%s exists; --force replaces it", dest);
+		return -EEXIST;
+	}
+	if (!force && errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	return rename(tmp, dest) == 0 ? 0 : -errno;
+}
+
+/* The temporary copy, and the journal SQLite may leave beside it. */
+static void
+backup_discard(const char *tmp)
+{
+	char journal[PATH_MAX + 16];
+
+	unlink(tmp);
+	snprintf(journal, sizeof(journal), "%s-journal", tmp);
+	unlink(journal);
+}
+
 static int
 backup_args(int argc, char **argv, bool *force)
 {
@@ -695,15 +789,17 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	if ((rc = backup_args(argc, argv, &force)) >= 0)
 		return rc;
 	dest = argv[optind];
-	if (!force && stat(dest, &sb) == 0) {
-		warnx("%s exists; --force replaces it", dest);
+	if ((rc = backup_dest_ok(dest, force)) != 0) {
+		if (rc != -EEXIST)
+			warnx("%s: %s", dest, strerror(-rc));
 		return CH_FAIL;
 	}
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
 	/* Replaced, the database would be one a running daemon cannot see. */
-	if (same_file(dest, ch->cfg.database)) {
-		warnx("%s is the database itself; back it up elsewhere", dest);
+	if (is_database_file(dest, ch->cfg.database)) {
+		warnx("%s is the database or one of its files (-wal, -shm, "
+		    "-journal); back it up elsewhere", dest);
 		return CH_FAIL;
 	}
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", dest) >=
@@ -723,9 +819,8 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	if (error != 0)
 		sqlite3_close(dst);
 	dst = NULL;
-	if (error == 0 && (error = sync_path(tmp, O_RDONLY)) == 0 &&
-	    rename(tmp, dest) == -1)
-		error = -errno;
+	if (error == 0 && (error = sync_path(tmp, O_RDONLY)) == 0)
+		error = backup_place(tmp, dest, force);
 	if (error == 0) {
 		snprintf(dir, sizeof(dir), "%s", dest);
 		sync_path(dirname(dir), O_RDONLY | O_DIRECTORY);
@@ -733,8 +828,8 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 			printf("%s: %lld bytes\n", dest, (long long)sb.st_size);
 		return CH_OK;
 	}
-	if (error != -EIO)
+	if (error != -EIO && error != -EEXIST)
 		warnx("%s: %s", dest, strerror(-error));
-	unlink(tmp);
+	backup_discard(tmp);
 	return CH_FAIL;
 }

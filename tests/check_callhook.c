@@ -5,6 +5,8 @@
  * RFC 4180 reader below, JSON with cJSON.
  */
 
+#include <sys/stat.h>
+
 #include <check.h>
 #include <limits.h>
 #include <locale.h>
@@ -1152,9 +1154,51 @@ START_TEST(test_backup)
 	    db_int(d.db, "SELECT count(*) FROM calls"));
 	/* Never over the live database, by any name. */
 	expect_fail(ch("backup --force '%s/../%s/calls.db'", d.dir,
-	    strrchr(d.dir, '/') + 1), 1, "is the database itself");
+	    strrchr(d.dir, '/') + 1), 1, "is the database or one of its");
 	ck_assert_int_eq(tu_sh("ls '%s' | grep -c tmp- >/dev/null", d.dir),
 	    1);
+}
+END_TEST
+
+/*
+ * Never over the files SQLite keeps beside the database (a review: the
+ * WAL replaced lost committed events), and never over a directory, a
+ * symbolic link or a FIFO, with --force or not.
+ */
+START_TEST(test_backup_dest)
+{
+	static const char *const beside[] = { "-wal", "-shm", "-journal" };
+	struct stat before, after;
+	char wal[400], *path;
+
+	fill();
+	snprintf(wal, sizeof(wal), "%s-wal", d.db);
+	ck_assert_int_eq(stat(wal, &before), 0);
+	for (size_t i = 0; i < sizeof(beside) / sizeof(beside[0]); i++) {
+		expect_fail(ch("backup --force '%s%s'", d.db, beside[i]), 1,
+		    "is the database or one of its files");
+		expect_fail(ch("backup --force '%s/./calls.db%s'", d.dir,
+		    beside[i]), 1, "is the database or one of its files");
+	}
+	ck_assert_int_eq(stat(wal, &after), 0);
+	ck_assert(before.st_ino == after.st_ino);
+	ck_assert_int_eq(ch("list --limit 1"), 0);
+
+	path = tmp_path("dir");
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	expect_fail(ch("backup --force '%s'", path), 1, "is a directory");
+	ck_assert_ptr_nonnull(strstr(err, "dir/calls.db"));
+	path = tmp_path("dangling");
+	ck_assert_int_eq(symlink("/nonexistent/x.db", path), 0);
+	expect_fail(ch("backup '%s'", path), 1, "is not a regular file");
+	expect_fail(ch("backup --force '%s'", path), 1,
+	    "is not a regular file");
+	ck_assert_int_eq(lstat(path, &after), 0);
+	ck_assert(S_ISLNK(after.st_mode));
+	path = tmp_path("fifo");
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	expect_fail(ch("backup --force '%s'", path), 1,
+	    "is not a regular file");
 }
 END_TEST
 
@@ -1220,6 +1264,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_import);
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_backup);
+	tcase_add_test(tc, test_backup_dest);
 	tcase_add_test(tc, test_rejects);
 	suite_add_tcase(s, tc);
 	return s;
