@@ -381,11 +381,17 @@ struct prune {
 /*
  * Rows are picked in (call_time, id) order after a cursor, so a batch
  * never reads again the rows that earlier ones left (blanked, or whose
- * transcription was already NULL).
+ * transcription was already NULL). call_time is kept as sent, and
+ * compared as text: only one that starts with a date can be older than
+ * one. "", a number or another format would sort before any date.
  */
+#define DATED	"call_time GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 static const char prune_pick_sql[] =
-	"SELECT id, call_time FROM calls WHERE call_time < ?1"
+	"SELECT id, call_time FROM calls WHERE call_time < ?1 AND " DATED
 	" AND (call_time, id) > (?2, ?3) ORDER BY call_time, id LIMIT ?4";
+static const char prune_undated_sql[] =
+	"SELECT count(*) FROM calls WHERE call_time IS NOT NULL AND NOT "
+	DATED;
 static const char prune_delete_sql[] =
 	"DELETE FROM calls WHERE id = ?1 RETURNING call_sid";
 static const char prune_blank_sql[] =
@@ -534,6 +540,12 @@ prune_args(int argc, char **argv, struct prune *pr)
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_OLDER:
+			/* 6m would delete all but the last 6 minutes. */
+			if (optarg[0] != '\0' &&
+			    optarg[strlen(optarg) - 1] == 'm')
+				return ch_usage_error("prune", "--older-than "
+				    "%s: m is minutes here, not months; give "
+				    "days (180d) or a date", optarg);
 			/* Older than a date: before its first second. */
 			if (time_parse(optarg, pr->cutoff, until) != 0)
 				return ch_usage_error("prune", "--older-than "
@@ -554,6 +566,24 @@ prune_args(int argc, char **argv, struct prune *pr)
 	if (pr->cutoff[0] == '\0')
 		return ch_usage_error("prune", "--older-than is needed");
 	return -1;
+}
+
+/* Say how many calls no cutoff can reach. */
+static void
+prune_undated(struct ch *ch)
+{
+	sqlite3_stmt *stmt;
+	long long n = 0;
+
+	if (sqlite3_prepare_v2(ch->db, prune_undated_sql, -1, &stmt, NULL) !=
+	    SQLITE_OK)
+		return;
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		n = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (n > 0)
+		warnx("%lld calls kept: their call_time does not start with a "
+		    "date (YYYY-MM-DD)", n);
 }
 
 int
@@ -583,6 +613,8 @@ cmd_prune(struct ch *ch, int argc, char **argv)
 		goto done;
 	}
 	rc = prune_loop(ch, &pr);
+	if (rc == CH_OK)
+		prune_undated(ch);
 	if (pr.transcripts)
 		printf("%lld transcriptions blanked (call_time before %s)\n",
 		    pr.calls, pr.cutoff);

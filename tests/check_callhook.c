@@ -1088,17 +1088,29 @@ START_TEST(test_prune)
 	    "--transcripts-only"), 0);
 	ck_assert(strncmp(out, "0 transcriptions", 16) == 0);
 
+	/* Times that are not dates sort before every date, as text. */
+	post_variant("call_ended.json", "callSid", "\"t-empty\"", "time",
+	    "\"\"", NULL);
+	post_variant("call_ended.json", "callSid", "\"t-space\"", "time",
+	    "\" 2020-01-01 00:00:00\"", NULL);
+	post_variant("call_ended.json", "callSid", "\"t-dmy\"", "time",
+	    "\"19-12-2020 10:00:00\"", NULL);
+	expect_fail(ch("prune --older-than 6m"), 2, "m is minutes here");
 	ck_assert_int_eq(ch("prune --older-than 30d"), 0);
 	ck_assert_msg(strncmp(out, "6 calls deleted, with 1 earlier revisions"
 	    " (call_time before ", 59) == 0, "%s", out);
-	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), 1);
+	ck_assert_msg(strstr(err, "3 calls kept: their call_time does not "
+	    "start with a date") != NULL, "%s", err);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), 4);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"
+	    " WHERE call_sid LIKE 't-%'"), 3);
 	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM call_revisions"),
 	    0);
 	expect_fts_intact(d.db);
 	/* The daemon still takes calls. */
 	post_variant("call_ended.json", "callSid", "\"after-prune\"", NULL);
 	ck_assert_int_eq(ch("list --format csv"), 0);
-	ck_assert_int_eq(count_lines(out), 3);
+	ck_assert_int_eq(count_lines(out), 6);
 }
 END_TEST
 
