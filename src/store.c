@@ -273,12 +273,11 @@ static const char fts_count_sql[] =
 
 /*
  * Parameters shared by dup and upsert: ?1 call_sid, ?2 payload,
- * ?3 received_at, ?4 remote_addr. The upsert adds the text fields as
+ * ?3 received_at, ?4 remote_addr (not dup's). The upsert adds the text fields as
  * ?5..?21 (see bind_fields) and the numbers as ?22..?25.
  */
 static const char dup_sql[] =
-	"UPDATE calls SET deliveries = deliveries + 1,"
-	" received_at = ?3, remote_addr = ?4"
+	"UPDATE calls SET deliveries = deliveries + 1, received_at = ?3"
 	" WHERE call_sid = ?1 AND payload = ?2";
 
 #define INSERT_SQL							\
@@ -1073,7 +1072,10 @@ bind_array(sqlite3_stmt *stmt, int i, const char *s, size_t size)
 	return sqlite3_bind_text(stmt, i, s, (int)len, SQLITE_STATIC);
 }
 
-/* ?1..?4, counted from base + 1. */
+/*
+ * ?1..?4, counted from base + 1; dup has no ?4, since an identical body
+ * keeps the address of the delivery that stored it (SPEC section 5).
+ */
 static int
 bind_key(sqlite3_stmt *stmt, int base, const struct event *ev)
 {
@@ -1087,7 +1089,7 @@ bind_key(sqlite3_stmt *stmt, int base, const struct event *ev)
 	if (rc == SQLITE_OK)
 		rc = bind_array(stmt, base + 3, ev->received_at,
 		    sizeof(ev->received_at));
-	if (rc == SQLITE_OK)
+	if (rc == SQLITE_OK && sqlite3_bind_parameter_count(stmt) >= base + 4)
 		rc = bind_array(stmt, base + 4, ev->remote_addr,
 		    sizeof(ev->remote_addr));
 	return rc;
