@@ -84,6 +84,8 @@ struct batch {
 	char		 reason[IMPORT_BATCH][REASON_MAX];
 	size_t		 n;
 	size_t		 bytes;
+	const char	*path;		/* what is imported, for messages */
+	bool		 last;		/* the file has no more lines */
 };
 
 static void
@@ -191,8 +193,14 @@ batch_flush(struct ch *ch, struct batch *b, struct tally *t)
 		if (n == -EAGAIN && ++tries < RETRIES)
 			continue;
 		if (n < 0) {
-			warnx("lines %lld-%lld not stored: %s", b->line[done],
-			    b->line[b->n - 1], store_errmsg(ch->st));
+			warnx("%s: lines %lld-%lld not stored in %s: %s%s; "
+			    "import stopped%s. Run it again: what was stored "
+			    "counts as duplicates", b->path, b->line[done],
+			    b->line[b->n - 1], ch->cfg.database,
+			    store_errmsg(ch->st), store_locked_out(ch->st) ?
+			    " (another process held its write lock throughout:"
+			    " an sqlite3 shell inside a transaction?)" : "",
+			    b->last ? "" : ", the lines after them not read");
 			batch_clear(b);
 			return n;
 		}
@@ -302,6 +310,7 @@ import_stream(struct ch *ch, FILE *fp, const char *path, struct tally *t)
 		warn(NULL);
 		return -ENOMEM;
 	}
+	b->path = strcmp(path, "-") == 0 ? "standard input" : path;
 	progress_init(&p, ch->progress);
 	while (error == 0 && (len = getline(&line, &cap, fp)) != -1) {
 		t->lines++;
@@ -315,6 +324,7 @@ import_stream(struct ch *ch, FILE *fp, const char *path, struct tally *t)
 		warn("%s", path);
 		error = -EIO;
 	}
+	b->last = true;
 	if (error == 0)
 		error = batch_flush(ch, b, t);
 	progress_done(&p);

@@ -125,6 +125,19 @@ ch_on(const char *db, const char *fmt, ...)
 	return rc;
 }
 
+/* On db, after the shell commands in env (ulimit, trap). */
+static int
+ch_env(const char *env, const char *db, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vrun(env, db, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
 static int
 count_lines(const char *s)
 {
@@ -1065,6 +1078,39 @@ START_TEST(test_import)
 }
 END_TEST
 
+/*
+ * An import that cannot store a batch says which lines, why, where, and
+ * that it stopped reading: here a 2 MB file size limit (SIGXFSZ ignored,
+ * so that the write fails instead) under 600 long calls.
+ */
+START_TEST(test_import_stops)
+{
+	char *jsonl = tmp_path("long.jsonl"), *newdb = tmp_path("limited.db");
+	char sid[32], *body;
+	FILE *fp;
+
+	fp = fopen(jsonl, "w");
+	ck_assert_ptr_nonnull(fp);
+	for (int i = 0; i < 600; i++) {
+		snprintf(sid, sizeof(sid), "\"big-%d\"", i);
+		body = variant("call_ended_long.json", "callSid", sid, NULL);
+		fprintf(fp, "%s\n", body);
+		free(body);
+	}
+	fclose(fp);
+	expect_fail(ch_env("trap '' XFSZ; ulimit -f 4096;", newdb,
+	    "import '%s'", jsonl), 1, "long.jsonl: lines 1-500 not stored in ");
+	ck_assert_msg(strstr(err, "limited.db: ") != NULL && strstr(err,
+	    "; import stopped, the lines after them not read. Run it again")
+	    != NULL, "%s", err);
+	ck_assert_str_eq(out, "500 lines: 0 stored, 0 duplicates, "
+	    "0 revisions, 0 refused\n");
+	/* Without the limit, all of it. */
+	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 0);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls"), 600);
+}
+END_TEST
+
 START_TEST(test_prune)
 {
 	fill();
@@ -1274,6 +1320,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_json_as_sent);
 	tcase_add_test(tc, test_export);
 	tcase_add_test(tc, test_import);
+	tcase_add_test(tc, test_import_stops);
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_backup);
 	tcase_add_test(tc, test_backup_dest);
