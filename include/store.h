@@ -24,6 +24,8 @@ struct store_options {
 	bool		 readonly;	/* no migration; fails on a missing file */
 	bool		 sync_full;	/* PRAGMA synchronous = FULL, else NORMAL */
 	bool		 fts;		/* keep calls_fts (see store_fts_index) */
+	bool		 known_dup;	/* a body kept as an earlier revision
+					   is a duplicate too (import) */
 	int		 busy_timeout_ms;
 };
 

@@ -197,7 +197,7 @@ open_store(struct ch *ch, bool readonly, bool fts)
 {
 	struct store_options opt = {
 		.path = ch->cfg.database, .readonly = readonly,
-		.sync_full = ch->cfg.sync_full, .fts = fts,
+		.sync_full = ch->cfg.sync_full, .fts = fts, .known_dup = true,
 		.busy_timeout_ms = BUSY_TIMEOUT_MS,
 	};
 	char msg[512];

@@ -279,6 +279,14 @@ static const char fts_count_sql[] =
 static const char dup_sql[] =
 	"UPDATE calls SET deliveries = deliveries + 1, received_at = ?3"
 	" WHERE call_sid = ?1 AND payload = ?2";
+/*
+ * For import, which SPEC makes idempotent: a file that holds two bodies
+ * of a call would otherwise add two revisions at every import.
+ */
+static const char dup_known_sql[] =
+	"UPDATE calls SET deliveries = deliveries + 1, received_at = ?3"
+	" WHERE call_sid = ?1 AND (payload = ?2 OR EXISTS (SELECT 1"
+	" FROM call_revisions r WHERE r.call_sid = ?1 AND r.payload = ?2))";
 
 #define INSERT_SQL							\
 	"INSERT INTO calls (call_sid, event, call_type, agent_id, version_id,"\
@@ -756,7 +764,7 @@ prepare_all(struct store *st, const struct store_options *opt)
 		const char	 *sql;
 		sqlite3_stmt	**stmt;
 	} list[] = {
-		{ dup_sql, &st->dup },
+		{ opt->known_dup ? dup_known_sql : dup_sql, &st->dup },
 		{ insert_sql, &st->insert },
 		{ max_id_sql, &st->max_id },
 		{ fts_queue_sql, &st->fts_queue },

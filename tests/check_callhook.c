@@ -1024,7 +1024,7 @@ START_TEST(test_import)
 {
 	char *jsonl = tmp_path("in.jsonl"), *newdb = tmp_path("imported.db");
 	FILE *fp;
-	char *a, *b;
+	char *a, *b, *b2;
 
 	a = variant("call_ended.json", NULL);
 	b = variant("call_ended_inbound.json", NULL);
@@ -1064,6 +1064,21 @@ START_TEST(test_import)
 	    " 0 refused\n");
 	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM call_revisions"),
 	    1);
+	/* Both bodies again, the older first: still nothing new. */
+	b2 = variant("call_ended.json", NULL);
+	fp = fopen(jsonl, "w");
+	fprintf(fp, "%s\n%s\n", b2, a);
+	fclose(fp);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 0);
+		ck_assert_str_eq(out, "2 lines: 0 stored, 2 duplicates, "
+		    "0 revisions, 0 refused\n");
+	}
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM call_revisions"),
+	    1);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls WHERE"
+	    " hangup_reason = 'BUSY' AND revision = 2"), 1);
+	free(b2);
 	/* Into the daemon's file while it runs: both writers land. */
 	fill();
 	ck_assert_int_eq(ch("import '%s'", jsonl), 0);
