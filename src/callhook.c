@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <langinfo.h>
+#include <limits.h>
 #include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -239,6 +240,19 @@ fts_state(struct ch *ch)
  * The index stays as the file has it (store_open repairs its triggers if
  * need be); the configuration, default on, decides only for a new file.
  */
+/* path, whose stat is sb, holds no data: zero bytes, and no WAL with any. */
+static bool
+no_data(const char *path, const struct stat *sb)
+{
+	char wal[PATH_MAX];
+	struct stat ws;
+
+	if (sb->st_size != 0 || snprintf(wal, sizeof(wal), "%s-wal", path) >=
+	    (int)sizeof(wal))
+		return false;
+	return stat(wal, &ws) == -1 ? errno == ENOENT : ws.st_size == 0;
+}
+
 int
 ch_open_write(struct ch *ch, bool create)
 {
@@ -246,7 +260,9 @@ ch_open_write(struct ch *ch, bool create)
 	bool fts = ch->cfg.fts;
 	int have;
 
-	if (stat(ch->cfg.database, &sb) == 0) {
+	/* An empty file (touch) is a new database, for import as for SQLite. */
+	if (stat(ch->cfg.database, &sb) == 0 &&
+	    !(create && no_data(ch->cfg.database, &sb))) {
 		if (open_store(ch, true, false) != 0)
 			return -EINVAL;
 		if ((have = fts_state(ch)) >= 0)

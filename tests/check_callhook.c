@@ -1079,6 +1079,12 @@ START_TEST(test_import)
 	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls WHERE"
 	    " hangup_reason = 'BUSY' AND revision = 2"), 1);
 	free(b2);
+	/* An empty file (touch) is a new database to import into. */
+	write_file(tmp_path("touched.db"), "");
+	ck_assert_int_eq(ch_on(tmp_path("touched.db"), "import '%s'", jsonl),
+	    0);
+	ck_assert_int_eq(db_int(tmp_path("touched.db"), "SELECT count(*)"
+	    " FROM calls"), 1);
 	/* Into the daemon's file while it runs: both writers land. */
 	fill();
 	ck_assert_int_eq(ch("import '%s'", jsonl), 0);
