@@ -70,6 +70,7 @@ yield_lock(uint64_t held_ns)
 /* import */
 
 struct tally {
+	const char	*path;		/* what is imported, for messages */
 	long long	 lines;
 	long long	 stored;
 	long long	 duplicates;
@@ -84,7 +85,6 @@ struct batch {
 	char		 reason[IMPORT_BATCH][REASON_MAX];
 	size_t		 n;
 	size_t		 bytes;
-	const char	*path;		/* what is imported, for messages */
 	bool		 last;		/* the file has no more lines */
 };
 
@@ -92,7 +92,7 @@ static void
 refused(struct tally *t, long long line, const char *reason)
 {
 	t->refused++;
-	warnx("line %lld: %s", line, reason);
+	warnx("%s:%lld: %s", t->path, line, reason);
 }
 
 /*
@@ -195,7 +195,7 @@ batch_flush(struct ch *ch, struct batch *b, struct tally *t)
 		if (n < 0) {
 			warnx("%s: lines %lld-%lld not stored in %s: %s%s; "
 			    "import stopped%s. Run it again: what was stored "
-			    "counts as duplicates", b->path, b->line[done],
+			    "counts as duplicates", t->path, b->line[done],
 			    b->line[b->n - 1], ch->cfg.database,
 			    store_errmsg(ch->st), store_locked_out(ch->st) ?
 			    " (another process held its write lock throughout:"
@@ -236,7 +236,9 @@ import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
 	if (blank(line, len))
 		return;
 	if (len > ch->cfg.max_body) {
-		refused(t, t->lines, "body exceeds max_body");
+		snprintf(msg, sizeof(msg), "%zu bytes, over max_body (%zu; "
+		    "-c takes the daemon's)", len, ch->cfg.max_body);
+		refused(t, t->lines, msg);
 		return;
 	}
 	switch (event_parse(line, len, ch->cfg.strict, &ev, msg,
@@ -310,7 +312,7 @@ import_stream(struct ch *ch, FILE *fp, const char *path, struct tally *t)
 		warn(NULL);
 		return -ENOMEM;
 	}
-	b->path = strcmp(path, "-") == 0 ? "standard input" : path;
+	t->path = strcmp(path, "-") == 0 ? "standard input" : path;
 	progress_init(&p, ch->progress);
 	while (error == 0 && (len = getline(&line, &cap, fp)) != -1) {
 		t->lines++;

@@ -1024,7 +1024,7 @@ START_TEST(test_import)
 {
 	char *jsonl = tmp_path("in.jsonl"), *newdb = tmp_path("imported.db");
 	FILE *fp;
-	char *a, *b, *b2;
+	char *a, *b, *b2, want[1600];
 
 	a = variant("call_ended.json", NULL);
 	b = variant("call_ended_inbound.json", NULL);
@@ -1036,9 +1036,10 @@ START_TEST(test_import)
 	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 1);
 	ck_assert_str_eq(out, "6 lines: 2 stored, 0 duplicates, 0 revisions,"
 	    " 3 refused\n");
-	ck_assert_str_eq(err, "callhook: line 4: data.callSid is required\n"
-	    "callhook: line 5: body is not valid JSON\n"
-	    "callhook: line 6: Unknown event type\n");
+	snprintf(want, sizeof(want), "callhook: %s:4: data.callSid is "
+	    "required\ncallhook: %s:5: body is not valid JSON\ncallhook: "
+	    "%s:6: Unknown event type\n", jsonl, jsonl, jsonl);
+	ck_assert_str_eq(err, want);
 	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls"
 	    " WHERE remote_addr = 'import'"), 2);
 	/* Indexed before import ends: searchable, nothing left queued. */
@@ -1079,6 +1080,17 @@ START_TEST(test_import)
 	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls WHERE"
 	    " hangup_reason = 'BUSY' AND revision = 2"), 1);
 	free(b2);
+	/* Too long for max_body: the size and the limit. */
+	snprintf(want, sizeof(want), "{\"event\":\"call_ended\",\"data\":"
+	    "{\"callSid\":\"x\",\"pad\":\"%01100d\"}}", 0);
+	write_file(tmp_path("big.jsonl"), want);
+	ck_assert_int_eq(tu_sh("printf '[http]\\nmax_body = 1K\\n"
+	    "[store]\\ndatabase = %s\\n' > '%s'", newdb,
+	    tmp_path("small.ini")), 0);
+	ck_assert_int_eq(ch_env("", NULL, "-c '%s' import '%s'",
+	    tmp_path("small.ini"), tmp_path("big.jsonl")), 1);
+	ck_assert_msg(strstr(err, "big.jsonl:1: 1154 bytes, over max_body "
+	    "(1024; -c takes the daemon's)") != NULL, "%s", err);
 	/* An empty file (touch) is a new database to import into. */
 	write_file(tmp_path("touched.db"), "");
 	ck_assert_int_eq(ch_on(tmp_path("touched.db"), "import '%s'", jsonl),
