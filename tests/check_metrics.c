@@ -1,0 +1,79 @@
+/*
+ * metrics: what /metrics renders, read back from metrics_render().
+ */
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+
+Suite	*metrics_suite(void);
+
+static char *
+render(struct metrics *m)
+{
+	size_t len;
+	char *text = metrics_render(m, 0, &len);
+
+	ck_assert_ptr_nonnull(text);
+	ck_assert_uint_eq(strlen(text), len);
+	return text;
+}
+
+#define HAS(text, line)	ck_assert_msg(strstr(text, line) != NULL, \
+			    "no \"%s\" in /metrics", line)
+
+/* Sums are exact: %g printed a million batches of one as 1e+06. */
+START_TEST(test_sums_exact)
+{
+	struct metrics *m = malloc(sizeof(*m));
+	char *text;
+
+	ck_assert_ptr_nonnull(m);
+	metrics_init(m);
+	for (int i = 0; i < 1000003; i++)
+		metrics_observe(&m->batch_size, 1);
+	metrics_observe(&m->commit_latency, 1234567890);
+	metrics_observe(&m->ack_latency, 7);
+	text = render(m);
+	HAS(text, "\ncallhookd_commit_batch_size_sum 1000003\n");
+	HAS(text, "\ncallhookd_commit_batch_size_count 1000003\n");
+	HAS(text, "\ncallhookd_commit_seconds_sum 1234.567890\n");
+	HAS(text, "\ncallhookd_ack_seconds_sum 0.000007\n");
+	free(text);
+	free(m);
+}
+END_TEST
+
+/* The usual statuses always; any other once sent (501 was never shown). */
+START_TEST(test_statuses)
+{
+	struct metrics *m = malloc(sizeof(*m));
+	char *text;
+
+	ck_assert_ptr_nonnull(m);
+	metrics_init(m);
+	m->responses[501] = 1;
+	m->responses[418] = 2;
+	text = render(m);
+	HAS(text, "callhookd_http_responses_total{code=\"200\"} 0\n");
+	HAS(text, "callhookd_http_responses_total{code=\"501\"} 1\n");
+	HAS(text, "callhookd_http_responses_total{code=\"418\"} 2\n");
+	ck_assert_ptr_null(strstr(text, "code=\"402\""));
+	free(text);
+	free(m);
+}
+END_TEST
+
+Suite *
+metrics_suite(void)
+{
+	Suite *s = suite_create("metrics");
+	TCase *tc = tcase_create("render");
+
+	tcase_add_test(tc, test_sums_exact);
+	tcase_add_test(tc, test_statuses);
+	suite_add_tcase(s, tc);
+	return s;
+}
