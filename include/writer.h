@@ -29,6 +29,8 @@ struct writer_options {
 						   store this long after stop */
 	const char	*rescue_path;		/* where unwritable events go,
 						   one body per line */
+	unsigned	rescue_mode;		/* its permissions when created:
+						   the database's (0600 if 0) */
 	void		(*on_loop)(void);	/* each turn, e.g. the watchdog */
 };
 

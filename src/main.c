@@ -9,6 +9,8 @@
  * connections, then close the server and the database.
  */
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -223,6 +225,7 @@ start(struct daemon *d)
 		.rescue_path = d->rescue, .on_loop = watchdog_ping,
 	};
 	char err[512], where[300];
+	struct stat sb;
 	int fd, rc;
 
 	snprintf(d->rescue, sizeof(d->rescue), "%s.unsaved.jsonl",
@@ -232,6 +235,8 @@ start(struct daemon *d)
 		log_errorx("%s", err);
 		return -1;
 	}
+	if (stat(d->cfg.database, &sb) == 0)
+		wo.rescue_mode = sb.st_mode & 0666;
 	if ((d->queue = queue_new(d->cfg.queue, REJECT_QUEUE)) != NULL)
 		queue_set_memory(d->queue, queue_memory(&d->cfg));
 	if (d->queue == NULL ||

@@ -368,7 +368,7 @@ write_line(int fd, const char *prefix, const struct event *ev)
  * where it was. The number appended, or -errno.
  */
 static long
-rescue_to_file(const char *path, const struct job *head,
+rescue_to_file(const char *path, mode_t mode, const struct job *head,
     const struct job *end)
 {
 	const struct job *job;
@@ -376,8 +376,9 @@ rescue_to_file(const char *path, const struct job *head,
 	long n = 0;
 	int fd, error = 0;
 
+	/* The bodies hold what the database does: no wider access. */
 	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-	    0666)) < 0)
+	    mode != 0 ? mode : 0600)) < 0)
 		return -errno;
 	if (fstat(fd, &st) != 0) {
 		error = -errno;
@@ -413,7 +414,8 @@ save_events(struct writer *w, const struct job *head, const struct job *end,
 	const struct job *job;
 	long n = -EINVAL;
 
-	if (path != NULL && (n = rescue_to_file(path, head, end)) >= 0) {
+	if (path != NULL && (n = rescue_to_file(path, w->opt.rescue_mode,
+	    head, end)) >= 0) {
 		lost->rescued += (size_t)n;
 		return;
 	}
@@ -462,7 +464,8 @@ set_aside(struct writer *w, struct job *job, const char *why,
     bool last_copy)
 {
 	const char *path = w->opt.rescue_path, *sid = job->event->call_sid;
-	long n = path != NULL ? rescue_to_file(path, job, job->next) :
+	long n = path != NULL ? rescue_to_file(path, w->opt.rescue_mode, job,
+	    job->next) :
 	    -EINVAL;
 
 	if (n < 0 && !last_copy) {

@@ -1885,7 +1885,12 @@ poison_event(const char *ini, int big_status)
 	    "build/callhook";
 	char store[200], *body;
 	struct poster big;
+	struct stat sb;
+	int fd;
 
+	/* An operator's private database: the rescue file must be too. */
+	ck_assert_int_ge(fd = open(d->db, O_WRONLY | O_CREAT, 0600), 0);
+	close(fd);
 	start_size_limited(d, ini);
 	post_accepted(d->port, body = event_body(small[0]));
 	free(body);
@@ -1916,6 +1921,8 @@ poison_event(const char *ini, int big_status)
 	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
 	ck_assert_ptr_nonnull(strstr(text, "\"poison-big\""));
 	free(text);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0600);
 	ck_assert_int_eq(tu_sh("%s -d %s import %s >/dev/null", cli, d->db,
 	    path), 0);
 	ck_assert_int_eq(db_missing(d->db, big_sid, 1, sid, sizeof(sid)), 0);
