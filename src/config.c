@@ -103,6 +103,20 @@ set_str(struct config *cfg, const struct key *k, const char *value,
 	return 0;
 }
 
+/*
+ * The database: a file. SQLite would also take ":memory:" and, where URIs
+ * are on, "file:..." ones that may mean memory too: every event would
+ * then be answered 200 and gone with the process.
+ */
+static int
+set_database(struct config *cfg, const struct key *k, const char *value,
+    char *err, size_t errlen)
+{
+	if (strcmp(value, ":memory:") == 0 || strncmp(value, "file:", 5) == 0)
+		return bad_value(k, value, strlen(value), err, errlen);
+	return set_str(cfg, k, value, err, errlen);
+}
+
 /* Digits only, no sign or space, at most max. */
 static int
 parse_uint(const char *s, size_t len, unsigned long long max,
@@ -467,7 +481,9 @@ static const struct key keys[] = {
 	    KEY_EMPTY_OK },
 	{ "auth", "trusted_proxies", set_cidrs, CIDR_FORM,
 	    F(trusted_proxies), 0, 0, KEY_EMPTY_OK },
-	{ "store", "database", set_str, "a file path", F(database), 0, 0, 0 },
+	{ "store", "database", set_database,
+	    "a file path (not :memory: or a file: URI)", F(database), 0, 0,
+	    0 },
 	{ "store", "ack", set_ack, "one of commit, enqueue", 0, 0, 0, 0 },
 	{ "store", "sync", set_sync, "one of normal, full", 0, 0, 0, 0 },
 	{ "store", "queue", set_uint, "a number from 1 to 10000000",

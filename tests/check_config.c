@@ -244,6 +244,11 @@ END_TEST
 
 START_TEST(test_bad_enum)
 {
+	/* Answered 200 and kept in memory only: not a database. */
+	expect_one_error("[store]\ndatabase = :memory:\n", 2,
+	    "\":memory:\" is not a file path (not :memory: or a file: URI)");
+	expect_one_error("[store]\ndatabase = file:x.db?mode=memory\n", 2,
+	    "is not a file path");
 	expect_one_error("[store]\nack = maybe\n", 2,
 	    "[store] ack: \"maybe\" is not one of commit, enqueue");
 	expect_one_error("[store]\nsync = extra\n", 2,
