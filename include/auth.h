@@ -65,8 +65,9 @@ bool	auth_peer_address(const struct auth *a, const struct sockaddr *peer,
  * Behind a trusted proxy, the client's address as text in out: the
  * nearest untrusted address in X-Forwarded-For, whose n_forwarded_for
  * lines (in the order received) are read as one list from the right,
- * else the address in real_ip (X-Real-IP; may be NULL). Neither naming
- * one leaves out as it is: the proxy's address.
+ * else, when there is no X-Forwarded-For, the address in real_ip
+ * (X-Real-IP; may be NULL). Neither naming one leaves out as it is: the
+ * proxy's address.
  */
 void	auth_forwarded_address(const struct auth *a,
 	    const char *const *forwarded_for, size_t n_forwarded_for,

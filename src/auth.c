@@ -182,6 +182,18 @@ in_list(const struct cidr *v, size_t n, const char *text)
 	    in_cidrs(v, n, family, addr);
 }
 
+/* What is left of fp is only line ends, if anything. */
+static bool
+only_line_ends(FILE *fp)
+{
+	int c;
+
+	while ((c = fgetc(fp)) != EOF)
+		if (c != '\n' && c != '\r')
+			return false;
+	return true;
+}
+
 static int
 read_token_file(const char *path, char *buf, size_t len, char *err,
     size_t errlen)
@@ -195,8 +207,21 @@ read_token_file(const char *path, char *buf, size_t len, char *err,
 		return -errno;
 	}
 	n = fread(buf, 1, len - 1, fp);
-	fclose(fp);
 	buf[n] = '\0';
+	if (ferror(fp)) {
+		snprintf(err, errlen, "[auth] token_file %s: %s", path,
+		    strerror(errno));
+		fclose(fp);
+		return -EINVAL;
+	}
+	/* A token cut short would refuse the right one, and take a prefix. */
+	if (n == len - 1 && !only_line_ends(fp)) {
+		snprintf(err, errlen, "[auth] token_file %s: longer than %zu "
+		    "bytes", path, len - 1);
+		fclose(fp);
+		return -EINVAL;
+	}
+	fclose(fp);
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
 	if (n == 0) {
@@ -220,9 +245,14 @@ load_token(struct auth *a, const struct config *cfg, char *err,
 		if ((rc = read_token_file(cfg->token_file, token,
 		    sizeof(token), err, errlen)) != 0)
 			return rc;
-	} else if (env != NULL && *env != '\0')
+	} else if (env != NULL && *env != '\0') {
+		if (strlen(env) >= sizeof(token)) {
+			snprintf(err, errlen, "CALLHOOKD_TOKEN is longer than "
+			    "%zu bytes", sizeof(token) - 1);
+			return -EINVAL;
+		}
 		snprintf(token, sizeof(token), "%s", env);
-	else
+	} else
 		return 0;
 	SHA256((const unsigned char *)token, strlen(token), a->token_hash);
 	OPENSSL_cleanse(token, sizeof(token));
@@ -514,8 +544,13 @@ auth_forwarded_address(const struct auth *a, const char *const *forwarded_for,
 
 	if (from_forwarded_for(a, forwarded_for, n_forwarded_for, out, len))
 		return;
-	if (real_ip != NULL && hop_parse(real_ip, strlen(real_ip), &family,
-	    addr))
+	/*
+	 * Only in place of X-Forwarded-For: a proxy that writes that one
+	 * (some write "address:port", which is no hop here) may pass a
+	 * client's own X-Real-IP through.
+	 */
+	if (n_forwarded_for == 0 && real_ip != NULL &&
+	    hop_parse(real_ip, strlen(real_ip), &family, addr))
 		inet_ntop(family, addr, out, (socklen_t)len);
 }
 

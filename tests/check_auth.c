@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -99,6 +100,53 @@ START_TEST(test_token_sources)
 }
 END_TEST
 
+/* A token is never cut short: the right one would fail, a prefix pass. */
+START_TEST(test_token_limits)
+{
+	const char *none[][3] = { { NULL } };
+	char path[] = "/tmp/callhookd-token-XXXXXX", long_token[1026];
+	int fd = mkstemp(path);
+	struct config cfg;
+	struct auth *a;
+	char err[256];
+
+	memset(long_token, 'k', 1023);
+	strcpy(long_token + 1023, "\n");
+	ck_assert(write(fd, long_token, 1024) == 1024);
+	close(fd);
+	config_defaults(&cfg);
+	ck_assert_int_eq(config_set(&cfg, "auth", "token_file", path, err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	long_token[1023] = '\0';
+	ck_assert(auth_token_ok(a, long_token));
+	auth_free(a);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert(write(fd, "kk", 2) == 2 && write(fd, long_token, 1023) ==
+	    1023);
+	close(fd);
+	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(strstr(err, "longer than 1023 bytes"));
+	unlink(path);
+	/* A directory is no token file, and says so. */
+	ck_assert_int_eq(config_set(&cfg, "auth", "token_file", "/tmp", err,
+	    sizeof(err)), 0);
+	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(err, "Is a directory") != NULL, "%s", err);
+
+	long_token[1023] = 'k';
+	long_token[1024] = '\0';
+	setenv("CALLHOOKD_TOKEN", long_token, 1);
+	config_defaults(&cfg);
+	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert_str_eq(err, "CALLHOOKD_TOKEN is longer than 1023 bytes");
+	unsetenv("CALLHOOKD_TOKEN");
+	a = auth_from(none);
+	ck_assert(!auth_requires_token(a));
+	auth_free(a);
+}
+END_TEST
+
 START_TEST(test_cidr_allow)
 {
 	const char *kv[][3] = { { "auth", "allow",
@@ -149,6 +197,14 @@ START_TEST(test_client_address)
 	/* Garbage in the header: keep the proxy's address. */
 	ck_assert_str_eq(client_of(a, &proxy, garbage, 1, NULL, out,
 	    sizeof(out)), "127.0.0.1");
+	/*
+	 * Nor a client's X-Real-IP, passed through by a proxy that writes
+	 * X-Forwarded-For in a form that is no hop, or only trusted hops.
+	 */
+	ck_assert_str_eq(client_of(a, &proxy, (const char *[]){
+	    "6.6.6.6:1234" }, 1, "10.9.9.9", out, sizeof(out)), "127.0.0.1");
+	ck_assert_str_eq(client_of(a, &proxy, (const char *[]){
+	    "10.1.2.3" }, 1, "10.9.9.9", out, sizeof(out)), "127.0.0.1");
 	auth_free(a);
 }
 END_TEST
@@ -501,6 +557,7 @@ auth_suite(void)
 
 	tcase_add_test(unit, test_token_compare);
 	tcase_add_test(unit, test_token_sources);
+	tcase_add_test(unit, test_token_limits);
 	tcase_add_test(unit, test_cidr_allow);
 	tcase_add_test(unit, test_client_address);
 	tcase_add_test(unit, test_forwarded_for_list);
