@@ -52,6 +52,9 @@ enum auth_sig {
 enum auth_sig auth_check_signature(const struct auth *a, const char *id,
 	    const char *timestamp, const char *signatures, const char *body,
 	    size_t len, time_t now);
+/* The part of it the headers decide alone: present, and timely. */
+enum auth_sig auth_signature_headers(const char *id, const char *timestamp,
+	    const char *signatures, time_t now);
 
 /*
  * The peer's address as text in out (IPv4-mapped shown as IPv4). True

@@ -412,18 +412,29 @@ expected_signature(const struct auth *a, const char *id, const char *ts,
 }
 
 enum auth_sig
-auth_check_signature(const struct auth *a, const char *id,
-    const char *timestamp, const char *signatures, const char *body,
-    size_t len, time_t now)
+auth_signature_headers(const char *id, const char *timestamp,
+    const char *signatures, time_t now)
 {
-	char want[64];
-	size_t wl;
-	const char *p;
-
 	if (id == NULL || timestamp == NULL || signatures == NULL)
 		return AUTH_SIG_MISSING;
 	if (!parse_timestamp(timestamp, now))
 		return AUTH_SIG_STALE;
+	return AUTH_SIG_OK;
+}
+
+enum auth_sig
+auth_check_signature(const struct auth *a, const char *id,
+    const char *timestamp, const char *signatures, const char *body,
+    size_t len, time_t now)
+{
+	enum auth_sig rc;
+	char want[64];
+	size_t wl;
+	const char *p;
+
+	if ((rc = auth_signature_headers(id, timestamp, signatures, now)) !=
+	    AUTH_SIG_OK)
+		return rc;
 	if (!expected_signature(a, id, timestamp, body, len, want))
 		return AUTH_SIG_BAD;
 	wl = strlen(want);

@@ -69,6 +69,7 @@ struct http {
 	struct writer		*writer;
 	atomic_bool		 stopping;
 	atomic_int		 in_flight;
+	atomic_size_t		 body_bytes;	/* allocated for bodies */
 	atomic_uint_fast64_t	 next_id;	/* request ids */
 	atomic_uint_fast64_t	 overload_logged[REJECT_REASONS]; /* second */
 	uint64_t		 id_base;	/* start time, tells runs apart */
@@ -86,10 +87,14 @@ struct origin {
  * 0.9.75 cannot queue a response before the body is read, so the rest is
  * discarded (not buffered) and the 413 sent at its end; a client that
  * sends more than TOO_BIG_SLACK beyond the cap has its connection closed.
+ * REQ_NO_ROOM: the same for a streamed body that would pass the memory
+ * for bodies (body_reserve), answered 503.
  */
-enum req_state { REQ_RECEIVING, REQ_TOO_BIG, REQ_HELD, REQ_ANSWERED };
+enum req_state { REQ_RECEIVING, REQ_TOO_BIG, REQ_NO_ROOM, REQ_HELD,
+	REQ_ANSWERED };
 
 #define TOO_BIG_SLACK	(256 * 1024)
+#define NO_ROOM		"too many request bodies being received, retry later"
 
 struct request {
 	struct http		*http;
@@ -99,7 +104,8 @@ struct request {
 	char			*body;
 	size_t			 len;
 	size_t			 cap;
-	size_t			 discarded;	/* REQ_TOO_BIG */
+	size_t			 reserved;	/* of http's body_bytes */
+	size_t			 discarded;	/* REQ_TOO_BIG, REQ_NO_ROOM */
 	struct ticket		*ticket;
 	int			 push_rc;
 	char			 call_sid[80];
@@ -492,7 +498,7 @@ settings_sweep(struct settings *from)
 
 static struct request *
 request_new(struct http *h, struct MHD_Connection *conn,
-    struct settings *set, long long clen)
+    struct settings *set)
 {
 	struct request *req;
 
@@ -502,16 +508,82 @@ request_new(struct http *h, struct MHD_Connection *conn,
 	req->conn = conn;
 	req->set = set;
 	origin_of(h, set, conn, &req->from);
-	if (clen > 0) {
-		req->cap = (size_t)clen;
-		if ((req->body = malloc(req->cap)) == NULL) {
-			free(req);
-			return NULL;
-		}
-	}
 	set->users++;
 	atomic_fetch_add(&h->in_flight, 1);
 	return req;
+}
+
+/*
+ * Bodies being received take memory a client chooses: up to max_body on
+ * each of max_connections, gigabytes by default. They share a budget
+ * like the queue's, four times max_body and at least 16 MB; a body that
+ * would pass it is answered 503, to be sent again.
+ */
+static bool
+body_reserve(struct request *req, size_t n)
+{
+	struct http *h = req->http;
+	size_t floor = (size_t)16 << 20, max = req->set->cfg.max_body;
+	size_t budget = max > floor / 4 ? max * 4 : floor;
+
+	if (atomic_fetch_add(&h->body_bytes, n) + n > budget) {
+		atomic_fetch_sub(&h->body_bytes, n);
+		return false;
+	}
+	req->reserved += n;
+	return true;
+}
+
+static void
+body_free(struct request *req)
+{
+	free(req->body);
+	req->body = NULL;
+	atomic_fetch_sub(&req->http->body_bytes, req->reserved);
+	req->reserved = 0;
+}
+
+static bool
+signature_said(enum auth_sig rc, char *msg, size_t len)
+{
+	switch (rc) {
+	case AUTH_SIG_OK:
+		return true;
+	case AUTH_SIG_MISSING:
+		snprintf(msg, len, "webhook-id, webhook-timestamp and "
+		    "webhook-signature are required");
+		return false;
+	case AUTH_SIG_STALE:
+		snprintf(msg, len, "webhook-timestamp is missing or more "
+		    "than 5 minutes away");
+		return false;
+	default:
+		snprintf(msg, len, "bad signature");
+		return false;
+	}
+}
+
+/* Standard Webhooks headers, checked over the raw body. */
+static bool
+signature_ok(struct request *req, char *msg, size_t len)
+{
+	struct MHD_Connection *c = req->conn;
+
+	return signature_said(auth_check_signature(req->set->auth,
+	    header(c, "webhook-id"), header(c, "webhook-timestamp"),
+	    header(c, "webhook-signature"), req->body ? req->body : "",
+	    req->len, time(NULL)), msg, len);
+}
+
+/* What the headers alone decide of it: checked before the body is read. */
+static bool
+signature_headers_ok(struct request *req, char *msg, size_t len)
+{
+	struct MHD_Connection *c = req->conn;
+
+	return signature_said(auth_signature_headers(header(c, "webhook-id"),
+	    header(c, "webhook-timestamp"), header(c, "webhook-signature"),
+	    time(NULL)), msg, len);
 }
 
 /*
@@ -526,9 +598,9 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 	const char *te = header(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	long long clen = content_length(conn);
 	struct request *req;
+	char msg[MSG_MAX];
 
-	if ((req = request_new(h, conn, set, clen <= (long long)
-	    set->cfg.max_body ? clen : 0)) == NULL)
+	if ((req = request_new(h, conn, set)) == NULL)
 		return MHD_NO;
 	*con_cls = req;
 	if (!auth_allowed(set->auth, req->from.remote))
@@ -551,6 +623,16 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 	if (clen > (long long)set->cfg.max_body)
 		return refuse(req, MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE,
 		    "body exceeds max_body");
+	/* Before the body is read: no signature, no memory for it. */
+	if (auth_requires_signature(set->auth) && !signature_headers_ok(req,
+	    msg, sizeof(msg)))
+		return refuse(req, MHD_HTTP_UNAUTHORIZED, REJECT_SIGNATURE, msg);
+	if (clen > 0 && !body_reserve(req, (size_t)clen))
+		return refuse(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    REJECT_QUEUE_FULL, NO_ROOM);
+	if (clen > 0 && (req->body = malloc((size_t)clen)) == NULL)
+		return MHD_NO;
+	req->cap = clen > 0 ? (size_t)clen : 0;
 	return MHD_YES;
 }
 
@@ -610,13 +692,18 @@ begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
 static enum MHD_Result
 discard_body(struct request *req, size_t *size)
 {
+	size_t limit = req->state == REQ_TOO_BIG ? TOO_BIG_SLACK :
+	    req->set->cfg.max_body;
+
 	req->discarded += *size;
 	*size = 0;
-	if (req->discarded > TOO_BIG_SLACK) {
+	if (req->discarded > limit) {
+		if (req->state == REQ_TOO_BIG)
+			note_reject(req->http, &req->from,
+			    MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE,
+			    "body exceeds max_body (connection closed)",
+			    req->body, req->len);
 		req->state = REQ_ANSWERED;
-		note_reject(req->http, &req->from, MHD_HTTP_CONTENT_TOO_LARGE,
-		    REJECT_TOO_LARGE, "body exceeds max_body (connection "
-		    "closed)", req->body, req->len);
 		return MHD_NO;
 	}
 	return MHD_YES;
@@ -640,6 +727,10 @@ receive_body(struct request *req, const char *data, size_t *size)
 			cap *= 2;
 		if (cap > max)
 			cap = max;
+		if (!body_reserve(req, cap - req->cap)) {
+			req->state = REQ_NO_ROOM;
+			return discard_body(req, size);
+		}
 		if ((p = realloc(req->body, cap)) == NULL)
 			return MHD_NO;
 		req->body = p;
@@ -768,31 +859,6 @@ enqueue(struct request *req, struct event *ev)
 	return answer_stored(req);
 }
 
-/* Standard Webhooks headers, checked over the raw body. */
-static bool
-signature_ok(struct request *req, char *msg, size_t len)
-{
-	struct MHD_Connection *c = req->conn;
-
-	switch (auth_check_signature(req->set->auth, header(c, "webhook-id"),
-	    header(c, "webhook-timestamp"), header(c, "webhook-signature"),
-	    req->body ? req->body : "", req->len, time(NULL))) {
-	case AUTH_SIG_OK:
-		return true;
-	case AUTH_SIG_MISSING:
-		snprintf(msg, len, "webhook-id, webhook-timestamp and "
-		    "webhook-signature are required");
-		return false;
-	case AUTH_SIG_STALE:
-		snprintf(msg, len, "webhook-timestamp is missing or more "
-		    "than 5 minutes away");
-		return false;
-	default:
-		snprintf(msg, len, "bad signature");
-		return false;
-	}
-}
-
 static enum MHD_Result
 finish_body(struct request *req)
 {
@@ -821,8 +887,7 @@ finish_body(struct request *req)
 		return refuse(req, MHD_HTTP_BAD_REQUEST, e ==
 		    EVENT_UNKNOWN_TYPE ? REJECT_UNKNOWN_EVENT : REJECT_INVALID,
 		    msg);
-	free(req->body);
-	req->body = NULL;
+	body_free(req);
 	if (ev->type_mismatches > 0)
 		atomic_fetch_add(&h->metrics->type_mismatches,
 		    ev->type_mismatches);
@@ -854,6 +919,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			return discard_body(req, upload_size);
 		return refuse(req, MHD_HTTP_CONTENT_TOO_LARGE,
 		    REJECT_TOO_LARGE, "body exceeds max_body");
+	case REQ_NO_ROOM:
+		if (*upload_size > 0)
+			return discard_body(req, upload_size);
+		return refuse(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    REJECT_QUEUE_FULL, NO_ROOM);
 	default:
 		break;
 	}
@@ -880,7 +950,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	cur = atomic_load(&h->settings);
 	if (--req->set->users == 0 && req->set != cur)
 		settings_sweep(cur);
-	free(req->body);
+	body_free(req);
 	free(req);
 	*con_cls = NULL;
 	atomic_fetch_sub(&h->in_flight, 1);

@@ -430,6 +430,28 @@ START_TEST(test_token_e2e)
 }
 END_TEST
 
+/*
+ * Without its signature headers a body is refused before it is read, or
+ * anyone could make the daemon hold max_body for each connection: with
+ * Expect: 100-continue, 401 comes instead of "100 Continue".
+ */
+static void
+expect_unsigned_refused_unread(void)
+{
+	char req[256];
+	struct reply r;
+
+	snprintf(req, sizeof(req), "POST " PATH " HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Type: application/json\r\nContent-Length: 4000000\r\n"
+	    "Expect: 100-continue\r\n\r\n");
+	ck_assert_int_eq(tu_raw_timeout(d.port, req, strlen(req), 0, 2000,
+	    &r), 0);
+	ck_assert_int_eq(r.status, 401);
+	ck_assert_ptr_nonnull(strstr(r.body, "webhook-signature are "
+	    "required"));
+	tu_reply_free(&r);
+}
+
 START_TEST(test_signature_e2e)
 {
 	char *b = body_with_sid("sig-1"), sig[128], hdr[512];
@@ -450,6 +472,7 @@ START_TEST(test_signature_e2e)
 	    "%ld\r\nwebhook-signature: %s\r\n", now, sig);
 	ck_assert_int_eq(post("", hdr, b), 200);
 	ck_assert(stored("sig-1", NULL));
+	expect_unsigned_refused_unread();
 	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
 	free(b);
 }

@@ -431,6 +431,78 @@ START_TEST(test_enqueue_mode_and_health)
 }
 END_TEST
 
+/* A call_ended body for sid with pad bytes of transcription. */
+static char *
+padded_body(const char *sid, size_t pad)
+{
+	char *s, *text = malloc(pad + 1);
+
+	ck_assert_ptr_nonnull(text);
+	memset(text, 'a', pad);
+	text[pad] = '\0';
+	ck_assert_int_ge(asprintf(&s, "{\"event\":\"call_ended\",\"data\":"
+	    "{\"callSid\":\"%s\",\"transcription\":\"%s\"}}", sid, text), 0);
+	free(text);
+	return s;
+}
+
+/*
+ * Bodies being received share one memory budget (16 MB with max_body =
+ * 1M): sixteen 1 MB bodies held half sent fill it, a seventeenth is
+ * answered 503 at once, and once they go a post gets 200 again.
+ */
+START_TEST(test_bodies_bounded)
+{
+	int fds[16];
+	char head[256], big[256], *small = padded_body("after-bodies", 10);
+	struct reply r;
+	bool refused = false;
+	size_t n;
+
+	start_or_fail("[http]\nmax_body = 1M\n");
+	n = (size_t)snprintf(head, sizeof(head), "POST " PATH " HTTP/1.1\r\n"
+	    "Host: x\r\nContent-Type: application/json\r\n"
+	    "Content-Length: 1048576\r\n\r\n{\"event\"");
+	for (int i = 0; i < 16; i++) {
+		ck_assert_int_ge(fds[i] = tu_connect(d.port), 0);
+		ck_assert(write(fds[i], head, n) == (ssize_t)n);
+	}
+	/*
+	 * Until the daemon has read all sixteen heads, a seventeenth fits,
+	 * and gets "100 Continue"; then it is refused before its body.
+	 */
+	n = (size_t)snprintf(big, sizeof(big), "POST " PATH " HTTP/1.1\r\n"
+	    "Host: x\r\nContent-Type: application/json\r\n"
+	    "Content-Length: 1048576\r\nExpect: 100-continue\r\n\r\n");
+	for (int i = 0; i < 100 && !refused; i++) {
+		ck_assert_int_eq(tu_raw_timeout(d.port, big, n, 0, 500, &r),
+		    0);
+		refused = r.status == 503;
+		if (refused)
+			ck_assert_ptr_nonnull(strstr(r.body, "too many request "
+			    "bodies being received, retry later"));
+		tu_reply_free(&r);
+		if (!refused)
+			tu_sleep_ms(20);
+	}
+	ck_assert(refused);
+	for (int i = 0; i < 16; i++)
+		close(fds[i]);
+	for (int i = 0; i < 100; i++) {
+		ck_assert_int_eq(tu_post_conn(d.port, PATH, small,
+		    strlen(small), &r), 0);
+		refused = r.status == 503;
+		tu_reply_free(&r);
+		if (!refused)
+			break;
+		tu_sleep_ms(20);
+	}
+	ck_assert(!refused);
+	stop_clean();
+	free(small);
+}
+END_TEST
+
 START_TEST(test_command_line)
 {
 	char cmd[1024];
@@ -729,6 +801,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_lenient_and_strict);
 	tcase_add_test(tc, test_enqueue_mode_and_health);
+	tcase_add_test(tc, test_bodies_bounded);
 	tcase_add_test(tc, test_command_line);
 	tcase_add_test(tc, test_unix_socket_in_use);
 	tcase_add_test(tc, test_reloads_bounded);
