@@ -71,7 +71,8 @@ struct http {
 	atomic_int		 in_flight;
 	atomic_size_t		 body_bytes;	/* allocated for bodies */
 	atomic_uint_fast64_t	 next_id;	/* request ids */
-	atomic_uint_fast64_t	 overload_logged[REJECT_REASONS]; /* second */
+	atomic_uint_fast64_t	 refusals_logged[REJECT_REASONS]; /* see
+						   log_refusal() */
 	uint64_t		 id_base;	/* start time, tells runs apart */
 	struct MHD_Response	*received;	/* the shared 200 */
 };
@@ -94,6 +95,7 @@ enum req_state { REQ_RECEIVING, REQ_TOO_BIG, REQ_NO_ROOM, REQ_HELD,
 	REQ_ANSWERED };
 
 #define TOO_BIG_SLACK	(256 * 1024)
+#define LOG_REFUSALS_MAX 10	/* log lines a second, for each reason */
 #define NO_ROOM		"too many request bodies being received, retry later"
 
 struct request {
@@ -252,19 +254,27 @@ overload(enum reject_reason why)
 }
 
 /*
- * At most one log line a second for each overload reason: thousands of
- * identical lines a second would cost the receiver more than the
- * requests. /metrics still counts every one.
+ * At most one log line a second for each overload reason, and ten for
+ * each other: thousands of identical lines a second would cost the
+ * receiver more than the requests, and let any client flood the journal.
+ * /metrics and the rejects table still count every one.
  */
 static bool
-log_overload(struct http *h, enum reject_reason why)
+log_refusal(struct http *h, enum reject_reason why)
 {
-	uint64_t now = now_mono_ns() / 1000000000ULL;
-	uint64_t last = atomic_load_explicit(&h->overload_logged[why],
-	    memory_order_relaxed);
+	uint64_t second = now_mono_ns() / 1000000000ULL;
+	uint64_t max = overload(why) ? 1 : LOG_REFUSALS_MAX;
+	uint64_t old = atomic_load_explicit(&h->refusals_logged[why],
+	    memory_order_relaxed), n;
 
-	return last != now && atomic_compare_exchange_strong(
-	    &h->overload_logged[why], &last, now);
+	/* The second in the high bits, the lines logged in it below. */
+	do {
+		n = old >> 16 == second ? (old & 0xffff) + 1 : 1;
+		if (n > max)
+			return false;
+	} while (!atomic_compare_exchange_weak(&h->refusals_logged[why],
+	    &old, second << 16 | n));
+	return true;
 }
 
 /*
@@ -284,7 +294,7 @@ note_reject(struct http *h, const struct origin *o, unsigned status,
 	    "status", code, "reason", reason, NULL, NULL };
 
 	snprintf(code, sizeof(code), "%u", status);
-	if (!overload(why) || log_overload(h, why)) {
+	if (log_refusal(h, why)) {
 		fields[1] = request_id(h, o, id, sizeof(id));
 		log_fields(LOG_WARN, "refused request", fields);
 	}

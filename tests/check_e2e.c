@@ -431,6 +431,38 @@ START_TEST(test_enqueue_mode_and_health)
 }
 END_TEST
 
+/*
+ * A flood of refusals (404s here) is logged at ten lines a second at most,
+ * so no client controls the journal's volume; each one still has its
+ * row in rejects and its count in /metrics.
+ */
+START_TEST(test_refusals_log_bounded)
+{
+	struct reply r;
+	char *log;
+	int lines = 0;
+	long long t0;
+
+	start_or_fail(NULL);
+	t0 = tu_now_ms();
+	for (int i = 0; i < 60; i++) {
+		ck_assert_int_eq(tu_post(d.port, "/nope", JSON, "{}", 2, &r), 0);
+		ck_assert_int_eq(r.status, 404);
+		tu_reply_free(&r);
+	}
+	ck_assert_int_eq(tu_metric(d.port,
+	    "callhookd_rejects_total{reason=\"not_found\"}"), 60);
+	stop_clean();
+	ck_assert_ptr_nonnull(log = tu_read_file(d.log, NULL));
+	for (char *p = log; (p = strstr(p, "refused request")) != NULL; p++)
+		lines++;
+	free(log);
+	ck_assert_int_ge(lines, 10);
+	ck_assert_int_le(lines, 10 * (int)((tu_now_ms() - t0) / 1000 + 2));
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects%s", ""), 60);
+}
+END_TEST
+
 /* A call_ended body for sid with pad bytes of transcription. */
 static char *
 padded_body(const char *sid, size_t pad)
@@ -802,6 +834,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_lenient_and_strict);
 	tcase_add_test(tc, test_enqueue_mode_and_health);
 	tcase_add_test(tc, test_bodies_bounded);
+	tcase_add_test(tc, test_refusals_log_bounded);
 	tcase_add_test(tc, test_command_line);
 	tcase_add_test(tc, test_unix_socket_in_use);
 	tcase_add_test(tc, test_reloads_bounded);
