@@ -80,6 +80,7 @@ static int
 cidr_parse(const char *s, struct cidr *c)
 {
 	char buf[INET6_ADDRSTRLEN + 8], *slash;
+	bool mapped;
 	int max;
 
 	if (strlen(s) >= sizeof(buf))
@@ -89,15 +90,18 @@ cidr_parse(const char *s, struct cidr *c)
 		*slash++ = '\0';
 	if (addr_parse(buf, &c->family, c->addr) != 0)
 		return -EINVAL;
-	max = c->family == AF_INET ? 32 : 128;
-	c->prefix = max;
+	/* ::ffff:a.b.c.d is kept as IPv4: its prefix counts 96 bits more. */
+	mapped = c->family == AF_INET && strchr(buf, ':') != NULL;
+	max = c->family == AF_INET && !mapped ? 32 : 128;
+	c->prefix = c->family == AF_INET ? 32 : 128;
 	if (slash != NULL) {
 		char *end;
 		long p = strtol(slash, &end, 10);
 
-		if (*slash == '\0' || *end != '\0' || p < 0 || p > max)
+		if (*slash == '\0' || *end != '\0' || p < 0 || p > max ||
+		    (mapped && p < 96))
 			return -EINVAL;
-		c->prefix = (int)p;
+		c->prefix = (int)(mapped ? p - 96 : p);
 	}
 	return 0;
 }

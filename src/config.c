@@ -235,8 +235,12 @@ valid_cidr(const char *s, size_t len)
 		return 0;
 	if (slash == NULL)
 		return 1;
-	return parse_uint(slash + 1, len - alen - 1, af == AF_INET ? 32 : 128,
-	    &prefix) == 0;
+	if (parse_uint(slash + 1, len - alen - 1, af == AF_INET ? 32 : 128,
+	    &prefix) != 0)
+		return 0;
+	/* Kept as IPv4 (auth.c): a prefix must not reach above the mapping. */
+	return af == AF_INET || prefix >= 96 ||
+	    !IN6_IS_ADDR_V4MAPPED((struct in6_addr *)(void *)buf);
 }
 
 /* A comma-separated list; the message quotes the entry that is wrong. */

@@ -165,6 +165,26 @@ START_TEST(test_cidr_allow)
 }
 END_TEST
 
+/* An IPv4-mapped CIDR's prefix counts its 96 bits of mapping. */
+START_TEST(test_cidr_mapped)
+{
+	const char *kv[][3] = { { "auth", "allow", "::ffff:10.0.0.0/104" },
+	    { NULL } };
+	struct auth *a = auth_from(kv);
+	struct config cfg;
+	char err[256];
+
+	ck_assert(auth_allowed(a, "10.255.1.2"));
+	ck_assert(auth_allowed(a, "::ffff:10.0.0.9"));
+	ck_assert(!auth_allowed(a, "11.0.0.1"));
+	auth_free(a);
+	config_defaults(&cfg);
+	ck_assert_int_ne(config_set(&cfg, "auth", "allow",
+	    "::ffff:10.0.0.0/8", err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(strstr(err, "is not a CIDR"));
+}
+END_TEST
+
 /* The client's address as http.c finds it. */
 static const char *
 client_of(const struct auth *a, struct sockaddr_in *peer,
@@ -582,6 +602,7 @@ auth_suite(void)
 	tcase_add_test(unit, test_token_sources);
 	tcase_add_test(unit, test_token_limits);
 	tcase_add_test(unit, test_cidr_allow);
+	tcase_add_test(unit, test_cidr_mapped);
 	tcase_add_test(unit, test_client_address);
 	tcase_add_test(unit, test_forwarded_for_list);
 	tcase_add_test(unit, test_signature_unit);
