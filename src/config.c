@@ -191,11 +191,16 @@ set_listen(struct config *cfg, const struct key *k, const char *value,
 	return set_str(cfg, k, value, err, errlen);
 }
 
-/* Characters that can never be part of a request's path. */
+/*
+ * Characters that can never be part of a request's path, as libmicrohttpd
+ * gives it (decoded: a '%' here could never match), and the paths the
+ * daemon answers itself.
+ */
 static int
 valid_path(const char *s)
 {
-	if (s[0] != '/')
+	if (s[0] != '/' || strcmp(s, "/healthz") == 0 ||
+	    strcmp(s, "/metrics") == 0 || strchr(s, '%') != NULL)
 		return 0;
 	for (; *s != '\0'; s++)
 		if (*s == '?' || *s == '#' || isspace((unsigned char)*s) ||
@@ -465,7 +470,8 @@ static const struct key keys[] = {
 	{ "http", "listen", set_listen,
 	    "HOST:PORT, [IPV6]:PORT or unix:/PATH", F(listen), 0, 0, 0 },
 	{ "http", "path", set_path,
-	    "an absolute URL path such as /webhook/call-webhook",
+	    "an absolute URL path such as /webhook/call-webhook (not "
+	    "/healthz or /metrics, no %, ?, # or space)",
 	    F(path), 0, 0, 0 },
 	{ "http", "max_body", set_size,
 	    "a size from 1K to 1G (e.g. 512K, 4M)",

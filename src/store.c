@@ -928,8 +928,10 @@ store_open_checkpointer(struct store **out, struct store *of, char *err,
 	*out = NULL;
 	/* NULL or "" for a database in memory: nothing to checkpoint. */
 	opt.path = sqlite3_db_filename(of->db, "main");
-	if (opt.path == NULL || opt.path[0] == '\0')
+	if (opt.path == NULL || opt.path[0] == '\0') {
+		seterr(err, errlen, "the database is in memory");
 		return -EINVAL;
+	}
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return -ENOMEM;
 	if ((error = open_db(st, &opt)) != 0)

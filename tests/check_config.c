@@ -309,6 +309,11 @@ START_TEST(test_bad_path)
 	expect_one_error("[http]\npath = webhook\n", 2,
 	    "[http] path: \"webhook\" is not an absolute URL path");
 	expect_one_error("[http]\npath = /a?b\n", 2, "\"/a?b\"");
+	/* Requests are compared decoded, and these the daemon answers. */
+	expect_one_error("[http]\npath = /a%20b\n", 2, "\"/a%20b\" is not");
+	expect_one_error("[http]\npath = /healthz\n", 2, "not /healthz or "
+	    "/metrics");
+	expect_one_error("[http]\npath = /metrics\n", 2, "\"/metrics\"");
 }
 END_TEST
 
