@@ -603,6 +603,7 @@ struct loader {
 	int		 errors;
 	int		 read_errno;	/* set when a read failed */
 	int		 skip_section;	/* bad [section], reported once */
+	int		 set_on[NITEMS(keys)];	/* the line of each key, or 0 */
 };
 
 static void
@@ -749,6 +750,32 @@ loader_read(char *str, int num, void *stream)
 	return str;
 }
 
+/*
+ * A key set twice in the file: the later line would win unseen, say a
+ * database path overridden forty lines down. An error, as an unknown key
+ * is; a key config_set() does not know is left to it.
+ */
+static bool
+set_twice(struct loader *ld, const char *section, const char *name)
+{
+	char msg[ERR_MAX];
+
+	for (size_t i = 0; i < NITEMS(keys); i++) {
+		if (strcmp(keys[i].section, section) != 0 ||
+		    strcmp(keys[i].name, name) != 0)
+			continue;
+		if (ld->set_on[i] == 0) {
+			ld->set_on[i] = ld->line;
+			return false;
+		}
+		snprintf(msg, sizeof(msg), "[%s] %s: set again (first on line "
+		    "%d); keep one", section, name, ld->set_on[i]);
+		loader_error(ld, msg);
+		return true;
+	}
+	return false;
+}
+
 static int
 loader_pair(void *user, const char *section, const char *name,
     const char *value)
@@ -757,7 +784,7 @@ loader_pair(void *user, const char *section, const char *name,
 	char msg[ERR_MAX];
 	bool valid;
 
-	if (ld->skip_section)
+	if (ld->skip_section || set_twice(ld, section, name))
 		return 1;
 	valid = config_validate(ld->cfg, msg, sizeof(msg)) == 0;
 	if (config_set(ld->cfg, section, name, value, msg, sizeof(msg)) != 0)

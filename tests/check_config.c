@@ -517,7 +517,7 @@ START_TEST(test_empty_values)
 	struct config cfg;
 	struct errs e;
 
-	ck_assert_int_eq(load_text("[auth]\ntoken = t\ntoken =\nallow =\n"
+	ck_assert_int_eq(load_text("[auth]\ntoken =\nallow =\n"
 	    "hmac_secret=\n", &cfg, &e), 0);
 	ck_assert_str_eq(cfg.token, "");
 	expect_one_error("[store]\nqueue =\n", 2,
@@ -543,7 +543,19 @@ START_TEST(test_validate)
 	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
 	/* In a file, at the line of the second, and once. */
 	expect_one_error("[auth]\ntoken = t\n\ntoken_file = /x\n"
-	    "allow = 10.0.0.0/8\ntoken = u\n", 4, "token and token_file");
+	    "allow = 10.0.0.0/8\nhmac_secret = s\n", 4,
+	    "token and token_file");
+}
+END_TEST
+
+/* A key set twice: the second would win unseen. */
+START_TEST(test_set_twice)
+{
+	expect_one_error("[store]\ndatabase = /var/lib/callhookd/calls.db\n"
+	    "queue = 5\n[http]\n[store]\ndatabase = calls.db\n", 6,
+	    "[store] database: set again (first on line 2); keep one");
+	expect_one_error("[auth]\ntoken = t\ntoken =\n", 3,
+	    "[auth] token: set again (first on line 2)");
 }
 END_TEST
 
@@ -684,6 +696,7 @@ config_suite(void)
 	tcase_add_test(tc, test_set_overrides);
 	tcase_add_test(tc, test_empty_values);
 	tcase_add_test(tc, test_validate);
+	tcase_add_test(tc, test_set_twice);
 	tcase_add_test(tc, test_parse_size);
 	tcase_add_test(tc, test_parse_duration);
 	tcase_add_test(tc, test_example_file);
