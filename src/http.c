@@ -459,6 +459,31 @@ content_length_conflicts(struct MHD_Connection *conn)
 	return first != NULL && first[0] == '\0';
 }
 
+static enum MHD_Result
+count_codings(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	(void)kind;
+	(void)value;
+	if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+		(*(int *)cls)++;
+	return MHD_YES;
+}
+
+/*
+ * Transfer-Encoding on more than one line: libmicrohttpd and this file
+ * read the first, a proxy in front may join them ("chunked, gzip") and
+ * frame the body otherwise, the stuff of request smuggling.
+ */
+static bool
+codings_repeated(struct MHD_Connection *conn)
+{
+	int n = 0;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, count_codings, &n);
+	return n > 1;
+}
+
 /* Content-Length, or -1 when absent (chunked). */
 static long long
 content_length(struct MHD_Connection *conn)
@@ -623,6 +648,9 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 	if (content_length_conflicts(conn))
 		return refuse(req, MHD_HTTP_BAD_REQUEST, REJECT_INVALID,
 		    "conflicting Content-Length headers");
+	if (te != NULL && codings_repeated(conn))
+		return refuse(req, MHD_HTTP_BAD_REQUEST, REJECT_INVALID,
+		    "Transfer-Encoding given more than once");
 	/* libmicrohttpd would wait for the end of any other coding. */
 	if (te != NULL && strcasecmp(te, "chunked") != 0)
 		return refuse(req, MHD_HTTP_NOT_IMPLEMENTED, REJECT_INVALID,

@@ -407,6 +407,10 @@ add(200, "long-transcription-escapes", post(lambda sid: full(
 add(400, "long-transcription-bad-escape", post(lambda sid: full(
     sid, transcription=LONG).replace(b"\\b", b"\\x", 1)))
 
+# --- two Transfer-Encoding lines: a proxy may join them and frame otherwise
+add(400, "transfer-encoding-twice", lambda sid: chunked(
+    [minimal(sid)], headers=b"Transfer-Encoding: gzip\r\n"))
+
 
 def main():
     for name in os.listdir(HERE):
