@@ -35,6 +35,8 @@ enum reject_reason {
 	REJECT_STORE_BUSY,
 	REJECT_STORE_FAILED,
 	REJECT_SHUTTING_DOWN,
+	REJECT_BODIES_FULL,	/* the memory for bodies being received */
+	REJECT_TOO_SLOW,	/* a body not in within 2 x timeout */
 	REJECT_REASONS
 };
 

@@ -88,8 +88,9 @@ struct origin {
  * 0.9.75 cannot queue a response before the body is read, so the rest is
  * discarded (not buffered) and the 413 sent at its end; a client that
  * sends more than TOO_BIG_SLACK beyond the cap has its connection closed.
- * REQ_NO_ROOM: the same for a streamed body that would pass the memory
- * for bodies (body_reserve), answered 503.
+ * REQ_NO_ROOM: a body that would pass the memory for bodies being
+ * received (body_reserve) is discarded the same way and answered 503, or
+ * 413 once it passes max_body too.
  */
 enum req_state { REQ_RECEIVING, REQ_TOO_BIG, REQ_NO_ROOM, REQ_HELD,
 	REQ_ANSWERED };
@@ -107,7 +108,8 @@ struct request {
 	size_t			 len;
 	size_t			 cap;
 	size_t			 reserved;	/* of http's body_bytes */
-	size_t			 discarded;	/* REQ_TOO_BIG, REQ_NO_ROOM */
+	size_t			 received;	/* kept or discarded */
+	uint64_t		 started_ns;	/* the headers, read */
 	struct ticket		*ticket;
 	int			 push_rc;
 	char			 call_sid[80];
@@ -250,7 +252,7 @@ static bool
 overload(enum reject_reason why)
 {
 	return why == REJECT_QUEUE_FULL || why == REJECT_STORE_BUSY ||
-	    why == REJECT_SHUTTING_DOWN;
+	    why == REJECT_SHUTTING_DOWN || why == REJECT_BODIES_FULL;
 }
 
 /*
@@ -543,6 +545,7 @@ request_new(struct http *h, struct MHD_Connection *conn,
 	req->conn = conn;
 	req->set = set;
 	origin_of(h, set, conn, &req->from);
+	req->started_ns = now_mono_ns();
 	set->users++;
 	atomic_fetch_add(&h->in_flight, 1);
 	return req;
@@ -550,23 +553,58 @@ request_new(struct http *h, struct MHD_Connection *conn,
 
 /*
  * Bodies being received take memory a client chooses: up to max_body on
- * each of max_connections, gigabytes by default. They share a budget
- * like the queue's, four times max_body and at least 16 MB; a body that
- * would pass it is answered 503, to be sent again.
+ * each of max_connections, gigabytes by default. The bytes received
+ * share a budget like the queue's, four times max_body and at least
+ * 16 MB; a body that would pass it is answered 503, to be sent again.
+ * Counted as they arrive, not by Content-Length, so that holding the
+ * budget costs its bytes, and for a limited time (check_deadline).
  */
+static size_t
+body_budget(const struct request *req)
+{
+	size_t floor = (size_t)16 << 20, max = req->set->cfg.max_body;
+
+	return max > floor / 4 ? max * 4 : floor;
+}
+
+static bool
+body_room(const struct request *req, size_t n)
+{
+	return atomic_load(&req->http->body_bytes) + n <= body_budget(req);
+}
+
 static bool
 body_reserve(struct request *req, size_t n)
 {
 	struct http *h = req->http;
-	size_t floor = (size_t)16 << 20, max = req->set->cfg.max_body;
-	size_t budget = max > floor / 4 ? max * 4 : floor;
 
-	if (atomic_fetch_add(&h->body_bytes, n) + n > budget) {
+	if (atomic_fetch_add(&h->body_bytes, n) + n > body_budget(req)) {
 		atomic_fetch_sub(&h->body_bytes, n);
 		return false;
 	}
 	req->reserved += n;
 	return true;
+}
+
+/*
+ * Refused for room: keep only what the rejects row shows, and give the
+ * rest of the memory back at once.
+ */
+static void
+body_refused(struct request *req)
+{
+	size_t keep = req->len < STORE_REJECT_BODY ? req->len :
+	    STORE_REJECT_BODY;
+	char *p;
+
+	req->state = REQ_NO_ROOM;
+	if (keep > 0 && (p = realloc(req->body, keep)) != NULL) {
+		req->body = p;
+		req->cap = keep;
+	}
+	req->len = keep;
+	atomic_fetch_sub(&req->http->body_bytes, req->reserved - keep);
+	req->reserved = keep;
 }
 
 static void
@@ -665,9 +703,9 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 	if (auth_requires_signature(set->auth) && !signature_headers_ok(req,
 	    msg, sizeof(msg)))
 		return refuse(req, MHD_HTTP_UNAUTHORIZED, REJECT_SIGNATURE, msg);
-	if (clen > 0 && !body_reserve(req, (size_t)clen))
+	if (clen > 0 && !body_room(req, (size_t)clen))
 		return refuse(req, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    REJECT_QUEUE_FULL, NO_ROOM);
+		    REJECT_BODIES_FULL, NO_ROOM);
 	if (clen > 0 && (req->body = malloc((size_t)clen)) == NULL)
 		return MHD_NO;
 	req->cap = clen > 0 ? (size_t)clen : 0;
@@ -730,21 +768,44 @@ begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
 static enum MHD_Result
 discard_body(struct request *req, size_t *size)
 {
-	size_t limit = req->state == REQ_TOO_BIG ? TOO_BIG_SLACK :
-	    req->set->cfg.max_body;
+	size_t max = req->set->cfg.max_body;
 
-	req->discarded += *size;
+	req->received += *size;
 	*size = 0;
-	if (req->discarded > limit) {
-		if (req->state == REQ_TOO_BIG)
-			note_reject(req->http, &req->from,
-			    MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE,
-			    "body exceeds max_body (connection closed)",
-			    req->body, req->len);
+	/* Never to be taken, whatever the room: 413, not "retry". */
+	if (req->state == REQ_NO_ROOM && req->received > max)
+		req->state = REQ_TOO_BIG;
+	if (req->state == REQ_TOO_BIG &&
+	    req->received - max > TOO_BIG_SLACK) {
+		note_reject(req->http, &req->from, MHD_HTTP_CONTENT_TOO_LARGE,
+		    REJECT_TOO_LARGE, "body exceeds max_body (connection "
+		    "closed)", req->body, req->len);
 		req->state = REQ_ANSWERED;
 		return MHD_NO;
 	}
 	return MHD_YES;
+}
+
+/*
+ * A body must be in within twice the idle timeout of its headers (60 s
+ * by default): that timeout starts again at every byte, so a trickle
+ * would keep its memory and its connection for ever. Its connection is
+ * closed.
+ */
+static enum MHD_Result
+check_deadline(struct request *req)
+{
+	uint64_t limit_ms = 2 * (uint64_t)req->set->cfg.timeout_ms;
+	char why[80];
+
+	if (now_mono_ns() - req->started_ns <= limit_ms * 1000000)
+		return MHD_YES;
+	snprintf(why, sizeof(why), "body not received within %llu s "
+	    "(connection closed)", (unsigned long long)(limit_ms / 1000));
+	note_reject(req->http, &req->from, MHD_HTTP_REQUEST_TIMEOUT,
+	    REJECT_TOO_SLOW, why, req->body, req->len);
+	req->state = REQ_ANSWERED;
+	return MHD_NO;
 }
 
 static enum MHD_Result
@@ -756,6 +817,10 @@ receive_body(struct request *req, const char *data, size_t *size)
 		req->state = REQ_TOO_BIG;
 		return discard_body(req, size);
 	}
+	if (!body_reserve(req, *size)) {
+		body_refused(req);
+		return discard_body(req, size);
+	}
 	if (need > req->cap) {
 		size_t cap = req->cap < FIRST_BODY_CAP ? FIRST_BODY_CAP :
 		    req->cap;
@@ -765,10 +830,6 @@ receive_body(struct request *req, const char *data, size_t *size)
 			cap *= 2;
 		if (cap > max)
 			cap = max;
-		if (!body_reserve(req, cap - req->cap)) {
-			req->state = REQ_NO_ROOM;
-			return discard_body(req, size);
-		}
 		if ((p = realloc(req->body, cap)) == NULL)
 			return MHD_NO;
 		req->body = p;
@@ -776,6 +837,7 @@ receive_body(struct request *req, const char *data, size_t *size)
 	}
 	memcpy(req->body + req->len, data, *size);
 	req->len = need;
+	req->received += *size;
 	*size = 0;
 	return MHD_YES;
 }
@@ -946,6 +1008,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	(void)version;
 	if (req == NULL)
 		return begin_request(cls, conn, url, method, con_cls);
+	if (*upload_size > 0 && req->state != REQ_ANSWERED &&
+	    check_deadline(req) == MHD_NO)
+		return MHD_NO;
 	switch (req->state) {
 	case REQ_HELD:
 		return answer_held(req);
@@ -961,7 +1026,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		if (*upload_size > 0)
 			return discard_body(req, upload_size);
 		return refuse(req, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    REJECT_QUEUE_FULL, NO_ROOM);
+		    REJECT_BODIES_FULL, NO_ROOM);
 	default:
 		break;
 	}

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 
 #include <check.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -463,51 +464,95 @@ START_TEST(test_refusals_log_bounded)
 }
 END_TEST
 
-/* A call_ended body for sid with pad bytes of transcription. */
-static char *
-padded_body(const char *sid, size_t pad)
+/* A connection that has sent head and then len bytes of padding. */
+static int
+open_body(const char *head, size_t hlen, const char *pad, size_t len)
 {
-	char *s, *text = malloc(pad + 1);
+	int fd = tu_connect(d.port);
 
-	ck_assert_ptr_nonnull(text);
-	memset(text, 'a', pad);
-	text[pad] = '\0';
-	ck_assert_int_ge(asprintf(&s, "{\"event\":\"call_ended\",\"data\":"
-	    "{\"callSid\":\"%s\",\"transcription\":\"%s\"}}", sid, text), 0);
-	free(text);
-	return s;
+	ck_assert_int_ge(fd, 0);
+	ck_assert(write(fd, head, hlen) == (ssize_t)hlen);
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, pad + off, len - off);
+
+		ck_assert_int_gt(w, 0);
+		off += (size_t)w;
+	}
+	return fd;
+}
+
+/* A chunked request with one chunk of len spaces, and its answer. */
+static int
+chunked_status(size_t len, struct reply *r)
+{
+	char *req;
+	int n;
+
+	ck_assert_ptr_nonnull(req = malloc(len + 256));
+	n = snprintf(req, 256, "POST " PATH " HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Type: application/json\r\nTransfer-Encoding: chunked"
+	    "\r\n\r\n%zx\r\n", len);
+	memset(req + n, ' ', len);
+	memcpy(req + n + len, "\r\n0\r\n\r\n", 7);
+	ck_assert_int_eq(tu_raw_timeout(d.port, req, (size_t)n + len + 7, 0,
+	    5000, r), 0);
+	free(req);
+	return r->status;
+}
+
+/* Post small until it is not refused for room: the holders may linger. */
+static void
+post_when_room(const char *body)
+{
+	struct reply r;
+	int status = 503;
+
+	for (int i = 0; i < 100 && status == 503; i++) {
+		ck_assert_int_eq(tu_post_conn(d.port, PATH, body, strlen(body),
+		    &r), 0);
+		status = r.status;
+		tu_reply_free(&r);
+		if (status == 503)
+			tu_sleep_ms(20);
+	}
+	ck_assert_int_eq(status, 200);
 }
 
 /*
  * Bodies being received share one memory budget (16 MB with max_body =
- * 1M): sixteen 1 MB bodies held half sent fill it, a seventeenth is
- * answered 503 at once, and once they go a post gets 200 again.
+ * 1M), counted by the bytes received: sixteen connections that sent only
+ * their heads hold none of it. Sixteen that sent all but 1 KB of 1 MB
+ * fill it: a seventeenth is answered 503 before its body, a chunked one
+ * at its end, or 413 if it also passes max_body. Once they go, a post
+ * gets 200 again.
  */
 START_TEST(test_bodies_bounded)
 {
-	int fds[16];
-	char head[256], big[256], *small = padded_body("after-bodies", 10);
+	const size_t fill = 1048576 - 1024;
+	int idle[16], full[16];
+	char head[256], probe[256], *pad;
 	struct reply r;
 	bool refused = false;
-	size_t n;
+	size_t n, pn;
 
 	start_or_fail("[http]\nmax_body = 1M\n");
+	ck_assert_ptr_nonnull(pad = malloc(fill));
+	memset(pad, ' ', fill);
 	n = (size_t)snprintf(head, sizeof(head), "POST " PATH " HTTP/1.1\r\n"
 	    "Host: x\r\nContent-Type: application/json\r\n"
-	    "Content-Length: 1048576\r\n\r\n{\"event\"");
-	for (int i = 0; i < 16; i++) {
-		ck_assert_int_ge(fds[i] = tu_connect(d.port), 0);
-		ck_assert(write(fds[i], head, n) == (ssize_t)n);
-	}
-	/*
-	 * Until the daemon has read all sixteen heads, a seventeenth fits,
-	 * and gets "100 Continue"; then it is refused before its body.
-	 */
-	n = (size_t)snprintf(big, sizeof(big), "POST " PATH " HTTP/1.1\r\n"
-	    "Host: x\r\nContent-Type: application/json\r\n"
+	    "Content-Length: 1048576\r\n\r\n");
+	for (int i = 0; i < 16; i++)
+		idle[i] = open_body(head, n, pad, 0);
+	post_when_room("{\"event\":\"call_ended\",\"data\":{\"callSid\":"
+	    "\"idle-heads\"}}");
+	for (int i = 0; i < 16; i++)
+		full[i] = open_body(head, n, pad, fill);
+	/* The daemon may not have read them all yet: probe until it has. */
+	pn = (size_t)snprintf(probe, sizeof(probe), "POST " PATH " HTTP/1.1"
+	    "\r\nHost: x\r\nContent-Type: application/json\r\n"
 	    "Content-Length: 1048576\r\nExpect: 100-continue\r\n\r\n");
 	for (int i = 0; i < 100 && !refused; i++) {
-		ck_assert_int_eq(tu_raw_timeout(d.port, big, n, 0, 500, &r),
+		ck_assert_int_eq(tu_raw_timeout(d.port, probe, pn, 0, 500, &r),
 		    0);
 		refused = r.status == 503;
 		if (refused)
@@ -518,20 +563,57 @@ START_TEST(test_bodies_bounded)
 			tu_sleep_ms(20);
 	}
 	ck_assert(refused);
-	for (int i = 0; i < 16; i++)
-		close(fds[i]);
-	for (int i = 0; i < 100; i++) {
-		ck_assert_int_eq(tu_post_conn(d.port, PATH, small,
-		    strlen(small), &r), 0);
-		refused = r.status == 503;
-		tu_reply_free(&r);
-		if (!refused)
-			break;
-		tu_sleep_ms(20);
+	ck_assert_int_eq(chunked_status(300 * 1024, &r), 503);
+	tu_reply_free(&r);
+	ck_assert_int_eq(chunked_status(1200 * 1024, &r), 413);
+	tu_reply_free(&r);
+	ck_assert_int_ge(tu_metric(d.port,
+	    "callhookd_rejects_total{reason=\"bodies_full\"}"), 2);
+	for (int i = 0; i < 16; i++) {
+		close(full[i]);
+		close(idle[i]);
 	}
-	ck_assert(!refused);
+	post_when_room("{\"event\":\"call_ended\",\"data\":{\"callSid\":"
+	    "\"after-bodies\"}}");
 	stop_clean();
-	free(small);
+	free(pad);
+}
+END_TEST
+
+/*
+ * A body trickled a byte at a time keeps the idle timeout from firing;
+ * it must be in within twice that timeout, or its connection is closed
+ * and the refusal recorded (408 in rejects).
+ */
+START_TEST(test_body_deadline)
+{
+	char head[256];
+	long long t0, closed_ms = -1;
+	char buf[64];
+	int fd, n;
+
+	start_or_fail("[http]\ntimeout = 1s\n");
+	n = snprintf(head, sizeof(head), "POST " PATH " HTTP/1.1\r\nHost: x"
+	    "\r\nContent-Type: application/json\r\nContent-Length: 100"
+	    "\r\n\r\n");
+	ck_assert_int_ge(fd = tu_connect(d.port), 0);
+	ck_assert(write(fd, head, (size_t)n) == n);
+	t0 = tu_now_ms();
+	while (tu_now_ms() - t0 < 6000 && closed_ms < 0) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (send(fd, " ", 1, MSG_NOSIGNAL) != 1 ||
+		    (poll(&p, 1, 300) == 1 && recv(fd, buf, sizeof(buf), 0) <= 0))
+			closed_ms = tu_now_ms() - t0;
+	}
+	close(fd);
+	ck_assert_msg(closed_ms >= 1500 && closed_ms < 4000,
+	    "closed after %lld ms", closed_ms);
+	ck_assert_int_eq(tu_metric(d.port,
+	    "callhookd_rejects_total{reason=\"too_slow\"}"), 1);
+	stop_clean();
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status ="
+	    " 408 AND reason LIKE %s", "'body not received within 2 s%'"), 1);
 }
 END_TEST
 
@@ -834,6 +916,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_lenient_and_strict);
 	tcase_add_test(tc, test_enqueue_mode_and_health);
 	tcase_add_test(tc, test_bodies_bounded);
+	tcase_add_test(tc, test_body_deadline);
 	tcase_add_test(tc, test_refusals_log_bounded);
 	tcase_add_test(tc, test_command_line);
 	tcase_add_test(tc, test_unix_socket_in_use);
