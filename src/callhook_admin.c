@@ -307,6 +307,7 @@ import_stream(struct ch *ch, FILE *fp, const char *path, struct tally *t)
 	size_t cap = 0;
 	ssize_t len;
 	int error = 0;
+	bool read_failed;
 
 	if ((b = calloc(1, sizeof(*b))) == NULL) {
 		warn(NULL);
@@ -322,13 +323,15 @@ import_stream(struct ch *ch, FILE *fp, const char *path, struct tally *t)
 		progress_tick(&p, "callhook: line %lld, %lld stored",
 		    t->lines, t->stored);
 	}
-	if (error == 0 && ferror(fp)) {
-		warn("%s", path);
-		error = -EIO;
-	}
+	/* What was read before a read error is stored all the same. */
+	read_failed = error == 0 && ferror(fp);
+	if (read_failed)
+		warn("%s: read failed after line %lld", path, t->lines);
 	b->last = true;
 	if (error == 0)
 		error = batch_flush(ch, b, t);
+	if (read_failed && error == 0)
+		error = -EIO;
 	progress_done(&p);
 	batch_clear(b);
 	free(b);
@@ -594,8 +597,8 @@ prune_undated(struct ch *ch)
 		n = sqlite3_column_int64(stmt, 0);
 	sqlite3_finalize(stmt);
 	if (n > 0)
-		warnx("%lld calls kept: their call_time does not start with a "
-		    "date (YYYY-MM-DD)", n);
+		warnx("%lld calls left as they are: their call_time does not "
+		    "start with a date (YYYY-MM-DD)", n);
 }
 
 int
@@ -770,22 +773,23 @@ backup_dest_ok(const char *dest, bool force)
 
 /*
  * Move the finished copy into place. Without --force, never over a file
- * that appeared meanwhile (RENAME_NOREPLACE, where the file system has
- * it).
+ * that appeared meanwhile: RENAME_NOREPLACE, or where the file system
+ * lacks it, link() and unlink(), which fail on an existing name too.
  */
 static int
 backup_place(const char *tmp, const char *dest, bool force)
 {
-	if (!force && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest,
-	    RENAME_NOREPLACE) == 0)
-		return 0;
-	if (!force && errno == EEXIST) {
+	if (force)
+		return rename(tmp, dest) == 0 ? 0 : -errno;
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_NOREPLACE) != 0 &&
+	    ((errno != EINVAL && errno != ENOSYS) || link(tmp, dest) != 0 ||
+	    unlink(tmp) != 0)) {
+		if (errno != EEXIST)
+			return -errno;
 		warnx("%s exists; --force replaces it", dest);
 		return -EEXIST;
 	}
-	if (!force && errno != EINVAL && errno != ENOSYS)
-		return -errno;
-	return rename(tmp, dest) == 0 ? 0 : -errno;
+	return 0;
 }
 
 /* The temporary copy, and the journal SQLite may leave beside it. */
@@ -833,6 +837,12 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	if ((rc = backup_args(argc, argv, &force)) >= 0)
 		return rc;
 	dest = argv[optind];
+	/* Replaced, the database would be one a running daemon cannot see. */
+	if (is_database_file(dest, ch->cfg.database)) {
+		warnx("%s is the database or one of its files (-wal, -shm, "
+		    "-journal); back it up elsewhere", dest);
+		return CH_FAIL;
+	}
 	if ((rc = backup_dest_ok(dest, force)) != 0) {
 		if (rc != -EEXIST)
 			warnx("%s: %s", dest, strerror(-rc));
@@ -840,12 +850,6 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	}
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
-	/* Replaced, the database would be one a running daemon cannot see. */
-	if (is_database_file(dest, ch->cfg.database)) {
-		warnx("%s is the database or one of its files (-wal, -shm, "
-		    "-journal); back it up elsewhere", dest);
-		return CH_FAIL;
-	}
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", dest) >=
 	    (int)sizeof(tmp) || (fd = mkstemp(tmp)) == -1) {
 		warn("%s", dest);

@@ -1178,8 +1178,8 @@ START_TEST(test_prune)
 	ck_assert_int_eq(ch("prune --older-than 30d"), 0);
 	ck_assert_msg(strncmp(out, "6 calls deleted, with 1 earlier revisions"
 	    " (call_time before ", 59) == 0, "%s", out);
-	ck_assert_msg(strstr(err, "3 calls kept: their call_time does not "
-	    "start with a date") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, "3 calls left as they are: their call_time "
+	    "does not start with a date") != NULL, "%s", err);
 	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), 4);
 	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"
 	    " WHERE call_sid LIKE 't-%'"), 3);
@@ -1243,6 +1243,8 @@ START_TEST(test_backup)
 	ck_assert_int_eq(ch("backup --force '%s'", dest), 0);
 	ck_assert_int_eq(db_int(dest, "SELECT count(*) FROM calls"),
 	    db_int(d.db, "SELECT count(*) FROM calls"));
+	/* The database's files: no advice to use --force. */
+	expect_fail(ch("backup '%s-wal'", d.db), 1, "is the database or one");
 	/* Never over the live database, by any name. */
 	expect_fail(ch("backup --force '%s/../%s/calls.db'", d.dir,
 	    strrchr(d.dir, '/') + 1), 1, "is the database or one of its");
