@@ -70,6 +70,7 @@ struct http {
 	atomic_bool		 stopping;
 	atomic_int		 in_flight;
 	atomic_size_t		 body_bytes;	/* allocated for bodies */
+	uint64_t		 body_deadline_ns; /* 2 x timeout, as started */
 	atomic_uint_fast64_t	 next_id;	/* request ids */
 	atomic_uint_fast64_t	 refusals_logged[REJECT_REASONS]; /* see
 						   log_refusal() */
@@ -587,17 +588,17 @@ body_reserve(struct request *req, size_t n)
 }
 
 /*
- * Refused for room: keep only what the rejects row shows, and give the
- * rest of the memory back at once.
+ * Refused (no room, or too big): keep only what the rejects row shows,
+ * and give the rest of the memory back at once.
  */
 static void
-body_refused(struct request *req)
+body_refused(struct request *req, enum req_state state)
 {
 	size_t keep = req->len < STORE_REJECT_BODY ? req->len :
 	    STORE_REJECT_BODY;
 	char *p;
 
-	req->state = REQ_NO_ROOM;
+	req->state = state;
 	if (keep > 0 && (p = realloc(req->body, keep)) != NULL) {
 		req->body = p;
 		req->cap = keep;
@@ -795,13 +796,13 @@ discard_body(struct request *req, size_t *size)
 static enum MHD_Result
 check_deadline(struct request *req)
 {
-	uint64_t limit_ms = 2 * (uint64_t)req->set->cfg.timeout_ms;
+	uint64_t limit = req->http->body_deadline_ns;
 	char why[80];
 
-	if (now_mono_ns() - req->started_ns <= limit_ms * 1000000)
+	if (now_mono_ns() - req->started_ns <= limit)
 		return MHD_YES;
 	snprintf(why, sizeof(why), "body not received within %llu s "
-	    "(connection closed)", (unsigned long long)(limit_ms / 1000));
+	    "(connection closed)", (unsigned long long)(limit / 1000000000));
 	note_reject(req->http, &req->from, MHD_HTTP_REQUEST_TIMEOUT,
 	    REJECT_TOO_SLOW, why, req->body, req->len);
 	req->state = REQ_ANSWERED;
@@ -814,11 +815,11 @@ receive_body(struct request *req, const char *data, size_t *size)
 	size_t max = req->set->cfg.max_body, need = req->len + *size;
 
 	if (need > max || need < req->len) {
-		req->state = REQ_TOO_BIG;
+		body_refused(req, REQ_TOO_BIG);
 		return discard_body(req, size);
 	}
 	if (!body_reserve(req, *size)) {
-		body_refused(req);
+		body_refused(req, REQ_NO_ROOM);
 		return discard_body(req, size);
 	}
 	if (need > req->cap) {
@@ -1008,7 +1009,12 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	(void)version;
 	if (req == NULL)
 		return begin_request(cls, conn, url, method, con_cls);
-	if (*upload_size > 0 && req->state != REQ_ANSWERED &&
+	/*
+	 * Also on the final call: libmicrohttpd reads a chunked body's
+	 * trailer and chunk extensions without calling, and a late body
+	 * must not be answered 200.
+	 */
+	if (req->state != REQ_ANSWERED && req->state != REQ_HELD &&
 	    check_deadline(req) == MHD_NO)
 		return MHD_NO;
 	switch (req->state) {
@@ -1137,6 +1143,8 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	}
 	h->fd = fd;
 	h->queue = q;
+	/* timeout is read at start only, as libmicrohttpd's idle timeout. */
+	h->body_deadline_ns = 2 * (uint64_t)cfg->timeout_ms * 1000000;
 	h->metrics = m;
 	h->writer = w;
 	h->id_base = now_wall_ms() / 1000;
