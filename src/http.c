@@ -1055,6 +1055,13 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->call_sid[0])
 		log_info("connection for callSid %s closed before its answer "
 		    "was sent (the event is kept)", req->call_sid);
+	/* A body that stopped coming: in rejects, as a late one is. */
+	if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED &&
+	    (req->state == REQ_RECEIVING || req->state == REQ_TOO_BIG ||
+	    req->state == REQ_NO_ROOM))
+		note_reject(h, &req->from, MHD_HTTP_REQUEST_TIMEOUT,
+		    REJECT_TOO_SLOW, "body stopped coming (idle timeout, "
+		    "connection closed)", req->body, req->len);
 	ticket_unref(req->ticket);
 	cur = atomic_load(&h->settings);
 	if (--req->set->users == 0 && req->set != cur)

@@ -644,9 +644,20 @@ START_TEST(test_body_deadline)
 	ck_assert(!late_trailer_answered());
 	ck_assert_int_eq(tu_metric(d.port,
 	    "callhookd_rejects_total{reason=\"too_slow\"}"), 2);
+	/* One that stops coming is closed by the idle timeout, and noted. */
+	ck_assert_int_ge(fd = tu_connect(d.port), 0);
+	ck_assert(write(fd, head, (size_t)n) == n);
+	ck_assert(write(fd, "{\"event\"", 8) == 8);
+	t0 = tu_now_ms();
+	while (tu_metric(d.port, "callhookd_rejects_total{reason="
+	    "\"too_slow\"}") < 3 && tu_now_ms() - t0 < 5000)
+		tu_sleep_ms(50);
+	close(fd);
 	stop_clean();
 	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status ="
 	    " 408 AND reason LIKE %s", "'body not received within 2 s%'"), 2);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status ="
+	    " 408 AND body = CAST(%s AS BLOB)", "'{\"event\"'"), 1);
 }
 END_TEST
 
