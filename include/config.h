@@ -71,6 +71,12 @@ int	config_load(struct config *cfg, const char *path,
  * both set). Returns 0 or -EINVAL with err filled.
  */
 int	config_validate(const struct config *cfg, char *err, size_t errlen);
+/*
+ * The memory that queued events may hold, and so may the bodies being
+ * received: four bodies of max_body, at least 16 MB, so that a burst of
+ * big bodies gets 503s instead of growing the daemon without bound.
+ */
+size_t	config_memory_budget(const struct config *cfg);
 
 /* "4M" -> 4194304. K/M/G are powers of 1024. 0 or -EINVAL. */
 int	config_parse_size(const char *s, size_t *out);

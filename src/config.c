@@ -581,6 +581,14 @@ config_set(struct config *cfg, const char *section, const char *key,
 	return -EINVAL;
 }
 
+size_t
+config_memory_budget(const struct config *cfg)
+{
+	size_t floor = (size_t)16 << 20;
+
+	return cfg->max_body > floor / 4 ? cfg->max_body * 4 : floor;
+}
+
 int
 config_validate(const struct config *cfg, char *err, size_t errlen)
 {

@@ -555,23 +555,16 @@ request_new(struct http *h, struct MHD_Connection *conn,
 /*
  * Bodies being received take memory a client chooses: up to max_body on
  * each of max_connections, gigabytes by default. The bytes received
- * share a budget like the queue's, four times max_body and at least
- * 16 MB; a body that would pass it is answered 503, to be sent again.
- * Counted as they arrive, not by Content-Length, so that holding the
- * budget costs its bytes, and for a limited time (check_deadline).
+ * share a budget the size of the queue's (config_memory_budget); a body
+ * that would pass it is answered 503, to be sent again. Counted as they
+ * arrive, not by Content-Length, so that holding the budget costs its
+ * bytes, and for a limited time (check_deadline).
  */
-static size_t
-body_budget(const struct request *req)
-{
-	size_t floor = (size_t)16 << 20, max = req->set->cfg.max_body;
-
-	return max > floor / 4 ? max * 4 : floor;
-}
-
 static bool
 body_room(const struct request *req, size_t n)
 {
-	return atomic_load(&req->http->body_bytes) + n <= body_budget(req);
+	return atomic_load(&req->http->body_bytes) + n <=
+	    config_memory_budget(&req->set->cfg);
 }
 
 static bool
@@ -579,7 +572,8 @@ body_reserve(struct request *req, size_t n)
 {
 	struct http *h = req->http;
 
-	if (atomic_fetch_add(&h->body_bytes, n) + n > body_budget(req)) {
+	if (atomic_fetch_add(&h->body_bytes, n) + n >
+	    config_memory_budget(&req->set->cfg)) {
 		atomic_fetch_sub(&h->body_bytes, n);
 		return false;
 	}

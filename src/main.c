@@ -186,19 +186,6 @@ struct daemon {
 	bool		 started;	/* up and listening */
 };
 
-/*
- * The memory queued events may hold: enough for four bodies of max_body,
- * and at least 16 MB, so that a burst of big bodies gets 503s instead of
- * growing the daemon without bound.
- */
-static size_t
-queue_memory(const struct config *cfg)
-{
-	size_t floor = (size_t)16 << 20;
-
-	return cfg->max_body > floor / 4 ? cfg->max_body * 4 : floor;
-}
-
 static void
 watchdog_ping(void)
 {
@@ -238,7 +225,7 @@ start(struct daemon *d)
 	if (stat(d->cfg.database, &sb) == 0)
 		wo.rescue_mode = sb.st_mode & 0666;
 	if ((d->queue = queue_new(d->cfg.queue, REJECT_QUEUE)) != NULL)
-		queue_set_memory(d->queue, queue_memory(&d->cfg));
+		queue_set_memory(d->queue, config_memory_budget(&d->cfg));
 	if (d->queue == NULL ||
 	    (d->writer = writer_start(d->store, d->queue, &d->metrics,
 	    &wo)) == NULL) {
@@ -309,7 +296,7 @@ reload(struct daemon *d, const struct options *o)
 	} else {
 		log_setup(cfg.log_level, cfg.log_format);
 		queue_set_capacity(d->queue, cfg.queue);
-		queue_set_memory(d->queue, queue_memory(&cfg));
+		queue_set_memory(d->queue, config_memory_budget(&cfg));
 		warn_restart_keys(&d->cfg, &cfg);
 		log_info("reload: configuration applied");
 	}
