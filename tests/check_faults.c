@@ -2036,7 +2036,7 @@ big_then_small(const struct daemon_proc *d, const char *big, size_t size,
 	await_metric(d->port, "callhookd_commit_failures_total", 1);
 	post_accepted(d->port, body = event_body(small));
 	free(body);
-	ck_assert_int_eq(wait_stored(d->db, &small, 1, 5000, sid,
+	ck_assert_int_eq(wait_stored(d->db, &small, 1, 15000, sid,
 	    sizeof(sid)), 0);
 }
 
