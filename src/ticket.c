@@ -5,10 +5,14 @@
  * the commit and the deadline race.
  */
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
 #include "ticket.h"
+
+/* Held by the resolving thread for a batch; see ticket_batch_begin(). */
+static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct ticket {
 	atomic_int	 refs;
@@ -46,7 +50,24 @@ ticket_resolve(struct ticket *t, enum ticket_state state)
 enum ticket_state
 ticket_state(struct ticket *t)
 {
-	return (enum ticket_state)atomic_load(&t->state);
+	enum ticket_state state;
+
+	pthread_mutex_lock(&batch_lock);
+	state = (enum ticket_state)atomic_load(&t->state);
+	pthread_mutex_unlock(&batch_lock);
+	return state;
+}
+
+void
+ticket_batch_begin(void)
+{
+	pthread_mutex_lock(&batch_lock);
+}
+
+void
+ticket_batch_end(void)
+{
+	pthread_mutex_unlock(&batch_lock);
 }
 
 void

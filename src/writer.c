@@ -282,6 +282,12 @@ release_batch(struct writer *w, struct batch *b)
 	 * in a full queue.
 	 */
 	queue_done(w->queue, b->events, b->rejects, b->bytes);
+	/*
+	 * One batch of resolutions: the receiver, woken by the first
+	 * resume, waits for the last, then answers them all in one turn
+	 * (on one core, +10 % seed events/s; bench/README.md, item 12).
+	 */
+	ticket_batch_begin();
 	for (job = b->head; job != NULL; job = next) {
 		next = job->next;
 		if (job->ticket != NULL && job->event != NULL &&
@@ -290,6 +296,7 @@ release_batch(struct writer *w, struct batch *b)
 			    (now - job->queued_ns) / 1000);
 		job_free(job);
 	}
+	ticket_batch_end();
 	memset(b, 0, sizeof(*b));
 }
 

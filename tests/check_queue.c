@@ -1,6 +1,7 @@
 /*
- * Queue and ticket: bounds, ownership on failure, order, close, and the
- * single resolution of a ticket under a race.
+ * Queue and ticket: bounds, ownership on failure, order, close, the
+ * single resolution of a ticket under a race, and a batch of resolutions
+ * read only once it has ended.
  */
 
 #include <check.h>
@@ -8,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "event.h"
 #include "queue.h"
@@ -204,6 +206,41 @@ START_TEST(test_ticket_once)
 }
 END_TEST
 
+static atomic_int read_state = -1;
+
+static void *
+read_ticket(void *arg)
+{
+	atomic_store(&read_state, (int)ticket_state(arg));
+	return NULL;
+}
+
+START_TEST(test_ticket_batch)
+{
+	struct ticket *t = ticket_new(count_wake, NULL);
+	struct timespec wait = { 0, 100 * 1000 * 1000 };
+	pthread_t th;
+	int woken, seen;
+
+	atomic_store(&wakes, 0);
+	ticket_batch_begin();
+	ck_assert(ticket_resolve(t, TICKET_STORED));
+	woken = atomic_load(&wakes);
+	ck_assert_int_eq(woken, 1);		/* woken at once */
+	pthread_create(&th, NULL, read_ticket, t);
+	nanosleep(&wait, NULL);
+	seen = atomic_load(&read_state);
+	ck_assert_int_eq(seen, -1);		/* but its reader waits */
+	ticket_batch_end();
+	pthread_join(th, NULL);
+	seen = atomic_load(&read_state);
+	ck_assert_int_eq(seen, TICKET_STORED);
+	ck_assert_int_eq(ticket_state(t), TICKET_STORED);
+	ticket_unref(t);
+	ticket_unref(t);
+}
+END_TEST
+
 START_TEST(test_memory_budget)
 {
 	struct queue *q = queue_new(100, 1);
@@ -247,6 +284,7 @@ queue_suite(void)
 	tcase_add_test(tc, test_timeout);
 	tcase_add_test(tc, test_threads);
 	tcase_add_test(tc, test_ticket_once);
+	tcase_add_test(tc, test_ticket_batch);
 	suite_add_tcase(s, tc);
 	return s;
 }
