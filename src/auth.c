@@ -454,28 +454,47 @@ auth_check_signature(const struct auth *a, const char *id,
 	return AUTH_SIG_BAD;
 }
 
+/*
+ * a.b.c.d in out, which has room for INET_ADDRSTRLEN bytes. By hand: it
+ * runs for every request, and glibc's inet_ntop() goes through sprintf().
+ */
+static void
+ipv4_text(const unsigned char *a, char *out)
+{
+	for (int i = 0; i < 4; i++) {
+		if (a[i] >= 100)
+			*out++ = (char)('0' + a[i] / 100);
+		if (a[i] >= 10)
+			*out++ = (char)('0' + a[i] / 10 % 10);
+		*out++ = (char)('0' + a[i] % 10);
+		*out++ = i < 3 ? '.' : '\0';
+	}
+}
+
+/* IPv4-mapped peers are shown as IPv4; cut to fit len. */
 static void
 peer_text(const struct sockaddr *sa, char *out, size_t len)
 {
-	unsigned char addr[16];
-	int family;
+	char text[INET6_ADDRSTRLEN] = "unknown";
+	const struct in6_addr *a6;
+	size_t n;
 
-	snprintf(out, len, "unknown");
-	if (sa == NULL)
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		ipv4_text((const unsigned char *)
+		    &((const struct sockaddr_in *)sa)->sin_addr, text);
+	} else if (sa != NULL && sa->sa_family == AF_INET6) {
+		a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a6))
+			ipv4_text(a6->s6_addr + 12, text);
+		else
+			inet_ntop(AF_INET6, a6, text, sizeof(text));
+	} else if (sa != NULL && sa->sa_family == AF_UNIX)
+		memcpy(text, "unix", sizeof("unix"));
+	if (len == 0)
 		return;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-		    out, (socklen_t)len);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-		    &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-		    (socklen_t)len);
-	else if (sa->sa_family == AF_UNIX)
-		snprintf(out, len, "unix");
-	/* Show IPv4-mapped peers as IPv4. */
-	if (sa->sa_family == AF_INET6 && addr_parse(out, &family, addr) == 0 &&
-	    family == AF_INET)
-		inet_ntop(AF_INET, addr, out, (socklen_t)len);
+	n = strnlen(text, len - 1);
+	memcpy(out, text, n);
+	out[n] = '\0';
 }
 
 /*

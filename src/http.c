@@ -117,6 +117,16 @@ struct request {
 	struct origin		 from;
 };
 
+/* snprintf(dst, size, "%s", src) without the formatting: per request. */
+static void
+copy_text(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static void
 json_escape(const char *s, char *out, size_t outlen)
 {
@@ -310,8 +320,8 @@ note_reject(struct http *h, const struct origin *o, unsigned status,
 	}
 	job->reject = rj;
 	format_utc_ms(now_wall_ms(), rj->time, sizeof(rj->time));
-	snprintf(rj->remote_addr, sizeof(rj->remote_addr), "%s", o->remote);
-	snprintf(rj->reason, sizeof(rj->reason), "%s", reason);
+	copy_text(rj->remote_addr, sizeof(rj->remote_addr), o->remote);
+	copy_text(rj->reason, sizeof(rj->reason), reason);
 	rj->status = (int)status;
 	if (len > STORE_REJECT_BODY)
 		len = STORE_REJECT_BODY;
@@ -986,9 +996,8 @@ finish_body(struct request *req)
 	if (ev->type_mismatches > 0)
 		atomic_fetch_add(&h->metrics->type_mismatches,
 		    ev->type_mismatches);
-	snprintf(req->call_sid, sizeof(req->call_sid), "%s", ev->call_sid);
-	snprintf(ev->remote_addr, sizeof(ev->remote_addr), "%s",
-	    req->from.remote);
+	copy_text(req->call_sid, sizeof(req->call_sid), ev->call_sid);
+	copy_text(ev->remote_addr, sizeof(ev->remote_addr), req->from.remote);
 	format_utc_ms(now_wall_ms(), ev->received_at, sizeof(ev->received_at));
 	return enqueue(req, ev);
 }

@@ -6,6 +6,7 @@
  */
 
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -225,6 +226,45 @@ START_TEST(test_client_address)
 	    "6.6.6.6:1234" }, 1, "10.9.9.9", out, sizeof(out)), "127.0.0.1");
 	ck_assert_str_eq(client_of(a, &proxy, (const char *[]){
 	    "10.1.2.3" }, 1, "10.9.9.9", out, sizeof(out)), "127.0.0.1");
+	auth_free(a);
+}
+END_TEST
+
+/* The peer's own address as text, for every family the socket may have. */
+START_TEST(test_peer_text)
+{
+	const char *v4s[] = { "0.0.0.0", "1.20.100.255", "10.0.9.99",
+	    "255.255.255.255", "127.0.0.1" };
+	const char *kv[][3] = { { NULL } };
+	struct auth *a = auth_from(kv);
+	struct sockaddr_in6 six = { .sin6_family = AF_INET6 };
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	struct sockaddr_in four;
+	struct sockaddr sa = { .sa_family = AF_UNSPEC };
+	char out[64], small[4];
+
+	for (size_t i = 0; i < sizeof(v4s) / sizeof(v4s[0]); i++) {
+		four = v4(v4s[i]);
+		auth_peer_address(a, (struct sockaddr *)&four, out,
+		    sizeof(out));
+		ck_assert_str_eq(out, v4s[i]);
+	}
+	inet_pton(AF_INET6, "::ffff:192.0.2.10", &six.sin6_addr);
+	auth_peer_address(a, (struct sockaddr *)&six, out, sizeof(out));
+	ck_assert_str_eq(out, "192.0.2.10");
+	inet_pton(AF_INET6, "2001:db8::ffff:1", &six.sin6_addr);
+	auth_peer_address(a, (struct sockaddr *)&six, out, sizeof(out));
+	ck_assert_str_eq(out, "2001:db8::ffff:1");
+	ck_assert(auth_peer_address(a, (struct sockaddr *)&un, out,
+	    sizeof(out)));
+	ck_assert_str_eq(out, "unix");
+	auth_peer_address(a, &sa, out, sizeof(out));
+	ck_assert_str_eq(out, "unknown");
+	auth_peer_address(a, NULL, out, sizeof(out));
+	ck_assert_str_eq(out, "unknown");
+	four = v4("192.0.2.1");
+	auth_peer_address(a, (struct sockaddr *)&four, small, sizeof(small));
+	ck_assert_str_eq(small, "192");		/* cut, still a string */
 	auth_free(a);
 }
 END_TEST
@@ -604,6 +644,7 @@ auth_suite(void)
 	tcase_add_test(unit, test_cidr_allow);
 	tcase_add_test(unit, test_cidr_mapped);
 	tcase_add_test(unit, test_client_address);
+	tcase_add_test(unit, test_peer_text);
 	tcase_add_test(unit, test_forwarded_for_list);
 	tcase_add_test(unit, test_signature_unit);
 	tcase_add_checked_fixture(e2e, setup, teardown);
