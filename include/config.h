@@ -73,8 +73,10 @@ int	config_load(struct config *cfg, const char *path,
 int	config_validate(const struct config *cfg, char *err, size_t errlen);
 /*
  * The memory that queued events may hold, and so may the bodies being
- * received: four bodies of max_body, at least 16 MB, so that a burst of
- * big bodies gets 503s instead of growing the daemon without bound.
+ * received: three bodies of max_body, at least 12 MB, so that a burst of
+ * big bodies gets 503s instead of growing the daemon without bound (12 MB
+ * with the default max_body: the peak RSS of make bench's ack = enqueue
+ * rows, whose queue fills, is then about 28 MB).
  */
 size_t	config_memory_budget(const struct config *cfg);
 

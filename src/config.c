@@ -584,9 +584,9 @@ config_set(struct config *cfg, const char *section, const char *key,
 size_t
 config_memory_budget(const struct config *cfg)
 {
-	size_t floor = (size_t)16 << 20;
+	size_t floor = (size_t)12 << 20;
 
-	return cfg->max_body > floor / 4 ? cfg->max_body * 4 : floor;
+	return cfg->max_body > floor / 3 ? cfg->max_body * 3 : floor;
 }
 
 int
