@@ -64,11 +64,17 @@ struct metrics {
 
 void	metrics_init(struct metrics *m);
 void	metrics_observe(struct histogram *h, uint64_t value);
-/*
- * Render as Prometheus text. queue_depth is sampled by the caller.
- * Returns a malloc'd string (caller frees) or NULL.
- */
-char	*metrics_render(struct metrics *m, size_t queue_depth, size_t *len);
+/* Gauges the caller samples from other modules. */
+struct gauges {
+	size_t	queue_depth;	/* events not yet committed */
+	size_t	queue_bytes;	/* the memory they hold */
+	size_t	body_bytes;	/* of request bodies being received */
+	size_t	memory_budget;	/* the limit of each of the two */
+};
+
+/* Render as Prometheus text: a malloc'd string (caller frees) or NULL. */
+char	*metrics_render(struct metrics *m, const struct gauges *g,
+	    size_t *len);
 
 /* Milliseconds of wall clock, and nanoseconds of the monotonic clock. */
 uint64_t now_wall_ms(void);

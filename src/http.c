@@ -387,12 +387,20 @@ serve_health(struct http *h, struct MHD_Connection *conn)
 static enum MHD_Result
 serve_metrics(struct http *h, struct MHD_Connection *conn)
 {
+	/* Safe on the MHD thread, which alone frees settings. */
+	const struct settings *set = atomic_load(&h->settings);
+	struct gauges g = {
+		.queue_depth = queue_pending(h->queue),
+		.queue_bytes = queue_pending_bytes(h->queue),
+		.body_bytes = atomic_load(&h->body_bytes),
+		.memory_budget = config_memory_budget(&set->cfg),
+	};
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 	size_t len;
 	char *text;
 
-	text = metrics_render(h->metrics, queue_pending(h->queue), &len);
+	text = metrics_render(h->metrics, &g, &len);
 	if (text == NULL)
 		return MHD_NO;
 	r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);

@@ -161,8 +161,15 @@ render_counters(FILE *fp, struct metrics *m)
 	    &m->events_set_aside);
 }
 
+static void
+render_gauge(FILE *fp, const char *name, const char *help, size_t value)
+{
+	fprintf(fp, "# HELP %s %s\n# TYPE %s gauge\n%s %zu\n", name, help,
+	    name, name, value);
+}
+
 char *
-metrics_render(struct metrics *m, size_t queue_depth, size_t *len)
+metrics_render(struct metrics *m, const struct gauges *g, size_t *len)
 {
 	uint64_t last = load(&m->last_event_ms);
 	char *buf = NULL;
@@ -171,9 +178,15 @@ metrics_render(struct metrics *m, size_t queue_depth, size_t *len)
 	if ((fp = open_memstream(&buf, len)) == NULL)
 		return NULL;
 	render_counters(fp, m);
-	fprintf(fp, "# HELP callhookd_queue_depth Events not yet committed.\n"
-	    "# TYPE callhookd_queue_depth gauge\ncallhookd_queue_depth %zu\n",
-	    queue_depth);
+	render_gauge(fp, "callhookd_queue_depth", "Events not yet committed.",
+	    g->queue_depth);
+	render_gauge(fp, "callhookd_queue_bytes", "Memory held by events not "
+	    "yet committed, in bytes.", g->queue_bytes);
+	render_gauge(fp, "callhookd_body_bytes", "Memory held by request "
+	    "bodies being received, in bytes.", g->body_bytes);
+	render_gauge(fp, "callhookd_memory_budget_bytes", "The limit of "
+	    "callhookd_queue_bytes, and of callhookd_body_bytes: past it, "
+	    "503.", g->memory_budget);
 	fprintf(fp, "# HELP callhookd_seconds_since_last_event Seconds since "
 	    "the last committed event (-1: none yet).\n"
 	    "# TYPE callhookd_seconds_since_last_event gauge\n"

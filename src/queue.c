@@ -214,6 +214,17 @@ queue_pending(struct queue *q)
 }
 
 size_t
+queue_pending_bytes(struct queue *q)
+{
+	size_t n;
+
+	pthread_mutex_lock(&q->lock);
+	n = q->pending_bytes;
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
+size_t
 queue_capacity(struct queue *q)
 {
 	size_t n;

@@ -563,6 +563,11 @@ START_TEST(test_bodies_bounded)
 			tu_sleep_ms(20);
 	}
 	ck_assert(refused);
+	/* /metrics shows what fills the budget, and the budget. */
+	ck_assert_int_eq(tu_metric(d.port, "callhookd_memory_budget_bytes"),
+	    12 << 20);
+	ck_assert_int_ge(tu_metric(d.port, "callhookd_body_bytes"),
+	    11 * (1 << 20));
 	ck_assert_int_eq(chunked_status(300 * 1024, &r), 503);
 	tu_reply_free(&r);
 	ck_assert_int_eq(chunked_status(1200 * 1024, &r), 413);
@@ -575,6 +580,11 @@ START_TEST(test_bodies_bounded)
 		close(full[i]);
 	post_when_room("{\"event\":\"call_ended\",\"data\":{\"callSid\":"
 	    "\"after-bodies\"}}");
+	/* All of it given back, once the daemon has seen every close. */
+	for (int i = 0; i < 200 && tu_metric(d.port,
+	    "callhookd_body_bytes") != 0; i++)
+		tu_sleep_ms(10);
+	ck_assert_int_eq(tu_metric(d.port, "callhookd_body_bytes"), 0);
 	stop_clean();
 	free(pad);
 }

@@ -11,14 +11,22 @@
 Suite	*metrics_suite(void);
 
 static char *
-render(struct metrics *m)
+render_with(struct metrics *m, const struct gauges *g)
 {
 	size_t len;
-	char *text = metrics_render(m, 0, &len);
+	char *text = metrics_render(m, g, &len);
 
 	ck_assert_ptr_nonnull(text);
 	ck_assert_uint_eq(strlen(text), len);
 	return text;
+}
+
+static char *
+render(struct metrics *m)
+{
+	struct gauges none = { 0 };
+
+	return render_with(m, &none);
 }
 
 #define HAS(text, line)	ck_assert_msg(strstr(text, line) != NULL, \
@@ -41,6 +49,28 @@ START_TEST(test_sums_exact)
 	HAS(text, "\ncallhookd_commit_batch_size_count 1000003\n");
 	HAS(text, "\ncallhookd_commit_seconds_sum 1234.567890\n");
 	HAS(text, "\ncallhookd_ack_seconds_sum 0.000007\n");
+	free(text);
+	free(m);
+}
+END_TEST
+
+/* What the caller sampled, each as a gauge of its own. */
+START_TEST(test_gauges)
+{
+	struct metrics *m = malloc(sizeof(*m));
+	struct gauges g = { .queue_depth = 3, .queue_bytes = 55000,
+	    .body_bytes = 4097, .memory_budget = 12582912 };
+	char *text;
+
+	ck_assert_ptr_nonnull(m);
+	metrics_init(m);
+	text = render_with(m, &g);
+	HAS(text, "\ncallhookd_queue_depth 3\n");
+	HAS(text, "# TYPE callhookd_queue_bytes gauge\n"
+	    "callhookd_queue_bytes 55000\n");
+	HAS(text, "# TYPE callhookd_body_bytes gauge\n"
+	    "callhookd_body_bytes 4097\n");
+	HAS(text, "\ncallhookd_memory_budget_bytes 12582912\n");
 	free(text);
 	free(m);
 }
@@ -74,6 +104,7 @@ metrics_suite(void)
 
 	tcase_add_test(tc, test_sums_exact);
 	tcase_add_test(tc, test_statuses);
+	tcase_add_test(tc, test_gauges);
 	suite_add_tcase(s, tc);
 	return s;
 }
