@@ -365,10 +365,19 @@ bool
 auth_token_ok(const struct auth *a, const char *presented)
 {
 	unsigned char h[SHA256_DIGEST_LENGTH];
+	size_t len;
 
 	if (presented == NULL)
 		return false;
-	SHA256((const unsigned char *)presented, strlen(presented), h);
+	/*
+	 * Trailing blanks are no part of a header's value (RFC 9110, 5.5),
+	 * and none of a configured token (the parser trims them).
+	 */
+	len = strlen(presented);
+	while (len > 0 && (presented[len - 1] == ' ' ||
+	    presented[len - 1] == '\t'))
+		len--;
+	SHA256((const unsigned char *)presented, len, h);
 	return CRYPTO_memcmp(h, a->token_hash, sizeof(h)) == 0;
 }
 

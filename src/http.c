@@ -526,7 +526,7 @@ presented_token(struct MHD_Connection *conn)
 		return v;
 	v = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
 	if (v != NULL && strncasecmp(v, "Bearer ", 7) == 0)
-		return v + 7;
+		return v + 7 + strspn(v + 7, " ");	/* RFC 6750: 1*SP */
 	return header(conn, "X-Callhook-Token");
 }
 

@@ -62,7 +62,10 @@ START_TEST(test_token_compare)
 	ck_assert(auth_requires_token(a));
 	ck_assert(auth_token_ok(a, "s3cret"));
 	ck_assert(!auth_token_ok(a, "s3cre"));
-	ck_assert(!auth_token_ok(a, "s3cret "));
+	ck_assert(auth_token_ok(a, "s3cret \t "));	/* a header's OWS */
+	ck_assert(!auth_token_ok(a, "s3cret x"));
+	ck_assert(!auth_token_ok(a, " s3cret"));
+	ck_assert(!auth_token_ok(a, " "));
 	ck_assert(!auth_token_ok(a, ""));
 	ck_assert(!auth_token_ok(a, NULL));
 	auth_free(a);
@@ -443,7 +446,8 @@ stored(const char *sid, const char *remote)
 START_TEST(test_token_e2e)
 {
 	char *b1 = body_with_sid("tok-1"), *b2 = body_with_sid("tok-2"),
-	    *b3 = body_with_sid("tok-3"), *b4 = body_with_sid("tok-4");
+	    *b3 = body_with_sid("tok-3"), *b4 = body_with_sid("tok-4"),
+	    *b5 = body_with_sid("tok-5"), *b6 = body_with_sid("tok-6");
 
 	ck_assert_int_eq(tu_start(&d, "[auth]\ntoken = s3cret\n", NULL), 0);
 	ck_assert_int_eq(post("", "", b4), 401);
@@ -453,8 +457,14 @@ START_TEST(test_token_e2e)
 	ck_assert_int_eq(post("", "Authorization: Bearer s3cret\r\n", b2),
 	    200);
 	ck_assert_int_eq(post("", "X-Callhook-Token: s3cret\r\n", b3), 200);
+	/* Bearer takes one or more spaces; trailing blanks are no part. */
+	ck_assert_int_eq(post("", "Authorization: Bearer   s3cret \r\n", b5),
+	    200);
+	ck_assert_int_eq(post("", "X-Callhook-Token: s3cret \t\r\n", b6),
+	    200);
 	ck_assert(stored("tok-1", NULL) && stored("tok-2", NULL) &&
-	    stored("tok-3", NULL));
+	    stored("tok-3", NULL) && stored("tok-5", NULL) &&
+	    stored("tok-6", NULL));
 	ck_assert(!stored("tok-4", NULL));
 	/* The secret is not in the log either. */
 	ck_assert_int_ne(tu_sh("grep -q s3cret %s", d.log), 0);
@@ -485,6 +495,8 @@ START_TEST(test_token_e2e)
 	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
 	free(b1);
 	free(b2);
+	free(b5);
+	free(b6);
 	free(b3);
 	free(b4);
 }
