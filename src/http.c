@@ -515,19 +515,24 @@ content_length(struct MHD_Connection *conn)
 	return v == NULL ? -1 : strtoll(v, NULL, 10);
 }
 
-/* The token, from the URL, a Bearer header, or X-Callhook-Token. */
-static const char *
-presented_token(struct MHD_Connection *conn)
+/*
+ * The token, in the URL, a Bearer header or X-Callhook-Token: any one
+ * right will do, so that a stale ?token= left in a URL does not hide the
+ * right header.
+ */
+static bool
+token_presented(const struct auth *a, struct MHD_Connection *conn)
 {
 	const char *v;
 
-	if ((v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
-	    "token")) != NULL)
-		return v;
+	v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
+	if (v != NULL && auth_token_ok(a, v))
+		return true;
 	v = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
-	if (v != NULL && strncasecmp(v, "Bearer ", 7) == 0)
-		return v + 7 + strspn(v + 7, " ");	/* RFC 6750: 1*SP */
-	return header(conn, "X-Callhook-Token");
+	if (v != NULL && strncasecmp(v, "Bearer ", 7) == 0 &&
+	    auth_token_ok(a, v + 7 + strspn(v + 7, " ")))	/* 1*SP */
+		return true;
+	return auth_token_ok(a, header(conn, "X-Callhook-Token"));
 }
 
 /*
@@ -693,7 +698,7 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 		return refuse(req, MHD_HTTP_FORBIDDEN, REJECT_FORBIDDEN,
 		    "client address not allowed");
 	if (auth_requires_token(set->auth) &&
-	    !auth_token_ok(set->auth, presented_token(conn)))
+	    !token_presented(set->auth, conn))
 		return refuse(req, MHD_HTTP_UNAUTHORIZED, REJECT_UNAUTHORIZED,
 		    "missing or wrong token");
 	if (content_length_conflicts(conn))

@@ -447,7 +447,8 @@ START_TEST(test_token_e2e)
 {
 	char *b1 = body_with_sid("tok-1"), *b2 = body_with_sid("tok-2"),
 	    *b3 = body_with_sid("tok-3"), *b4 = body_with_sid("tok-4"),
-	    *b5 = body_with_sid("tok-5"), *b6 = body_with_sid("tok-6");
+	    *b5 = body_with_sid("tok-5"), *b6 = body_with_sid("tok-6"),
+	    *b7 = body_with_sid("tok-7");
 
 	ck_assert_int_eq(tu_start(&d, "[auth]\ntoken = s3cret\n", NULL), 0);
 	ck_assert_int_eq(post("", "", b4), 401);
@@ -457,6 +458,11 @@ START_TEST(test_token_e2e)
 	ck_assert_int_eq(post("", "Authorization: Bearer s3cret\r\n", b2),
 	    200);
 	ck_assert_int_eq(post("", "X-Callhook-Token: s3cret\r\n", b3), 200);
+	/* Any one place right will do: a stale ?token= hides nothing. */
+	ck_assert_int_eq(post("?token=old", "Authorization: Bearer s3cret\r\n",
+	    b7), 200);
+	ck_assert_int_eq(post("?token=", "X-Callhook-Token: wrong\r\n", b4),
+	    401);
 	/* Bearer takes one or more spaces; trailing blanks are no part. */
 	ck_assert_int_eq(post("", "Authorization: Bearer   s3cret \r\n", b5),
 	    200);
@@ -464,7 +470,7 @@ START_TEST(test_token_e2e)
 	    200);
 	ck_assert(stored("tok-1", NULL) && stored("tok-2", NULL) &&
 	    stored("tok-3", NULL) && stored("tok-5", NULL) &&
-	    stored("tok-6", NULL));
+	    stored("tok-6", NULL) && stored("tok-7", NULL));
 	ck_assert(!stored("tok-4", NULL));
 	/* The secret is not in the log either. */
 	ck_assert_int_ne(tu_sh("grep -q s3cret %s", d.log), 0);
@@ -497,6 +503,7 @@ START_TEST(test_token_e2e)
 	free(b2);
 	free(b5);
 	free(b6);
+	free(b7);
 	free(b3);
 	free(b4);
 }
