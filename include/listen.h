@@ -17,6 +17,12 @@
 int	listen_open(const char *addr, int *fd, char *desc, size_t desclen,
 	    char *err, size_t errlen);
 
+/*
+ * What callhookd -t can check without binding: that a TCP address
+ * resolves. 0, or -EINVAL with err as listen_open() would say it.
+ */
+int	listen_check(const char *addr, char *err, size_t errlen);
+
 /* Split "HOST:PORT" / "[V6]:PORT" into host and port. 0 or -EINVAL. */
 int	listen_split(const char *addr, char *host, size_t hostlen,
 	    char *port, size_t portlen);

@@ -142,25 +142,51 @@ fail:
 	return rc;
 }
 
+/* "HOST:PORT" or "[V6]:PORT" to addresses to bind: 0 or -EINVAL. */
 static int
-open_tcp(const char *addr, int *fd, char *err, size_t errlen)
+resolve_tcp(const char *addr, struct addrinfo **res, char *err,
+    size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 	    .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-	struct addrinfo *res = NULL;
 	char host[256], port[16];
-	int s = -1, on = 1, rc, saved;
+	int rc;
 
+	*res = NULL;
 	if (listen_split(addr, host, sizeof(host), port, sizeof(port)) != 0) {
 		snprintf(err, errlen, "bad listen address \"%s\": expected "
 		    "HOST:PORT, [V6]:PORT or unix:/path", addr);
 		return -EINVAL;
 	}
-	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+	if ((rc = getaddrinfo(host, port, &hints, res)) != 0) {
 		snprintf(err, errlen, "cannot resolve listen address \"%s\": "
 		    "%s", addr, gai_strerror(rc));
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int
+listen_check(const char *addr, char *err, size_t errlen)
+{
+	struct addrinfo *res;
+	int rc;
+
+	if (strncmp(addr, "unix:", 5) == 0)
+		return 0;
+	if ((rc = resolve_tcp(addr, &res, err, errlen)) == 0)
+		freeaddrinfo(res);
+	return rc;
+}
+
+static int
+open_tcp(const char *addr, int *fd, char *err, size_t errlen)
+{
+	struct addrinfo *res;
+	int s = -1, on = 1, rc, saved;
+
+	if ((rc = resolve_tcp(addr, &res, err, errlen)) != 0)
+		return rc;
 	s = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (s < 0)

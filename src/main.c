@@ -387,6 +387,17 @@ check_credentials(const struct config *cfg)
 	return 1;
 }
 
+static int
+check_listen(const struct config *cfg)
+{
+	char err[512];
+
+	if (listen_check(cfg->listen, err, sizeof(err)) == 0)
+		return 0;
+	fprintf(stderr, "callhookd: %s\n", err);
+	return 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -399,7 +410,7 @@ main(int argc, char **argv)
 	if (load_config(&o, &d.cfg, false) != 0)
 		return 1;
 	if (o.check_only) {
-		if (check_credentials(&d.cfg) != 0)
+		if (check_credentials(&d.cfg) != 0 || check_listen(&d.cfg) != 0)
 			return 1;
 		printf("configuration OK\n");
 		return 0;

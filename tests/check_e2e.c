@@ -690,6 +690,12 @@ START_TEST(test_command_line)
 	    d.ini, bin, d.ini, d.dir), 1);
 	ck_assert_int_eq(tu_sh("grep -q 'callhookd.ini:2:' %s/err && "
 	    "grep -q 'callhookd.ini:4:' %s/err", d.dir, d.dir), 0);
+	/* -t resolves the listen address, as a start would. */
+	ck_assert_int_eq(tu_sh("printf '[http]\\nlisten = no-such-host.invalid"
+	    ":8080\\n' > %s && %s -t -c %s 2> %s/err", d.ini, bin, d.ini,
+	    d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'cannot resolve listen address "
+	    "\"no-such-host.invalid:8080\"' %s/err", d.dir), 0);
 	/* -t reads the token file, as a start would. */
 	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken_file = %s/none\\n' > %s "
 	    "&& %s -t -c %s 2> %s/err", d.dir, d.ini, bin, d.ini, d.dir), 1);
