@@ -480,7 +480,10 @@ ipv4_text(const unsigned char *a, char *out)
 	}
 }
 
-/* IPv4-mapped peers are shown as IPv4; cut to fit len. */
+/*
+ * IPv4-mapped peers are shown as IPv4. An address that does not fit len
+ * is "", not cut: a cut address may be another, trusted one.
+ */
 static void
 peer_text(const struct sockaddr *sa, char *out, size_t len)
 {
@@ -501,7 +504,9 @@ peer_text(const struct sockaddr *sa, char *out, size_t len)
 		memcpy(text, "unix", sizeof("unix"));
 	if (len == 0)
 		return;
-	n = strnlen(text, len - 1);
+	n = strlen(text);
+	if (n >= len)
+		n = 0;
 	memcpy(out, text, n);
 	out[n] = '\0';
 }

@@ -121,7 +121,11 @@ struct request {
 static void
 copy_text(char *dst, size_t size, const char *src)
 {
-	size_t n = strnlen(src, size - 1);
+	size_t n;
+
+	if (size == 0)
+		return;
+	n = strnlen(src, size - 1);
 
 	memcpy(dst, src, n);
 	dst[n] = '\0';

@@ -267,7 +267,7 @@ START_TEST(test_peer_text)
 	ck_assert_str_eq(out, "unknown");
 	four = v4("192.0.2.1");
 	auth_peer_address(a, (struct sockaddr *)&four, small, sizeof(small));
-	ck_assert_str_eq(small, "192");		/* cut, still a string */
+	ck_assert_str_eq(small, "");	/* not cut: "192" could be another */
 	auth_free(a);
 }
 END_TEST
