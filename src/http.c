@@ -16,11 +16,14 @@
  * reason, and recorded in the rejects table by the writer.
  */
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -60,6 +63,27 @@ struct settings {
 	unsigned	 users;		/* the MHD thread's */
 };
 
+/*
+ * libmicrohttpd 0.9.75 drains epoll in rounds of 128 events, and after a
+ * round of exactly 128 calls epoll_wait() again, with the same timeout,
+ * before it serves any of them: with 128 requests ready at once (128
+ * connections, or 125 and its listening socket, wake-up and our tick) it
+ * slept on them until another event came or a connection timed out, up
+ * to [http] timeout. So while TICK_FROM connections or more are open, a
+ * thread writes an eventfd in its epoll set every TICK_MS, which ends
+ * such a wait; its events carry no pointer, which libmicrohttpd skips.
+ * With fewer connections the thread sleeps.
+ */
+struct ticker {
+	pthread_t		 thread;
+	pthread_mutex_t		 lock;
+	pthread_cond_t		 wake;
+	int			 fd;		/* eventfd, or -1 */
+	unsigned		 connections;	/* open now */
+	bool			 started;
+	bool			 stopping;
+};
+
 struct http {
 	struct MHD_Daemon	*mhd;
 	int			 fd;
@@ -76,6 +100,7 @@ struct http {
 						   log_refusal() */
 	uint64_t		 id_base;	/* start time, tells runs apart */
 	struct MHD_Response	*received;	/* the shared 200 */
+	struct ticker		 tick;
 };
 
 /* Who sent a request: for logs, the rejects table and remote_addr. */
@@ -99,6 +124,8 @@ enum req_state { REQ_RECEIVING, REQ_TOO_BIG, REQ_NO_ROOM, REQ_HELD,
 #define TOO_BIG_SLACK	(256 * 1024)
 #define LOG_REFUSALS_MAX 10	/* log lines a second, for each reason */
 #define NO_ROOM		"too many request bodies being received, retry later"
+#define TICK_MS		10	/* see struct ticker */
+#define TICK_FROM	120	/* connections */
 
 struct request {
 	struct http		*http;
@@ -1153,6 +1180,86 @@ received_response(void)
 	return r;
 }
 
+/* In the MHD thread: count connections, wake the ticker at TICK_FROM. */
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+    enum MHD_ConnectionNotificationCode code)
+{
+	struct ticker *t = cls;
+
+	(void)conn;
+	(void)socket_context;
+	pthread_mutex_lock(&t->lock);
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		if (++t->connections == TICK_FROM)
+			pthread_cond_signal(&t->wake);
+	} else if (t->connections > 0)
+		t->connections--;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void *
+ticker_main(void *arg)
+{
+	struct ticker *t = arg;
+	struct timespec pause = { 0, TICK_MS * 1000000L };
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&t->lock);
+	while (!t->stopping) {
+		if (t->connections < TICK_FROM) {
+			pthread_cond_wait(&t->wake, &t->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&t->lock);
+		nanosleep(&pause, NULL);
+		/* Never read: it fails (EAGAIN) only after 2^64 - 2 ticks. */
+		(void)!write(t->fd, &one, sizeof(one));
+		pthread_mutex_lock(&t->lock);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+/* Best effort: without it, the stall above can happen. 0 or -errno. */
+static int
+ticker_start(struct ticker *t, struct MHD_Daemon *mhd)
+{
+	const union MHD_DaemonInfo *info;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET,
+	    .data.ptr = NULL };
+	int rc;
+
+	info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	if (info == NULL || info->epoll_fd < 0)
+		return -ENOTSUP;
+	if ((t->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		return -errno;
+	if (epoll_ctl(info->epoll_fd, EPOLL_CTL_ADD, t->fd, &ev) != 0)
+		return -errno;
+	if ((rc = pthread_create(&t->thread, NULL, ticker_main, t)) != 0)
+		return -rc;
+	pthread_setname_np(t->thread, "mhd-ticker");
+	t->started = true;
+	return 0;
+}
+
+static void
+ticker_stop(struct ticker *t)
+{
+	if (t->started) {
+		pthread_mutex_lock(&t->lock);
+		t->stopping = true;
+		pthread_cond_signal(&t->wake);
+		pthread_mutex_unlock(&t->lock);
+		pthread_join(t->thread, NULL);
+		t->started = false;
+	}
+	if (t->fd >= 0)
+		close(t->fd);
+	t->fd = -1;
+}
+
 struct http *
 http_start(int fd, const struct config *cfg, struct queue *q,
     struct metrics *m, struct writer *w, char *err, size_t errlen)
@@ -1160,6 +1267,7 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	unsigned timeout_s = (cfg->timeout_ms + 999) / 1000;
 	struct settings *set;
 	struct http *h;
+	int rc;
 
 	if ((set = settings_new(cfg, NULL, err, errlen)) == NULL)
 		return NULL;
@@ -1169,6 +1277,9 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 		goto fail;
 	}
 	h->fd = fd;
+	h->tick.fd = -1;
+	pthread_mutex_init(&h->tick.lock, NULL);
+	pthread_cond_init(&h->tick.wake, NULL);
 	h->queue = q;
 	/* timeout is read at start only, as libmicrohttpd's idle timeout. */
 	h->body_deadline_ns = 2 * (uint64_t)cfg->timeout_ms * 1000000;
@@ -1188,6 +1299,7 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
 	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, &h->tick,
 	    MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
 	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
 	    MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
@@ -1197,6 +1309,10 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 		    "(libmicrohttpd refused the options)");
 		goto fail;
 	}
+	if ((rc = ticker_start(&h->tick, h->mhd)) != 0)
+		log_warnx("no ticker in libmicrohttpd's epoll set (%s): with "
+		    "128 requests ready at once, answers may wait for the "
+		    "next event", strerror(-rc));
 	return h;
 fail:
 	if (h != NULL && h->received != NULL)
@@ -1240,7 +1356,10 @@ http_stop(struct http *h, unsigned timeout_ms)
 	for (unsigned waited = 0; atomic_load(&h->in_flight) > 0 &&
 	    waited < timeout_ms; waited += 10)
 		nanosleep(&pause, NULL);
+	ticker_stop(&h->tick);
 	MHD_stop_daemon(h->mhd);
+	pthread_cond_destroy(&h->tick.wake);
+	pthread_mutex_destroy(&h->tick.lock);
 	if (h->fd >= 0)
 		close(h->fd);
 	MHD_destroy_response(h->received);

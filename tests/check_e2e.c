@@ -591,6 +591,64 @@ START_TEST(test_bodies_bounded)
 END_TEST
 
 /*
+ * libmicrohttpd 0.9.75 drains epoll in rounds of 128 events, and after a
+ * round of exactly 128 waits again with the same timeout, the connections
+ * it read still unserved. 128 requests that arrive while the daemon is
+ * stopped are all ready when it goes on: each must be answered at once,
+ * not when another event comes or a connection timed out (it waited up
+ * to [http] timeout). True when all n were answered within wait_ms.
+ */
+static bool
+answered_at_once(const int *fd, int n, int round, int wait_ms)
+{
+	int answered = 0;
+	char req[512], body[128], buf[1024];
+	ssize_t got;
+	size_t len;
+	int blen;
+
+	kill(d.pid, SIGSTOP);
+	for (int i = 0; i < n; i++) {
+		blen = snprintf(body, sizeof(body), "{\"event\":\"call_ended\","
+		    "\"data\":{\"callSid\":\"once-%d-%d\"}}", round, i);
+		len = (size_t)snprintf(req, sizeof(req), "POST " PATH
+		    " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+		    "\r\nContent-Length: %d\r\n\r\n%s", blen, body);
+		ck_assert_int_eq(write(fd[i], req, len), (ssize_t)len);
+	}
+	tu_sleep_ms(100);		/* every one in the kernel's buffers */
+	kill(d.pid, SIGCONT);
+	for (int i = 0; i < n; i++) {
+		struct pollfd p = { fd[i], POLLIN, 0 };
+
+		if (poll(&p, 1, wait_ms) != 1 ||
+		    (got = recv(fd[i], buf, sizeof(buf) - 1, 0)) <= 0)
+			continue;
+		buf[got] = '\0';
+		answered += strncmp(buf, "HTTP/1.1 200", 12) == 0;
+	}
+	return answered == n;
+}
+
+/* Twice on the same connections: the second stall comes as surely. */
+START_TEST(test_128_ready_at_once)
+{
+	int fd[128];
+
+	start_or_fail("[http]\ntimeout = 20s\n");
+	for (int i = 0; i < 128; i++)
+		ck_assert_int_ge(fd[i] = tu_connect(d.port), 0);
+	tu_sleep_ms(500);		/* all accepted, none ready */
+	for (int round = 0; round < 2; round++)
+		ck_assert_msg(answered_at_once(fd, 128, round, 3000),
+		    "round %d: not all 128 answered within 3 s", round);
+	for (int i = 0; i < 128; i++)
+		close(fd[i]);
+	stop_clean();
+}
+END_TEST
+
+/*
  * A chunked body whose trailer is trickled past the deadline: libmicro-
  * httpd reads a trailer without calling the daemon, but the body, once
  * whole, must not be answered 200. True when it was.
@@ -976,6 +1034,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_lenient_and_strict);
 	tcase_add_test(tc, test_enqueue_mode_and_health);
 	tcase_add_test(tc, test_bodies_bounded);
+	tcase_add_test(tc, test_128_ready_at_once);
 	tcase_add_test(tc, test_body_deadline);
 	tcase_add_test(tc, test_refusals_log_bounded);
 	tcase_add_test(tc, test_command_line);
