@@ -153,7 +153,6 @@ copy_text(char *dst, size_t size, const char *src)
 	if (size == 0)
 		return;
 	n = strnlen(src, size - 1);
-
 	memcpy(dst, src, n);
 	dst[n] = '\0';
 }
