@@ -198,6 +198,21 @@ only_line_ends(FILE *fp)
 	return true;
 }
 
+/*
+ * A token's length without trailing blanks: they are no part of a
+ * header's value (RFC 9110, 5.5), and the ini parser trims them, so they
+ * count nowhere, whether configured or presented.
+ */
+static size_t
+token_len(const char *s)
+{
+	size_t len = strlen(s);
+
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	return len;
+}
+
 static int
 read_token_file(const char *path, char *buf, size_t len, char *err,
     size_t errlen)
@@ -258,7 +273,13 @@ load_token(struct auth *a, const struct config *cfg, char *err,
 		snprintf(token, sizeof(token), "%s", env);
 	} else
 		return 0;
-	SHA256((const unsigned char *)token, strlen(token), a->token_hash);
+	if (token_len(token) == 0) {	/* or "" would pass */
+		snprintf(err, errlen, "the token (%s) is only blanks",
+		    cfg->token_file[0] != '\0' ? "[auth] token_file" :
+		    "CALLHOOKD_TOKEN");
+		return -EINVAL;
+	}
+	SHA256((const unsigned char *)token, token_len(token), a->token_hash);
 	OPENSSL_cleanse(token, sizeof(token));
 	a->has_token = true;
 	return 0;
@@ -365,19 +386,10 @@ bool
 auth_token_ok(const struct auth *a, const char *presented)
 {
 	unsigned char h[SHA256_DIGEST_LENGTH];
-	size_t len;
 
 	if (presented == NULL)
 		return false;
-	/*
-	 * Trailing blanks are no part of a header's value (RFC 9110, 5.5),
-	 * and none of a configured token (the parser trims them).
-	 */
-	len = strlen(presented);
-	while (len > 0 && (presented[len - 1] == ' ' ||
-	    presented[len - 1] == '\t'))
-		len--;
-	SHA256((const unsigned char *)presented, len, h);
+	SHA256((const unsigned char *)presented, token_len(presented), h);
 	return CRYPTO_memcmp(h, a->token_hash, sizeof(h)) == 0;
 }
 

@@ -93,7 +93,22 @@ START_TEST(test_token_sources)
 	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
 	ck_assert_ptr_nonnull(strstr(err, path));
 
-	setenv("CALLHOOKD_TOKEN", "from-env", 1);
+	/* Trailing blanks count nowhere; blanks alone are no token. */
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert(write(fd, "from-file \t\n", 12) == 12);
+	close(fd);
+	ck_assert_int_eq(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert(auth_token_ok(a, "from-file"));
+	ck_assert(auth_token_ok(a, "from-file "));
+	auth_free(a);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert(write(fd, "  \n", 3) == 3);
+	close(fd);
+	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(strstr(err, "only blanks"));
+	unlink(path);
+
+	setenv("CALLHOOKD_TOKEN", "from-env\t", 1);
 	a = auth_from(none);
 	ck_assert(auth_token_ok(a, "from-env"));
 	auth_free(a);
