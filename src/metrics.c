@@ -186,7 +186,7 @@ metrics_render(struct metrics *m, const struct gauges *g, size_t *len)
 	    "bodies being received, in bytes.", g->body_bytes);
 	render_gauge(fp, "callhookd_memory_budget_bytes", "The limit of "
 	    "callhookd_queue_bytes, and of callhookd_body_bytes: past it, "
-	    "503.", g->memory_budget);
+	    "503 (one event is always let in).", g->memory_budget);
 	fprintf(fp, "# HELP callhookd_seconds_since_last_event Seconds since "
 	    "the last committed event (-1: none yet).\n"
 	    "# TYPE callhookd_seconds_since_last_event gauge\n"
