@@ -68,9 +68,9 @@ void	queue_done(struct queue *q, size_t n_events, size_t n_rejects,
 /* True when an event pushed now would be refused with -EAGAIN. */
 bool	queue_full(struct queue *q);
 
-/* Events pushed and not yet done, and the bytes they hold. */
+/* Events pushed and not yet done, and (at the same time) their bytes. */
 size_t	queue_pending(struct queue *q);
-size_t	queue_pending_bytes(struct queue *q);
+void	queue_usage(struct queue *q, size_t *pending, size_t *bytes);
 size_t	queue_capacity(struct queue *q);
 void	queue_set_capacity(struct queue *q, size_t capacity);
 /*

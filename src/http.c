@@ -420,8 +420,6 @@ serve_metrics(struct http *h, struct MHD_Connection *conn)
 	/* Safe on the MHD thread, which alone frees settings. */
 	const struct settings *set = atomic_load(&h->settings);
 	struct gauges g = {
-		.queue_depth = queue_pending(h->queue),
-		.queue_bytes = queue_pending_bytes(h->queue),
 		.body_bytes = atomic_load(&h->body_bytes),
 		.memory_budget = config_memory_budget(&set->cfg),
 	};
@@ -430,6 +428,7 @@ serve_metrics(struct http *h, struct MHD_Connection *conn)
 	size_t len;
 	char *text;
 
+	queue_usage(h->queue, &g.queue_depth, &g.queue_bytes);
 	text = metrics_render(h->metrics, &g, &len);
 	if (text == NULL)
 		return MHD_NO;

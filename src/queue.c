@@ -202,25 +202,21 @@ queue_full(struct queue *q)
 	return full;
 }
 
-size_t
-queue_pending(struct queue *q)
+void
+queue_usage(struct queue *q, size_t *pending, size_t *bytes)
 {
-	size_t n;
-
 	pthread_mutex_lock(&q->lock);
-	n = q->pending;
+	*pending = q->pending;
+	*bytes = q->pending_bytes;
 	pthread_mutex_unlock(&q->lock);
-	return n;
 }
 
 size_t
-queue_pending_bytes(struct queue *q)
+queue_pending(struct queue *q)
 {
-	size_t n;
+	size_t n, bytes;
 
-	pthread_mutex_lock(&q->lock);
-	n = q->pending_bytes;
-	pthread_mutex_unlock(&q->lock);
+	queue_usage(q, &n, &bytes);
 	return n;
 }
 
