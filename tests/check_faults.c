@@ -2055,6 +2055,8 @@ START_TEST(test_no_room_is_not_poison)
 	start_or_fail(d, "[store]\nack = enqueue\n");
 	reader = hold_wal(d, "room-fill", 3, 64 * 1024);
 	await_metric(d->port, "callhookd_events_stored_total", 3);
+	/* Indexed first: indexing later would take the room below. */
+	ck_assert_int_eq(tu_wait_indexed(d->port, 10000), 0);
 	limit_to_wal(d, 14 * 4120);		/* 14 WAL frames of room */
 	big_then_small(d, big[0], 64 * 1024, small[0]);
 	ck_assert_int_eq(db_missing(d->db, big, 1, sid, sizeof(sid)), 1);
@@ -2104,6 +2106,12 @@ START_TEST(test_disk_full_is_not_poison)
 	post_accepted(d->port, body = event_body("full-pre"));
 	free(body);
 	await_metric(d->port, "callhookd_revisions_total", 1);
+	/*
+	 * Indexed first: the writer indexes once events pause, and frames
+	 * written after the checkpoint below would need the full disk to
+	 * be copied, so the WAL could not start over for the small event.
+	 */
+	ck_assert_int_eq(tu_wait_indexed(d->port, 10000), 0);
 	/* All of the WAL copied: the next commit starts it over. */
 	db = db_open(d->db, true);
 	ck_assert_int_eq(sqlite3_wal_checkpoint_v2(db, "main",
