@@ -22,7 +22,8 @@ endif
 CFLAGS	+= -MMD -MP
 
 LIB_SRC	 = src/config.c src/log.c src/event.c src/store.c src/queue.c \
-	   src/ticket.c src/writer.c src/metrics.c src/http.c src/listen.c src/auth.c
+	   src/ticket.c src/writer.c src/metrics.c src/http.c src/listen.c src/auth.c \
+	   src/conns.c
 LIB_OBJ	 = $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 CLI_OBJ	 = $(patsubst src/%.c,$(BUILD)/%.o,$(wildcard src/callhook*.c))
 TEST_SRC = $(wildcard tests/check_*.c) tests/testutil.c

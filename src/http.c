@@ -37,6 +37,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "conns.h"
 #include "event.h"
 #include "http.h"
 #include "log.h"
@@ -63,27 +64,6 @@ struct settings {
 	unsigned	 users;		/* the MHD thread's */
 };
 
-/*
- * libmicrohttpd 0.9.75 drains epoll in rounds of 128 events, and after a
- * round of exactly 128 calls epoll_wait() again, with the same timeout,
- * before it serves any of them: with 128 requests ready at once (128
- * connections, or 125 and its listening socket, wake-up and our tick) it
- * slept on them until another event came or a connection timed out, up
- * to [http] timeout. So while TICK_FROM connections or more are open, a
- * thread writes an eventfd in its epoll set every TICK_MS, which ends
- * such a wait; its events carry no pointer, which libmicrohttpd skips.
- * With fewer connections the thread sleeps.
- */
-struct ticker {
-	pthread_t		 thread;
-	pthread_mutex_t		 lock;
-	pthread_cond_t		 wake;
-	int			 fd;		/* eventfd, or -1 */
-	unsigned		 connections;	/* open now */
-	bool			 started;
-	bool			 stopping;
-};
-
 struct http {
 	struct MHD_Daemon	*mhd;
 	int			 fd;
@@ -100,7 +80,7 @@ struct http {
 						   log_refusal() */
 	uint64_t		 id_base;	/* start time, tells runs apart */
 	struct MHD_Response	*received;	/* the shared 200 */
-	struct ticker		 tick;
+	struct conns		*conns;
 };
 
 /* Who sent a request: for logs, the rejects table and remote_addr. */
@@ -124,8 +104,6 @@ enum req_state { REQ_RECEIVING, REQ_TOO_BIG, REQ_NO_ROOM, REQ_HELD,
 #define TOO_BIG_SLACK	(256 * 1024)
 #define LOG_REFUSALS_MAX 10	/* log lines a second, for each reason */
 #define NO_ROOM		"too many request bodies being received, retry later"
-#define TICK_MS		10	/* see struct ticker */
-#define TICK_FROM	120	/* connections */
 
 struct request {
 	struct http		*http;
@@ -139,6 +117,7 @@ struct request {
 	size_t			 received;	/* kept or discarded */
 	uint64_t		 started_ns;	/* the headers, read */
 	struct ticket		*ticket;
+	struct conn		*watch;		/* its connection's */
 	int			 push_rc;
 	char			 call_sid[80];
 	struct origin		 from;
@@ -586,6 +565,17 @@ settings_sweep(struct settings *from)
 	}
 }
 
+/* The deadlines' watch on conn (conns.c), or NULL. */
+static struct conn *
+watch_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *info;
+
+	info = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return info != NULL ? info->socket_context : NULL;
+}
+
 static struct request *
 request_new(struct http *h, struct MHD_Connection *conn,
     struct settings *set)
@@ -599,6 +589,7 @@ request_new(struct http *h, struct MHD_Connection *conn,
 	req->set = set;
 	origin_of(h, set, conn, &req->from);
 	req->started_ns = now_mono_ns();
+	req->watch = watch_of(conn);
 	set->users++;
 	atomic_fetch_add(&h->in_flight, 1);
 	return req;
@@ -840,19 +831,26 @@ discard_body(struct request *req, size_t *size)
  * closed.
  */
 static enum MHD_Result
-check_deadline(struct request *req)
+refuse_late(struct request *req)
 {
 	uint64_t limit = req->http->body_deadline_ns;
 	char why[80];
 
-	if (now_mono_ns() - req->started_ns <= limit)
-		return MHD_YES;
 	snprintf(why, sizeof(why), "body not received within %llu s "
 	    "(connection closed)", (unsigned long long)(limit / 1000000000));
 	note_reject(req->http, &req->from, MHD_HTTP_REQUEST_TIMEOUT,
 	    REJECT_TOO_SLOW, why, req->body, req->len);
 	req->state = REQ_ANSWERED;
 	return MHD_NO;
+}
+
+/* The deadline, checked whenever a body's bytes come; conns.c sweeps. */
+static enum MHD_Result
+check_deadline(struct request *req)
+{
+	if (now_mono_ns() - req->started_ns <= req->http->body_deadline_ns)
+		return MHD_YES;
+	return refuse_late(req);
 }
 
 static enum MHD_Result
@@ -1052,8 +1050,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	struct request *req = *con_cls;
 
 	(void)version;
-	if (req == NULL)
+	if (req == NULL) {
+		if (!conn_headers_in(watch_of(conn)))
+			return MHD_NO;	/* being shut down as late */
 		return begin_request(cls, conn, url, method, con_cls);
+	}
 	/*
 	 * Also on the final call: libmicrohttpd reads a chunked body's
 	 * trailer and chunk extensions without calling, and a late body
@@ -1062,6 +1063,10 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	if (req->state != REQ_ANSWERED && req->state != REQ_HELD &&
 	    check_deadline(req) == MHD_NO)
 		return MHD_NO;
+	/* The body and its trailer are in, unless the deadline cut first. */
+	if (*upload_size == 0 && req->state != REQ_HELD &&
+	    !conn_request_in(req->watch))
+		return req->state == REQ_ANSWERED ? MHD_NO : refuse_late(req);
 	switch (req->state) {
 	case REQ_HELD:
 		return answer_held(req);
@@ -1094,19 +1099,23 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct request *req = *con_cls;
 	struct settings *cur;
 
-	(void)conn;
+	conn_request_done(watch_of(conn));
 	if (req == NULL)
 		return;
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->call_sid[0])
 		log_info("connection for callSid %s closed before its answer "
 		    "was sent (the event is kept)", req->call_sid);
-	/* A body that stopped coming: in rejects, as a late one is. */
-	if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED &&
-	    (req->state == REQ_RECEIVING || req->state == REQ_TOO_BIG ||
-	    req->state == REQ_NO_ROOM))
-		note_reject(h, &req->from, MHD_HTTP_REQUEST_TIMEOUT,
-		    REJECT_TOO_SLOW, "body stopped coming (idle timeout, "
-		    "connection closed)", req->body, req->len);
+	/* A body that stopped coming, or was cut: in rejects. */
+	if (req->state == REQ_RECEIVING || req->state == REQ_TOO_BIG ||
+	    req->state == REQ_NO_ROOM) {
+		if (conn_cut(req->watch))
+			(void)refuse_late(req);
+		else if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
+			note_reject(h, &req->from, MHD_HTTP_REQUEST_TIMEOUT,
+			    REJECT_TOO_SLOW, "body stopped coming (idle "
+			    "timeout, connection closed)", req->body,
+			    req->len);
+	}
 	ticket_unref(req->ticket);
 	cur = atomic_load(&h->settings);
 	if (--req->set->users == 0 && req->set != cur)
@@ -1178,84 +1187,22 @@ received_response(void)
 	return r;
 }
 
-/* In the MHD thread: count connections, wake the ticker at TICK_FROM. */
+/* In the MHD thread: each connection is watched (conns.c). */
 static void
 on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
     enum MHD_ConnectionNotificationCode code)
 {
-	struct ticker *t = cls;
+	const union MHD_ConnectionInfo *info;
+	struct conns *c = cls;
 
-	(void)conn;
-	(void)socket_context;
-	pthread_mutex_lock(&t->lock);
-	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		if (++t->connections == TICK_FROM)
-			pthread_cond_signal(&t->wake);
-	} else if (t->connections > 0)
-		t->connections--;
-	pthread_mutex_unlock(&t->lock);
-}
-
-static void *
-ticker_main(void *arg)
-{
-	struct ticker *t = arg;
-	struct timespec pause = { 0, TICK_MS * 1000000L };
-	uint64_t one = 1;
-
-	pthread_mutex_lock(&t->lock);
-	while (!t->stopping) {
-		if (t->connections < TICK_FROM) {
-			pthread_cond_wait(&t->wake, &t->lock);
-			continue;
-		}
-		pthread_mutex_unlock(&t->lock);
-		nanosleep(&pause, NULL);
-		/* Never read: it fails (EAGAIN) only after 2^64 - 2 ticks. */
-		(void)!write(t->fd, &one, sizeof(one));
-		pthread_mutex_lock(&t->lock);
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		conns_close(c, *socket_context);
+		*socket_context = NULL;
+		return;
 	}
-	pthread_mutex_unlock(&t->lock);
-	return NULL;
-}
-
-/* Best effort: without it, the stall above can happen. 0 or -errno. */
-static int
-ticker_start(struct ticker *t, struct MHD_Daemon *mhd)
-{
-	const union MHD_DaemonInfo *info;
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLET,
-	    .data.ptr = NULL };
-	int rc;
-
-	info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_EPOLL_FD);
-	if (info == NULL || info->epoll_fd < 0)
-		return -ENOTSUP;
-	if ((t->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
-		return -errno;
-	if (epoll_ctl(info->epoll_fd, EPOLL_CTL_ADD, t->fd, &ev) != 0)
-		return -errno;
-	if ((rc = pthread_create(&t->thread, NULL, ticker_main, t)) != 0)
-		return -rc;
-	pthread_setname_np(t->thread, "mhd-ticker");
-	t->started = true;
-	return 0;
-}
-
-static void
-ticker_stop(struct ticker *t)
-{
-	if (t->started) {
-		pthread_mutex_lock(&t->lock);
-		t->stopping = true;
-		pthread_cond_signal(&t->wake);
-		pthread_mutex_unlock(&t->lock);
-		pthread_join(t->thread, NULL);
-		t->started = false;
-	}
-	if (t->fd >= 0)
-		close(t->fd);
-	t->fd = -1;
+	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (info != NULL)
+		*socket_context = conns_open(c, info->connect_fd);
 }
 
 struct http *
@@ -1263,24 +1210,24 @@ http_start(int fd, const struct config *cfg, struct queue *q,
     struct metrics *m, struct writer *w, char *err, size_t errlen)
 {
 	unsigned timeout_s = (cfg->timeout_ms + 999) / 1000;
+	uint64_t deadline_ns;
 	struct settings *set;
 	struct http *h;
 	int rc;
 
 	if ((set = settings_new(cfg, NULL, err, errlen)) == NULL)
 		return NULL;
+	/* timeout is read at start only, as libmicrohttpd's idle timeout. */
+	deadline_ns = 2 * (uint64_t)cfg->timeout_ms * 1000000;
 	if ((h = calloc(1, sizeof(*h))) == NULL ||
-	    (h->received = received_response()) == NULL) {
+	    (h->received = received_response()) == NULL ||
+	    (h->conns = conns_new(deadline_ns, m)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	h->fd = fd;
-	h->tick.fd = -1;
-	pthread_mutex_init(&h->tick.lock, NULL);
-	pthread_cond_init(&h->tick.wake, NULL);
 	h->queue = q;
-	/* timeout is read at start only, as libmicrohttpd's idle timeout. */
-	h->body_deadline_ns = 2 * (uint64_t)cfg->timeout_ms * 1000000;
+	h->body_deadline_ns = deadline_ns;
 	h->metrics = m;
 	h->writer = w;
 	h->id_base = now_wall_ms() / 1000;
@@ -1297,7 +1244,7 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
 	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, &h->tick,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, h->conns,
 	    MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
 	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
 	    MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
@@ -1307,14 +1254,16 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 		    "(libmicrohttpd refused the options)");
 		goto fail;
 	}
-	if ((rc = ticker_start(&h->tick, h->mhd)) != 0)
-		log_warnx("no ticker in libmicrohttpd's epoll set (%s): with "
-		    "128 requests ready at once, answers may wait for the "
-		    "next event", strerror(-rc));
+	if ((rc = conns_run(h->conns, h->mhd)) != 0)
+		log_warnx("cannot start the thread that watches connections "
+		    "(%s): no deadline for headers or a trailer",
+		    strerror(-rc));
 	return h;
 fail:
 	if (h != NULL && h->received != NULL)
 		MHD_destroy_response(h->received);
+	if (h != NULL)
+		conns_free(h->conns);
 	free(h);
 	settings_free(set);
 	return NULL;
@@ -1354,10 +1303,9 @@ http_stop(struct http *h, unsigned timeout_ms)
 	for (unsigned waited = 0; atomic_load(&h->in_flight) > 0 &&
 	    waited < timeout_ms; waited += 10)
 		nanosleep(&pause, NULL);
-	ticker_stop(&h->tick);
+	conns_stop(h->conns);
 	MHD_stop_daemon(h->mhd);
-	pthread_cond_destroy(&h->tick.wake);
-	pthread_mutex_destroy(&h->tick.lock);
+	conns_free(h->conns);
 	if (h->fd >= 0)
 		close(h->fd);
 	MHD_destroy_response(h->received);

@@ -159,6 +159,9 @@ render_counters(FILE *fp, struct metrics *m)
 	render_counter(fp, "callhookd_events_set_aside_total",
 	    "Events the store would not take, set aside in the rescue file.",
 	    &m->events_set_aside);
+	render_counter(fp, "callhookd_connections_cut_total",
+	    "Connections closed for not sending whole request headers within "
+	    "twice [http] timeout.", &m->connections_cut);
 }
 
 static void
