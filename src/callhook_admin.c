@@ -26,6 +26,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,6 +298,21 @@ import_index(struct ch *ch)
 	return 0;
 }
 
+/*
+ * True when the next line has not come yet (tail -f into import -): what
+ * was read is stored now, not once IMPORT_BATCH lines have come. stdio
+ * may still hold lines the descriptor no longer has; those then go in
+ * batches of one, each followed by yield_lock()'s pause, which lets
+ * lines gather again. A file, or a pipe with more to read, is ready.
+ */
+static bool
+input_waits(FILE *fp)
+{
+	struct pollfd p = { .fd = fileno(fp), .events = POLLIN };
+
+	return poll(&p, 1, 0) == 0;
+}
+
 /* Read and store every line. Every error is reported here, or below. */
 static int
 import_stream(struct ch *ch, FILE *fp, const char *path, struct tally *t)
@@ -318,7 +334,8 @@ import_stream(struct ch *ch, FILE *fp, const char *path, struct tally *t)
 	while (error == 0 && (len = getline(&line, &cap, fp)) != -1) {
 		t->lines++;
 		import_line(ch, b, t, line, (size_t)len);
-		if (b->n == IMPORT_BATCH || b->bytes >= IMPORT_BATCH_BYTES)
+		if (b->n == IMPORT_BATCH || b->bytes >= IMPORT_BATCH_BYTES ||
+		    (b->n > 0 && input_waits(fp)))
 			error = batch_flush(ch, b, t);
 		progress_tick(&p, "callhook: line %lld, %lld stored",
 		    t->lines, t->stored);

@@ -1112,6 +1112,41 @@ START_TEST(test_import)
 END_TEST
 
 /*
+ * tail -f | callhook import -: lines are stored once the input pauses,
+ * not when 500 have come or the input ends.
+ */
+START_TEST(test_import_follows)
+{
+	char *newdb = tmp_path("followed.db"), *a, *b, cmd[1200];
+	long long t0;
+	FILE *in;
+	int n = 0;
+
+	snprintf(cmd, sizeof(cmd), "'%s' -d '%s' import - >'%s' 2>&1",
+	    callhook(), newdb, tmp_path("out"));
+	ck_assert_ptr_nonnull(in = popen(cmd, "w"));
+	a = variant("call_ended.json", "callSid", "\"follow-1\"", NULL);
+	b = variant("call_ended_inbound.json", "callSid", "\"follow-2\"",
+	    NULL);
+	fprintf(in, "%s\n%s\n", a, b);
+	fflush(in);
+	for (t0 = tu_now_ms(); n < 2 && tu_now_ms() - t0 < 5000;
+	    tu_sleep_ms(50))
+		if (access(newdb, F_OK) == 0 && db_int(newdb, "SELECT count(*)"
+		    " FROM sqlite_master WHERE name = 'calls'") == 1)
+			n = db_int(newdb, "SELECT count(*) FROM calls");
+	ck_assert_msg(n == 2, "%d of 2 lines stored, the input still open", n);
+	ck_assert_int_eq(pclose(in), 0);
+	free(out);
+	out = tu_read_file(tmp_path("out"), NULL);
+	ck_assert_str_eq(out, "2 lines: 2 stored, 0 duplicates, 0 revisions,"
+	    " 0 refused\n");
+	free(a);
+	free(b);
+}
+END_TEST
+
+/*
  * An import that cannot store a batch says which lines, why, where, and
  * that it stopped reading: here a 2 MB file size limit (SIGXFSZ ignored,
  * so that the write fails instead) under 600 long calls.
@@ -1356,6 +1391,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_export);
 	tcase_add_test(tc, test_import);
 	tcase_add_test(tc, test_import_stops);
+	tcase_add_test(tc, test_import_follows);
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_backup);
 	tcase_add_test(tc, test_backup_dest);
