@@ -46,12 +46,15 @@
  */
 
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -544,6 +547,50 @@ open_db(struct store *st, const struct store_options *opt)
 }
 
 /*
+ * Why path cannot be written, when its directory or itself says so: a
+ * failed open or first write only gets SQLite's "unable to open database
+ * file" or "attempt to write a readonly database", often with the errno
+ * of its read-only retry. SQLite also creates path-wal and path-shm
+ * beside the file, so the directory must be writable too.
+ */
+static bool
+cannot_write(const char *path, char *why, size_t len)
+{
+	char copy[PATH_MAX], name[PATH_MAX + 16], *dir;
+	const char *what = "the file";
+	struct stat sb;
+	int saved;
+
+	if (snprintf(copy, sizeof(copy), "%s", path) >= (int)sizeof(copy))
+		return false;
+	dir = dirname(copy);
+	if (stat(dir, &sb) == -1) {
+		saved = errno;
+		if (saved == ENOENT)
+			snprintf(why, len, "directory %s does not exist", dir);
+		else
+			snprintf(why, len, "directory %s: %s", dir,
+			    strerror(saved));
+		return true;
+	}
+	if (access(dir, W_OK | X_OK) == -1) {
+		snprintf(name, sizeof(name), "directory %s", dir);
+		what = name;
+	} else if (access(path, F_OK) == -1 ||
+	    access(path, R_OK | W_OK) == 0)
+		return false;
+	saved = errno;
+	if (saved == EROFS)
+		snprintf(why, len, "%s is on a read-only file system; under "
+		    "systemd, ProtectSystem=strict leaves only the unit's "
+		    "StateDirectory= and ReadWritePaths= writable", what);
+	else
+		snprintf(why, len, "%s is not writable by uid %u (%s)", what,
+		    (unsigned)geteuid(), strerror(saved));
+	return true;
+}
+
+/*
  * Refuse a file that is not ours or is too new, and tell the schema
  * version. A file with neither our application_id nor any table is new.
  */
@@ -666,6 +713,12 @@ setup_writer(struct store *st, const struct store_options *opt, int version)
 	char sql[200];
 	int error, rc;
 
+	/* SQLite opens a file it may not write read-only, and says nothing. */
+	if (sqlite3_db_readonly(st->db, "main") == 1) {
+		seterr(st->err, sizeof(st->err), "%s: opened read-only, the "
+		    "file is not writable", opt->path);
+		return -EACCES;
+	}
 	/*
 	 * Only now that the file is known to be ours may it become WAL.
 	 * A reader that holds a snapshot for long lets the WAL grow past
@@ -822,6 +875,23 @@ configure_library(void)
 	    STORE_STMTJRNL_KIB * 1024);
 }
 
+/* Why store_open() failed: a file or directory not writable comes first. */
+static void
+open_failed(struct store *st, const struct store_options *opt, char *err,
+    size_t errlen)
+{
+	char why[PATH_MAX + 200];
+	int rc = st->db != NULL ? sqlite3_errcode(st->db) : SQLITE_OK;
+
+	if (opt->readonly || !cannot_write(opt->path, why, sizeof(why)))
+		seterr(err, errlen, "%s", st->err);
+	else if (rc == SQLITE_OK)
+		seterr(err, errlen, "%s: %s", opt->path, why);
+	else
+		seterr(err, errlen, "%s: %s; SQLite said: %s", opt->path, why,
+		    sqlite3_errmsg(st->db));
+}
+
 int
 store_open(struct store **out, const struct store_options *opt,
     char *err, size_t errlen)
@@ -853,7 +923,7 @@ store_open(struct store **out, const struct store_options *opt,
 	*out = st;
 	return 0;
  fail:
-	seterr(err, errlen, "%s", st->err);
+	open_failed(st, opt, err, errlen);
 	store_close(st);
 	return error;
 }

@@ -5,6 +5,9 @@
  * events are built by hand so the suite does not depend on the parser.
  */
 
+#include <sys/mount.h>
+#include <sys/stat.h>
+
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1411,6 +1414,91 @@ START_TEST(test_readonly)
 }
 END_TEST
 
+/* try_open() read-write with name made unwritable by cmd: its message. */
+static bool
+open_unwritable(const char *cmd, const char *undo, const char *name,
+    char *err, size_t errlen)
+{
+	struct store *st = NULL;
+	int rc;
+
+	if (tu_sh("%s 2>/dev/null", cmd) != 0)
+		return false;
+	rc = try_open(&st, name, true, false, err, errlen);
+	ck_assert_int_eq(tu_sh("%s", undo), 0);
+	ck_assert_int_ne(rc, 0);
+	ck_assert_ptr_null(st);
+	return true;
+}
+
+/*
+ * A file or directory the writer cannot write is named, with why: SQLite
+ * alone says "unable to open database file", or opens the file read-only
+ * and says nothing until the first event.
+ */
+START_TEST(test_unwritable)
+{
+	bool root = geteuid() == 0;
+	char err[1024], want[3 * PATH_MAX], file[PATH_MAX + 64];
+	char cmd[2 * PATH_MAX], undo[2 * PATH_MAX];
+	struct store *st;
+
+	snprintf(want, sizeof(want), "%s/no/calls.db: directory %s/no does "
+	    "not exist; SQLite said: unable to open database file", tmpdir,
+	    tmpdir);
+	ck_assert_int_ne(try_open(&st, "no/calls.db", true, false, err,
+	    sizeof(err)), 0);
+	ck_assert_str_eq(err, want);
+
+	store_close(open_ok("calls.db", true));
+	snprintf(file, sizeof(file), "%s", path("calls.db"));
+	snprintf(cmd, sizeof(cmd), root ? "chattr +i '%s'" : "chmod 444 '%s'",
+	    file);
+	snprintf(undo, sizeof(undo), root ? "chattr -i '%s'" :
+	    "chmod 644 '%s'", file);
+	if (open_unwritable(cmd, undo, "calls.db", err, sizeof(err))) {
+		snprintf(want, sizeof(want), "%s: the file is not writable by "
+		    "uid %u (%s)", file, (unsigned)geteuid(),
+		    strerror(root ? EPERM : EACCES));
+		ck_assert_str_eq(err, want);
+	} else
+		fprintf(stderr, "test_unwritable: %s failed, file part "
+		    "skipped\n", cmd);
+	/* SQLite creates -wal and -shm beside a new file. */
+	ck_assert_int_eq(mkdir(path("ro"), 0755), 0);
+	snprintf(file, sizeof(file), "%s", path("ro"));
+	snprintf(cmd, sizeof(cmd), root ? "chattr +i '%s'" : "chmod 555 '%s'",
+	    file);
+	snprintf(undo, sizeof(undo), root ? "chattr -i '%s'" :
+	    "chmod 755 '%s'", file);
+	if (open_unwritable(cmd, undo, "ro/calls.db", err, sizeof(err))) {
+		snprintf(want, sizeof(want), "%s/calls.db: directory %s is "
+		    "not writable by uid %u (%s); SQLite said: unable to open "
+		    "database file", file, file, (unsigned)geteuid(),
+		    strerror(root ? EPERM : EACCES));
+		ck_assert_str_eq(err, want);
+	} else
+		fprintf(stderr, "test_unwritable: %s failed, directory part "
+		    "skipped\n", cmd);
+	/* systemd's ProtectSystem=strict mounts most of the tree read-only. */
+	ck_assert_int_eq(mkdir(path("m"), 0755), 0);
+	snprintf(file, sizeof(file), "%s", path("m"));
+	if (mount("tmpfs", file, "tmpfs", MS_RDONLY, "size=64k") == 0) {
+		ck_assert_int_ne(try_open(&st, "m/calls.db", true, false, err,
+		    sizeof(err)), 0);
+		umount2(file, MNT_DETACH);
+		snprintf(want, sizeof(want), "%s/calls.db: directory %s is on "
+		    "a read-only file system; under systemd, ProtectSystem="
+		    "strict leaves only the unit's StateDirectory= and "
+		    "ReadWritePaths= writable; SQLite said: unable to open "
+		    "database file", file, file);
+		ck_assert_str_eq(err, want);
+	} else
+		fprintf(stderr, "test_unwritable: no mount here (%s), "
+		    "read-only file system part skipped\n", strerror(errno));
+}
+END_TEST
+
 START_TEST(test_rollback)
 {
 	struct store *st;
@@ -1594,6 +1682,7 @@ store_suite(void)
 	tcase_add_test(tc, test_big_revision);
 	tcase_add_test(tc, test_wal_files_kept);
 	tcase_add_test(tc, test_newer_refused);
+	tcase_add_test(tc, test_unwritable);
 	tcase_add_test(tc, test_foreign_refused);
 	tcase_add_test(tc, test_readonly);
 	tcase_add_test(tc, test_rollback);
