@@ -670,9 +670,10 @@ scan_string(const char *p, const char *end, struct walk *w, bool *nul)
  * then checks the structure, which this pass takes on trust. The same
  * pass finds the spans (struct spans); on a body whose structure is
  * wrong they are wrong too, but emptying strings cannot make it right,
- * and cJSON then refuses it.
+ * and cJSON then refuses it. Returns NULL, or where a token is not JSON
+ * (the start of a bad string or number).
  */
-static bool
+static const char *
 json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 {
 	const char *p = s, *end = s + len, *str;
@@ -689,32 +690,34 @@ json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 		} else if (c == '"') {
 			str = p;
 			if ((p = scan_string(p, end, &w, nul)) == NULL)
-				return false;
+				return str;
 			walk_value(&w, str);
 			if (w.str_nul && str == sp->sid_at)
 				sp->sid_nul = true;
 			walk_string(&w, str, p, end);
 		} else if (c == '-' || is_digit((char)c)) {
+			const char *num = p;
+
 			walk_value(&w, p);
 			if ((p = number_end(p, end)) == NULL)
-				return false;
+				return num;
 			if (p < end && (is_digit(*p) || *p == '.' || *p == 'e' ||
 			    *p == 'E' || *p == '+' || *p == '-'))
-				return false;
+				return num;
 		} else if (c == '{' || c == '[') {
 			walk_value(&w, p++);
 			w.depth++;
 		} else if (c == '}' || c == ']') {
 			walk_close(&w, p++);
 		} else if (c < 0x20 || c >= 0x80) {
-			return false;
+			return p;
 		} else {
 			if (c != ':' && c != ',')
 				walk_value(&w, p);	/* true, false, null */
 			p++;
 		}
 	}
-	return true;
+	return NULL;
 }
 
 /*
@@ -777,7 +780,7 @@ json_parse(const char *body, size_t len, bool *nul, struct spans *sp)
 	char *copy;
 
 	if (len == 0 || memchr(body, '\0', len) != NULL ||
-	    !json_scan(body, len, nul, sp))
+	    json_scan(body, len, nul, sp) != NULL)
 		return NULL;
 	if (sp->nlong == 0)
 		return cjson_whole(body, len);
@@ -1294,6 +1297,150 @@ plan_init(struct plan *pl)
 	pl->ev.next_call_scheduled = -1;
 }
 
+/*
+ * What is wrong in a string json_scan() refused at the quote at: a raw
+ * control character, a bad escape, or no closing quote.
+ */
+static void
+explain_string(const char *body, const char *at, const char *end,
+    char *out, size_t outlen)
+{
+	for (const char *p = at + 1; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c < 0x20) {
+			snprintf(out, outlen, "a raw control character (0x%02X) "
+			    "in a string at byte %zu", c,
+			    (size_t)(p - body) + 1);
+			return;
+		}
+		if (c != '\\')
+			continue;
+		if (++p == end || (*p == 'u' && end - p <= 4))
+			break;		/* cut short in the escape */
+		if (memchr("\"\\/bfnrt", *p, 8) != NULL)
+			continue;
+		if (*p == 'u' && is_hex(p[1]) && is_hex(p[2]) && is_hex(p[3]) &&
+		    is_hex(p[4])) {
+			p += 4;
+			continue;
+		}
+		snprintf(out, outlen, "a bad escape in a string at byte %zu",
+		    (size_t)(p - body));
+		return;
+	}
+	snprintf(out, outlen, "a string from byte %zu is not closed (the "
+	    "body cut short?)", (size_t)(at - body) + 1);
+}
+
+/* What json_scan() refused at, for a 400's reason. */
+static void
+explain_token(const char *body, const char *at, const char *end, char *out,
+    size_t outlen)
+{
+	unsigned char c = (unsigned char)*at;
+	size_t byte = (size_t)(at - body) + 1;
+
+	if (at == body && end - at >= 3 && memcmp(at, "\xEF\xBB\xBF", 3) == 0)
+		snprintf(out, outlen, "it starts with a UTF-8 byte order mark");
+	else if (c == '"')
+		explain_string(body, at, end, out, outlen);
+	else if (c == '-' || is_digit((char)c))
+		snprintf(out, outlen, "a number not in JSON's form at byte %zu",
+		    byte);
+	else if (c < 0x20)
+		snprintf(out, outlen, "a control character (0x%02X) at byte "
+		    "%zu", c, byte);
+	else
+		snprintf(out, outlen, "byte 0x%02X outside a string at byte %zu",
+		    c, byte);
+}
+
+/*
+ * Whether p..end, whose tokens are JSON, ends inside an object or array
+ * with every bracket so far matched: then it was cut short.
+ */
+static bool
+cut_short(const char *p, const char *end)
+{
+	char open[256];
+	size_t depth = 0;
+	bool in_string = false;
+
+	for (; p < end; p++) {
+		if (in_string) {
+			if (*p == '\\')
+				p++;
+			else if (*p == '"')
+				in_string = false;
+		} else if (*p == '"')
+			in_string = true;
+		else if (*p == '{' || *p == '[') {
+			if (depth < sizeof(open))
+				open[depth] = *p == '{' ? '}' : ']';
+			depth++;
+		} else if (*p == '}' || *p == ']') {
+			if (depth == 0 || (depth <= sizeof(open) &&
+			    open[depth - 1] != *p))
+				return false;
+			depth--;
+		}
+	}
+	return depth > 0;
+}
+
+/*
+ * Why a body is not JSON: cold, so it scans again, and asks cJSON where
+ * the structure breaks.
+ */
+static void
+explain_json(const char *body, size_t len, char *out, size_t outlen)
+{
+	const char *end = body + len, *at, *stop = NULL;
+	struct spans sp;
+	cJSON *root;
+	bool nul;
+
+	memset(&sp, 0, sizeof(sp));
+	for (at = body; at < end && json_space(*at); at++)
+		;
+	if (at == end) {
+		snprintf(out, outlen, "the body is empty");
+		return;
+	}
+	if ((at = memchr(body, '\0', len)) != NULL) {
+		snprintf(out, outlen, "a NUL byte at byte %zu",
+		    (size_t)(at - body) + 1);
+		return;
+	}
+	if ((at = json_scan(body, len, &nul, &sp)) != NULL) {
+		explain_token(body, at, end, out, outlen);
+		return;
+	}
+	if ((root = cJSON_ParseWithLengthOpts(body, len, &stop, 0)) != NULL) {
+		cJSON_Delete(root);
+		while (stop < end && json_space(*stop))
+			stop++;
+		if (stop < end)
+			snprintf(out, outlen, "more after the JSON value, at byte "
+			    "%zu", (size_t)(stop - body) + 1);
+		else
+			snprintf(out, outlen, "out of memory");
+		return;
+	}
+	if (cut_short(body, end))
+		snprintf(out, outlen, "it ends before its JSON value does (the "
+		    "body cut short?)");
+	else if (stop == NULL || stop < body || stop >= end)
+		snprintf(out, outlen, "cJSON says no");
+	else if (*stop > ' ' && *stop < 0x7f)
+		snprintf(out, outlen, "unexpected '%c' at byte %zu", *stop,
+		    (size_t)(stop - body) + 1);
+	else
+		snprintf(out, outlen, "unexpected byte 0x%02X at byte %zu",
+		    (unsigned char)*stop, (size_t)(stop - body) + 1);
+}
+
 enum event_error
 event_parse(const char *body, size_t len, bool strict, struct event **out,
     char *msg, size_t msglen)
@@ -1313,9 +1460,12 @@ event_parse(const char *body, size_t len, bool strict, struct event **out,
 	/* cJSON says NULL for no memory too; that is taken as bad JSON. */
 	root = json_parse(body, len, &pl.escaped_nul, &pl.spans);
 	if (root == NULL) {
+		char why[96];
+
 		arena_end(NULL);
+		explain_json(body, len, why, sizeof(why));
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,
-		    "body is not valid JSON");
+		    "body is not valid JSON: %s", why);
 	}
 	rc = check_envelope(root, &pl, &data, msg, msglen);
 	if (rc == EVENT_OK)

@@ -1037,7 +1037,7 @@ START_TEST(test_import)
 	ck_assert_str_eq(out, "6 lines: 2 stored, 0 duplicates, 0 revisions,"
 	    " 3 refused\n");
 	snprintf(want, sizeof(want), "callhook: %s:4: data.callSid is "
-	    "required\ncallhook: %s:5: body is not valid JSON\ncallhook: "
+	    "required\ncallhook: %s:5: body is not valid JSON: unexpected 'n' at byte 1\ncallhook: "
 	    "%s:6: Unknown event type\n", jsonl, jsonl, jsonl);
 	ck_assert_str_eq(err, want);
 	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls"

@@ -113,6 +113,23 @@ expect_refused(const char *body, size_t n, enum event_error want,
 }
 
 #define REFUSED(s, rc, m)	expect_refused(s, strlen(s), rc, m)
+#define NOT_JSON		"body is not valid JSON: "
+#define NOT_JSON_ANY(s)		expect_not_json_any(s, strlen(s))
+
+/* Refused as not JSON in both modes, whatever the reason given. */
+static void
+expect_not_json_any(const char *body, size_t n)
+{
+	char msg[MSGLEN];
+	struct event *ev;
+
+	for (int strict = 0; strict <= 1; strict++) {
+		ck_assert_int_eq(parse_n(body, n, strict, &ev, msg),
+		    EVENT_BAD_REQUEST);
+		ck_assert_msg(strncmp(msg, NOT_JSON, strlen(NOT_JSON)) == 0,
+		    "%s", msg);
+	}
+}
 
 static struct event *
 parse_fixture(const char *name, bool strict)
@@ -777,7 +794,7 @@ START_TEST(test_truncated)
 	for (size_t n = 0; n < len - 1; n++) {
 		ck_assert_int_eq(parse_n(body, n, false, &ev, msg),
 		    EVENT_BAD_REQUEST);
-		ck_assert_msg(strcmp(msg, "body is not valid JSON") == 0 ||
+		ck_assert_msg(strncmp(msg, NOT_JSON, strlen(NOT_JSON)) == 0 ||
 		    strcmp(msg, "body is not valid UTF-8") == 0, "%zu: %s",
 		    n, msg);
 	}
@@ -797,8 +814,7 @@ START_TEST(test_trailing)
 	struct event *ev;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		expect_refused(bad[i], strlen(bad[i]), EVENT_BAD_REQUEST,
-		    "body is not valid JSON");
+		expect_not_json_any(bad[i], strlen(bad[i]));
 	ck_assert_int_eq(parse_s(" \r\n\t{" NOTE "}} \r\n\t", true, &ev, msg),
 	    EVENT_OK);
 	event_free(ev);
@@ -890,12 +906,10 @@ START_TEST(test_deep_nesting)
 	struct event *ev;
 
 	body = repeat("", "[", 100000, "");
-	expect_refused(body, strlen(body), EVENT_BAD_REQUEST,
-	    "body is not valid JSON");
+	expect_not_json_any(body, strlen(body));
 	free(body);
 	body = repeat("{" NOTE ",\"call_metadata\":", "{\"a\":", 100000, "");
-	expect_refused(body, strlen(body), EVENT_BAD_REQUEST,
-	    "body is not valid JSON");
+	expect_not_json_any(body, strlen(body));
 	free(body);
 
 	/* Deep but within cJSON's limit: kept, and printed compact. */
@@ -952,8 +966,7 @@ START_TEST(test_nul)
 	struct event *ev;
 
 	for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++)
-		expect_refused(raw[i].s, raw[i].len, EVENT_BAD_REQUEST,
-		    "body is not valid JSON");
+		expect_not_json_any(raw[i].s, raw[i].len);
 
 	/* \u0000 is JSON, but a C string ends there. */
 	body = note_with("\"transcription\":\"abc\\u0000def\"");
@@ -984,10 +997,8 @@ START_TEST(test_nul)
 	event_free(ev);
 
 	/* cJSON would read these as \u0000 too; they are not JSON. */
-	REFUSED("{" NOTE ",\"name\":\"\\u00zz\"}}", EVENT_BAD_REQUEST,
-	    "body is not valid JSON");
-	REFUSED("{" NOTE ",\"name\":\"\\u 123\"}}", EVENT_BAD_REQUEST,
-	    "body is not valid JSON");
+	NOT_JSON_ANY("{" NOTE ",\"name\":\"\\u00zz\"}}");
+	NOT_JSON_ANY("{" NOTE ",\"name\":\"\\u 123\"}}");
 
 	/* Escaped backslashes before a u are not a \u escape. */
 	body = note_with("\"name\":\"\\\\u0000\\\\\"");
@@ -1022,13 +1033,57 @@ START_TEST(test_empty_body)
 	char msg[MSGLEN];
 	struct event *ev = NULL;
 
-	expect_refused("", 0, EVENT_BAD_REQUEST, "body is not valid JSON");
-	expect_refused(" \r\n\t", 4, EVENT_BAD_REQUEST,
-	    "body is not valid JSON");
+	expect_not_json_any("", 0);
+	expect_not_json_any(" \r\n\t", 4);
 	ck_assert_int_eq(event_parse(NULL, 0, false, &ev, msg, sizeof(msg)),
 	    EVENT_BAD_REQUEST);
 	ck_assert_ptr_null(ev);
-	ck_assert_str_eq(msg, "body is not valid JSON");
+	ck_assert_str_eq(msg, NOT_JSON "the body is empty");
+}
+END_TEST
+
+/* A 400 for a body that is not JSON says what is wrong, and where. */
+START_TEST(test_not_json_says_where)
+{
+#define RAW(s, why)	{ s, sizeof(s) - 1, why }
+	static const struct {
+		const char	*s;
+		size_t		 len;
+		const char	*why;
+	} cases[] = {
+		RAW("", "the body is empty"),
+		RAW(" \r\n", "the body is empty"),
+		RAW("\xEF\xBB\xBF{\"event\":\"call_ended\"}",
+		    "it starts with a UTF-8 byte order mark"),
+		RAW("{\"a\":\"b\0\"}", "a NUL byte at byte 8"),
+		RAW("{\"a\":1", "it ends before its JSON value does (the body "
+		    "cut short?)"),
+		RAW("{\"a\":[1,{\"b\":2}", "it ends before its JSON value does "
+		    "(the body cut short?)"),
+		RAW("{\"a\":\"xy", "a string from byte 6 is not closed (the body "
+		    "cut short?)"),
+		RAW("{\"a\":\"x\\u00", "a string from byte 6 is not closed (the "
+		    "body cut short?)"),
+		RAW("{\"a\":\"x\\q\"}", "a bad escape in a string at byte 8"),
+		RAW("{\"a\":\"x\ty\"}", "a raw control character (0x09) in a "
+		    "string at byte 8"),
+		RAW("{\"a\":01}", "a number not in JSON's form at byte 6"),
+		RAW("{\"a\":\x01}", "a control character (0x01) at byte 6"),
+		RAW("{\"a\":\xC3\xA9}", "byte 0xC3 outside a string at byte 6"),
+		RAW("{\"a\":1} x", "more after the JSON value, at byte 9"),
+		RAW("{\"a\" 1}", "unexpected '1' at byte 6"),
+		RAW("{\"a\":1,}", "unexpected '}' at byte 8"),
+		RAW("{\"a\":[1}", "unexpected '}' at byte 8"),
+		RAW("{\"a\":tru}", "unexpected 't' at byte 6"),
+	};
+#undef RAW
+	char want[MSGLEN];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(want, sizeof(want), NOT_JSON "%s", cases[i].why);
+		expect_refused(cases[i].s, cases[i].len, EVENT_BAD_REQUEST,
+		    want);
+	}
 }
 END_TEST
 
@@ -1360,8 +1415,7 @@ START_TEST(test_long_strings)
 	/* Escapes cJSON refuses are refused, not skipped with the string. */
 	for (size_t e = 0; e < sizeof(not_json) / sizeof(not_json[0]); e++) {
 		body = long_string_body(not_json[e], 290, "");
-		expect_refused(body, strlen(body), EVENT_BAD_REQUEST,
-		    "body is not valid JSON");
+		expect_not_json_any(body, strlen(body));
 		free(body);
 	}
 }
@@ -1441,13 +1495,10 @@ START_TEST(test_long_strings_members)
 	free(body);
 	/* Cut short: no closing quote, or a backslash last. */
 	body = long_string_body("", 300, "");
-	expect_refused(body, strlen(body) - 3, EVENT_BAD_REQUEST,
-	    "body is not valid JSON");
-	expect_refused(body, strlen(body) - 2, EVENT_BAD_REQUEST,
-	    "body is not valid JSON");
+	expect_not_json_any(body, strlen(body) - 3);
+	expect_not_json_any(body, strlen(body) - 2);
 	body[strlen(body) - 3] = '\\';
-	expect_refused(body, strlen(body) - 2, EVENT_BAD_REQUEST,
-	    "body is not valid JSON");
+	expect_not_json_any(body, strlen(body) - 2);
 	free(body);
 }
 END_TEST
@@ -1506,7 +1557,8 @@ START_TEST(test_no_memory)
 		} else {
 			/* cJSON cannot tell no memory from bad JSON. */
 			ck_assert_int_eq(rc, EVENT_BAD_REQUEST);
-			ck_assert_str_eq(msg, "body is not valid JSON");
+			ck_assert_msg(strncmp(msg, NOT_JSON, strlen(NOT_JSON))
+			    == 0, "%s", msg);
 		}
 	}
 	cJSON_InitHooks(NULL);
@@ -1548,6 +1600,7 @@ event_suite(void)
 	tcase_add_test(tc, test_nul);
 	tcase_add_test(tc, test_duplicate_keys);
 	tcase_add_test(tc, test_empty_body);
+	tcase_add_test(tc, test_not_json_says_where);
 	tcase_add_test(tc, test_json_fields);
 	tcase_add_test(tc, test_json_fields_fixtures);
 	tcase_add_test(tc, test_json_fields_first);
