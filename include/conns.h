@@ -27,9 +27,10 @@ struct conn;
 struct conns	*conns_new(uint64_t deadline_ns, struct metrics *m);
 /* Start the thread; best effort. 0 or -errno. */
 int		 conns_run(struct conns *c, struct MHD_Daemon *mhd);
-/* Join the thread: before MHD_stop_daemon(). */
-void		 conns_stop(struct conns *c);
-/* After MHD_stop_daemon(), which closes every connection. */
+/*
+ * Stop the thread and free: after MHD_stop_daemon(), which closes every
+ * connection, with the ticks going on until then.
+ */
 void		 conns_free(struct conns *c);
 
 /* A connection opened on fd: NULL, unwatched, when out of memory. */

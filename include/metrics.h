@@ -53,7 +53,7 @@ struct metrics {
 	atomic_uint_fast64_t	events_set_aside;	/* to the rescue file,
 							   the store refusing
 							   them */
-	atomic_uint_fast64_t	connections_cut;	/* headers not in
+	atomic_uint_fast64_t	connections_cut;	/* a request not in
 							   within the deadline */
 	atomic_uint_fast64_t	last_event_ms;		/* wall clock */
 	atomic_uint_fast64_t	fts_backlog;		/* rows not yet indexed */

@@ -120,7 +120,11 @@ tick_fd_open(struct conns *c, struct MHD_Daemon *mhd)
 	return 0;
 }
 
-/* Under the lock: shut down the late ones. How many were in headers. */
+/*
+ * Under the lock: shut down the late ones, counted first, so that a
+ * client that sees its connection closed sees it counted. How many were
+ * in their headers.
+ */
 static unsigned
 sweep(struct conns *c, uint64_t now)
 {
@@ -137,6 +141,7 @@ sweep(struct conns *c, uint64_t now)
 		if (!atomic_compare_exchange_strong(&cn->word, &w,
 		    WORD(SINCE(w), PH_CUT)))
 			continue;	/* moved on: the next sweep sees */
+		atomic_fetch_add(&c->metrics->connections_cut, 1);
 		shutdown(cn->fd, SHUT_RDWR);
 		if (PHASE(w) == PH_HEADERS)
 			in_headers++;
@@ -154,7 +159,6 @@ deadline_at(struct timespec *ts, uint64_t ns)
 static void
 note_cut(struct conns *c, unsigned n)
 {
-	atomic_fetch_add(&c->metrics->connections_cut, n);
 	log_info("closed %u connection%s that sent no whole request headers "
 	    "within %llu s", n, n == 1 ? "" : "s",
 	    (unsigned long long)(c->deadline_ns / 1000000000));
@@ -216,7 +220,7 @@ conns_run(struct conns *c, struct MHD_Daemon *mhd)
 	return 0;
 }
 
-void
+static void
 conns_stop(struct conns *c)
 {
 	if (c == NULL || !c->running)

@@ -160,8 +160,9 @@ render_counters(FILE *fp, struct metrics *m)
 	    "Events the store would not take, set aside in the rescue file.",
 	    &m->events_set_aside);
 	render_counter(fp, "callhookd_connections_cut_total",
-	    "Connections closed for not sending whole request headers within "
-	    "twice [http] timeout.", &m->connections_cut);
+	    "Connections closed for a request (headers, or body and trailer) "
+	    "not in within twice [http] timeout; a webhook's late body is "
+	    "also a too_slow reject.", &m->connections_cut);
 }
 
 static void
