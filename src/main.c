@@ -79,6 +79,36 @@ usage(FILE *fp)
 	    "See callhookd(8) and callhookd.ini(5).\n");
 }
 
+/*
+ * An option's value that its key would refuse is a usage error (exit 2),
+ * as an unknown option is, not a configuration error: checked on a
+ * scratch configuration before any file is read.
+ */
+static void
+check_option_values(const struct options *o)
+{
+	const struct {
+		const char	*value, *section, *key, *flag;
+	} opts[] = {
+		{ o->listen, "http", "listen", "--listen" },
+		{ o->database, "store", "database", "--database" },
+		{ o->log_level, "log", "level", "--log-level" },
+	};
+	struct config scratch;
+	char err[256];
+
+	config_defaults(&scratch);
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		if (opts[i].value == NULL || config_set(&scratch,
+		    opts[i].section, opts[i].key, opts[i].value, err,
+		    sizeof(err)) == 0)
+			continue;
+		fprintf(stderr, "callhookd: %s: %s\n", opts[i].flag, err);
+		usage(stderr);
+		exit(2);
+	}
+}
+
 static int
 parse_args(int argc, char **argv, struct options *o)
 {
@@ -118,6 +148,7 @@ parse_args(int argc, char **argv, struct options *o)
 		usage(stderr);
 		exit(2);
 	}
+	check_option_values(o);
 	return 0;
 }
 

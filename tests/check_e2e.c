@@ -797,6 +797,11 @@ START_TEST(test_command_line)
 	ck_assert_int_eq(tu_sh("%s --help | grep -q -- --check-config", bin),
 	    0);
 	ck_assert_int_eq(tu_sh("%s --bogus 2>/dev/null", bin), 2);
+	/* A bad option value is a usage error too, before any file. */
+	ck_assert_int_eq(tu_sh("%s --log-level loud -c /nonexistent 2> %s/err",
+	    bin, d.dir), 2);
+	ck_assert_int_eq(tu_sh("grep -q '^callhookd: --log-level: .*\"loud\"' "
+	    "%s/err && grep -q '^usage: ' %s/err", d.dir, d.dir), 0);
 	ck_assert_int_eq(tu_sh("printf '[http]\\nlisten = 127.0.0.1:0\\n' > "
 	    "%s && %s -t -c %s | grep -qx 'configuration OK'", d.ini, bin,
 	    d.ini), 0);
