@@ -55,6 +55,12 @@ int	store_open(struct store **out, const struct store_options *opt,
 	    char *err, size_t errlen);
 /* Close; NULL is a no-op. Rolls back an open transaction. */
 void	store_close(struct store *st);
+/*
+ * Why path, or its directory, cannot be written, in the operator's words
+ * (missing directory, read-only file system, not writable by the uid):
+ * true with the reason in why, false when nothing says so.
+ */
+bool	store_cannot_write(const char *path, char *why, size_t len);
 
 /*
  * Transactions. The writer wraps each batch in store_begin/store_commit.

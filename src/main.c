@@ -9,9 +9,11 @@
  * connections, then close the server and the database.
  */
 
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -214,6 +216,7 @@ struct daemon {
 	struct writer	*writer;
 	struct http	*http;
 	char		 rescue[CONFIG_STR_MAX + 32];
+	int		 lock_fd;	/* DATABASE.lock, held; or -1 */
 	bool		 started;	/* up and listening */
 };
 
@@ -228,6 +231,56 @@ watchdog_ping(void)
 		last = now;
 		sd_notify(0, "WATCHDOG=1");
 	}
+}
+
+/*
+ * One daemon per database. Opening the store changes the file (the
+ * full-text index follows fts), so a second daemon, even one that would
+ * then fail to listen, must not get that far: it would drop or build the
+ * index under the first. flock() on a file of its own, not on the
+ * database, whose descriptors SQLite's POSIX locks must not share; the
+ * kernel lets go of it when the process ends, however it ends.
+ */
+static int
+lock_database(struct daemon *d)
+{
+	char path[CONFIG_STR_MAX + 8], pid[32] = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.lock", d->cfg.database);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		char why[CONFIG_STR_MAX + 200];
+
+		/* Its directory's fault, as a rule: say it as the store would. */
+		if (store_cannot_write(d->cfg.database, why, sizeof(why)))
+			log_errorx("%s: %s", d->cfg.database, why);
+		else if (store_cannot_write(path, why, sizeof(why)))
+			log_errorx("%s: %s", path, why);
+		else
+			log_error("%s", path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK)
+			log_error("%s: flock", path);
+		else if ((n = pread(fd, pid, sizeof(pid) - 1, 0)) > 0 &&
+		    (pid[strcspn(pid, "\n")] = '\0', pid[0] != '\0'))
+			log_errorx("%s is in use by another callhookd (pid %s, "
+			    "which holds %s): one daemon per database",
+			    d->cfg.database, pid, path);
+		else
+			log_errorx("%s is in use by another callhookd (it "
+			    "holds %s): one daemon per database",
+			    d->cfg.database, path);
+		close(fd);
+		return -1;
+	}
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		log_warn("%s: cannot write the pid", path);
+	d->lock_fd = fd;
+	return 0;
 }
 
 static int
@@ -249,7 +302,16 @@ start(struct daemon *d)
 	snprintf(d->rescue, sizeof(d->rescue), "%s.unsaved.jsonl",
 	    d->cfg.database);
 	metrics_init(&d->metrics);
+	/* What can fail without a trace comes before the file is touched. */
+	if (lock_database(d) != 0)
+		return -1;
+	if (listen_open(d->cfg.listen, &fd, where, sizeof(where), err,
+	    sizeof(err)) != 0) {
+		log_errorx("%s", err);
+		return -1;
+	}
 	if ((rc = store_open(&d->store, &so, err, sizeof(err))) != 0) {
+		close(fd);
 		log_errorx("%s", err);
 		return -1;
 	}
@@ -260,12 +322,8 @@ start(struct daemon *d)
 	if (d->queue == NULL ||
 	    (d->writer = writer_start(d->store, d->queue, &d->metrics,
 	    &wo)) == NULL) {
+		close(fd);
 		log_error("cannot start the writer");
-		return -1;
-	}
-	if (listen_open(d->cfg.listen, &fd, where, sizeof(where), err,
-	    sizeof(err)) != 0) {
-		log_errorx("%s", err);
 		return -1;
 	}
 	if ((d->http = http_start(fd, &d->cfg, d->queue, &d->metrics,
@@ -349,6 +407,8 @@ stop(struct daemon *d)
 	writer_free(d->writer);		/* after: answers ask its health */
 	queue_free(d->queue);
 	store_close(d->store);
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);	/* after the store: the next may start */
 	if (lost.rescued > 0)
 		log_errorx("%zu events could not be written to the database "
 		    "and were saved to %s; load them with: callhook import %s",
@@ -433,7 +493,7 @@ int
 main(int argc, char **argv)
 {
 	struct options o = { 0 };
-	struct daemon d = { 0 };
+	struct daemon d = { .lock_fd = -1 };
 	sigset_t set;
 	int rc;
 

@@ -553,8 +553,8 @@ open_db(struct store *st, const struct store_options *opt)
  * of its read-only retry. SQLite also creates path-wal and path-shm
  * beside the file, so the directory must be writable too.
  */
-static bool
-cannot_write(const char *path, char *why, size_t len)
+bool
+store_cannot_write(const char *path, char *why, size_t len)
 {
 	char copy[PATH_MAX], name[PATH_MAX + 16], *dir;
 	const char *what = "the file";
@@ -883,7 +883,7 @@ open_failed(struct store *st, const struct store_options *opt, char *err,
 	char why[PATH_MAX + 200];
 	int rc = st->db != NULL ? sqlite3_errcode(st->db) : SQLITE_OK;
 
-	if (opt->readonly || !cannot_write(opt->path, why, sizeof(why)))
+	if (opt->readonly || !store_cannot_write(opt->path, why, sizeof(why)))
 		seterr(err, errlen, "%s", st->err);
 	else if (rc == SQLITE_OK)
 		seterr(err, errlen, "%s: %s", opt->path, why);

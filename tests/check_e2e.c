@@ -786,6 +786,43 @@ START_TEST(test_body_deadline)
 }
 END_TEST
 
+/*
+ * A second daemon on the same file, whatever it then does, must not touch
+ * it: opening the store builds or drops the full-text index, which broke
+ * the first daemon's every insert. One that cannot listen leaves nothing.
+ */
+START_TEST(test_one_daemon_per_database)
+{
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+	char body[256], path[300];
+
+	start_or_fail(NULL);
+	ck_assert_int_eq(tu_sh("timeout 10 %s --listen 127.0.0.1:0 --database "
+	    "%s 2> %s/err", bin, d.db, d.dir), 1);
+	ck_assert_int_eq(tu_sh("printf '[store]\\nfts = off\\n' > %s/off.ini && "
+	    "timeout 10 %s -c %s/off.ini --listen 127.0.0.1:0 --database %s "
+	    "2> %s/err", d.dir, bin, d.dir, d.db, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q '%s is in use by another callhookd "
+	    "(pid %d, which holds %s.lock)' %s/err", d.db, (int)d.pid, d.db,
+	    d.dir), 0);
+	snprintf(body, sizeof(body), "{\"event\":\"call_ended\",\"data\":"
+	    "{\"callSid\":\"second-1\",\"transcription\":\"after\"}}");
+	post_expect(body, 200, "Webhook received");
+	/* A port in use fails the start before any file is made. */
+	ck_assert_int_eq(tu_sh("%s --listen 127.0.0.1:%d --database %s/new.db "
+	    "2> %s/err", bin, d.port, d.dir, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'Address already in use' %s/err",
+	    d.dir), 0);
+	snprintf(path, sizeof(path), "%s/new.db", d.dir);
+	ck_assert_int_eq(access(path, F_OK), -1);
+	stop_clean();
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls_fts WHERE "
+	    "calls_fts MATCH %s", "'after'"), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls%s", ""), 1);
+}
+END_TEST
+
 START_TEST(test_command_line)
 {
 	char cmd[1024];
@@ -1098,6 +1135,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_bodies_bounded);
 	tcase_add_test(tc, test_128_ready_at_once);
 	tcase_add_test(tc, test_body_deadline);
+	tcase_add_test(tc, test_one_daemon_per_database);
 	tcase_add_test(tc, test_refusals_log_bounded);
 	tcase_add_test(tc, test_command_line);
 	tcase_add_test(tc, test_unix_socket_in_use);
