@@ -166,6 +166,38 @@ resolve_tcp(const char *addr, struct addrinfo **res, char *err,
 	return 0;
 }
 
+/* What can be told of a unix socket's path without making the socket. */
+static int
+check_unix(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	char dir[sizeof(sun.sun_path)], *slash;
+	struct stat sb;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "unix socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		slash[slash == dir] = '\0';	/* "/x.sock": "/" */
+	if (stat(dir, &sb) != 0) {
+		int saved = errno;
+
+		snprintf(err, errlen, "cannot listen on unix:%s: %s: %s", path,
+		    dir, strerror(saved));
+		return -saved;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "cannot listen on unix:%s: %s is not a "
+		    "directory", path, dir);
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
 int
 listen_check(const char *addr, char *err, size_t errlen)
 {
@@ -173,7 +205,7 @@ listen_check(const char *addr, char *err, size_t errlen)
 	int rc;
 
 	if (strncmp(addr, "unix:", 5) == 0)
-		return 0;
+		return check_unix(addr + 5, err, errlen);
 	if ((rc = resolve_tcp(addr, &res, err, errlen)) == 0)
 		freeaddrinfo(res);
 	return rc;

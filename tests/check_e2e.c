@@ -853,6 +853,11 @@ START_TEST(test_command_line)
 	    d.dir), 1);
 	ck_assert_int_eq(tu_sh("grep -q 'cannot resolve listen address "
 	    "\"no-such-host.invalid:8080\"' %s/err", d.dir), 0);
+	/* ... and a unix socket's directory. */
+	ck_assert_int_eq(tu_sh("%s -t --listen unix:/nonexistent/dir/x.sock "
+	    "2> %s/err", bin, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'cannot listen on unix:/nonexistent/"
+	    "dir/x.sock: /nonexistent/dir: No such file' %s/err", d.dir), 0);
 	/* -t reads the token file, as a start would. */
 	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken_file = %s/none\\n' > %s "
 	    "&& %s -t -c %s 2> %s/err", d.dir, d.ini, bin, d.ini, d.dir), 1);
