@@ -416,11 +416,22 @@ struct prune {
  * transcription was already NULL). call_time is kept as sent, and
  * compared as text: only one that starts with a date can be older than
  * one. "", a number or another format would sort before any date.
+ *
+ * The rest of the cursor's call_time, and the later times, are two seeks
+ * in calls_call_time (which ends in id): SQLite 3.40 reads "(call_time,
+ * id) > (?2, ?3)" as "call_time >= ?2" and filters the ids, so each batch
+ * read again every row of a time many calls share, and --transcripts-
+ * only, which leaves its rows, crawled through a large such group.
  */
 #define DATED	"call_time GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 static const char prune_pick_sql[] =
-	"SELECT id, call_time FROM calls WHERE call_time < ?1 AND " DATED
-	" AND (call_time, id) > (?2, ?3) ORDER BY call_time, id LIMIT ?4";
+	"SELECT id, call_time FROM (SELECT id, call_time FROM calls"
+	" WHERE call_time = ?2 AND id > ?3 AND call_time < ?1 AND " DATED
+	" ORDER BY id LIMIT ?4)"
+	" UNION ALL SELECT id, call_time FROM (SELECT id, call_time FROM calls"
+	" WHERE call_time > ?2 AND call_time < ?1 AND " DATED
+	" ORDER BY call_time, id LIMIT ?4)"
+	" ORDER BY call_time, id LIMIT ?4";
 static const char prune_undated_sql[] =
 	"SELECT count(*) FROM calls WHERE call_time IS NOT NULL AND NOT "
 	DATED;

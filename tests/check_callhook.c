@@ -1179,6 +1179,49 @@ START_TEST(test_import_stops)
 }
 END_TEST
 
+/*
+ * Batches (at most 500 rows) that end inside a group of calls with one
+ * call_time go on where they stopped: each call once, none skipped.
+ */
+START_TEST(test_prune_shared_time)
+{
+	static const struct {
+		const char	*time;
+		int		 n;
+	} groups[] = {
+		{ "\"2020-05-05 05:05:05\"", 1200 },
+		{ "\"2020-05-06 00:00:00\"", 300 },
+		{ "\"2030-01-01 00:00:00\"", 100 },
+	};
+	char *jsonl = tmp_path("shared.jsonl"), *newdb = tmp_path("shared.db");
+	char sid[32], *line;
+	FILE *fp;
+
+	ck_assert_ptr_nonnull(fp = fopen(jsonl, "w"));
+	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++)
+		for (int i = 0; i < groups[g].n; i++) {
+			snprintf(sid, sizeof(sid), "\"s-%zu-%d\"", g, i);
+			line = variant("call_ended.json", "callSid", sid, "time",
+			    groups[g].time, NULL);
+			fprintf(fp, "%s\n", line);
+			free(line);
+		}
+	fclose(fp);
+	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 0);
+	ck_assert_int_eq(ch_on(newdb, "prune --older-than 2025-01-01 "
+	    "--transcripts-only"), 0);
+	ck_assert_str_eq(out, "1500 transcriptions blanked (call_time before "
+	    "2025-01-01 00:00:00)\n");
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls WHERE "
+	    "transcription IS NULL AND call_time < '2025'"), 1500);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls WHERE "
+	    "transcription IS NOT NULL"), 100);
+	ck_assert_int_eq(ch_on(newdb, "prune --older-than 2025-01-01"), 0);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls"), 100);
+	expect_fts_intact(newdb);
+}
+END_TEST
+
 START_TEST(test_prune)
 {
 	fill();
@@ -1392,6 +1435,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_import);
 	tcase_add_test(tc, test_import_stops);
 	tcase_add_test(tc, test_import_follows);
+	tcase_add_test(tc, test_prune_shared_time);
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_backup);
 	tcase_add_test(tc, test_backup_dest);
