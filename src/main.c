@@ -264,15 +264,15 @@ lock_database(struct daemon *d)
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		if (errno != EWOULDBLOCK)
 			log_error("%s: flock", path);
-		else if ((n = pread(fd, pid, sizeof(pid) - 1, 0)) > 0 &&
-		    (pid[strcspn(pid, "\n")] = '\0', pid[0] != '\0'))
+		else {
+			/* The holder wrote its pid; "" if it is not there yet. */
+			n = pread(fd, pid, sizeof(pid) - 1, 0);
+			pid[n > 0 ? strcspn(pid, "\n") : 0] = '\0';
 			log_errorx("%s is in use by another callhookd (pid %s, "
 			    "which holds %s): one daemon per database",
-			    d->cfg.database, pid, path);
-		else
-			log_errorx("%s is in use by another callhookd (it "
-			    "holds %s): one daemon per database",
-			    d->cfg.database, path);
+			    d->cfg.database, pid[0] != '\0' ? pid : "unknown",
+			    path);
+		}
 		close(fd);
 		return -1;
 	}
