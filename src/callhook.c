@@ -236,10 +236,6 @@ fts_state(struct ch *ch)
 	return have;
 }
 
-/*
- * The index stays as the file has it (store_open repairs its triggers if
- * need be); the configuration, default on, decides only for a new file.
- */
 /* path, whose stat is sb, holds no data: zero bytes, and no WAL with any. */
 static bool
 no_data(const char *path, const struct stat *sb)
@@ -253,6 +249,11 @@ no_data(const char *path, const struct stat *sb)
 	return stat(wal, &ws) == -1 ? errno == ENOENT : ws.st_size == 0;
 }
 
+/*
+ * The index stays as the file has it (store_open repairs its triggers if
+ * need be); the configuration, default on, decides only for a new file.
+ * Only the daemon changes it, and DATABASE.lock keeps that to one daemon.
+ */
 int
 ch_open_write(struct ch *ch, bool create)
 {
