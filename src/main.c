@@ -245,11 +245,17 @@ static int
 lock_database(struct daemon *d)
 {
 	char path[CONFIG_STR_MAX + 8], pid[32] = "";
+	bool writable = true;
 	ssize_t n;
 	int fd;
 
 	snprintf(path, sizeof(path), "%s.lock", d->cfg.database);
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	/* flock() needs no write: say a lock file root left by hand. */
+	if (fd < 0 && errno == EACCES &&
+	    (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0)
+		writable = false;
+	if (fd < 0) {
 		char why[CONFIG_STR_MAX + 200];
 
 		/* Its directory's fault, as a rule: say it as the store would. */
@@ -277,7 +283,8 @@ lock_database(struct daemon *d)
 		return -1;
 	}
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+	if (writable && (ftruncate(fd, 0) != 0 ||
+	    pwrite(fd, pid, (size_t)n, 0) != n))
 		log_warn("%s: cannot write the pid", path);
 	d->lock_fd = fd;
 	return 0;

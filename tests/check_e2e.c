@@ -820,6 +820,14 @@ START_TEST(test_one_daemon_per_database)
 	ck_assert_int_eq(db_int("SELECT count(*) FROM calls_fts WHERE "
 	    "calls_fts MATCH %s", "'after'"), 1);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM calls%s", ""), 1);
+	/* A lock file root left by hand does not keep the service out. */
+	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
+		return;
+	ck_assert_int_eq(tu_sh("dir=$(mktemp -d) && chmod 777 $dir && touch "
+	    "$dir/x.db.lock && timeout 3 setpriv --reuid nobody --regid "
+	    "nogroup --clear-groups %s --database $dir/x.db --listen "
+	    "127.0.0.1:0 2> %s/err; rm -rf $dir", bin, d.dir), 0);
+	ck_assert_int_eq(tu_sh("grep -q 'listening on' %s/err", d.dir), 0);
 }
 END_TEST
 
