@@ -178,6 +178,13 @@ check_unix(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "unix socket path too long: %s", path);
 		return -ENAMETOOLONG;
 	}
+	/* bind() would refuse a directory's path, or a file not a socket. */
+	if (path[0] == '\0' || path[strlen(path) - 1] == '/' ||
+	    (lstat(path, &sb) == 0 && !S_ISSOCK(sb.st_mode))) {
+		snprintf(err, errlen, "cannot listen on unix:%s: not a socket's "
+		    "path (a directory, or a file that is not a socket)", path);
+		return -EEXIST;
+	}
 	snprintf(dir, sizeof(dir), "%s", path);
 	if ((slash = strrchr(dir, '/')) == NULL)
 		snprintf(dir, sizeof(dir), ".");

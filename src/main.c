@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -241,15 +242,31 @@ watchdog_ping(void)
  * database, whose descriptors SQLite's POSIX locks must not share; the
  * kernel lets go of it when the process ends, however it ends.
  */
+/* The holder's pid as its lock file says, if that process lives. */
+static void
+lock_holder(int fd, char *pid, size_t size)
+{
+	ssize_t n = pread(fd, pid, size - 1, 0);
+	long v;
+
+	pid[n > 0 ? strcspn(pid, "\n") : 0] = '\0';
+	/* A holder that could not write it left an older one's there. */
+	if ((v = strtol(pid, NULL, 10)) <= 0 || (kill((pid_t)v, 0) != 0 &&
+	    errno == ESRCH))
+		snprintf(pid, size, "unknown");
+}
+
 static int
 lock_database(struct daemon *d)
 {
-	char path[CONFIG_STR_MAX + 8], pid[32] = "";
+	char path[PATH_MAX + 8], real[PATH_MAX], pid[32] = "";
 	bool writable = true;
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s.lock", d->cfg.database);
+	/* Named from the file itself: a symlink to it is the same database. */
+	snprintf(path, sizeof(path), "%s.lock", realpath(d->cfg.database,
+	    real) != NULL ? real : d->cfg.database);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	/* flock() needs no write: say a lock file root left by hand. */
 	if (fd < 0 && errno == EACCES &&
@@ -271,13 +288,10 @@ lock_database(struct daemon *d)
 		if (errno != EWOULDBLOCK)
 			log_error("%s: flock", path);
 		else {
-			/* The holder wrote its pid; "" if it is not there yet. */
-			n = pread(fd, pid, sizeof(pid) - 1, 0);
-			pid[n > 0 ? strcspn(pid, "\n") : 0] = '\0';
+			lock_holder(fd, pid, sizeof(pid));
 			log_errorx("%s is in use by another callhookd (pid %s, "
 			    "which holds %s): one daemon per database",
-			    d->cfg.database, pid[0] != '\0' ? pid : "unknown",
-			    path);
+			    d->cfg.database, pid, path);
 		}
 		close(fd);
 		return -1;

@@ -806,6 +806,13 @@ START_TEST(test_one_daemon_per_database)
 	ck_assert_int_eq(tu_sh("grep -q '%s is in use by another callhookd "
 	    "(pid %d, which holds %s.lock)' %s/err", d.db, (int)d.pid, d.db,
 	    d.dir), 0);
+	/* Another spelling of the same file is the same database. */
+	ck_assert_int_eq(tu_sh("ln -s %s %s/link.db && timeout 10 %s --listen "
+	    "127.0.0.1:0 --database %s/link.db 2> %s/err", d.db, d.dir, bin,
+	    d.dir, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'link.db is in use by another "
+	    "callhookd (pid %d, which holds %s.lock)' %s/err", (int)d.pid,
+	    d.db, d.dir), 0);
 	snprintf(body, sizeof(body), "{\"event\":\"call_ended\",\"data\":"
 	    "{\"callSid\":\"second-1\",\"transcription\":\"after\"}}");
 	post_expect(body, 200, "Webhook received");
@@ -823,11 +830,17 @@ START_TEST(test_one_daemon_per_database)
 	/* A lock file root left by hand does not keep the service out. */
 	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
 		return;
-	ck_assert_int_eq(tu_sh("dir=$(mktemp -d) && chmod 777 $dir && touch "
-	    "$dir/x.db.lock && timeout 3 setpriv --reuid nobody --regid "
-	    "nogroup --clear-groups %s --database $dir/x.db --listen "
-	    "127.0.0.1:0 2> %s/err; rm -rf $dir", bin, d.dir), 0);
+	ck_assert_int_eq(tu_sh("dir=$(mktemp -d) && chmod 777 $dir && echo "
+	    "2147483646 > $dir/x.db.lock && as_nobody='setpriv --reuid nobody "
+	    "--regid nogroup --clear-groups' && { timeout 4 $as_nobody %s "
+	    "--database $dir/x.db --listen 127.0.0.1:0 2> %s/err & } && "
+	    "sleep 1 && $as_nobody %s --database $dir/x.db --listen "
+	    "127.0.0.1:0 2> %s/err2; wait; rm -rf $dir", bin, d.dir, bin,
+	    d.dir), 0);
 	ck_assert_int_eq(tu_sh("grep -q 'listening on' %s/err", d.dir), 0);
+	/* Its holder could not write its pid: not the stale one there. */
+	ck_assert_int_eq(tu_sh("grep -q '(pid unknown, which holds' %s/err2",
+	    d.dir), 0);
 }
 END_TEST
 
@@ -866,6 +879,12 @@ START_TEST(test_command_line)
 	    "2> %s/err", bin, d.dir), 1);
 	ck_assert_int_eq(tu_sh("grep -q 'cannot listen on unix:/nonexistent/"
 	    "dir/x.sock: /nonexistent/dir: No such file' %s/err", d.dir), 0);
+	ck_assert_int_eq(tu_sh("%s -t --listen unix:%s/ 2> %s/err", bin, d.dir,
+	    d.dir), 1);
+	ck_assert_int_eq(tu_sh("%s -t --listen unix:%s 2> %s/err", bin, d.ini,
+	    d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'not a socket.s path' %s/err", d.dir),
+	    0);
 	/* -t reads the token file, as a start would. */
 	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken_file = %s/none\\n' > %s "
 	    "&& %s -t -c %s 2> %s/err", d.dir, d.ini, bin, d.ini, d.dir), 1);
