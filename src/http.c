@@ -589,7 +589,6 @@ request_new(struct http *h, struct MHD_Connection *conn,
 	req->set = set;
 	origin_of(h, set, conn, &req->from);
 	req->started_ns = now_mono_ns();
-	req->watch = watch_of(conn);
 	set->users++;
 	atomic_fetch_add(&h->in_flight, 1);
 	return req;
@@ -1048,12 +1047,18 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
     size_t *upload_size, void **con_cls)
 {
 	struct request *req = *con_cls;
+	struct conn *watch;
+	enum MHD_Result rc;
 
 	(void)version;
 	if (req == NULL) {
-		if (!conn_headers_in(watch_of(conn)))
+		/* Looked up once: the request keeps it (on_completed too). */
+		if (!conn_headers_in(watch = watch_of(conn)))
 			return MHD_NO;	/* being shut down as late */
-		return begin_request(cls, conn, url, method, con_cls);
+		rc = begin_request(cls, conn, url, method, con_cls);
+		if ((req = *con_cls) != NULL)
+			req->watch = watch;
+		return rc;
 	}
 	/*
 	 * Also on the final call: libmicrohttpd reads a chunked body's
@@ -1099,7 +1104,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct request *req = *con_cls;
 	struct settings *cur;
 
-	conn_request_done(watch_of(conn));
+	conn_request_done(req != NULL ? req->watch : watch_of(conn));
 	if (req == NULL)
 		return;
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->call_sid[0])
