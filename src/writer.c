@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "event.h"
@@ -862,6 +863,25 @@ wait_ms(struct writer *w, const struct batch *b, int retry_ms, bool indexing)
 	return IDLE_MS;
 }
 
+/*
+ * The jobs that come within ms. A closed queue ends a wait at once, as an
+ * idle writer that is to stop must not wait; but while stopping no job can
+ * come, and a retry's delay is slept in full: a full disk fails a commit
+ * at once, and the stop, which gives the store 20 s, would spin for them.
+ */
+static struct job *
+take_jobs(struct writer *w, int ms, bool retrying, size_t *n)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	if (retrying && ms > 0 && atomic_load(&w->stopping)) {
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
+		ms = 0;
+	}
+	return queue_pop_all(w->queue, ms, n);
+}
+
 static void *
 writer_main(void *arg)
 {
@@ -877,7 +897,7 @@ writer_main(void *arg)
 		if (w->opt.on_loop != NULL)
 			w->opt.on_loop();
 		waited = wait_ms(w, &b, retry_ms, indexing);
-		list = queue_pop_all(w->queue, waited, &n);
+		list = take_jobs(w, waited, b.head != NULL, &n);
 		batch_append(&b, list, n);
 		if (b.head == NULL && atomic_load(&w->stopping)) {
 			/*

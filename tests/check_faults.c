@@ -1031,6 +1031,29 @@ fault_repair(struct store_case *sc)
 	}
 }
 
+/*
+ * sc->d, new, with its database on an 8 MB tmpfs that fault_inject()
+ * fills. False, after saying the test is skipped, where mount is refused.
+ */
+static bool
+on_small_tmpfs(struct store_case *sc, const char *what)
+{
+	struct daemon_proc *d = sc->d = new_proc();
+	char mnt[280];
+
+	sc->fault = FAULT_TMPFS_FULL;
+	snprintf(mnt, sizeof(mnt), "%s/mnt", d->dir);
+	mkdir(mnt, 0700);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=8m") != 0) {
+		fprintf(stderr, "%s: no tmpfs here, skipped\n", what);
+		return false;
+	}
+	undo_path(undo->mounts, mnt);
+	snprintf(d->db, sizeof(d->db), "%s/calls.db", mnt);
+	snprintf(sc->filler, sizeof(sc->filler), "%s/filler", mnt);
+	return true;
+}
+
 static void *
 store_case_run(void *arg)
 {
@@ -1780,23 +1803,14 @@ END_TEST
  */
 START_TEST(test_rescue_disk_full)
 {
-	struct store_case sc = { .fault = FAULT_TMPFS_FULL };
+	struct store_case sc;
 	struct daemon_proc *d;
-	char mnt[280], sid[32], path[400], *log;
+	char sid[32], path[400], *log;
 	struct stat st;
 
-	if (!torture)
+	if (!torture || !on_small_tmpfs(&sc, "rescue, disk full"))
 		return;
-	d = sc.d = new_proc();
-	snprintf(mnt, sizeof(mnt), "%s/mnt", d->dir);
-	mkdir(mnt, 0700);
-	if (mount("tmpfs", mnt, "tmpfs", 0, "size=8m") != 0) {
-		fprintf(stderr, "rescue, disk full: no tmpfs here, skipped\n");
-		return;
-	}
-	undo_path(undo->mounts, mnt);
-	snprintf(d->db, sizeof(d->db), "%s/calls.db", mnt);
-	snprintf(sc.filler, sizeof(sc.filler), "%s/filler", mnt);
+	d = sc.d;
 	start_or_fail(d, "[store]\nack = enqueue\n");
 	ck_assert_int_eq(fault_inject(&sc), 0);
 	for (int i = 0; i < 5; i++) {
@@ -2080,24 +2094,16 @@ END_TEST
  */
 START_TEST(test_disk_full_is_not_poison)
 {
-	struct store_case sc = { .fault = FAULT_TMPFS_FULL };
+	struct store_case sc;
 	struct daemon_proc *d;
-	char mnt[280], sid[32], *body;
+	char sid[32], *body;
 	char *small[1] = { "full-small" }, *big[1] = { "full-big" };
 	int pages = -1, copied = -1;
 	sqlite3 *db;
 
-	d = sc.d = new_proc();
-	snprintf(mnt, sizeof(mnt), "%s/mnt", d->dir);
-	mkdir(mnt, 0700);
-	if (mount("tmpfs", mnt, "tmpfs", 0, "size=8m") != 0) {
-		fprintf(stderr, "disk full, not poison: no tmpfs here, "
-		    "skipped\n");
+	if (!on_small_tmpfs(&sc, "disk full, not poison"))
 		return;
-	}
-	undo_path(undo->mounts, mnt);
-	snprintf(d->db, sizeof(d->db), "%s/calls.db", mnt);
-	snprintf(sc.filler, sizeof(sc.filler), "%s/filler", mnt);
+	d = sc.d;
 	start_or_fail(d, "[store]\nack = enqueue\n");
 	/* A revision that frees pages inside the database file. */
 	post_accepted(d->port, body = big_event_body("full-pre", 400 * 1024));
@@ -2339,6 +2345,50 @@ START_TEST(test_wal_held_back)
 END_TEST
 
 /*
+ * A stop that waits for a full disk: the writer retries as it does while
+ * running, a few times a second, and the checkpointer it wakes at each
+ * failure has nothing to do. A closed queue once cut every retry's delay
+ * short, and the two threads spun through the 20 s the stop gives the
+ * store (150 % of a core). Once there is room the event is stored and the
+ * stop ends well.
+ */
+START_TEST(test_stop_on_full_disk_is_quiet)
+{
+	struct store_case sc;
+	struct daemon_proc *d;
+	char store[200] = "", *body;
+	long long t0, used;
+
+	if (!on_small_tmpfs(&sc, "stop on a full disk"))
+		return;
+	d = sc.d;
+	start_or_fail(d, "[store]\nack = enqueue\n");
+	ck_assert_int_eq(fault_inject(&sc), 0);
+	post_accepted(d->port, body = big_event_body("stop-full", 256 * 1024));
+	free(body);
+	for (int i = 0; i < 300 && strstr(store, "disk is full") == NULL; i++) {
+		store[0] = '\0';
+		health(d->port, store, sizeof(store), NULL);
+		tu_sleep_ms(10);
+	}
+	ck_assert_msg(strstr(store, "disk is full") != NULL, "%s", store);
+	kill(d->pid, SIGTERM);
+	tu_sleep_ms(300);
+	t0 = thread_ticks(d->pid, "writer") +
+	    thread_ticks(d->pid, "checkpointer");
+	tu_sleep_ms(1000);
+	used = thread_ticks(d->pid, "writer") +
+	    thread_ticks(d->pid, "checkpointer") - t0;
+	ck_assert_msg(used < 30, "writer and checkpointer used %lld ticks in "
+	    "1 s of the stop", used);
+	fault_repair(&sc);
+	ck_assert_int_eq(proc_stop(d, SIGTERM), 0);
+	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM calls WHERE "
+	    "call_sid = 'stop-full'"), 1);
+}
+END_TEST
+
+/*
  * A WAL that cannot grow (here a file size limit at its size; a full
  * disk alike) after checkpoints a reader held back: once the reader is
  * gone, one checkpoint copying the rest lets SQLite start the WAL over,
@@ -2403,6 +2453,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_poison_kept_without_rescue_file);
 	tcase_add_test(tc, test_wal_held_back);
 	tcase_add_test(tc, test_wal_cannot_grow);
+	tcase_add_test(tc, test_stop_on_full_disk_is_quiet);
 	suite_add_tcase(s, tc);
 	return s;
 }
