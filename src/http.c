@@ -162,6 +162,17 @@ header(struct MHD_Connection *conn, const char *name)
 	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
 }
 
+/* The deadlines' watch on conn (conns.c), or NULL. */
+static struct conn *
+watch_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *info;
+
+	info = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return info != NULL ? info->socket_context : NULL;
+}
+
 /*
  * A request's forwarding headers, collected only behind a trusted proxy:
  * the last FORWARDED_LINES lines of X-Forwarded-For (the nearest hops),
@@ -424,9 +435,23 @@ serve_metrics(struct http *h, struct MHD_Connection *conn)
 	return ret;
 }
 
+/*
+ * Stand-ins for a request in *con_cls: a probe of /healthz or /metrics,
+ * answered on the final call. libmicrohttpd closes the connection after
+ * an answer queued on the first, as it cannot know that no body follows,
+ * and probes come every few seconds over nginx's keepalive connections.
+ */
+static char health_probe, metrics_probe;
+
+static bool
+is_probe(const void *ctx)
+{
+	return ctx == &health_probe || ctx == &metrics_probe;
+}
+
 static enum MHD_Result
 serve_other(struct http *h, struct MHD_Connection *conn, const char *url,
-    const char *method)
+    const char *method, void **con_cls)
 {
 	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
@@ -435,11 +460,26 @@ serve_other(struct http *h, struct MHD_Connection *conn, const char *url,
 			return answer(h, conn, MHD_HTTP_METHOD_NOT_ALLOWED,
 			    "Method not allowed", MHD_HTTP_HEADER_ALLOW,
 			    "GET, HEAD");
-		return url[1] == 'h' ? serve_health(h, conn) :
-		    serve_metrics(h, conn);
+		*con_cls = url[1] == 'h' ? &health_probe : &metrics_probe;
+		return MHD_YES;
 	}
 	return refuse_early(h, conn, atomic_load(&h->settings),
 	    MHD_HTTP_NOT_FOUND, REJECT_NOT_FOUND, "Not found");
+}
+
+/* A probe's later calls: a body, if one comes, is not read. */
+static enum MHD_Result
+answer_probe(struct http *h, struct MHD_Connection *conn, const void *probe,
+    size_t *upload_size)
+{
+	if (*upload_size > 0) {
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (!conn_request_in(watch_of(conn)))
+		return MHD_NO;		/* being shut down as late */
+	return probe == &health_probe ? serve_health(h, conn) :
+	    serve_metrics(h, conn);
 }
 
 /* application/json, any case, optionally followed by parameters. */
@@ -458,59 +498,77 @@ json_content_type(const char *ct)
 	return *ct == '\0' || *ct == ';';
 }
 
+/*
+ * What one pass over a request's header lines finds of its framing and
+ * media type. libmicrohttpd, and header() here, read the first line of a
+ * name; a proxy in front may read the last, or join them ("chunked,
+ * gzip"), and frame or judge the body otherwise: the stuff of request
+ * smuggling. So a name that matters here must mean the same on every line.
+ */
+struct framing {
+	const char	*length;	/* the first Content-Length */
+	bool		 lengths_differ; /* RFC 9112 section 6.3: an error */
+	const char	*coding;	/* the first Transfer-Encoding */
+	int		 codings;	/* its lines */
+	bool		 not_json;	/* a Content-Type line that is not */
+};
+
 static enum MHD_Result
-compare_length(void *cls, enum MHD_ValueKind kind, const char *key,
+note_framing(void *cls, enum MHD_ValueKind kind, const char *key,
     const char *value)
 {
-	const char **first = cls;
+	struct framing *f = cls;
 
 	(void)kind;
-	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
+	if (value == NULL)
 		return MHD_YES;
-	if (*first == NULL)
-		*first = value;
-	else if (strcmp(*first, value) != 0)
-		*first = "";	/* two that differ */
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		if (f->length == NULL)
+			f->length = value;
+		else if (strcmp(f->length, value) != 0)
+			f->lengths_differ = true;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		if (f->codings++ == 0)
+			f->coding = value;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_TYPE) == 0 &&
+	    !json_content_type(value))
+		f->not_json = true;
 	return MHD_YES;
 }
 
 /*
- * Content-Length given twice with different values: RFC 9112 section 6.3
- * makes it an error, and libmicrohttpd would frame the body by the first.
+ * The status that the framing and media type earn, with its message in
+ * *msg and reason in *why; 0 when they are fine.
  */
-static bool
-content_length_conflicts(struct MHD_Connection *conn)
+static unsigned
+framing_refusal(struct MHD_Connection *conn, const char **msg,
+    enum reject_reason *why)
 {
-	const char *first = NULL;
+	struct framing f = { 0 };
 
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, compare_length,
-	    &first);
-	return first != NULL && first[0] == '\0';
-}
-
-static enum MHD_Result
-count_codings(void *cls, enum MHD_ValueKind kind, const char *key,
-    const char *value)
-{
-	(void)kind;
-	(void)value;
-	if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
-		(*(int *)cls)++;
-	return MHD_YES;
-}
-
-/*
- * Transfer-Encoding on more than one line: libmicrohttpd and this file
- * read the first, a proxy in front may join them ("chunked, gzip") and
- * frame the body otherwise, the stuff of request smuggling.
- */
-static bool
-codings_repeated(struct MHD_Connection *conn)
-{
-	int n = 0;
-
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, count_codings, &n);
-	return n > 1;
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, note_framing, &f);
+	*why = REJECT_INVALID;
+	if (f.lengths_differ || f.codings > 1) {
+		*msg = f.lengths_differ ? "conflicting Content-Length headers" :
+		    "Transfer-Encoding given more than once";
+		return MHD_HTTP_BAD_REQUEST;
+	}
+	/* libmicrohttpd would wait for the end of any other coding. */
+	if (f.coding != NULL && strcasecmp(f.coding, "chunked") != 0) {
+		*msg = "Transfer-Encoding must be chunked";
+		return MHD_HTTP_NOT_IMPLEMENTED;
+	}
+	/* RFC 9112 section 6.1: may be refused, must not keep the line. */
+	if (f.coding != NULL && f.length != NULL) {
+		*msg = "both Content-Length and Transfer-Encoding given";
+		return MHD_HTTP_BAD_REQUEST;
+	}
+	if (f.not_json) {
+		*msg = "Content-Type must be application/json";
+		*why = REJECT_MEDIA_TYPE;
+		return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
+	}
+	return 0;
 }
 
 /* Content-Length, or -1 when absent (chunked). */
@@ -563,17 +621,6 @@ settings_sweep(struct settings *from)
 		auth_free(s->auth);
 		free(s);
 	}
-}
-
-/* The deadlines' watch on conn (conns.c), or NULL. */
-static struct conn *
-watch_of(struct MHD_Connection *conn)
-{
-	const union MHD_ConnectionInfo *info;
-
-	info = MHD_get_connection_info(conn,
-	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	return info != NULL ? info->socket_context : NULL;
 }
 
 static struct request *
@@ -704,11 +751,12 @@ static enum MHD_Result
 begin_webhook(struct http *h, struct MHD_Connection *conn,
     struct settings *set, void **con_cls)
 {
-	const char *ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
-	const char *te = header(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	long long clen = content_length(conn);
+	enum reject_reason why;
 	struct request *req;
+	const char *refusal;
 	char msg[MSG_MAX];
+	unsigned status;
 
 	if ((req = request_new(h, conn, set)) == NULL)
 		return MHD_NO;
@@ -720,19 +768,8 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 	    !token_presented(set->auth, conn))
 		return refuse(req, MHD_HTTP_UNAUTHORIZED, REJECT_UNAUTHORIZED,
 		    "missing or wrong token");
-	if (content_length_conflicts(conn))
-		return refuse(req, MHD_HTTP_BAD_REQUEST, REJECT_INVALID,
-		    "conflicting Content-Length headers");
-	if (te != NULL && codings_repeated(conn))
-		return refuse(req, MHD_HTTP_BAD_REQUEST, REJECT_INVALID,
-		    "Transfer-Encoding given more than once");
-	/* libmicrohttpd would wait for the end of any other coding. */
-	if (te != NULL && strcasecmp(te, "chunked") != 0)
-		return refuse(req, MHD_HTTP_NOT_IMPLEMENTED, REJECT_INVALID,
-		    "Transfer-Encoding must be chunked");
-	if (ct != NULL && !json_content_type(ct))
-		return refuse(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-		    REJECT_MEDIA_TYPE, "Content-Type must be application/json");
+	if ((status = framing_refusal(conn, &refusal, &why)) != 0)
+		return refuse(req, status, why, refusal);
 	if (clen > (long long)set->cfg.max_body)
 		return refuse(req, MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE,
 		    "body exceeds max_body");
@@ -795,7 +832,7 @@ begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
 	if (set->older != NULL)
 		settings_sweep(set);
 	if (strcmp(url, set->cfg.path) != 0)
-		return serve_other(h, conn, url, method);
+		return serve_other(h, conn, url, method, con_cls);
 	if (strcmp(method, "POST") != 0)
 		return refuse_early(h, conn, set, MHD_HTTP_METHOD_NOT_ALLOWED,
 		    REJECT_METHOD, "Method not allowed");
@@ -1056,10 +1093,12 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		if (!conn_headers_in(watch = watch_of(conn)))
 			return MHD_NO;	/* being shut down as late */
 		rc = begin_request(cls, conn, url, method, con_cls);
-		if ((req = *con_cls) != NULL)
+		if ((req = *con_cls) != NULL && !is_probe(req))
 			req->watch = watch;
 		return rc;
 	}
+	if (is_probe(req))
+		return answer_probe(cls, conn, req, upload_size);
 	/*
 	 * Also on the final call: libmicrohttpd reads a chunked body's
 	 * trailer and chunk extensions without calling, and a late body
@@ -1096,31 +1135,63 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	return finish_body(req);
 }
 
+/*
+ * The status of an answer libmicrohttpd queued itself, for a body it
+ * could not read (a malformed chunk, a chunk line too long for the
+ * connection's memory), or 0.
+ */
+static unsigned
+library_answer(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+	return ci != NULL ? ci->http_status : 0;
+}
+
+/* A webhook whose body never came whole: in rejects, with the cause. */
+static void
+note_unfinished(struct request *req, struct MHD_Connection *conn,
+    enum MHD_RequestTerminationCode toe)
+{
+	unsigned status;
+
+	if (conn_cut(req->watch))
+		(void)refuse_late(req);
+	else if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
+		note_reject(req->http, &req->from, MHD_HTTP_REQUEST_TIMEOUT,
+		    REJECT_TOO_SLOW, "body stopped coming (idle timeout, "
+		    "connection closed)", req->body, req->len);
+	else if ((status = library_answer(conn)) != 0) {
+		if (status < 600)
+			atomic_fetch_add_explicit(
+			    &req->http->metrics->responses[status], 1,
+			    memory_order_relaxed);
+		note_reject(req->http, &req->from, status, REJECT_INVALID,
+		    "body framing refused by libmicrohttpd (a malformed "
+		    "chunk, or a chunk line too long), connection closed",
+		    req->body, req->len);
+	}
+}
+
 static void
 on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     enum MHD_RequestTerminationCode toe)
 {
 	struct http *h = cls;
-	struct request *req = *con_cls;
+	struct request *req = is_probe(*con_cls) ? NULL : *con_cls;
 	struct settings *cur;
 
 	conn_request_done(req != NULL ? req->watch : watch_of(conn));
+	*con_cls = NULL;
 	if (req == NULL)
 		return;
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->call_sid[0])
 		log_info("connection for callSid %s closed before its answer "
 		    "was sent (the event is kept)", req->call_sid);
-	/* A body that stopped coming, or was cut: in rejects. */
 	if (req->state == REQ_RECEIVING || req->state == REQ_TOO_BIG ||
-	    req->state == REQ_NO_ROOM) {
-		if (conn_cut(req->watch))
-			(void)refuse_late(req);
-		else if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
-			note_reject(h, &req->from, MHD_HTTP_REQUEST_TIMEOUT,
-			    REJECT_TOO_SLOW, "body stopped coming (idle "
-			    "timeout, connection closed)", req->body,
-			    req->len);
-	}
+	    req->state == REQ_NO_ROOM)
+		note_unfinished(req, conn, toe);
 	ticket_unref(req->ticket);
 	cur = atomic_load(&h->settings);
 	if (--req->set->users == 0 && req->set != cur)

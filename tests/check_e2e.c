@@ -464,6 +464,106 @@ START_TEST(test_refusals_log_bounded)
 }
 END_TEST
 
+/*
+ * Send req on a connection of its own, not half-closed, and read for ms
+ * or until the daemon has closed it (*closed) or sent want status lines.
+ * Returns what was read, NUL-terminated.
+ */
+static char *
+converse(const char *req, int want, int ms, bool *closed)
+{
+	long long until = tu_now_ms() + ms;
+	size_t got = 0, cap = 65536;
+	char *buf = malloc(cap), *p;
+	int fd = tu_connect(d.port), lines = 0;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+	*closed = false;
+	while (lines < want && !*closed && tu_now_ms() < until) {
+		if (poll(&pfd, 1, (int)(until - tu_now_ms())) <= 0)
+			continue;
+		if ((n = read(fd, buf + got, cap - got - 1)) <= 0) {
+			*closed = true;
+			continue;
+		}
+		got += (size_t)n;
+		buf[got] = '\0';
+		for (lines = 0, p = buf; (p = strstr(p, "HTTP/1.1 ")) != NULL;
+		    p++)
+			lines++;
+	}
+	buf[got] = '\0';
+	close(fd);
+	return buf;
+}
+
+#define WEBHOOK_HEAD	"POST " PATH " HTTP/1.1\r\nHost: x\r\n"	\
+	"Content-Type: application/json\r\n"
+#define TINY_EVENT(sid)	"{\"event\":\"call_ended\",\"data\":{\"callSid\":\"" \
+	sid "\"}}"
+
+/*
+ * What a proxy in front may read otherwise than libmicrohttpd is refused,
+ * and then the connection closed (RFC 9112 section 6.1): a request with
+ * both Content-Length and Transfer-Encoding once smuggled a second one
+ * behind it. Content-Type is judged on every line. What libmicrohttpd
+ * refuses itself in a body is in rejects too. Probes of /healthz and
+ * /metrics keep their connection, as nginx's keepalive upstreams want.
+ */
+START_TEST(test_framing_and_keepalive)
+{
+	const char *req;
+	bool closed;
+	char *out, *p;
+	struct reply r;
+	int n;
+
+	start_or_fail(NULL);
+	out = converse(WEBHOOK_HEAD "Content-Length: 5\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n30\r\n" TINY_EVENT("te-1")
+	    "\r\n0\r\n\r\n" WEBHOOK_HEAD "Content-Length: 48\r\n\r\n"
+	    TINY_EVENT("te-2"), 2, 3000, &closed);
+	ck_assert_msg(strncmp(out, "HTTP/1.1 400", 12) == 0 && strstr(out,
+	    "both Content-Length and Transfer-Encoding") != NULL, "%s", out);
+	ck_assert_msg(closed && strstr(out + 1, "HTTP/1.1 ") == NULL,
+	    "the connection went on after the 400: %s", out);
+	free(out);
+
+	req = WEBHOOK_HEAD "Content-Type: text/plain\r\nContent-Length: 48"
+	    "\r\n\r\n" TINY_EVENT("ct-1");
+	ck_assert_int_eq(tu_raw(d.port, req, strlen(req), &r), 0);
+	expect_reply(&r, 415, "Content-Type must be application/json");
+	tu_reply_free(&r);
+
+	req = WEBHOOK_HEAD "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n"
+	    "0\r\n\r\n";
+	ck_assert_int_eq(tu_raw(d.port, req, strlen(req), &r), 0);
+	ck_assert_int_eq(r.status, 400);
+	tu_reply_free(&r);
+
+	out = converse("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+	    "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" WEBHOOK_HEAD
+	    "Content-Length: 51\r\n\r\n" TINY_EVENT("probe-3"), 3, 3000,
+	    &closed);
+	for (n = 0, p = out; (p = strstr(p, "HTTP/1.1 200 ")) != NULL; p++)
+		n++;
+	ck_assert_msg(n == 3 && !closed, "%d answers 200, %s: %s", n,
+	    closed ? "closed" : "open", out);
+	free(out);
+
+	stop_clean();
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls WHERE call_sid "
+	    "<> '%s'", "probe-3"), 0);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls WHERE call_sid "
+	    "= '%s'", "probe-3"), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status = "
+	    "400 AND reason LIKE '%s'", "%by libmicrohttpd%"), 1);
+}
+END_TEST
+
 /* A connection that has sent head and then len bytes of padding. */
 static int
 open_body(const char *head, size_t hlen, const char *pad, size_t len)
@@ -1174,6 +1274,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_reloads_bounded);
 	tcase_add_test(tc, test_sigterm_under_load);
 	tcase_add_test(tc, test_concurrent_redeliveries);
+	tcase_add_test(tc, test_framing_and_keepalive);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -291,7 +291,7 @@ add(200, "http-bare-lf-lines", lambda sid: request(minimal(sid)).replace(b"\r\n"
 # --- chunked bodies and Content-Length that lie -----------------------------
 add(400, "chunked-invalid-json", lambda sid: chunked([b'{"event":', b'"call_ended"']))
 add(400, "chunked-empty", lambda sid: chunked([]))
-add(400, "chunked-and-length-chunked-wins", lambda sid: request(
+add(400, "chunked-and-length", lambda sid: request(
     b"%x\r\n%s\r\n0\r\n\r\n" % (len(minimal(sid)) - 1, minimal(sid)[:-1]),
     headers=b"Transfer-Encoding: chunked\r\n"))
 add(400, "mhd-chunked-bad-size", lambda sid: chunked([minimal(sid)]).replace(
@@ -410,6 +410,16 @@ add(400, "long-transcription-bad-escape", post(lambda sid: full(
 # --- two Transfer-Encoding lines: a proxy may join them and frame otherwise
 add(400, "transfer-encoding-twice", lambda sid: chunked(
     [minimal(sid)], headers=b"Transfer-Encoding: gzip\r\n"))
+
+
+# --- both framings, or a Content-Type that differs on its second line: a
+# proxy in front may read the other one (RFC 9112 sections 6.1 and 5.3)
+add(400, "chunked-and-length-valid-chunks", lambda sid: chunked(
+    [minimal(sid)], headers=b"Content-Length: 5\r\n"))
+add(415, "content-type-twice-json-first", post(
+    minimal, headers=b"Content-Type: text/plain\r\n"))
+add(200, "content-type-twice-same", post(
+    minimal, headers=b"Content-Type: application/json\r\n"))
 
 
 def main():
