@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "callhook.h"
 #include "event.h"
 #include "metrics.h"
@@ -222,27 +224,43 @@ blank(const char *s, size_t len)
 	return true;
 }
 
-/* Parse one line into the batch, or count it refused. */
+/*
+ * A line that is one JSON string holds a body with line breaks, as the
+ * daemon's rescue file writes it (writer.c, quoted_body()): the body is
+ * the string's value, byte for byte. A copy (free()), or NULL with *why
+ * set.
+ */
+static char *
+unquote_line(const char *line, size_t len, size_t *body_len, const char **why)
+{
+	cJSON *v;
+	char *body = NULL;
+
+	*why = "out of memory";
+	if ((v = cJSON_ParseWithLength(line, len)) == NULL ||
+	    !cJSON_IsString(v))
+		*why = "a quoted line is not one JSON string";
+	else if ((body = strdup(v->valuestring)) != NULL)
+		*body_len = strlen(body);
+	cJSON_Delete(v);
+	return body;
+}
+
+/* Parse a body into the batch, or count it refused. */
 static void
-import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
+import_body(struct ch *ch, struct batch *b, struct tally *t, const char *body,
     size_t len)
 {
 	struct event *ev;
 	char msg[REASON_MAX];
 
-	if (len > 0 && line[len - 1] == '\n')
-		line[--len] = '\0';
-	if (len > 0 && line[len - 1] == '\r')
-		line[--len] = '\0';
-	if (blank(line, len))
-		return;
 	if (len > ch->cfg.max_body) {
 		snprintf(msg, sizeof(msg), "%zu bytes, over max_body (%zu; "
 		    "-c takes the daemon's)", len, ch->cfg.max_body);
 		refused(t, t->lines, msg);
 		return;
 	}
-	switch (event_parse(line, len, ch->cfg.strict, &ev, msg,
+	switch (event_parse(body, len, ch->cfg.strict, &ev, msg,
 	    sizeof(msg))) {
 	case EVENT_OK:
 		break;
@@ -258,6 +276,37 @@ import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
 	b->line[b->n] = t->lines;
 	b->ev[b->n++] = ev;
 	b->bytes += len;
+}
+
+/*
+ * One line: a body, or a quoted one (unquote_line()). Quoting at most
+ * doubles a body's bytes (its only escapes are of quotes, backslashes
+ * and line breaks), so a longer quoted line is over max_body unread.
+ */
+static void
+import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
+    size_t len)
+{
+	const char *why;
+	size_t body_len;
+	char *body;
+
+	if (len > 0 && line[len - 1] == '\n')
+		line[--len] = '\0';
+	if (len > 0 && line[len - 1] == '\r')
+		line[--len] = '\0';
+	if (blank(line, len))
+		return;
+	if (line[0] != '"' || len > 2 * ch->cfg.max_body + 2) {
+		import_body(ch, b, t, line, len);
+		return;
+	}
+	if ((body = unquote_line(line, len, &body_len, &why)) == NULL) {
+		refused(t, t->lines, why);
+		return;
+	}
+	import_body(ch, b, t, body, body_len);
+	free(body);
 }
 
 /*

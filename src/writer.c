@@ -50,6 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "event.h"
 #include "log.h"
 #include "metrics.h"
@@ -338,28 +340,61 @@ expire_overdue(struct writer *w, struct batch *b)
 }
 
 /*
- * Write the event's body as one line after prefix, built whole and
+ * A body with line breaks (whitespace between tokens, where JSON lets
+ * them be) as one JSON string, which callhook import reads back byte for
+ * byte; malloc'd, or NULL when out of memory. Flattening the breaks into
+ * spaces changed the body, and the sender's retry of the same body then
+ * became a revision.
+ */
+static char *
+quoted_body(const struct event *ev)
+{
+	cJSON *str;
+	char *text;
+
+	/* The body holds no NUL: event_parse() refuses one. */
+	if ((str = cJSON_CreateString(ev->body)) == NULL)
+		return NULL;
+	text = cJSON_PrintUnformatted(str);
+	cJSON_Delete(str);
+	return text;
+}
+
+static bool
+has_line_break(const struct event *ev)
+{
+	return memchr(ev->body, '\n', ev->body_len) != NULL ||
+	    memchr(ev->body, '\r', ev->body_len) != NULL;
+}
+
+/*
+ * Write the event's body as one line after prefix: as it came, or quoted
+ * (quoted_body()) when it has line breaks. The line is built whole and
  * handed to write(2) at once, so that other threads' log lines do not
  * land inside it (a pipe or the journal's socket may still take a long
- * one in pieces). Newlines outside JSON strings are whitespace, so
- * flattening them keeps the body valid JSON. 0 or -errno.
+ * one in pieces). 0 or -errno.
  */
 static int
 write_line(int fd, const char *prefix, const struct event *ev)
 {
-	size_t plen = strlen(prefix), len = plen + ev->body_len + 1, off;
-	char *line;
+	char *quoted = NULL, *line;
+	const char *text = ev->body;
+	size_t plen = strlen(prefix), tlen = ev->body_len, len, off;
 	ssize_t n;
 	int error = 0;
 
-	if ((line = malloc(len)) == NULL)
-		return -ENOMEM;
-	memcpy(line, prefix, plen);
-	for (size_t i = 0; i < ev->body_len; i++) {
-		char c = ev->body[i];
-
-		line[plen + i] = c == '\n' || c == '\r' ? ' ' : c;
+	if (has_line_break(ev)) {
+		if ((text = quoted = quoted_body(ev)) == NULL)
+			return -ENOMEM;
+		tlen = strlen(quoted);
 	}
+	len = plen + tlen + 1;
+	if ((line = malloc(len)) == NULL) {
+		cJSON_free(quoted);
+		return -ENOMEM;
+	}
+	memcpy(line, prefix, plen);
+	memcpy(line + plen, text, tlen);
 	line[len - 1] = '\n';
 	for (off = 0; off < len && error == 0; off += (size_t)n)
 		if ((n = write(fd, line + off, len - off)) < 0 && errno != EINTR)
@@ -367,6 +402,7 @@ write_line(int fd, const char *prefix, const struct event *ev)
 		else if (n < 0)
 			n = 0;
 	free(line);
+	cJSON_free(quoted);
 	return error;
 }
 

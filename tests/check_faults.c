@@ -304,6 +304,28 @@ db_int(const char *path, const char *sql)
  * How many of sids[0..n) are not exactly once in calls; the first one
  * missing is copied to first.
  */
+/* The payload stored for sid is body, byte for byte. */
+static void
+expect_payload(const char *path, const char *sid, const char *body)
+{
+	sqlite3 *db = db_open(path, false);
+	sqlite3_stmt *st;
+	const void *got;
+	int n;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT payload FROM calls "
+	    "WHERE call_sid = ?", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	got = sqlite3_column_blob(st, 0);
+	n = sqlite3_column_bytes(st, 0);
+	ck_assert_msg((size_t)n == strlen(body) && memcmp(got, body,
+	    (size_t)n) == 0, "%s: payload of %d bytes, not the %zu sent", sid,
+	    n, strlen(body));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
 static size_t
 db_missing(const char *path, char *const *sids, size_t n, char *first,
     size_t flen)
@@ -1829,15 +1851,16 @@ START_TEST(test_rescue_disk_full)
 	for (int i = 0; i < 5; i++) {
 		char *at;
 
-		snprintf(sid, sizeof(sid), "\"unsaved-%d\"", i);
+		/* Quoted: the fixture's body has line breaks. */
+		snprintf(sid, sizeof(sid), "\\\"unsaved-%d\\\"", i);
 		ck_assert_msg((at = strstr(log, sid)) != NULL,
 		    "%s not in the log", sid);
 		/* On a line of its own, the body whole. */
 		while (at > log && at[-1] != '\n')
 			at--;
-		ck_assert_int_eq(strncmp(at, "callhookd: unsaved event: {",
-		    27), 0);
-		ck_assert_ptr_nonnull(strstr(at, "xxx\""));
+		ck_assert_int_eq(strncmp(at, "callhookd: unsaved event: \"{",
+		    28), 0);
+		ck_assert_ptr_nonnull(strstr(at, "xxx\\\""));
 	}
 	free(log);
 	/* No half line is left for the next run to append to. */
@@ -1933,13 +1956,20 @@ poison_event(const char *ini, int big_status)
 	ck_assert_int_eq(health(d->port, store, sizeof(store), NULL), 200);
 	snprintf(path, sizeof(path), "%s.unsaved.jsonl", d->db);
 	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
-	ck_assert_ptr_nonnull(strstr(text, "\"poison-big\""));
+	/* One line, quoted: the fixture's body has line breaks. */
+	ck_assert_ptr_nonnull(strstr(text, "\\\"poison-big\\\""));
+	ck_assert_msg(text[0] == '"' && strchr(text, '\n') == text +
+	    strlen(text) - 1, "not one quoted line: %.80s", text);
 	free(text);
 	ck_assert_int_eq(stat(path, &sb), 0);
 	ck_assert_int_eq(sb.st_mode & 0777, 0600);
 	ck_assert_int_eq(tu_sh("%s -d %s import %s >/dev/null", cli, d->db,
 	    path), 0);
 	ck_assert_int_eq(db_missing(d->db, big_sid, 1, sid, sizeof(sid)), 0);
+	/* Byte for byte, or the sender's retry would be a revision. */
+	body = big_event_body(big_sid[0], POISON_BYTES);
+	expect_payload(d->db, big_sid[0], body);
+	free(body);
 	stop_clean(d);
 }
 
@@ -1986,7 +2016,7 @@ START_TEST(test_poison_in_a_crowd)
 	    1);
 	snprintf(path, sizeof(path), "%s.unsaved.jsonl", d->db);
 	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
-	ck_assert_ptr_nonnull(at = strstr(text, "\"crowd-same\""));
+	ck_assert_ptr_nonnull(at = strstr(text, "\\\"crowd-same\\\""));
 	ck_assert_ptr_nonnull(strstr(at, "xxxx"));
 	ck_assert_msg(strchr(text, '\n') == text + strlen(text) - 1,
 	    "more than the big event set aside");
@@ -2189,7 +2219,7 @@ START_TEST(test_poison_kept_without_rescue_file)
 	free(body);
 	await_metric(d->port, "callhookd_events_set_aside_total", 1);
 	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
-	ck_assert_ptr_nonnull(strstr(text, "\"kept-big\""));
+	ck_assert_ptr_nonnull(strstr(text, "\\\"kept-big\\\""));
 	free(text);
 	stop_clean(d);
 	for (int i = 0; i < KEPT_AFTER; i++)
