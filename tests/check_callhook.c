@@ -590,6 +590,33 @@ START_TEST(test_list_table)
 }
 END_TEST
 
+/*
+ * A call_time in another form than "YYYY-MM-DD HH:MM:SS" is kept as sent,
+ * and cut like any long value rather than widening the table.
+ */
+START_TEST(test_list_time_forms)
+{
+	char *a = variant("call_ended.json", "callSid", "\"t1\"", "time",
+	    "\"2025-12-19T16:01:07.000+05:30\"", "call_duration", "3600",
+	    "post_call", "{\"lead_status\":\"not_interested\"}", NULL);
+	char *b = variant("call_ended.json", "callSid", "\"t2\"", "time",
+	    "\"2025-12-19T16:01:07Z\"", NULL);
+	char lines[8192];
+
+	snprintf(lines, sizeof(lines), "%s\n%s\n", a, b);
+	free(a);
+	free(b);
+	write_file(tmp_path("t.jsonl"), lines);
+	ck_assert_int_eq(ch_on(tmp_path("t.db"), "import '%s'",
+	    tmp_path("t.jsonl")), 0);
+	ck_assert_int_eq(ch_on(tmp_path("t.db"), "list"), 0);
+	ck_assert_int_eq(table_rows(), 2);
+	expect_width(out, 80);
+	ck_assert_msg(strstr(out, "2025-12-19T16:0\xe2\x80\xa6") != NULL, "%s",
+	    out);
+}
+END_TEST
+
 /* callhook args on a terminal (script(1) makes one), with env before. */
 static void
 on_tty(const char *env, const char *args)
@@ -1422,6 +1449,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_config);
 	tcase_add_test(tc, test_list_table);
+	tcase_add_test(tc, test_list_time_forms);
 	tcase_add_test(tc, test_table_clean);
 	tcase_add_test(tc, test_list_csv);
 	tcase_add_test(tc, test_list_json);
