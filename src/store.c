@@ -875,6 +875,22 @@ configure_library(void)
 	    STORE_STMTJRNL_KIB * 1024);
 }
 
+/*
+ * Even a read-only connection to a WAL database needs its -shm and -wal
+ * files, and SQLite creates them beside the file when they are not there
+ * (a copy that no daemon ran on, or after the last connection removed
+ * them): a reader who may not write that directory then only gets
+ * "attempt to write a readonly database".
+ */
+static bool
+wal_files_needed(struct store *st, const struct store_options *opt,
+    char *why, size_t len)
+{
+	return st->db != NULL && sqlite3_extended_errcode(st->db) ==
+	    SQLITE_READONLY_DIRECTORY &&
+	    store_cannot_write(opt->path, why, len);
+}
+
 /* Why store_open() failed: a file or directory not writable comes first. */
 static void
 open_failed(struct store *st, const struct store_options *opt, char *err,
@@ -883,7 +899,12 @@ open_failed(struct store *st, const struct store_options *opt, char *err,
 	char why[PATH_MAX + 200];
 	int rc = st->db != NULL ? sqlite3_errcode(st->db) : SQLITE_OK;
 
-	if (opt->readonly || !store_cannot_write(opt->path, why, sizeof(why)))
+	if (wal_files_needed(st, opt, why, sizeof(why)))
+		seterr(err, errlen, "%s: SQLite must create its -shm and -wal "
+		    "files beside a WAL database to read it, and %s", opt->path,
+		    why);
+	else if (opt->readonly ||
+	    !store_cannot_write(opt->path, why, sizeof(why)))
 		seterr(err, errlen, "%s", st->err);
 	else if (rc == SQLITE_OK)
 		seterr(err, errlen, "%s: %s", opt->path, why);

@@ -1400,6 +1400,35 @@ START_TEST(test_backup_dest)
 }
 END_TEST
 
+/*
+ * A WAL database in a directory the reader may not write: SQLite must
+ * create the -shm and -wal files there, and the message says so.
+ */
+START_TEST(test_wal_dir_unwritable)
+{
+	const char *nobody = "setpriv --reuid=65534 --regid=65534 "
+	    "--clear-groups";
+	char *db = tmp_path("ro/b.db");
+
+	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
+		return;
+	fill();
+	ck_assert_int_eq(tu_sh("mkdir '%s/ro' && chmod 755 '%s'", d.dir,
+	    d.dir), 0);
+	ck_assert_int_eq(ch("backup '%s'", db), 0);
+	ck_assert_int_eq(tu_sh("chmod 644 '%s'", db), 0);
+	expect_fail(ch_env(nobody, db, "list"), 1, "SQLite must create its "
+	    "-shm and -wal files beside a WAL database to read it, and "
+	    "directory");
+	ck_assert_msg(strstr(err, "/ro is not writable by uid 65534") != NULL,
+	    "%s", err);
+	expect_fail(ch_env(nobody, db, "prune --older-than 1d"), 1,
+	    "-shm and -wal");
+	expect_fail(ch_env(nobody, db, "import /dev/null"), 1,
+	    "-shm and -wal");
+}
+END_TEST
+
 START_TEST(test_rejects)
 {
 	struct reply r;
@@ -1467,6 +1496,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_backup);
 	tcase_add_test(tc, test_backup_dest);
+	tcase_add_test(tc, test_wal_dir_unwritable);
 	tcase_add_test(tc, test_rejects);
 	suite_add_tcase(s, tc);
 	return s;
