@@ -57,6 +57,19 @@ struct out {
 	bool			 sized;
 };
 
+/*
+ * A stream whose writes failed, as the -errno of the failure, else 0.
+ * stdio sets errno when a write fails: callers check right after they
+ * print, before anything else can change it.
+ */
+static int
+stream_error(FILE *fp)
+{
+	if (!ferror(fp))
+		return 0;
+	return errno != 0 ? -errno : -EIO;
+}
+
 int
 format_parse(const char *s, unsigned allowed, enum format *out)
 {
@@ -231,18 +244,20 @@ data_text(const struct field *f, const struct val *v, int clean)
 	return buf;
 }
 
-static int
+static void
 csv_field(FILE *fp, const char *s)
 {
-	if (strpbrk(s, ",\"\r\n") == NULL)
-		return fputs(s, fp) < 0 ? -EIO : 0;
+	if (strpbrk(s, ",\"\r\n") == NULL) {
+		fputs(s, fp);
+		return;
+	}
 	fputc('"', fp);
 	for (; *s != '\0'; s++) {
 		if (*s == '"')
 			fputc('"', fp);
 		fputc(*s, fp);
 	}
-	return fputc('"', fp) == EOF ? -EIO : 0;
+	fputc('"', fp);
 }
 
 static int
@@ -264,20 +279,19 @@ csv_row(struct out *o, const struct val *row)
 		if (v->t == V_NULL)
 			continue;
 		if (f->kind == K_BOOL && v->t == V_INT)
-			error = csv_field(o->fp, v->i ? "true" : "false");
+			csv_field(o->fp, v->i ? "true" : "false");
 		else if (v->t != V_TEXT) {
 			number_text(v, num, sizeof(num));
-			error = csv_field(o->fp, num);
+			csv_field(o->fp, num);
 		} else if ((text = data_text(f, v, o->clean)) == NULL)
 			error = -ENOMEM;
 		else {
-			error = csv_field(o->fp, text);
+			csv_field(o->fp, text);
 			free(text);
 		}
 	}
-	if (fputs("\r\n", o->fp) == EOF)
-		error = -EIO;
-	return error;
+	fputs("\r\n", o->fp);
+	return error != 0 ? error : stream_error(o->fp);
 }
 
 static int
@@ -293,7 +307,8 @@ csv_header(struct out *o)
 		first = false;
 		csv_field(o->fp, o->f[i].key);
 	}
-	return fputs("\r\n", o->fp) == EOF ? -EIO : 0;
+	fputs("\r\n", o->fp);
+	return stream_error(o->fp);
 }
 
 /*
@@ -382,7 +397,7 @@ out_json_puts(const char *text, FILE *fp)
 		else
 			fputc(*p, fp);
 	}
-	return ferror(fp) ? -EIO : 0;
+	return stream_error(fp);
 }
 
 static int
@@ -403,7 +418,7 @@ json_row(struct out *o, const struct val *row)
 	out_json_puts(text, o->fp);
 	if (o->fmt == FMT_JSONL)
 		fputc('\n', o->fp);
-	error = ferror(o->fp) ? -EIO : 0;
+	error = stream_error(o->fp);
 	cJSON_free(text);
 	return error;
 }
@@ -584,7 +599,7 @@ table_row(struct out *o, const struct val *row)
 	o->nheld++;
 	if (o->nheld == TABLE_SAMPLE || o->sized)
 		table_flush(o);
-	return ferror(o->fp) ? -EIO : 0;
+	return stream_error(o->fp);
 }
 
 struct out *
@@ -657,7 +672,8 @@ out_end(struct out *o)
 	case FMT_JSONL:
 		break;
 	}
-	return fflush(o->fp) == EOF || ferror(o->fp) ? -EIO : 0;
+	fflush(o->fp);
+	return stream_error(o->fp);
 }
 
 void

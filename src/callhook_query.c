@@ -597,10 +597,12 @@ export_run(struct ch *ch, sqlite3_stmt *stmt, const struct qargs *a)
 	if (error == 0 && rc != SQLITE_DONE) {
 		warnx("%s", sqlite3_errmsg(ch->db));
 		error = -EIO;
-	} else if (error == 0)
-		error = out_end(o);
-	else
-		warnx("output: %s", strerror(-error));
+	} else {
+		if (error == 0)
+			error = out_end(o);
+		if (error != 0)
+			warnx("output: %s", strerror(-error));
+	}
 	out_free(o);
 	return error == 0 ? CH_OK : CH_FAIL;
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <check.h>
+#include <errno.h>
 #include <limits.h>
 #include <locale.h>
 #include <pthread.h>
@@ -444,17 +445,30 @@ write_file(const char *path, const char *text)
 	ck_assert_int_eq(fclose(fp), 0);
 }
 
-/* callhook args writing to /dev/full: exit 1, one line on output. */
+/*
+ * callhook args writing to stdout redirected as in redir: exit 1, one
+ * line on output, with the error of the write.
+ */
 static void
-full_output(const char *args)
+bad_output(const char *args, const char *redir, int error)
 {
-	ck_assert_int_eq(tu_sh("'%s' -d '%s' %s >/dev/full 2>'%s'",
-	    callhook(), d.db, args, tmp_path("err")), 1);
+	char want[128];
+
+	ck_assert_int_eq(tu_sh("'%s' -d '%s' %s %s 2>'%s'", callhook(), d.db,
+	    args, redir, tmp_path("err")), 1);
 	free(err);
 	err = tu_read_file(tmp_path("err"), NULL);
 	ck_assert_ptr_nonnull(err);
-	ck_assert_msg(count_lines(err) == 1 && strstr(err, "callhook: output:")
-	    != NULL, "%s: %s", args, err);
+	snprintf(want, sizeof(want), "callhook: output: %s\n",
+	    strerror(error));
+	ck_assert_msg(count_lines(err) == 1 && strstr(err, want) != NULL,
+	    "%s %s: %s", args, redir, err);
+}
+
+static void
+full_output(const char *args)
+{
+	bad_output(args, ">/dev/full", ENOSPC);
 }
 
 START_TEST(test_errors)
@@ -506,6 +520,11 @@ START_TEST(test_errors)
 	/* A full output says so, once, and not as a database error. */
 	full_output("list");
 	full_output("stats");
+	full_output("export");
+	full_output("export --format jsonl");
+	full_output("list --format csv");
+	full_output("history 919876543210 --format json");
+	bad_output("list", ">&-", EBADF);
 	ck_assert_int_eq(ch("list --help"), 0);
 	ck_assert(strstr(out, "usage: callhook") != NULL);
 	ck_assert(strstr(out, "--since") != NULL);
