@@ -17,7 +17,9 @@
  * of the source: in WAL mode that is a fixed snapshot that never blocks
  * the writer, and the copy does not restart when the daemon commits.
  * It writes to a temporary file next to DEST and renames it into place,
- * so DEST is never a half-written database.
+ * so DEST is never a half-written database. SIGINT and SIGTERM stop the
+ * copy between two steps; the temporary file is removed, and then the
+ * signal ends callhook as it would have.
  */
 
 #include <err.h>
@@ -27,6 +29,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -724,6 +727,45 @@ cmd_prune(struct ch *ch, int argc, char **argv)
 
 /* backup */
 
+static volatile sig_atomic_t backup_stop;	/* the signal that came */
+
+static void
+backup_on_signal(int sig)
+{
+	backup_stop = sig;
+}
+
+/*
+ * From here on, SIGINT and SIGTERM only ask the copy to stop; one that
+ * is ignored (a background job of a script, nohup) stays ignored.
+ */
+static void
+backup_catch_signals(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM };
+	struct sigaction sa, old;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = backup_on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigaction(sigs[i], NULL, &old) == 0 &&
+		    old.sa_handler != SIG_IGN)
+			sigaction(sigs[i], &sa, NULL);
+}
+
+/*
+ * Die of the signal that stopped the backup, now that its copy is gone,
+ * so that the shell sees (and a script stops on) what it sent.
+ */
+static void
+backup_raise(void)
+{
+	signal(backup_stop, SIG_DFL);
+	raise(backup_stop);
+}
+
 /* fsync a file by name: the rename must not land before the data. */
 static int
 sync_path(const char *path, int flags)
@@ -765,10 +807,13 @@ backup_copy(struct ch *ch, sqlite3 *dst, const char *dest)
 		    total - sqlite3_backup_remaining(bk), total);
 		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
 			sleep_ms(PAUSE_MIN_MS);
-	} while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+	} while (!backup_stop && (rc == SQLITE_OK || rc == SQLITE_BUSY ||
+	    rc == SQLITE_LOCKED));
 	progress_done(&p);
 	sqlite3_backup_finish(bk);
 	sqlite3_exec(ch->db, "COMMIT", NULL, NULL, NULL);
+	if (backup_stop)
+		return -EINTR;
 	if (rc != SQLITE_DONE) {
 		warnx("%s: %s", dest, sqlite3_errstr(rc));
 		return -EIO;
@@ -927,6 +972,7 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	}
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
+	backup_catch_signals();
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", dest) >=
 	    (int)sizeof(tmp) || (fd = mkstemp(tmp)) == -1) {
 		warn("%s", dest);
@@ -944,6 +990,8 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	if (error != 0)
 		sqlite3_close(dst);
 	dst = NULL;
+	if (error == 0 && backup_stop)
+		error = -EINTR;
 	if (error == 0 && (error = sync_path(tmp, O_RDONLY)) == 0)
 		error = backup_place(tmp, dest, force);
 	if (error == 0) {
@@ -953,8 +1001,10 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 			printf("%s: %lld bytes\n", dest, (long long)sb.st_size);
 		return CH_OK;
 	}
-	if (error != -EIO && error != -EEXIST)
+	if (error != -EIO && error != -EEXIST && error != -EINTR)
 		warnx("%s: %s", dest, strerror(-error));
 	backup_discard(tmp);
+	if (backup_stop)
+		backup_raise();
 	return CH_FAIL;
 }

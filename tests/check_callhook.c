@@ -1382,6 +1382,39 @@ END_TEST
  * WAL replaced lost committed events), and never over a directory, a
  * symbolic link or a FIFO, with --force or not.
  */
+/*
+ * A backup stopped by SIGTERM removes its partial copy, then dies of the
+ * signal. The database is made big enough (128 MB) for the copy to last
+ * well past the moment the temporary file appears.
+ */
+START_TEST(test_backup_interrupted)
+{
+	char *big = tmp_path("big.db"), *left, abs[PATH_MAX];
+
+	ck_assert_ptr_nonnull(realpath(callhook(), abs));
+	fill();
+	ck_assert_int_eq(ch("backup '%s'", big), 0);
+	db_exec(big, "CREATE TABLE pad (x); WITH RECURSIVE n(i) AS (SELECT 1"
+	    " UNION ALL SELECT i + 1 FROM n WHERE i < 128) INSERT INTO pad"
+	    " SELECT zeroblob(1048576) FROM n");
+	ck_assert_int_eq(tu_sh("cd '%s' && { '%s' -d big.db backup b.db &"
+	    " pid=$!; until ls b.db.tmp-* >/dev/null 2>&1; do :; done;"
+	    " kill -TERM $pid; wait $pid; echo $? >status; } 2>/dev/null",
+	    d.dir, abs), 0);
+	left = tu_read_file(tmp_path("status"), NULL);
+	ck_assert_ptr_nonnull(left);
+	ck_assert_msg(strcmp(left, "143\n") == 0, "exit status %s (0: done "
+	    "before the signal)", left);
+	free(left);
+	ck_assert_int_eq(tu_sh("cd '%s' && { ls b.db* >left 2>&1; true; }",
+	    d.dir), 0);
+	left = tu_read_file(tmp_path("left"), NULL);
+	ck_assert_msg(left != NULL && strstr(left, "No such file") != NULL,
+	    "left behind: %s", left);
+	free(left);
+}
+END_TEST
+
 START_TEST(test_backup_dest)
 {
 	static const char *const beside[] = { "-wal", "-shm", "-journal" };
@@ -1515,6 +1548,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_backup);
 	tcase_add_test(tc, test_backup_dest);
+	tcase_add_test(tc, test_backup_interrupted);
 	tcase_add_test(tc, test_wal_dir_unwritable);
 	tcase_add_test(tc, test_rejects);
 	suite_add_tcase(s, tc);
