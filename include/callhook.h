@@ -223,7 +223,7 @@ int	 format_parse(const char *s, unsigned allowed, enum format *out);
 
 #define CLEAN_NL	0x1	/* keep newlines */
 #define CLEAN_MARKS	0x2	/* keep MARK_ON and MARK_OFF */
-#define CLEAN_KEEP	0x4	/* keep all but NUL: only make it UTF-8 */
+#define CLEAN_KEEP	0x4	/* keep all, NUL too: only make it UTF-8 */
 
 /* m:ss or h:mm:ss of a number of seconds, rounded. */
 void	 fmt_duration(double secs, char *buf, size_t len);

@@ -225,45 +225,65 @@ table_text(const struct field *f, const struct val *v)
 }
 
 /*
- * The value as CSV and JSON show it: as stored (clean CLEAN_KEEP), but
- * valid UTF-8 (a rejected body need not be) and with the snippet markers
- * as brackets.
+ * The value as CSV and JSON show it: as stored (clean CLEAN_KEEP, NUL
+ * bytes too, so *len says where it ends), but valid UTF-8 (a rejected
+ * body need not be) and with the snippet markers as brackets.
  */
 static char *
-data_text(const struct field *f, const struct val *v, int clean)
+data_text(const struct field *f, const struct val *v, int clean,
+    size_t *len)
 {
 	char *buf;
 
 	if ((buf = malloc(3 * v->len + 1)) == NULL)
 		return NULL;
-	text_clean(v->s, v->len, clean, buf);
+	*len = text_clean(v->s, v->len, clean, buf);
 	if (f->kind == K_SNIPPET)
-		for (char *p = buf; *p != '\0'; p++)
-			if (*p == MARK_ON || *p == MARK_OFF)
-				*p = *p == MARK_ON ? '[' : ']';
+		for (size_t i = 0; i < *len; i++)
+			if (buf[i] == MARK_ON || buf[i] == MARK_OFF)
+				buf[i] = buf[i] == MARK_ON ? '[' : ']';
 	return buf;
 }
 
-static void
-csv_field(FILE *fp, const char *s)
+static bool
+csv_needs_quotes(const char *s, size_t len)
 {
-	if (strpbrk(s, ",\"\r\n") == NULL) {
-		fputs(s, fp);
+	static const char special[] = ",\"\r\n";
+
+	for (size_t i = 0; i < len; i++)
+		if (memchr(special, s[i], sizeof(special) - 1) != NULL)
+			return true;
+	return false;
+}
+
+/* len bytes of s as one CSV field, NULs and all. */
+static void
+csv_field(FILE *fp, const char *s, size_t len)
+{
+	if (!csv_needs_quotes(s, len)) {
+		fwrite(s, 1, len, fp);
 		return;
 	}
 	fputc('"', fp);
-	for (; *s != '\0'; s++) {
-		if (*s == '"')
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '"')
 			fputc('"', fp);
-		fputc(*s, fp);
+		fputc(s[i], fp);
 	}
 	fputc('"', fp);
+}
+
+static void
+csv_string(FILE *fp, const char *s)
+{
+	csv_field(fp, s, strlen(s));
 }
 
 static int
 csv_row(struct out *o, const struct val *row)
 {
 	char num[64], *text;
+	size_t len;
 	int error = 0;
 	bool first = true;
 
@@ -279,14 +299,14 @@ csv_row(struct out *o, const struct val *row)
 		if (v->t == V_NULL)
 			continue;
 		if (f->kind == K_BOOL && v->t == V_INT)
-			csv_field(o->fp, v->i ? "true" : "false");
+			csv_string(o->fp, v->i ? "true" : "false");
 		else if (v->t != V_TEXT) {
 			number_text(v, num, sizeof(num));
-			csv_field(o->fp, num);
-		} else if ((text = data_text(f, v, o->clean)) == NULL)
+			csv_string(o->fp, num);
+		} else if ((text = data_text(f, v, o->clean, &len)) == NULL)
 			error = -ENOMEM;
 		else {
-			csv_field(o->fp, text);
+			csv_field(o->fp, text, len);
 			free(text);
 		}
 	}
@@ -305,7 +325,7 @@ csv_header(struct out *o)
 		if (!first)
 			fputc(',', o->fp);
 		first = false;
-		csv_field(o->fp, o->f[i].key);
+		csv_string(o->fp, o->f[i].key);
 	}
 	fputs("\r\n", o->fp);
 	return stream_error(o->fp);
@@ -329,11 +349,64 @@ json_raw(const char *s, size_t len)
 	return j;
 }
 
+/*
+ * The text of a string as cJSON prints it, without its quotes, appended
+ * to raw. 0, or -ENOMEM.
+ */
+static int
+json_piece(sqlite3_str *raw, const char *s)
+{
+	cJSON *j = cJSON_CreateString(s);
+	char *text = j != NULL ? cJSON_PrintUnformatted(j) : NULL;
+
+	cJSON_Delete(j);
+	if (text == NULL)
+		return -ENOMEM;
+	sqlite3_str_append(raw, text + 1, (int)strlen(text) - 2);
+	cJSON_free(text);
+	return 0;
+}
+
+/*
+ * A JSON string of the len bytes of UTF-8 at s, which end in a NUL and
+ * may hold more: cJSON takes C strings, so it escapes the text between
+ * them, and each of them becomes \u0000.
+ */
+static cJSON *
+json_string(const char *s, size_t len)
+{
+	const char *end = s + len, *nul;
+	sqlite3_str *raw;
+	char *text;
+	cJSON *j = NULL;
+	int error = 0;
+
+	if (memchr(s, '\0', len) == NULL)
+		return cJSON_CreateString(s);
+	raw = sqlite3_str_new(NULL);
+	sqlite3_str_appendchar(raw, 1, '"');
+	for (; error == 0; s = nul + 1) {
+		if ((nul = memchr(s, '\0', (size_t)(end - s))) == NULL)
+			nul = end;
+		error = json_piece(raw, s);
+		if (nul == end)
+			break;
+		sqlite3_str_appendall(raw, "\\u0000");
+	}
+	sqlite3_str_appendchar(raw, 1, '"');
+	text = sqlite3_str_finish(raw);
+	if (error == 0 && text != NULL)
+		j = cJSON_CreateRaw(text);
+	sqlite3_free(text);
+	return j;
+}
+
 static cJSON *
 json_value(const struct field *f, const struct val *v)
 {
 	cJSON *j;
 	char *text;
+	size_t len;
 
 	if (v->t == V_NULL)
 		return cJSON_CreateNull();
@@ -354,9 +427,9 @@ json_value(const struct field *f, const struct val *v)
 	if (f->kind == K_JSON && (j = cJSON_ParseWithLength(v->s,
 	    v->len)) != NULL)
 		return j;
-	if ((text = data_text(f, v, CLEAN_KEEP)) == NULL)
+	if ((text = data_text(f, v, CLEAN_KEEP, &len)) == NULL)
 		return NULL;
-	j = cJSON_CreateString(text);
+	j = json_string(text, len);
 	free(text);
 	return j;
 }

@@ -103,7 +103,7 @@ text_clean(const char *s, size_t len, int flags, char *buf)
 			n = 1;
 		}
 		p += n;
-		if (cp != 0 && (flags & CLEAN_KEEP))
+		if (flags & CLEAN_KEEP)
 			o += put_utf8(buf + o, cp);
 		else if (cp == '\n' && (flags & CLEAN_NL))
 			buf[o++] = '\n';

@@ -1481,6 +1481,34 @@ START_TEST(test_wal_dir_unwritable)
 }
 END_TEST
 
+/*
+ * A NUL in a refused body, which the reason names: \u0000 in JSON, the
+ * byte itself in CSV to a file.
+ */
+static void
+expect_nul_body(void)
+{
+	static const char body[] = "{\"a\":\"b\0c\"}";
+	static const char quoted[] = "\"{\"\"a\"\":\"\"b\0c\"\"}\"";
+	struct reply r;
+	size_t len;
+	char *csv;
+
+	ck_assert_int_eq(tu_post(d.port, PATH, JSON, body, sizeof(body) - 1,
+	    &r), 0);
+	ck_assert_int_eq(r.status, 400);
+	tu_reply_free(&r);
+	ck_assert_int_eq(ch("rejects --limit 1 --format json"), 0);
+	ck_assert_msg(strstr(out, "\"body\":\"{\\\"a\\\":\\\"b\\u0000c\\\"}\"")
+	    != NULL, "%s", out);
+	ck_assert_int_eq(ch("rejects --limit 1 --format csv"), 0);
+	csv = tu_read_file(tmp_path("out"), &len);
+	ck_assert_ptr_nonnull(csv);
+	ck_assert_msg(memmem(csv, len, quoted, sizeof(quoted) - 1) != NULL,
+	    "%s", csv);
+	free(csv);
+}
+
 START_TEST(test_rejects)
 {
 	struct reply r;
@@ -1516,6 +1544,7 @@ START_TEST(test_rejects)
 	cJSON_Delete(arr);
 	ck_assert_int_eq(ch("rejects --limit 1 --format csv"), 0);
 	ck_assert(strstr(out, "\xef\xbf\xbd") != NULL);
+	expect_nul_body();
 }
 END_TEST
 
