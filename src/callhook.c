@@ -83,7 +83,8 @@ static const struct command commands[] = {
 	    "prune --older-than D [--transcripts-only]",
 	    "Delete calls whose call_time is older than D (90d, 12h, or a\n"
 	    "date), or with --transcripts-only set their transcription to\n"
-	    "NULL. A call_time that is not a YYYY-MM-DD date is kept.\n"
+	    "NULL. A call without a call_time, or with one that is not a\n"
+	    "YYYY-MM-DD date, is kept.\n"
 	    "Works in small transactions while the daemon runs.\n" },
 	{ "backup", cmd_backup,
 	    "backup [--force] DEST",

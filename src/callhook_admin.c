@@ -485,8 +485,7 @@ static const char prune_pick_sql[] =
 	" ORDER BY call_time, id LIMIT ?4)"
 	" ORDER BY call_time, id LIMIT ?4";
 static const char prune_undated_sql[] =
-	"SELECT count(*) FROM calls WHERE call_time IS NOT NULL AND NOT "
-	DATED;
+	"SELECT count(*) FROM calls WHERE call_time IS NULL OR NOT " DATED;
 static const char prune_delete_sql[] =
 	"DELETE FROM calls WHERE id = ?1 RETURNING call_sid";
 static const char prune_blank_sql[] =
@@ -677,8 +676,8 @@ prune_undated(struct ch *ch)
 		n = sqlite3_column_int64(stmt, 0);
 	sqlite3_finalize(stmt);
 	if (n > 0)
-		warnx("%lld calls left as they are: their call_time does not "
-		    "start with a date (YYYY-MM-DD)", n);
+		warnx("%lld calls left as they are: they have no call_time, "
+		    "or one that does not start with a date (YYYY-MM-DD)", n);
 }
 
 int

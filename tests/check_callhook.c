@@ -175,7 +175,10 @@ post_ok(const char *body)
 	tu_reply_free(&r);
 }
 
-/* A fixture as one line of compact JSON, members of data replaced. */
+/*
+ * A fixture as one line of compact JSON, members of data replaced (or,
+ * for a NULL value, removed).
+ */
 static char *
 variant_v(const char *fixture, va_list ap)
 {
@@ -187,6 +190,10 @@ variant_v(const char *fixture, va_list ap)
 	data = cJSON_GetObjectItem(root, "data");
 	while ((key = va_arg(ap, const char *)) != NULL) {
 		val = va_arg(ap, const char *);
+		if (val == NULL) {
+			cJSON_DeleteItemFromObject(data, key);
+			continue;
+		}
 		ck_assert_msg((v = cJSON_Parse(val)) != NULL, "%s", val);
 		if (cJSON_HasObjectItem(data, key))
 			cJSON_ReplaceItemInObject(data, key, v);
@@ -1298,22 +1305,30 @@ START_TEST(test_prune)
 	    "\" 2020-01-01 00:00:00\"", NULL);
 	post_variant("call_ended.json", "callSid", "\"t-dmy\"", "time",
 	    "\"19-12-2020 10:00:00\"", NULL);
+	/* No call_time at all is kept, and counted, too. */
+	post_variant("call_ended.json", "callSid", "\"t-null\"", "time",
+	    "null", NULL);
+	post_variant("call_ended.json", "callSid", "\"t-none\"", "time",
+	    NULL, NULL);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"
+	    " WHERE call_time IS NULL"), 2);
 	expect_fail(ch("prune --older-than 6m"), 2, "m is minutes here");
 	ck_assert_int_eq(ch("prune --older-than 30d"), 0);
 	ck_assert_msg(strncmp(out, "6 calls deleted, with 1 earlier revisions"
 	    " (call_time before ", 59) == 0, "%s", out);
-	ck_assert_msg(strstr(err, "3 calls left as they are: their call_time "
-	    "does not start with a date") != NULL, "%s", err);
-	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), 4);
+	ck_assert_msg(strstr(err, "5 calls left as they are: they have no "
+	    "call_time, or one that does not start with a date") != NULL,
+	    "%s", err);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), 6);
 	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"
-	    " WHERE call_sid LIKE 't-%'"), 3);
+	    " WHERE call_sid LIKE 't-%'"), 5);
 	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM call_revisions"),
 	    0);
 	expect_fts_intact(d.db);
 	/* The daemon still takes calls. */
 	post_variant("call_ended.json", "callSid", "\"after-prune\"", NULL);
 	ck_assert_int_eq(ch("list --format csv"), 0);
-	ck_assert_int_eq(count_lines(out), 6);
+	ck_assert_int_eq(count_lines(out), 8);
 }
 END_TEST
 
