@@ -356,7 +356,7 @@ parse_global(struct ch *ch, int argc, char **argv, int *first)
 			return CH_FAIL;
 	}
 	if (db != NULL && set_database(ch, db) != 0)
-		return CH_USAGE;
+		return ch_usage(NULL);
 	*first = optind;
 	return CH_OK;
 }
