@@ -157,10 +157,17 @@ static int
 general_help(void)
 {
 	printf("usage: callhook [-d DB | -c CONFIG] COMMAND [ARGS]\n\n"
-	    "  -d DB        the database (default: [store] database, or "
-	    "./calls.db)\n"
-	    "  -c CONFIG    read [store] database and fts from callhookd's "
-	    "configuration\n\ncommands:\n");
+	    "  -d, --database DB    the database (default: calls.db in the "
+	    "working\n"
+	    "                       directory)\n"
+	    "  -c, --config CONFIG  callhookd's configuration: the database "
+	    "and fts\n"
+	    "                       from [store], and the strict and max_body "
+	    "checks\n"
+	    "                       that import applies\n"
+	    "  -V, --version        print the version and exit\n"
+	    "  -h, --help           print this help and exit\n\n"
+	    "commands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		printf("  %s\n", commands[i].usage);
 	printf("\n\"callhook COMMAND --help\" describes a command; "

@@ -541,6 +541,12 @@ START_TEST(test_errors)
 	ck_assert(strstr(out, "--since") != NULL);
 	ck_assert_int_eq(ch_on(NULL, "--help"), 0);
 	ck_assert(strstr(out, "rejects") != NULL);
+	/* As callhook(1) has them: every option, and no -c, no config. */
+	ck_assert_msg(strstr(out, "-d, --database DB") != NULL && strstr(out,
+	    "-c, --config CONFIG") != NULL && strstr(out, "-V, --version") !=
+	    NULL, "%s", out);
+	ck_assert_msg(strstr(out, "(default: calls.db in the working") != NULL,
+	    "%s", out);
 }
 END_TEST
 
