@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #define CONFIG_STR_MAX	1024
+#define CONFIG_SECRET_MAX	512	/* bytes of a decoded hmac_secret */
 
 enum ack_mode { ACK_COMMIT, ACK_ENQUEUE };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
@@ -84,5 +85,12 @@ size_t	config_memory_budget(const struct config *cfg);
 int	config_parse_size(const char *s, size_t *out);
 /* "30s" -> 30000. ms/s/m/h; a bare number is seconds. 0 or -EINVAL. */
 int	config_parse_duration(const char *s, unsigned *out_ms);
+/*
+ * An hmac_secret to the key's bytes, at most CONFIG_SECRET_MAX of them
+ * in out: "whsec_" then base64 is decoded (Standard Webhooks), anything
+ * else is the bytes as written. 0 with *len set, -EINVAL (not base64) or
+ * -E2BIG (too long).
+ */
+int	config_parse_secret(const char *s, unsigned char *out, size_t *len);
 
 #endif

@@ -31,7 +31,6 @@
 #include "config.h"
 
 #define TOKEN_MAX	1024
-#define SECRET_MAX	512
 
 struct cidr {
 	int		family;
@@ -42,7 +41,7 @@ struct cidr {
 struct auth {
 	unsigned char	 token_hash[SHA256_DIGEST_LENGTH];
 	bool		 has_token;
-	unsigned char	 secret[SECRET_MAX];
+	unsigned char	 secret[CONFIG_SECRET_MAX];
 	size_t		 secret_len;
 	bool		 has_secret;
 	EVP_MAC		*hmac;
@@ -285,35 +284,16 @@ load_token(struct auth *a, const struct config *cfg, char *err,
 	return 0;
 }
 
+/* config_set() has checked it: an error here is a caller's bypass. */
 static int
 load_secret(struct auth *a, const char *s, char *err, size_t errlen)
 {
-	size_t len = strlen(s);
-	int n;
-
-	if (len == 0)
+	if (s[0] == '\0')
 		return 0;
-	if (strncmp(s, "whsec_", 6) != 0) {
-		if (len > sizeof(a->secret)) {
-			snprintf(err, errlen, "[auth] hmac_secret is too long");
-			return -EINVAL;
-		}
-		memcpy(a->secret, s, len);
-		a->secret_len = len;
-		a->has_secret = true;
-		return 0;
-	}
-	s += 6;
-	len -= 6;
-	if (len == 0 || len % 4 != 0 || len / 4 * 3 > sizeof(a->secret) ||
-	    (n = EVP_DecodeBlock(a->secret, (const unsigned char *)s,
-	    (int)len)) < 0) {
-		snprintf(err, errlen, "[auth] hmac_secret: \"whsec_\" must be "
-		    "followed by base64");
+	if (config_parse_secret(s, a->secret, &a->secret_len) != 0) {
+		snprintf(err, errlen, "[auth] hmac_secret: not a valid secret");
 		return -EINVAL;
 	}
-	/* EVP_DecodeBlock counts padding bytes as data. */
-	a->secret_len = (size_t)n - (s[len - 1] == '=') - (s[len - 2] == '=');
 	a->has_secret = true;
 	return 0;
 }

@@ -28,6 +28,8 @@
 #include <strings.h>
 
 #include <ini.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "config.h"
 #include "log.h"
@@ -341,6 +343,30 @@ config_parse_duration(const char *s, unsigned *out_ms)
 	return 0;
 }
 
+int
+config_parse_secret(const char *s, unsigned char *out, size_t *len)
+{
+	size_t n = strlen(s);
+	int got;
+
+	if (strncmp(s, "whsec_", 6) != 0) {
+		if (n > CONFIG_SECRET_MAX)
+			return -E2BIG;
+		memcpy(out, s, n);
+		*len = n;
+		return 0;
+	}
+	s += 6;
+	n -= 6;
+	if (n == 0 || n % 4 != 0 || n / 4 * 3 > CONFIG_SECRET_MAX ||
+	    (got = EVP_DecodeBlock(out, (const unsigned char *)s,
+	    (int)n)) < 0)
+		return -EINVAL;
+	/* EVP_DecodeBlock counts padding bytes as data. */
+	*len = (size_t)got - (s[n - 1] == '=') - (s[n - 2] == '=');
+	return 0;
+}
+
 static int
 set_size(struct config *cfg, const struct key *k, const char *value,
     char *err, size_t errlen)
@@ -375,6 +401,27 @@ set_uint(struct config *cfg, const struct key *k, const char *value,
 		return bad_value(k, value, strlen(value), err, errlen);
 	*(unsigned *)field(cfg, k) = (unsigned)v;
 	return 0;
+}
+
+/* Checked here so that a bad one is told with its line; never quoted. */
+static int
+set_secret(struct config *cfg, const struct key *k, const char *value,
+    char *err, size_t errlen)
+{
+	unsigned char key[CONFIG_SECRET_MAX];
+	size_t len;
+	int rc;
+
+	rc = config_parse_secret(value, key, &len);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (rc == -E2BIG)
+		snprintf(err, errlen, "longer than %d bytes",
+		    CONFIG_SECRET_MAX);
+	else if (rc != 0)
+		snprintf(err, errlen, "\"whsec_\" must be followed by base64");
+	else
+		return set_str(cfg, k, value, err, errlen);
+	return rc;
 }
 
 /* The index of value in a NULL-terminated list of words, or -1. */
@@ -485,8 +532,8 @@ static const struct key keys[] = {
 	    KEY_EMPTY_OK },
 	{ "auth", "token_file", set_str, "a file path", F(token_file), 0, 0,
 	    KEY_EMPTY_OK },
-	{ "auth", "hmac_secret", set_str, "a string", F(hmac_secret), 0, 0,
-	    KEY_EMPTY_OK },
+	{ "auth", "hmac_secret", set_secret, "a secret", F(hmac_secret), 0,
+	    0, KEY_EMPTY_OK },
 	{ "auth", "allow", set_cidrs, CIDR_FORM, F(allow), 0, 0,
 	    KEY_EMPTY_OK },
 	{ "auth", "trusted_proxies", set_cidrs, CIDR_FORM,

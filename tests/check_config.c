@@ -135,7 +135,7 @@ START_TEST(test_every_key)
 	    "[auth]\n"
 	    "token = s3cret;not-a-comment\n"
 	    "token_file =\n"
-	    "hmac_secret = whsec_abc\n"
+	    "hmac_secret = whsec_c2VjcmV0\n"
 	    "allow = 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32\n"
 	    "trusted_proxies =\n"
 	    "# hash comments too\n"
@@ -161,7 +161,7 @@ START_TEST(test_every_key)
 	ck_assert_uint_eq(cfg.max_connections, 64);
 	ck_assert_str_eq(cfg.token, "s3cret;not-a-comment");
 	ck_assert_str_eq(cfg.token_file, "");
-	ck_assert_str_eq(cfg.hmac_secret, "whsec_abc");
+	ck_assert_str_eq(cfg.hmac_secret, "whsec_c2VjcmV0");
 	ck_assert_str_eq(cfg.allow, "10.0.0.0/8, 192.0.2.7 ,2001:db8::/32");
 	ck_assert_str_eq(cfg.trusted_proxies, "");
 	ck_assert_str_eq(cfg.database, "/var/lib/callhookd/calls.db");
@@ -527,6 +527,32 @@ START_TEST(test_empty_values)
 }
 END_TEST
 
+/*
+ * A secret the daemon could not use is a bad value like any other: told
+ * with its line, not after the database is made, and never quoted.
+ */
+START_TEST(test_bad_secret)
+{
+	char raw[CONFIG_SECRET_MAX + 2], err[256];
+	struct config cfg;
+
+	expect_one_error("[auth]\nhmac_secret = whsec_!!!\n", 2,
+	    "[auth] hmac_secret: \"whsec_\" must be followed by base64");
+	expect_one_error("[auth]\n\nhmac_secret = whsec_abc\n", 3,
+	    "[auth] hmac_secret: \"whsec_\" must be followed by base64");
+	/* Longer than a line of the file can be, so set here. */
+	memset(raw, 's', sizeof(raw) - 1);
+	raw[sizeof(raw) - 1] = '\0';
+	config_defaults(&cfg);
+	ck_assert_int_eq(config_set(&cfg, "auth", "hmac_secret", raw, err,
+	    sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "[auth] hmac_secret: longer than 512 bytes");
+	raw[CONFIG_SECRET_MAX] = '\0';
+	ck_assert_int_eq(config_set(&cfg, "auth", "hmac_secret", raw, err,
+	    sizeof(err)), 0);
+}
+END_TEST
+
 START_TEST(test_validate)
 {
 	struct config cfg;
@@ -695,6 +721,7 @@ config_suite(void)
 	tcase_add_test(tc, test_directory);
 	tcase_add_test(tc, test_set_overrides);
 	tcase_add_test(tc, test_empty_values);
+	tcase_add_test(tc, test_bad_secret);
 	tcase_add_test(tc, test_validate);
 	tcase_add_test(tc, test_set_twice);
 	tcase_add_test(tc, test_parse_size);

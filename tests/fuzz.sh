@@ -25,7 +25,8 @@ mkdir -p "$out/seeds-event" "$out/seeds-config" "$out/corpus-event" \
 flags="-g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Wall -Wextra \
 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 cjson="$(pkg-config --cflags --libs libcjson) -lpthread -lm"
-inih=$(pkg-config --cflags --libs inih)
+# libcrypto: config.c decodes a whsec_ secret to check it.
+inih=$(pkg-config --cflags --libs inih libcrypto)
 # Word splitting wanted: these are lists of flags.
 # shellcheck disable=SC2086
 $cc $flags -o "$out/fuzz_event" tests/fuzz_event.c src/event.c $cjson
