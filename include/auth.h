@@ -28,6 +28,12 @@ int	auth_new(struct auth **out, const struct config *cfg, char *err,
 	    size_t errlen);
 void	auth_free(struct auth *a);
 
+/*
+ * Read the token as auth_new() would, and forget it: what callhookd
+ * checks before it touches the database. 0, or auth_new()'s error.
+ */
+int	auth_check_token(const struct config *cfg, char *err, size_t errlen);
+
 bool	auth_requires_token(const struct auth *a);
 bool	auth_requires_signature(const struct auth *a);
 

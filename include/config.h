@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #define CONFIG_STR_MAX	1024
+#define CONFIG_KEYS	18	/* the keys config.c knows */
 #define CONFIG_SECRET_MAX	512	/* bytes of a decoded hmac_secret */
 
 enum ack_mode { ACK_COMMIT, ACK_ENQUEUE };
@@ -39,6 +40,8 @@ struct config {
 	/* [log] */
 	int		log_level;		/* LOG_ERROR .. LOG_DEBUG, log.h */
 	enum log_format	log_format;
+	/* The file's line that set each key, for messages: config_line(). */
+	int		key_line[CONFIG_KEYS];
 };
 
 /*
@@ -57,6 +60,14 @@ void	config_defaults(struct config *cfg);
  */
 int	config_set(struct config *cfg, const char *section, const char *key,
 	    const char *value, char *err, size_t errlen);
+
+/*
+ * The line of the file that set section.key in the last config_load()
+ * into cfg, for a message about the value ("FILE:LINE: ..."); 0 when the
+ * value is a default or config_set() gave it since.
+ */
+int	config_line(const struct config *cfg, const char *section,
+	    const char *key);
 
 /*
  * Read the INI file at path into cfg, on top of what cfg already holds.

@@ -218,23 +218,25 @@ read_token_file(const char *path, char *buf, size_t len, char *err,
 {
 	FILE *fp = fopen(path, "r");
 	size_t n;
+	int rc;
 
 	if (fp == NULL) {
-		snprintf(err, errlen, "[auth] token_file %s: %s", path,
-		    strerror(errno));
-		return -errno;
+		rc = -errno;
+		snprintf(err, errlen, "[auth] token_file: %s: %s", path,
+		    strerror(-rc));
+		return rc;
 	}
 	n = fread(buf, 1, len - 1, fp);
 	buf[n] = '\0';
 	if (ferror(fp)) {
-		snprintf(err, errlen, "[auth] token_file %s: %s", path,
+		snprintf(err, errlen, "[auth] token_file: %s: %s", path,
 		    strerror(errno));
 		fclose(fp);
 		return -EINVAL;
 	}
 	/* A token cut short would refuse the right one, and take a prefix. */
 	if (n == len - 1 && !only_line_ends(fp)) {
-		snprintf(err, errlen, "[auth] token_file %s: longer than %zu "
+		snprintf(err, errlen, "[auth] token_file: %s: longer than %zu "
 		    "bytes", path, len - 1);
 		fclose(fp);
 		return -EINVAL;
@@ -243,7 +245,7 @@ read_token_file(const char *path, char *buf, size_t len, char *err,
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
 	if (n == 0) {
-		snprintf(err, errlen, "[auth] token_file %s is empty", path);
+		snprintf(err, errlen, "[auth] token_file: %s is empty", path);
 		return -EINVAL;
 	}
 	return 0;
@@ -308,6 +310,17 @@ fetch_hmac(struct auth *a, char *err, size_t errlen)
 		return -ENOTSUP;
 	}
 	return 0;
+}
+
+int
+auth_check_token(const struct config *cfg, char *err, size_t errlen)
+{
+	struct auth a = { .has_token = false };
+	int rc;
+
+	rc = load_token(&a, cfg, err, errlen);
+	OPENSSL_cleanse(&a, sizeof(a));
+	return rc;
 }
 
 int

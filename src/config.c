@@ -552,6 +552,8 @@ static const struct key keys[] = {
 	{ "log", "format", set_format, "one of text, json", 0, 0, 0, 0 },
 };
 
+_Static_assert(NITEMS(keys) == CONFIG_KEYS, "config.h counts keys[]");
+
 static int
 known_section(const char *section)
 {
@@ -600,20 +602,27 @@ unknown_section(const char *section, const char *key, char *err,
 	return -EINVAL;
 }
 
+/* The row of section.name in keys[], or NULL. */
+static const struct key *
+find_key(const char *section, const char *name)
+{
+	for (size_t i = 0; i < NITEMS(keys); i++)
+		if (strcmp(keys[i].section, section) == 0 &&
+		    strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
 int
 config_set(struct config *cfg, const char *section, const char *key,
     const char *value, char *err, size_t errlen)
 {
-	const struct key *k = NULL;
+	const struct key *k;
 	char why[ERR_MAX];
 
 	if (!known_section(section))
 		return unknown_section(section, key, err, errlen);
-	for (size_t i = 0; i < NITEMS(keys) && k == NULL; i++)
-		if (strcmp(keys[i].section, section) == 0 &&
-		    strcmp(keys[i].name, key) == 0)
-			k = &keys[i];
-	if (k == NULL)
+	if ((k = find_key(section, key)) == NULL)
 		return unknown_key(section, key, err, errlen);
 
 	if (strlen(value) >= CONFIG_STR_MAX)
@@ -622,10 +631,20 @@ config_set(struct config *cfg, const char *section, const char *key,
 	else if (value[0] == '\0' && !(k->flags & KEY_EMPTY_OK))
 		snprintf(why, sizeof(why), "value is empty, expected %s",
 		    k->form);
-	else if (k->set(cfg, k, value, why, sizeof(why)) == 0)
+	else if (k->set(cfg, k, value, why, sizeof(why)) == 0) {
+		cfg->key_line[k - keys] = 0;	/* config_load() sets it */
 		return 0;
+	}
 	snprintf(err, errlen, "[%s] %s: %s", section, key, why);
 	return -EINVAL;
+}
+
+int
+config_line(const struct config *cfg, const char *section, const char *key)
+{
+	const struct key *k = find_key(section, key);
+
+	return k != NULL ? cfg->key_line[k - keys] : 0;
 }
 
 size_t
@@ -808,27 +827,22 @@ loader_read(char *str, int num, void *stream)
 /*
  * A key set twice in the file: the later line would win unseen, say a
  * database path overridden forty lines down. An error, as an unknown key
- * is; a key config_set() does not know is left to it.
+ * is.
  */
 static bool
-set_twice(struct loader *ld, const char *section, const char *name)
+set_twice(struct loader *ld, const struct key *k)
 {
 	char msg[ERR_MAX];
+	size_t i = (size_t)(k - keys);
 
-	for (size_t i = 0; i < NITEMS(keys); i++) {
-		if (strcmp(keys[i].section, section) != 0 ||
-		    strcmp(keys[i].name, name) != 0)
-			continue;
-		if (ld->set_on[i] == 0) {
-			ld->set_on[i] = ld->line;
-			return false;
-		}
-		snprintf(msg, sizeof(msg), "[%s] %s: set again (first on line "
-		    "%d); keep one", section, name, ld->set_on[i]);
-		loader_error(ld, msg);
-		return true;
+	if (ld->set_on[i] == 0) {
+		ld->set_on[i] = ld->line;
+		return false;
 	}
-	return false;
+	snprintf(msg, sizeof(msg), "[%s] %s: set again (first on line %d); "
+	    "keep one", k->section, k->name, ld->set_on[i]);
+	loader_error(ld, msg);
+	return true;
 }
 
 static int
@@ -836,17 +850,21 @@ loader_pair(void *user, const char *section, const char *name,
     const char *value)
 {
 	struct loader *ld = user;
+	const struct key *k = find_key(section, name);
 	char msg[ERR_MAX];
 	bool valid;
 
-	if (ld->skip_section || set_twice(ld, section, name))
+	if (ld->skip_section || (k != NULL && set_twice(ld, k)))
 		return 1;
+	/* Keep going after an error: every one in the file is worth telling. */
 	valid = config_validate(ld->cfg, msg, sizeof(msg)) == 0;
-	if (config_set(ld->cfg, section, name, value, msg, sizeof(msg)) != 0)
-		loader_error(ld, msg);
-	else if (valid && config_validate(ld->cfg, msg, sizeof(msg)) != 0)
+	if (config_set(ld->cfg, section, name, value, msg, sizeof(msg)) != 0) {
+		loader_error(ld, msg);	/* an unknown key too */
+		return 1;
+	}
+	ld->cfg->key_line[k - keys] = ld->line;
+	if (valid && config_validate(ld->cfg, msg, sizeof(msg)) != 0)
 		loader_error(ld, msg);	/* the line that made it so */
-	/* Keep going: every error in the file is worth reporting. */
 	return 1;
 }
 

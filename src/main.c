@@ -155,18 +155,74 @@ parse_args(int argc, char **argv, struct options *o)
 	return 0;
 }
 
-/* arg is non-NULL once the daemon runs: errors then go to the log. */
+/*
+ * To the log once the daemon runs, else to stderr. file says where the
+ * error is, with line when it is more than 0: the file, an option, or
+ * NULL for nowhere to name.
+ */
+static void
+tell_config_error(bool running, const char *file, int line,
+    const char *msg)
+{
+	char where[PATH_MAX + 16] = "";
+
+	if (file != NULL && line > 0)
+		snprintf(where, sizeof(where), "%s:%d: ", file, line);
+	else if (file != NULL)
+		snprintf(where, sizeof(where), "%s: ", file);
+	if (running)
+		log_warnx("%s%s", where, msg);
+	else
+		fprintf(stderr, "callhookd: %s%s\n", where, msg);
+}
+
+/* config_load()'s: arg is non-NULL once the daemon runs. */
 static void
 print_config_error(void *arg, const char *file, int line, const char *msg)
 {
-	if (arg != NULL && line > 0)
-		log_warnx("%s:%d: %s", file, line, msg);
-	else if (arg != NULL)
-		log_warnx("%s: %s", file, msg);
-	else if (line > 0)
-		fprintf(stderr, "callhookd: %s:%d: %s\n", file, line, msg);
-	else
-		fprintf(stderr, "callhookd: %s: %s\n", file, msg);
+	tell_config_error(arg != NULL, file, line, msg);
+}
+
+/*
+ * An error that the file alone did not show (a file to read, a name to
+ * resolve): told at the file's line that set the value, as the file's
+ * own errors are, else after the option that set it (flag, or NULL).
+ */
+static void
+print_value_error(const struct options *o, int line, const char *flag,
+    const char *msg, bool running)
+{
+	tell_config_error(running, line > 0 ? o->config_file : flag, line,
+	    msg);
+}
+
+/*
+ * The token file must be readable, or the daemon would stop only after
+ * making the database. systemd's credentials directory exists only while
+ * the service runs, so for -t a file missing there is a warning.
+ */
+static int
+check_credentials(const struct options *o, const struct config *cfg,
+    bool running)
+{
+	static const char creds[] = "/run/credentials/";
+	char err[512], warning[600];
+	int line, rc;
+
+	if ((rc = auth_check_token(cfg, err, sizeof(err))) == 0)
+		return 0;
+	/* Else CALLHOOKD_TOKEN's, which has no line. */
+	line = cfg->token_file[0] != '\0' ?
+	    config_line(cfg, "auth", "token_file") : 0;
+	if (o->check_only && rc == -ENOENT && strncmp(cfg->token_file, creds,
+	    sizeof(creds) - 1) == 0) {
+		snprintf(warning, sizeof(warning), "warning: %s (not checked: "
+		    "systemd makes it when the service starts)", err);
+		print_value_error(o, line, NULL, warning, running);
+		return 0;
+	}
+	print_value_error(o, line, NULL, err, running);
+	return -1;
 }
 
 static int
@@ -183,8 +239,8 @@ apply_override(struct config *cfg, const char *section, const char *key,
 }
 
 /*
- * Defaults, then the file, then the command line. 0 or -1 (reported on
- * stderr, or to the log when running).
+ * Defaults, then the file, then the command line, then the token file
+ * they name. 0 or -1 (reported on stderr, or to the log when running).
  */
 static int
 load_config(const struct options *o, struct config *cfg, bool running)
@@ -206,6 +262,8 @@ load_config(const struct options *o, struct config *cfg, bool running)
 		    o->config_file ? o->config_file : "configuration", err);
 		bad = 1;
 	}
+	if (check_credentials(o, cfg, running) != 0)
+		bad = 1;
 	return bad ? -1 : 0;
 }
 
@@ -472,41 +530,17 @@ wait_for_signals(struct daemon *d, const struct options *o,
 	}
 }
 
-/*
- * --check-config: the files the [auth] section names must be readable,
- * or the daemon would not start. systemd's credentials directory exists
- * only while the service runs, so a file missing there is a warning.
- */
+/* -t: what a start would find of the listen address. */
 static int
-check_credentials(const struct config *cfg)
+check_listen(const struct options *o, const struct config *cfg)
 {
-	static const char creds[] = "/run/credentials/";
-	struct auth *a;
-	char err[512];
-	int rc;
-
-	if ((rc = auth_new(&a, cfg, err, sizeof(err))) == 0) {
-		auth_free(a);
-		return 0;
-	}
-	if (rc == -ENOENT && strncmp(cfg->token_file, creds,
-	    sizeof(creds) - 1) == 0) {
-		fprintf(stderr, "callhookd: warning: %s (not checked: systemd "
-		    "makes it when the service starts)\n", err);
-		return 0;
-	}
-	fprintf(stderr, "callhookd: %s\n", err);
-	return 1;
-}
-
-static int
-check_listen(const struct config *cfg)
-{
-	char err[512];
+	char err[512], msg[600];
 
 	if (listen_check(cfg->listen, err, sizeof(err)) == 0)
 		return 0;
-	fprintf(stderr, "callhookd: %s\n", err);
+	snprintf(msg, sizeof(msg), "[http] listen: %s", err);
+	print_value_error(o, config_line(cfg, "http", "listen"), o->listen !=
+	    NULL ? "--listen" : NULL, msg, false);
 	return 1;
 }
 
@@ -522,7 +556,7 @@ main(int argc, char **argv)
 	if (load_config(&o, &d.cfg, false) != 0)
 		return 1;
 	if (o.check_only) {
-		if (check_credentials(&d.cfg) != 0 || check_listen(&d.cfg) != 0)
+		if (check_listen(&o, &d.cfg) != 0)
 			return 1;
 		printf("configuration OK\n");
 		return 0;

@@ -553,6 +553,27 @@ START_TEST(test_bad_secret)
 }
 END_TEST
 
+/* The line that set a key, until something else sets it. */
+START_TEST(test_key_line)
+{
+	struct config cfg;
+	struct errs e;
+	char err[256];
+
+	ck_assert_int_eq(load_text("; lines\n[auth]\ntoken_file = /t\n"
+	    "[http]\n\nlisten = 127.0.0.1:1\n", &cfg, &e), 0);
+	ck_assert_int_eq(config_line(&cfg, "auth", "token_file"), 3);
+	ck_assert_int_eq(config_line(&cfg, "http", "listen"), 6);
+	ck_assert_int_eq(config_line(&cfg, "http", "path"), 0);
+	ck_assert_int_eq(config_line(&cfg, "http", "nope"), 0);
+	ck_assert_int_eq(config_set(&cfg, "http", "listen", "unix:/s", err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(config_line(&cfg, "http", "listen"), 0);
+	config_defaults(&cfg);
+	ck_assert_int_eq(config_line(&cfg, "auth", "token_file"), 0);
+}
+END_TEST
+
 START_TEST(test_validate)
 {
 	struct config cfg;
@@ -722,6 +743,7 @@ config_suite(void)
 	tcase_add_test(tc, test_set_overrides);
 	tcase_add_test(tc, test_empty_values);
 	tcase_add_test(tc, test_bad_secret);
+	tcase_add_test(tc, test_key_line);
 	tcase_add_test(tc, test_validate);
 	tcase_add_test(tc, test_set_twice);
 	tcase_add_test(tc, test_parse_size);

@@ -972,8 +972,14 @@ START_TEST(test_command_line)
 	ck_assert_int_eq(tu_sh("printf '[http]\\nlisten = no-such-host.invalid"
 	    ":8080\\n' > %s && %s -t -c %s 2> %s/err", d.ini, bin, d.ini,
 	    d.dir), 1);
-	ck_assert_int_eq(tu_sh("grep -q 'cannot resolve listen address "
-	    "\"no-such-host.invalid:8080\"' %s/err", d.dir), 0);
+	ck_assert_int_eq(tu_sh("grep -q 'callhookd.ini:2: \\[http\\] listen: "
+	    "cannot resolve listen address \"no-such-host.invalid:8080\"' "
+	    "%s/err", d.dir), 0);
+	/* Given as an option, the option is named instead. */
+	ck_assert_int_eq(tu_sh("%s -t --listen no-such-host.invalid:8080 "
+	    "2> %s/err", bin, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q '^callhookd: --listen: \\[http\\] "
+	    "listen: cannot resolve' %s/err", d.dir), 0);
 	/* ... and a unix socket's directory. */
 	ck_assert_int_eq(tu_sh("%s -t --listen unix:/nonexistent/dir/x.sock "
 	    "2> %s/err", bin, d.dir), 1);
@@ -988,8 +994,8 @@ START_TEST(test_command_line)
 	/* -t reads the token file, as a start would. */
 	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken_file = %s/none\\n' > %s "
 	    "&& %s -t -c %s 2> %s/err", d.dir, d.ini, bin, d.ini, d.dir), 1);
-	ck_assert_int_eq(tu_sh("grep -q 'token_file %s/none: No such file' "
-	    "%s/err", d.dir, d.dir), 0);
+	ck_assert_int_eq(tu_sh("grep -q 'callhookd.ini:2: \\[auth\\] "
+	    "token_file: %s/none: No such file' %s/err", d.dir, d.dir), 0);
 	/* A start-up error names the cause and exits 1. */
 	ck_assert_int_eq(tu_sh("%s --listen 127.0.0.1:0 --database "
 	    "/nonexistent/dir/calls.db 2> %s/err", bin, d.dir), 1);
@@ -997,6 +1003,51 @@ START_TEST(test_command_line)
 	    "/nonexistent/dir does not exist' %s/err", d.dir), 0);
 	/* It never started, so it does not say it stopped. */
 	ck_assert_int_ne(tu_sh("grep -q stopped %s/err", d.dir), 0);
+}
+END_TEST
+
+/*
+ * A value the file alone does not show bad (a token file that cannot be
+ * read, a secret that is not base64) is told at its file:line as any bad
+ * value is, and stops a start before the database or its lock is made.
+ * A reload with one is logged so, and the running configuration stays.
+ */
+START_TEST(test_value_errors_at_their_line)
+{
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+	char body[128];
+	struct reply r;
+
+	ck_assert_int_eq(tu_sh("printf '[http]\\nlisten = 127.0.0.1:0\\n"
+	    "[auth]\\nhmac_secret = whsec_###\\n' > %s && %s -c %s "
+	    "--database %s 2> %s/err", d.ini, bin, d.ini, d.db, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'callhookd.ini:4: \\[auth\\] "
+	    "hmac_secret: \"whsec_\" must be followed by base64' %s/err",
+	    d.dir), 0);
+	ck_assert_int_eq(tu_sh("printf '[auth]\\n\\ntoken_file = %s/none\\n' "
+	    "> %s && %s -c %s --listen 127.0.0.1:0 --database %s 2> %s/err",
+	    d.dir, d.ini, bin, d.ini, d.db, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'callhookd.ini:3: \\[auth\\] "
+	    "token_file: %s/none: No such file' %s/err", d.dir, d.dir), 0);
+	ck_assert_int_eq(tu_sh("ls %s | grep -q calls.db", d.dir), 1);
+
+	start_or_fail("[auth]\ntoken = t0\n");
+	ck_assert_int_eq(tu_sh("printf '[auth]\\n\\ntoken_file = %s/none\\n' "
+	    "> %s", d.dir, d.ini), 0);
+	kill(d.pid, SIGHUP);
+	for (int i = 0; i < 200 && tu_sh("grep -q 'stays in force' %s",
+	    d.log) != 0; i++)
+		tu_sleep_ms(10);
+	ck_assert_int_eq(tu_sh("grep -q 'callhookd.ini:3: \\[auth\\] "
+	    "token_file: %s/none: No such file' %s", d.dir, d.log), 0);
+	snprintf(body, sizeof(body), "{\"event\":\"call_ended\",\"data\":"
+	    "{\"callSid\":\"kept-1\"}}");
+	ck_assert_int_eq(tu_post(d.port, PATH "?token=t0", JSON, body,
+	    strlen(body), &r), 0);
+	expect_reply(&r, 200, "Webhook received");
+	tu_reply_free(&r);
+	stop_clean();
 }
 END_TEST
 
@@ -1270,6 +1321,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_one_daemon_per_database);
 	tcase_add_test(tc, test_refusals_log_bounded);
 	tcase_add_test(tc, test_command_line);
+	tcase_add_test(tc, test_value_errors_at_their_line);
 	tcase_add_test(tc, test_unix_socket_in_use);
 	tcase_add_test(tc, test_reloads_bounded);
 	tcase_add_test(tc, test_sigterm_under_load);
