@@ -18,8 +18,11 @@ int	listen_open(const char *addr, int *fd, char *desc, size_t desclen,
 	    char *err, size_t errlen);
 
 /*
- * What callhookd -t can check without binding: that a TCP address
- * resolves. 0, or -EINVAL with err as listen_open() would say it.
+ * What can be checked without binding, before anything else is made:
+ * that a TCP address resolves, that a unix socket's path could be bound
+ * (nothing but a socket there, its directory exists). 0, or a negative
+ * errno with err as listen_open() would say it; 0 also when systemd
+ * passed a socket, which listen_open() takes instead.
  */
 int	listen_check(const char *addr, char *err, size_t errlen);
 

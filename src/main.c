@@ -530,7 +530,11 @@ wait_for_signals(struct daemon *d, const struct options *o,
 	}
 }
 
-/* -t: what a start would find of the listen address. */
+/*
+ * What a start would find of the listen address, found before the lock
+ * and the database are made: a path that is a file or a directory would
+ * only give bind()'s "Address already in use".
+ */
 static int
 check_listen(const struct options *o, const struct config *cfg)
 {
@@ -553,11 +557,10 @@ main(int argc, char **argv)
 	int rc;
 
 	parse_args(argc, argv, &o);
-	if (load_config(&o, &d.cfg, false) != 0)
+	rc = load_config(&o, &d.cfg, false);
+	if (check_listen(&o, &d.cfg) != 0 || rc != 0)
 		return 1;
 	if (o.check_only) {
-		if (check_listen(&o, &d.cfg) != 0)
-			return 1;
 		printf("configuration OK\n");
 		return 0;
 	}

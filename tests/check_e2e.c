@@ -1121,6 +1121,7 @@ END_TEST
 /* A unix socket path: a live listener's is refused, a stale one reused. */
 START_TEST(test_unix_socket_in_use)
 {
+	static const char *const taken[] = { "f.sock", "d.sock" };
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
 	    "build/callhookd";
@@ -1147,6 +1148,17 @@ START_TEST(test_unix_socket_in_use)
 	    bin, sun.sun_path, d.dir, d.dir, d.dir), 0);
 	ck_assert_int_eq(tu_sh("grep -q 'listening on unix:%s' %s/err",
 	    sun.sun_path, d.dir), 0);
+	/* A file or a directory there: said so, as -t does, and no lock. */
+	ck_assert_int_eq(tu_sh("touch %s/f.sock && mkdir %s/d.sock", d.dir,
+	    d.dir), 0);
+	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+		ck_assert_int_eq(tu_sh("%s --listen unix:%s/%s --database "
+		    "%s/n.db 2> %s/err", bin, d.dir, taken[i], d.dir, d.dir), 1);
+		ck_assert_int_eq(tu_sh("grep -q '^callhookd: --listen: .*"
+		    "unix:%s/%s: not a socket.s path' %s/err", d.dir, taken[i],
+		    d.dir), 0);
+		ck_assert_int_eq(tu_sh("ls %s | grep -q n.db", d.dir), 1);
+	}
 }
 END_TEST
 
