@@ -1115,6 +1115,32 @@ START_TEST(test_man_ini_keys)
 }
 END_TEST
 
+/*
+ * The forms the daemon takes beyond "key = value" and K/M/G, inih's
+ * "key: value" and KB/MB/GB, are ones callhookd.ini(5) says it takes.
+ */
+START_TEST(test_man_ini_forms)
+{
+	static const char *const said[] = { "key: value", "KB, MB or GB",
+	    "4MB" };
+	char ini[sizeof(d.dir) + 16], *text;
+
+	if (!have("groff"))
+		return;
+	snprintf(ini, sizeof(ini), "%s/forms.ini", d.dir);
+	write_file(ini, "[http]\nlisten: 127.0.0.1:0\nmax_body = 4MB\n"
+	    "[store]\nqueue: 5\n");
+	ck_assert_int_eq(tu_sh("%s -t -c %s >/dev/null", daemon_bin(), ini),
+	    0);
+	ck_assert_int_eq(run(&text, "groff -man -Tascii -P-cbu "
+	    "man/callhookd.ini.5 | tr -s ' \\n' '  '"), 0);
+	for (size_t i = 0; i < sizeof(said) / sizeof(said[0]); i++)
+		ck_assert_msg(strstr(text, said[i]) != NULL,
+		    "callhookd.ini(5) does not say \"%s\"", said[i]);
+	free(text);
+}
+END_TEST
+
 /* nginx in front of the daemon, with examples/nginx.conf. */
 
 struct nginx {
@@ -1373,6 +1399,7 @@ deploy_suite(void)
 	tcase_add_test(install, test_sysusers);
 	tcase_add_test(man, test_man_pages_render);
 	tcase_add_test(man, test_man_ini_keys);
+	tcase_add_test(man, test_man_ini_forms);
 	tcase_add_test(nginx, test_nginx_proxy);
 	tcase_add_test(nginx, test_nginx_real_ip);
 	return s;
