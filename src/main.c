@@ -314,6 +314,68 @@ lock_holder(int fd, char *pid, size_t size)
 		snprintf(pid, size, "unknown");
 }
 
+/*
+ * Where the symlink at link points, made absolute against its directory
+ * when relative; false when link is not a symlink.
+ */
+static bool
+follow_link(char link[PATH_MAX])
+{
+	char to[PATH_MAX], *slash;
+	ssize_t n;
+
+	if ((n = readlink(link, to, PATH_MAX - 1)) < 0)
+		return false;
+	to[n] = '\0';
+	if (to[0] != '/' && (slash = strrchr(link, '/')) != NULL)
+		snprintf(slash + 1, (size_t)(PATH_MAX - (slash + 1 - link)),
+		    "%s", to);
+	else
+		memcpy(link, to, (size_t)n + 1);
+	return true;
+}
+
+/*
+ * The database's own path, for its lock's name: through symlinks, even
+ * to a file that does not exist yet (the first start makes it), so that
+ * two names of one database are one lock. The path as given when its
+ * directory cannot be resolved either.
+ */
+static void
+database_path(const char *db, char real[PATH_MAX])
+{
+	char link[PATH_MAX], dir[PATH_MAX];
+	const char *name;
+	size_t len;
+	int hops;
+
+	snprintf(link, sizeof(link), "%s", db);
+	for (hops = 0; hops < 40; hops++) {	/* Linux's MAXSYMLINKS */
+		if (realpath(link, real) != NULL)
+			return;
+		if (!follow_link(link))
+			break;
+	}
+	/* Not there (yet): its directory's real path, and its name. */
+	if ((name = strrchr(link, '/')) == NULL) {
+		snprintf(dir, sizeof(dir), ".");
+		name = link;
+	} else {
+		/* "/x": the directory is "/", not "". */
+		snprintf(dir, sizeof(dir), "%.*s", name == link ? 1 :
+		    (int)(name - link), link);
+		name++;
+	}
+	if (hops == 40 || realpath(dir, real) == NULL) {
+		snprintf(real, PATH_MAX, "%s", db);
+		return;
+	}
+	len = strlen(real);
+	if ((size_t)snprintf(real + len, PATH_MAX - len, "%s%s",
+	    real[len - 1] == '/' ? "" : "/", name) >= PATH_MAX - len)
+		snprintf(real, PATH_MAX, "%s", db);
+}
+
 static int
 lock_database(struct daemon *d)
 {
@@ -322,9 +384,8 @@ lock_database(struct daemon *d)
 	ssize_t n;
 	int fd;
 
-	/* Named from the file itself: a symlink to it is the same database. */
-	snprintf(path, sizeof(path), "%s.lock", realpath(d->cfg.database,
-	    real) != NULL ? real : d->cfg.database);
+	database_path(d->cfg.database, real);
+	snprintf(path, sizeof(path), "%s.lock", real);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	/* flock() needs no write: say a lock file root left by hand. */
 	if (fd < 0 && errno == EACCES &&

@@ -927,6 +927,18 @@ START_TEST(test_one_daemon_per_database)
 	ck_assert_int_eq(db_int("SELECT count(*) FROM calls_fts WHERE "
 	    "calls_fts MATCH %s", "'after'"), 1);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM calls%s", ""), 1);
+	/*
+	 * A symlink to a database that the first start is to make: its
+	 * lock is the target's, as a second daemon on the target learns.
+	 */
+	ck_assert_int_eq(tu_sh("d=%s && ln -s fresh.db $d/dangling.db && "
+	    "{ timeout 4 %s --database $d/dangling.db --listen 127.0.0.1:0 "
+	    "2> $d/err3 & } && sleep 1 && test -e $d/fresh.db.lock && "
+	    "test ! -e $d/dangling.db.lock && %s --database $d/fresh.db "
+	    "--listen 127.0.0.1:0 2> $d/err4; rc=$?; wait; exit $rc", d.dir,
+	    bin, bin), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'fresh.db is in use by another "
+	    "callhookd' %s/err4", d.dir), 0);
 	/* A lock file root left by hand does not keep the service out. */
 	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
 		return;
