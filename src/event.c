@@ -160,6 +160,7 @@ struct spans {
 	int		 longs[nitems(fields)];	/* their fields, in body order */
 	const char	*sid_at;	/* data.callSid's value (the first) */
 	bool		 sid_nul;	/* a string holding \u0000 */
+	bool		 str_nul[nitems(fields)];	/* string fields' too */
 };
 
 /* What the first pass learnt: everything but the strings' addresses. */
@@ -168,7 +169,6 @@ struct plan {
 	struct piece	 piece[nitems(fields) + 2];	/* + event, callSid */
 	size_t		 npiece;
 	size_t		 need;		/* bytes for all pieces */
-	bool		 escaped_nul;	/* some string held \u0000 */
 	struct spans	 spans;
 };
 
@@ -594,8 +594,10 @@ walk_member(struct walk *w, const char *p)
 			w->field = i;
 			w->field_at = p;
 		}
-	} else if (fields[i].kind == K_STRING && *p == '"')
+	} else if (fields[i].kind == K_STRING && *p == '"') {
+		w->sp->str_nul[i] = w->str_nul;
 		note_long_string(w, i, p);
+	}
 }
 
 /*
@@ -626,10 +628,10 @@ walk_close(struct walk *w, const char *p)
 /*
  * The string that starts at the quote p: the address after its closing
  * quote, or NULL when it is not a JSON string. Notes in w what the walk
- * needs to know of it, and sets *nul for a \u0000.
+ * needs to know of it.
  */
 static const char *
-scan_string(const char *p, const char *end, struct walk *w, bool *nul)
+scan_string(const char *p, const char *end, struct walk *w)
 {
 	w->str_escaped = w->str_u = w->str_nul = false;
 	for (p++; (p = plain_skip(p, end)) < end && *p != '"'; p++) {
@@ -649,7 +651,7 @@ scan_string(const char *p, const char *end, struct walk *w, bool *nul)
 				return NULL;
 		w->str_u = true;
 		if (memcmp(p + 1, "0000", 4) == 0)
-			*nul = w->str_nul = true;
+			w->str_nul = true;
 	}
 	if (p == end)
 		return NULL;
@@ -664,7 +666,7 @@ scan_string(const char *p, const char *end, struct walk *w, bool *nul)
  * functions refuse all of those, and one such payload in calls would make
  * every json_extract(payload, ...) over the table fail, so they are not
  * JSON here either. cJSON also turns \u0000 into a NUL that ends the C
- * string early (*nul tells), and reads a \u escape with a non-hex digit
+ * string early (the spans tell where), and reads a \u escape with a non-hex digit
  * as \u0000. This pass runs before cJSON's and checks every token,
  * escapes included, since cJSON does not read the long strings; cJSON
  * then checks the structure, which this pass takes on trust. The same
@@ -674,12 +676,11 @@ scan_string(const char *p, const char *end, struct walk *w, bool *nul)
  * (the start of a bad string or number).
  */
 static const char *
-json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
+json_scan(const char *s, size_t len, struct spans *sp)
 {
 	const char *p = s, *end = s + len, *str;
 	struct walk w = { .sp = sp, .field = -1 };
 
-	*nul = false;
 	while (p < end) {
 		unsigned char c = (unsigned char)*p;
 
@@ -689,7 +690,7 @@ json_scan(const char *s, size_t len, bool *nul, struct spans *sp)
 				;
 		} else if (c == '"') {
 			str = p;
-			if ((p = scan_string(p, end, &w, nul)) == NULL)
+			if ((p = scan_string(p, end, &w)) == NULL)
 				return str;
 			walk_value(&w, str);
 			if (w.str_nul && str == sp->sid_at)
@@ -774,13 +775,13 @@ without_long_strings(char *dst, const char *body, size_t len,
  * checked them as cJSON would have.
  */
 static cJSON *
-json_parse(const char *body, size_t len, bool *nul, struct spans *sp)
+json_parse(const char *body, size_t len, struct spans *sp)
 {
 	cJSON *root;
 	char *copy;
 
 	if (len == 0 || memchr(body, '\0', len) != NULL ||
-	    json_scan(body, len, nul, sp) != NULL)
+	    json_scan(body, len, sp) != NULL)
 		return NULL;
 	if (sp->nlong == 0)
 		return cjson_whole(body, len);
@@ -796,11 +797,10 @@ event_json_valid(const char *s, size_t len)
 {
 	struct spans sp;
 	cJSON *root;
-	bool nul;
 
 	memset(&sp, 0, sizeof(sp));
 	arena_begin();
-	root = json_parse(s, len, &nul, &sp);
+	root = json_parse(s, len, &sp);
 	arena_end(root);
 	return root != NULL;
 }
@@ -1163,21 +1163,24 @@ check_fields(cJSON *data, bool strict, struct plan *pl, char *msg,
 		f = &fields[i];
 		it = found[i];
 		c = field_read(f, it, pl);
+		/*
+		 * A string field is cut at a \u0000 in its column; the body,
+		 * and a JSON-valued field, keep it all. Elsewhere in the body
+		 * it is any string's right.
+		 */
+		if (c == CONV_OK && pl->spans.str_nul[i]) {
+			if (strict)
+				return refuse(EVENT_BAD_REQUEST, msg, msglen,
+				    "data.%s must not contain \\u0000",
+				    f->key);
+			pl->ev.type_mismatches++;
+			continue;
+		}
 		if (c != CONV_COERCED && c != CONV_BAD)
 			continue;
 		if (strict)
 			return refuse(EVENT_BAD_REQUEST, msg, msglen,
 			    "data.%s must be %s", f->key, field_noun(f, it));
-		pl->ev.type_mismatches++;
-	}
-	if (pl->escaped_nul) {
-		if (strict)
-			return refuse(EVENT_BAD_REQUEST, msg, msglen,
-			    "strings must not contain \\u0000");
-		/*
-		 * String fields are cut there (JSON-valued ones keep the
-		 * escape); the body keeps it all.
-		 */
 		pl->ev.type_mismatches++;
 	}
 	return EVENT_OK;
@@ -1399,7 +1402,6 @@ explain_json(const char *body, size_t len, char *out, size_t outlen)
 	const char *end = body + len, *at, *stop = NULL;
 	struct spans sp;
 	cJSON *root;
-	bool nul;
 
 	memset(&sp, 0, sizeof(sp));
 	for (at = body; at < end && json_space(*at); at++)
@@ -1413,7 +1415,7 @@ explain_json(const char *body, size_t len, char *out, size_t outlen)
 		    (size_t)(at - body) + 1);
 		return;
 	}
-	if ((at = json_scan(body, len, &nul, &sp)) != NULL) {
+	if ((at = json_scan(body, len, &sp)) != NULL) {
 		explain_token(body, at, end, out, outlen);
 		return;
 	}
@@ -1458,7 +1460,7 @@ event_parse(const char *body, size_t len, bool strict, struct event **out,
 	plan_init(&pl);
 	arena_begin();
 	/* cJSON says NULL for no memory too; that is taken as bad JSON. */
-	root = json_parse(body, len, &pl.escaped_nul, &pl.spans);
+	root = json_parse(body, len, &pl.spans);
 	if (root == NULL) {
 		char why[96];
 
