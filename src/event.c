@@ -1392,6 +1392,43 @@ cut_short(const char *p, const char *end)
 	return depth > 0;
 }
 
+/* Containers open at p, strings skipped: the body's tokens are JSON. */
+static int
+depth_at(const char *body, const char *p)
+{
+	const char *q;
+	int depth = 0;
+
+	for (q = body; q < p; q++) {
+		if (*q == '"') {
+			while (++q < p && *q != '"')
+				if (*q == '\\')
+					q++;
+		} else if (*q == '{' || *q == '[')
+			depth++;
+		else if (*q == '}' || *q == ']')
+			depth--;
+	}
+	return depth;
+}
+
+/*
+ * Where cJSON's stop points to, but one byte back when a member's name
+ * was wanted: cJSON 1.7.15 then says the byte after the one that is not
+ * a string (except at the body's end, where it stops at the last).
+ */
+static const char *
+culprit(const char *body, const char *stop)
+{
+	const char *c = stop - 1, *q;
+
+	if (c <= body || json_space(*c) || *c == '"')
+		return stop;
+	for (q = c - 1; q > body && json_space(*q); q--)
+		;
+	return *q == ',' || *q == '{' ? c : stop;
+}
+
 /*
  * Why a body is not JSON: cold, so it scans again, and asks cJSON where
  * the structure breaks.
@@ -1435,7 +1472,10 @@ explain_json(const char *body, size_t len, char *out, size_t outlen)
 		    "body cut short?)");
 	else if (stop == NULL || stop < body || stop >= end)
 		snprintf(out, outlen, "cJSON says no");
-	else if (*stop > ' ' && *stop < 0x7f)
+	else if (depth_at(body, stop) >= CJSON_NESTING_LIMIT)
+		snprintf(out, outlen, "nested more than %d deep, at byte %zu",
+		    CJSON_NESTING_LIMIT, (size_t)(stop - body) + 1);
+	else if ((stop = culprit(body, stop)), *stop > ' ' && *stop < 0x7f)
 		snprintf(out, outlen, "unexpected '%c' at byte %zu", *stop,
 		    (size_t)(stop - body) + 1);
 	else

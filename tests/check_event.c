@@ -1098,15 +1098,31 @@ START_TEST(test_not_json_says_where)
 		RAW("{\"a\":1,}", "unexpected '}' at byte 8"),
 		RAW("{\"a\":[1}", "unexpected '}' at byte 8"),
 		RAW("{\"a\":tru}", "unexpected 't' at byte 6"),
+		/* cJSON says the byte after one where a name was wanted. */
+		RAW("{\"a\":{\"b\":1,}}", "unexpected '}' at byte 13"),
+		RAW("{\"a\":{\"b\":{\"c\":1, }}}", "unexpected '}' at byte 19"),
+		RAW("{\"a\":{,}}", "unexpected ',' at byte 7"),
+		RAW("{\"a\":1,5}", "unexpected '5' at byte 8"),
+		RAW("{\"a\":[1,]}", "unexpected ']' at byte 9"),
+		RAW("{\"a\":{\"b\":1]}", "unexpected ']' at byte 12"),
 	};
 #undef RAW
-	char want[MSGLEN];
+	char want[MSGLEN], *deep;
+	size_t n = 2 * 1001 + 1;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		snprintf(want, sizeof(want), NOT_JSON "%s", cases[i].why);
 		expect_refused(cases[i].s, cases[i].len, EVENT_BAD_REQUEST,
 		    want);
 	}
+	/* 1001 arrays, one inside the other: cJSON stops at 1000. */
+	ck_assert_ptr_nonnull(deep = malloc(n));
+	memset(deep, '[', 1001);
+	memset(deep + 1001, ']', 1001);
+	deep[n - 1] = '\0';
+	expect_refused(deep, n - 1, EVENT_BAD_REQUEST, NOT_JSON
+	    "nested more than 1000 deep, at byte 1001");
+	free(deep);
 }
 END_TEST
 
