@@ -35,8 +35,10 @@
  * emptied: they are copied from the body, unescaped, instead (json_parse()).
  * cJSON still parses every body and judges its structure.
  *
- * Numbers are read and printed with strtod() and snprintf(), as cJSON does:
- * the daemon runs in the C locale.
+ * call_duration is read with strtod(), as cJSON reads every number (the
+ * daemon runs in the C locale). try_count, and a number sent for a string
+ * field, are taken from their text in the body (json_scan() notes where),
+ * since a double holds integers exactly only up to 2^53.
  */
 
 #include <errno.h>
@@ -161,6 +163,9 @@ struct spans {
 	const char	*sid_at;	/* data.callSid's value (the first) */
 	bool		 sid_nul;	/* a string holding \u0000 */
 	bool		 str_nul[nitems(fields)];	/* string fields' too */
+	/* numbers of integer and string fields, as sent: no double's */
+	const char	*num_at[nitems(fields)];
+	size_t		 num_len[nitems(fields)];
 };
 
 /* What the first pass learnt: everything but the strings' addresses. */
@@ -459,6 +464,7 @@ struct walk {
 	size_t		 keylen;
 	char		 keybuf[KEY_MAX + 1];	/* key, when unescaped */
 	int		 field;		/* fields[] of the open value, or -1 */
+	int		 num_field;	/* fields[] of the number at hand, or -1 */
 	const char	*field_at;
 	/* The string scan_string() read last; walk_member() may want it. */
 	const char	*str_end;	/* its closing quote */
@@ -597,6 +603,10 @@ walk_member(struct walk *w, const char *p)
 	} else if (fields[i].kind == K_STRING && *p == '"') {
 		w->sp->str_nul[i] = w->str_nul;
 		note_long_string(w, i, p);
+	} else if ((fields[i].kind == K_INT || fields[i].kind == K_STRING) &&
+	    (*p == '-' || is_digit(*p))) {
+		w->sp->num_at[i] = p;
+		w->num_field = i;
 	}
 }
 
@@ -679,7 +689,7 @@ static const char *
 json_scan(const char *s, size_t len, struct spans *sp)
 {
 	const char *p = s, *end = s + len, *str;
-	struct walk w = { .sp = sp, .field = -1 };
+	struct walk w = { .sp = sp, .field = -1, .num_field = -1 };
 
 	while (p < end) {
 		unsigned char c = (unsigned char)*p;
@@ -702,6 +712,10 @@ json_scan(const char *s, size_t len, struct spans *sp)
 			walk_value(&w, p);
 			if ((p = number_end(p, end)) == NULL)
 				return num;
+			if (w.num_field >= 0) {
+				sp->num_len[w.num_field] = (size_t)(p - num);
+				w.num_field = -1;
+			}
 			if (p < end && (is_digit(*p) || *p == '.' || *p == 'e' ||
 			    *p == 'E' || *p == '+' || *p == '-'))
 				return num;
@@ -989,6 +1003,12 @@ read_string(const cJSON *it, const struct spans *sp, size_t i,
 		pc->len = strlen(pc->src);
 		return CONV_OK;
 	}
+	/* A number's digits as sent: a double has only 17. */
+	if (cJSON_IsNumber(it) && sp->num_at[i] != NULL) {
+		pc->src = sp->num_at[i];
+		pc->len = sp->num_len[i];
+		return CONV_COERCED;
+	}
 	if (cJSON_IsNumber(it) &&
 	    number_to_text(it->valuedouble, pc->num, sizeof(pc->num))) {
 		pc->src = pc->num;
@@ -1013,9 +1033,28 @@ read_double(const cJSON *it, double *d)
 	return CONV_BAD;
 }
 
-static enum conv
-read_int(const cJSON *it, int64_t *v)
+/*
+ * fields[i]'s number as sent, NUL-terminated in buf; false when there is
+ * none, or it is too long to be an integer's.
+ */
+static bool
+number_as_sent(const struct spans *sp, size_t i, char *buf, size_t size)
 {
+	if (sp->num_at[i] == NULL || sp->num_len[i] >= size)
+		return false;
+	memcpy(buf, sp->num_at[i], sp->num_len[i]);
+	buf[sp->num_len[i]] = '\0';
+	return true;
+}
+
+/* Integers exactly, beyond the 2^53 a double holds. */
+static enum conv
+read_int(const cJSON *it, const struct spans *sp, size_t i, int64_t *v)
+{
+	char num[32];
+
+	if (cJSON_IsNumber(it) && number_as_sent(sp, i, num, sizeof(num)))
+		return text_to_int64(num, v) ? CONV_OK : CONV_BAD;
 	if (cJSON_IsNumber(it))
 		return double_to_int64(it->valuedouble, v) ? CONV_OK : CONV_BAD;
 	if (cJSON_IsString(it) && text_to_int64(it->valuestring, v))
@@ -1096,7 +1135,8 @@ field_read(const struct field *f, cJSON *it, struct plan *pl)
 		c = read_double(it, (double *)(base + f->off));
 		break;
 	case K_INT:
-		c = read_int(it, (int64_t *)(base + f->off));
+		c = read_int(it, &pl->spans, (size_t)(f - fields),
+		    (int64_t *)(base + f->off));
 		break;
 	case K_BOOL:
 		c = read_bool(it, (int *)(base + f->off));
