@@ -13,7 +13,7 @@
 
 #include "event.h"
 
-#define STORE_SCHEMA_VERSION	2
+#define STORE_SCHEMA_VERSION	3
 #define STORE_REJECTS_KEPT	10000
 
 struct store;

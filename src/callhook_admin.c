@@ -492,7 +492,8 @@ static const char prune_blank_sql[] =
 	"UPDATE calls SET transcription = NULL WHERE id = ?1"
 	" AND transcription IS NOT NULL RETURNING call_sid";
 static const char prune_revs_sql[] =
-	"DELETE FROM call_revisions WHERE call_sid = ?1";
+	"DELETE FROM call_revisions WHERE call_sid ="
+	" (SELECT call_sid FROM calls WHERE id = ?1)";
 
 /* Keep SQLite's message before the rollback replaces it. */
 static int
@@ -502,29 +503,28 @@ prune_fail(struct ch *ch, struct prune *pr, int rc)
 	return store_transient(rc) ? -EAGAIN : -EIO;
 }
 
-/* Act on one row, inside the batch's transaction. */
+/*
+ * Act on one row, inside the batch's transaction. A deleted row's
+ * revisions go first, to be counted: its delete trigger would take them
+ * too, uncounted.
+ */
 static int
 prune_row(struct ch *ch, struct prune *pr, sqlite3_int64 id)
 {
 	int rc;
 
+	if (!pr->transcripts) {
+		sqlite3_bind_int64(pr->revs, 1, id);
+		if ((rc = sqlite3_step(pr->revs)) == SQLITE_DONE)
+			pr->revisions += sqlite3_changes(ch->db);
+		sqlite3_reset(pr->revs);
+		if (rc != SQLITE_DONE)
+			return prune_fail(ch, pr, rc);
+	}
 	sqlite3_bind_int64(pr->act, 1, id);
-	rc = sqlite3_step(pr->act);
-	if (rc == SQLITE_ROW) {
+	if ((rc = sqlite3_step(pr->act)) == SQLITE_ROW) {
 		pr->calls++;
-		if (!pr->transcripts) {
-			sqlite3_bind_text(pr->revs, 1, (const char *)
-			    sqlite3_column_text(pr->act, 0), -1,
-			    SQLITE_TRANSIENT);
-			rc = sqlite3_step(pr->revs);
-			if (rc == SQLITE_DONE) {
-				pr->revisions += sqlite3_changes(ch->db);
-				rc = SQLITE_ROW;
-			}
-			sqlite3_reset(pr->revs);
-		}
-		if (rc == SQLITE_ROW)
-			rc = sqlite3_step(pr->act);
+		rc = sqlite3_step(pr->act);
 	}
 	sqlite3_reset(pr->act);
 	return rc == SQLITE_DONE ? 0 : prune_fail(ch, pr, rc);

@@ -200,6 +200,20 @@ static const char *const migrations[] = {
 	 * the index cost every insert about 7 % of the store's work.
 	 */
 	"DROP INDEX IF EXISTS calls_conversion;",
+	/*
+	 * 2 -> 3: a call deleted by hand left its revisions behind, and
+	 * its next revision, numbered from 1 again, collided with them:
+	 * every changed body failed, and was set aside. They go with the
+	 * row now, as prune's do; the migration drops those left by rows
+	 * gone or made anew (a kept revision is below the row's own).
+	 */
+	"DELETE FROM call_revisions AS r WHERE NOT EXISTS (SELECT 1"
+	" FROM calls AS c WHERE c.call_sid = r.call_sid"
+	" AND c.revision > r.revision);"
+	"CREATE TRIGGER IF NOT EXISTS calls_revisions_ad"
+	" AFTER DELETE ON calls BEGIN"
+	" DELETE FROM call_revisions WHERE call_sid = old.call_sid;"
+	" END;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==

@@ -1291,11 +1291,12 @@ START_TEST(test_newer_refused)
 
 	store_close(open_ok("calls.db", true));
 	db = raw_open("calls.db");
-	exec_ok(db, "PRAGMA user_version = 3");
+	exec_ok(db, "PRAGMA user_version = 99");
 	sqlite3_close(db);
 
-	snprintf(want, sizeof(want), "%s has schema version 3, newer than "
-	    "this program's 2; upgrade callhookd", path("calls.db"));
+	snprintf(want, sizeof(want), "%s has schema version 99, newer than "
+	    "this program's %d; upgrade callhookd", path("calls.db"),
+	    STORE_SCHEMA_VERSION);
 	ck_assert_int_eq(try_open(&st, "calls.db", true, false, err,
 	    sizeof(err)), -ENOTSUP);
 	ck_assert_ptr_null(st);
@@ -1305,7 +1306,7 @@ START_TEST(test_newer_refused)
 	ck_assert_str_eq(err, want);
 
 	db = raw_open("calls.db");
-	ck_assert_int_eq(int_of(db, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(int_of(db, "PRAGMA user_version"), 99);
 	sqlite3_close(db);
 }
 END_TEST
@@ -1329,11 +1330,85 @@ START_TEST(test_migrate_v1)
 
 	st = open_ok("calls.db", true);
 	db = store_db(st);
-	ck_assert_int_eq(int_of(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(int_of(db, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
 	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM sqlite_schema"
 	    " WHERE name = 'calls_conversion'"), 0);
 	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"
 	    " WHERE call_sid = 'v1'"), 1);
+	store_close(st);
+}
+END_TEST
+
+/* Two bodies of call sid: revision 2, its first body in call_revisions. */
+static void
+two_revisions(struct store *st, char *sid, char *body1, char *body2)
+{
+	struct event ev;
+
+	sample(&ev, sid, body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	sample(&ev, sid, body2);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_REVISION);
+}
+
+/*
+ * A call deleted by hand takes its revisions along (version 3): its
+ * bodies, delivered again, are revisions 1 and 2 anew, where revision 1
+ * once collided with the one left behind and every changed body failed.
+ */
+START_TEST(test_deleted_by_hand)
+{
+	struct store *st;
+	sqlite3 *db;
+	char body1[] = SAMPLE_BODY;
+	char body2[] = "{\"event\":\"call_ended\",\"data\":{\"callSid\":\"h1\","
+	    "\"agent\":\"agent-2\"}}";
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	two_revisions(st, "h1", body1, body2);
+	exec_ok(db, "DELETE FROM calls WHERE call_sid = 'h1'");
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM call_revisions"), 0);
+	two_revisions(st, "h1", body1, body2);
+	ck_assert_int_eq(int_of(db, "SELECT revision FROM calls"), 2);
+	ck_assert_str_eq(text_of(db, "SELECT payload FROM call_revisions"
+	    " WHERE revision = 1"), body1);
+	store_close(st);
+}
+END_TEST
+
+/*
+ * A version 2 file with what hand deletes left: revisions of a call gone,
+ * and of one made anew (numbers not below its row's). The migration
+ * drops those, keeps the rest, and adds the trigger.
+ */
+START_TEST(test_migrate_v2)
+{
+	struct store *st;
+	sqlite3 *db;
+	char body1[] = SAMPLE_BODY;
+	char body2[] = "{\"event\":\"call_ended\",\"data\":{\"callSid\":\"m1\","
+	    "\"agent\":\"agent-2\"}}";
+
+	st = open_ok("calls.db", true);
+	two_revisions(st, "m1", body1, body2);
+	store_close(st);
+	db = raw_open("calls.db");
+	exec_ok(db, "DROP TRIGGER calls_revisions_ad;"
+	    "INSERT INTO call_revisions VALUES ('gone', 1, 'x', 'y');"
+	    "INSERT INTO call_revisions VALUES ('m1', 2, 'x', 'stale');"
+	    "PRAGMA user_version = 2");
+	sqlite3_close(db);
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	ck_assert_int_eq(int_of(db, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
+	ck_assert_str_eq(text_of(db, "SELECT group_concat(call_sid || revision)"
+	    " FROM call_revisions"), "m11");
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM sqlite_schema"
+	    " WHERE name = 'calls_revisions_ad'"), 1);
 	store_close(st);
 }
 END_TEST
@@ -1690,6 +1765,8 @@ store_suite(void)
 	tcase_add_test(tc, test_commit_busy);
 	tcase_add_test(tc, test_migrate_empty);
 	tcase_add_test(tc, test_migrate_v1);
+	tcase_add_test(tc, test_migrate_v2);
+	tcase_add_test(tc, test_deleted_by_hand);
 	suite_add_tcase(s, tc);
 	return s;
 }
