@@ -460,6 +460,16 @@ serve_other(struct http *h, struct MHD_Connection *conn, const char *url,
 			return answer(h, conn, MHD_HTTP_METHOD_NOT_ALLOWED,
 			    "Method not allowed", MHD_HTTP_HEADER_ALLOW,
 			    "GET, HEAD");
+		/*
+		 * One that says it has a body is answered now, and its
+		 * connection closed: kept, its framing (Content-Length and
+		 * Transfer-Encoding both, say) could smuggle a request past
+		 * a proxy in front.
+		 */
+		if (header(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL ||
+		    header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH) != NULL)
+			return url[1] == 'h' ? serve_health(h, conn) :
+			    serve_metrics(h, conn);
 		*con_cls = url[1] == 'h' ? &health_probe : &metrics_probe;
 		return MHD_YES;
 	}
@@ -467,12 +477,12 @@ serve_other(struct http *h, struct MHD_Connection *conn, const char *url,
 	    MHD_HTTP_NOT_FOUND, REJECT_NOT_FOUND, "Not found");
 }
 
-/* A probe's later calls: a body, if one comes, is not read. */
+/* A probe's final call (it has no body: see serve_other()). */
 static enum MHD_Result
 answer_probe(struct http *h, struct MHD_Connection *conn, const void *probe,
     size_t *upload_size)
 {
-	if (*upload_size > 0) {
+	if (*upload_size > 0) {		/* never */
 		*upload_size = 0;
 		return MHD_YES;
 	}
