@@ -989,9 +989,12 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	if (error != 0)
 		sqlite3_close(dst);
 	dst = NULL;
+	if (error == 0)
+		error = sync_path(tmp, O_RDONLY);
+	/* The last look: a signal during the copy's fsync stops it too. */
 	if (error == 0 && backup_stop)
 		error = -EINTR;
-	if (error == 0 && (error = sync_path(tmp, O_RDONLY)) == 0)
+	if (error == 0)
 		error = backup_place(tmp, dest, force);
 	if (error == 0) {
 		snprintf(dir, sizeof(dir), "%s", dest);
