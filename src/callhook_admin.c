@@ -227,6 +227,17 @@ blank(const char *s, size_t len)
 	return true;
 }
 
+/* An escaped \u0000 in the JSON string text s: cJSON would cut there. */
+static bool
+escaped_nul(const char *s, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++)
+		if (s[i] == '\\' && s[++i] == 'u' && len - i > 4 &&
+		    memcmp(s + i + 1, "0000", 4) == 0)
+			return true;
+	return false;
+}
+
 /*
  * A line that is one JSON string holds a body with line breaks, as the
  * daemon's rescue file writes it (writer.c, quoted_body()): the body is
@@ -236,16 +247,23 @@ blank(const char *s, size_t len)
 static char *
 unquote_line(const char *line, size_t len, size_t *body_len, const char **why)
 {
+	const char *end = NULL;
 	cJSON *v;
 	char *body = NULL;
 
-	*why = "out of memory";
-	if ((v = cJSON_ParseWithLength(line, len)) == NULL ||
-	    !cJSON_IsString(v))
-		*why = "a quoted line is not one JSON string";
-	else if ((body = strdup(v->valuestring)) != NULL)
-		*body_len = strlen(body);
-	cJSON_Delete(v);
+	*why = "a quoted line is not one JSON string";
+	if (escaped_nul(line, len))
+		*why = "a quoted line holds \\u0000, which no body can";
+	else if ((v = cJSON_ParseWithLengthOpts(line, len, &end, 0)) != NULL) {
+		while (end < line + len && (*end == ' ' || *end == '\t'))
+			end++;
+		if (cJSON_IsString(v) && end == line + len) {
+			*why = "out of memory";
+			if ((body = strdup(v->valuestring)) != NULL)
+				*body_len = strlen(body);
+		}
+		cJSON_Delete(v);
+	}
 	return body;
 }
 
@@ -283,8 +301,8 @@ import_body(struct ch *ch, struct batch *b, struct tally *t, const char *body,
 
 /*
  * One line: a body, or a quoted one (unquote_line()). Quoting at most
- * doubles a body's bytes (its only escapes are of quotes, backslashes
- * and line breaks), so a longer quoted line is over max_body unread.
+ * makes each byte six (a \u escape), so a longer quoted line is over
+ * max_body unread.
  */
 static void
 import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
@@ -300,7 +318,7 @@ import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
 		line[--len] = '\0';
 	if (blank(line, len))
 		return;
-	if (line[0] != '"' || len > 2 * ch->cfg.max_body + 2) {
+	if (line[0] != '"' || len > 6 * ch->cfg.max_body + 2) {
 		import_body(ch, b, t, line, len);
 		return;
 	}

@@ -1175,6 +1175,50 @@ START_TEST(test_import)
 END_TEST
 
 /*
+ * A quoted line is a body with line breaks, as the daemon's rescue file
+ * writes one: stored byte for byte. One with more after the string, or a
+ * \u0000 (which would cut the body short), is refused.
+ */
+START_TEST(test_import_quoted)
+{
+	char *jsonl = tmp_path("quoted.jsonl"), *newdb = tmp_path("q.db");
+	char *raw = tu_fixture("call_ended.json", NULL);	/* pretty */
+	char *body = tu_replace(raw, SID, "q1");
+	char *other = tu_replace(raw, SID, "q2");
+	cJSON *s1 = cJSON_CreateString(body), *s2 = cJSON_CreateString(other);
+	char *q1 = cJSON_PrintUnformatted(s1), *q2 = cJSON_PrintUnformatted(s2);
+	char sql[128 + 2 * 4096];
+	FILE *fp;
+	size_t n;
+
+	ck_assert_ptr_nonnull(strchr(body, '\n'));
+	ck_assert_int_lt(strlen(body), 4096);
+	fp = fopen(jsonl, "w");
+	fprintf(fp, "%s\n%s{}\n\"{\\u0000}\"\n\"{\n", q1, q2);
+	fclose(fp);
+	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 1);
+	ck_assert_str_eq(out, "4 lines: 1 stored, 0 duplicates, 0 revisions,"
+	    " 3 refused\n");
+	ck_assert_msg(strstr(err, ":2: a quoted line is not one JSON string") &&
+	    strstr(err, ":3: a quoted line holds \\u0000") &&
+	    strstr(err, ":4: a quoted line is not one JSON string"), "%s", err);
+	n = (size_t)snprintf(sql, sizeof(sql), "SELECT count(*) FROM calls "
+	    "WHERE hex(payload) = '");
+	for (const unsigned char *p = (const unsigned char *)body; *p; p++)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%02X", *p);
+	snprintf(sql + n, sizeof(sql) - n, "'");
+	ck_assert_int_eq(db_int(newdb, sql), 1);
+	cJSON_free(q1);
+	cJSON_free(q2);
+	cJSON_Delete(s1);
+	cJSON_Delete(s2);
+	free(raw);
+	free(body);
+	free(other);
+}
+END_TEST
+
+/*
  * tail -f | callhook import -: lines are stored once the input pauses,
  * not when 500 have come or the input ends.
  */
@@ -1598,6 +1642,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_import);
 	tcase_add_test(tc, test_import_stops);
 	tcase_add_test(tc, test_import_follows);
+	tcase_add_test(tc, test_import_quoted);
 	tcase_add_test(tc, test_prune_shared_time);
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_backup);
