@@ -201,18 +201,31 @@ static const char *const migrations[] = {
 	 */
 	"DROP INDEX IF EXISTS calls_conversion;",
 	/*
-	 * 2 -> 3: a call deleted by hand left its revisions behind, and
-	 * its next revision, numbered from 1 again, collided with them:
-	 * every changed body failed, and was set aside. They go with the
-	 * row now, as prune's do; the migration drops those left by rows
-	 * gone or made anew (a kept revision is below the row's own).
+	 * 2 -> 3: every saved revision of a call is below its row's own,
+	 * or its next changed body collides with one (UNIQUE constraint
+	 * failed, for ever). A row deleted by hand left its revisions
+	 * behind; they go with the row now, as prune's do, and those of
+	 * rows gone (or older than the row made anew) are dropped. A
+	 * payload changed by hand was saved at the row's own number; the
+	 * row's revision goes up with it now, and rows edited so before
+	 * are numbered past their revisions: no saved body is dropped.
 	 */
 	"DELETE FROM call_revisions AS r WHERE NOT EXISTS (SELECT 1"
 	" FROM calls AS c WHERE c.call_sid = r.call_sid"
-	" AND c.revision > r.revision);"
+	" AND r.received_at >= c.first_received_at);"
+	"UPDATE calls SET revision = 1 + (SELECT max(r.revision)"
+	" FROM call_revisions AS r WHERE r.call_sid = calls.call_sid)"
+	" WHERE revision <= (SELECT max(r.revision) FROM call_revisions AS r"
+	" WHERE r.call_sid = calls.call_sid);"
 	"CREATE TRIGGER IF NOT EXISTS calls_revisions_ad"
 	" AFTER DELETE ON calls BEGIN"
 	" DELETE FROM call_revisions WHERE call_sid = old.call_sid;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS calls_revision_bump"
+	" AFTER UPDATE OF payload ON calls"
+	" WHEN old.payload IS NOT new.payload"
+	" AND new.revision = old.revision BEGIN"
+	" UPDATE calls SET revision = old.revision + 1 WHERE id = new.id;"
 	" END;",
 };
 

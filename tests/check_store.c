@@ -1379,9 +1379,39 @@ START_TEST(test_deleted_by_hand)
 END_TEST
 
 /*
- * A version 2 file with what hand deletes left: revisions of a call gone,
- * and of one made anew (numbers not below its row's). The migration
- * drops those, keeps the rest, and adds the trigger.
+ * A payload changed by hand is saved as a revision and bumps the row's
+ * own, so that the next changed body is a revision past both. It once
+ * kept the row's number, and the next body's save collided with it.
+ */
+START_TEST(test_updated_by_hand)
+{
+	struct store *st;
+	sqlite3 *db;
+	char body1[] = SAMPLE_BODY;
+	char body2[] = "{\"event\":\"call_ended\",\"data\":{\"callSid\":\"u1\","
+	    "\"agent\":\"agent-2\"}}";
+	struct event ev;
+
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	two_revisions(st, "u1", body1, body2);
+	exec_ok(db, "UPDATE calls SET payload = 'fixed' WHERE call_sid = 'u1'");
+	ck_assert_int_eq(int_of(db, "SELECT revision FROM calls"), 3);
+	sample(&ev, "u1", body1);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_REVISION);
+	ck_assert_int_eq(int_of(db, "SELECT revision FROM calls"), 4);
+	ck_assert_str_eq(text_of(db, "SELECT group_concat(revision || ':' ||"
+	    " substr(payload, 1, 5)) FROM (SELECT * FROM call_revisions"
+	    " ORDER BY revision)"), "1:{\"eve,2:{\"eve,3:fixed");
+	store_close(st);
+}
+END_TEST
+
+/*
+ * A version 2 file with what hand edits left: revisions of a call gone,
+ * and of an earlier row of a call made anew, are dropped; one a hand
+ * update saved at the row's own number is kept, and the row numbered
+ * past it. The migration adds the triggers.
  */
 START_TEST(test_migrate_v2)
 {
@@ -1396,8 +1426,13 @@ START_TEST(test_migrate_v2)
 	store_close(st);
 	db = raw_open("calls.db");
 	exec_ok(db, "DROP TRIGGER calls_revisions_ad;"
-	    "INSERT INTO call_revisions VALUES ('gone', 1, 'x', 'y');"
-	    "INSERT INTO call_revisions VALUES ('m1', 2, 'x', 'stale');"
+	    "DROP TRIGGER calls_revision_bump;"
+	    "INSERT INTO call_revisions VALUES ('gone', 1,"
+	    " '2025-12-19T16:00:00.000Z', 'y');"
+	    "INSERT INTO call_revisions VALUES ('m1', 7,"
+	    " '2000-01-01T00:00:00.000Z', 'an earlier row');"
+	    "INSERT INTO call_revisions SELECT call_sid, revision, received_at,"
+	    " 'by hand' FROM calls WHERE call_sid = 'm1';"
 	    "PRAGMA user_version = 2");
 	sqlite3_close(db);
 
@@ -1406,9 +1441,12 @@ START_TEST(test_migrate_v2)
 	ck_assert_int_eq(int_of(db, "PRAGMA user_version"),
 	    STORE_SCHEMA_VERSION);
 	ck_assert_str_eq(text_of(db, "SELECT group_concat(call_sid || revision)"
-	    " FROM call_revisions"), "m11");
+	    " FROM (SELECT * FROM call_revisions ORDER BY revision)"),
+	    "m11,m12");
+	ck_assert_int_eq(int_of(db, "SELECT revision FROM calls"), 3);
 	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM sqlite_schema"
-	    " WHERE name = 'calls_revisions_ad'"), 1);
+	    " WHERE name IN ('calls_revisions_ad', 'calls_revision_bump')"),
+	    2);
 	store_close(st);
 }
 END_TEST
@@ -1767,6 +1805,7 @@ store_suite(void)
 	tcase_add_test(tc, test_migrate_v1);
 	tcase_add_test(tc, test_migrate_v2);
 	tcase_add_test(tc, test_deleted_by_hand);
+	tcase_add_test(tc, test_updated_by_hand);
 	suite_add_tcase(s, tc);
 	return s;
 }
