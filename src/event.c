@@ -162,6 +162,7 @@ struct spans {
 	int		 longs[nitems(fields)];	/* their fields, in body order */
 	const char	*sid_at;	/* data.callSid's value (the first) */
 	bool		 sid_nul;	/* a string holding \u0000 */
+	bool		 key_nul;	/* a name that \u0000 made one we read */
 	bool		 str_nul[nitems(fields)];	/* string fields' too */
 	/* numbers of integer and string fields, as sent: no double's */
 	const char	*num_at[nitems(fields)];
@@ -530,6 +531,21 @@ key_unescape(const char *s, size_t len, char *buf)
 }
 
 /*
+ * The key w->key, cut at a \u0000 as cJSON cuts it, is one this module
+ * reads: "callSid\u0000x" would be read as the call's callSid, while
+ * json_extract(payload, '$.data.callSid') knows no such member.
+ */
+static bool
+known_name(const struct walk *w)
+{
+	if (w->depth == 1)
+		return (w->keylen == 5 && memcmp(w->key, "event", 5) == 0) ||
+		    (w->keylen == 4 && memcmp(w->key, "data", 4) == 0);
+	return (w->keylen == 7 && memcmp(w->key, "callSid", 7) == 0) ||
+	    field_index(w->key, w->keylen) >= 0;
+}
+
+/*
  * The string from p to q, quotes included, is a key when a colon follows;
  * only keys of the root object and of data's matter.
  */
@@ -552,6 +568,8 @@ walk_string(struct walk *w, const char *p, const char *q, const char *end)
 		w->key = w->keybuf;
 		w->keylen = key_unescape(p + 1, len, w->keybuf);
 	}
+	if (w->str_nul && known_name(w))
+		w->sp->key_nul = true;
 }
 
 /*
@@ -1550,6 +1568,10 @@ event_parse(const char *body, size_t len, bool strict, struct event **out,
 		    "body is not valid JSON: %s", why);
 	}
 	rc = check_envelope(root, &pl, &data, msg, msglen);
+	/* In both modes: cut, two members would be one. */
+	if (rc == EVENT_OK && pl.spans.key_nul)
+		rc = refuse(EVENT_BAD_REQUEST, msg, msglen, "a member name "
+		    "holds \\u0000, which would cut it to one callhookd reads");
 	if (rc == EVENT_OK)
 		rc = check_call_sid(data, &pl, msg, msglen);
 	if (rc == EVENT_OK)
