@@ -241,29 +241,29 @@ escaped_nul(const char *s, size_t len)
 /*
  * A line that is one JSON string holds a body with line breaks, as the
  * daemon's rescue file writes it (writer.c, quoted_body()): the body is
- * the string's value, byte for byte. A copy (free()), or NULL with *why
- * set.
+ * the string's value, byte for byte. Checked as a body is first, since
+ * cJSON alone would take text after the string, and read a bad \u
+ * escape as \u0000, where it ends the C string. A copy (free()), or
+ * NULL with *why set.
  */
 static char *
 unquote_line(const char *line, size_t len, size_t *body_len, const char **why)
 {
-	const char *end = NULL;
-	cJSON *v;
+	cJSON *v = NULL;
 	char *body = NULL;
 
 	*why = "a quoted line is not one JSON string";
+	if (!event_json_valid(line, len))
+		return NULL;
 	if (escaped_nul(line, len))
 		*why = "a quoted line holds \\u0000, which no body can";
-	else if ((v = cJSON_ParseWithLengthOpts(line, len, &end, 0)) != NULL) {
-		while (end < line + len && (*end == ' ' || *end == '\t'))
-			end++;
-		if (cJSON_IsString(v) && end == line + len) {
-			*why = "out of memory";
-			if ((body = strdup(v->valuestring)) != NULL)
-				*body_len = strlen(body);
-		}
-		cJSON_Delete(v);
+	else if ((v = cJSON_ParseWithLength(line, len)) != NULL &&
+	    cJSON_IsString(v)) {
+		*why = "out of memory";
+		if ((body = strdup(v->valuestring)) != NULL)
+			*body_len = strlen(body);
 	}
+	cJSON_Delete(v);
 	return body;
 }
 

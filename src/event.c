@@ -465,7 +465,7 @@ struct walk {
 	size_t		 keylen;
 	char		 keybuf[KEY_MAX + 1];	/* key, when unescaped */
 	int		 field;		/* fields[] of the open value, or -1 */
-	int		 num_field;	/* fields[] of the number at hand, or -1 */
+	int		 num_field;	/* fields[] of the number read, or -1 */
 	const char	*field_at;
 	/* The string scan_string() read last; walk_member() may want it. */
 	const char	*str_end;	/* its closing quote */
@@ -694,14 +694,14 @@ scan_string(const char *p, const char *end, struct walk *w)
  * functions refuse all of those, and one such payload in calls would make
  * every json_extract(payload, ...) over the table fail, so they are not
  * JSON here either. cJSON also turns \u0000 into a NUL that ends the C
- * string early (the spans tell where), and reads a \u escape with a non-hex digit
- * as \u0000. This pass runs before cJSON's and checks every token,
- * escapes included, since cJSON does not read the long strings; cJSON
- * then checks the structure, which this pass takes on trust. The same
- * pass finds the spans (struct spans); on a body whose structure is
- * wrong they are wrong too, but emptying strings cannot make it right,
- * and cJSON then refuses it. Returns NULL, or where a token is not JSON
- * (the start of a bad string or number).
+ * string early (the spans tell where), and reads a \u escape with a
+ * non-hex digit as \u0000. This pass runs before cJSON's and checks
+ * every token, escapes included, since cJSON does not read the long
+ * strings; cJSON then checks the structure, which this pass takes on
+ * trust. The same pass finds the spans (struct spans); on a body whose
+ * structure is wrong they are wrong too, but emptying strings cannot
+ * make it right, and cJSON then refuses it. Returns NULL, or where a
+ * token is not JSON (the start of a bad string or number).
  */
 static const char *
 json_scan(const char *s, size_t len, struct spans *sp)

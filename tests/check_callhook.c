@@ -1194,14 +1194,16 @@ START_TEST(test_import_quoted)
 	ck_assert_ptr_nonnull(strchr(body, '\n'));
 	ck_assert_int_lt(strlen(body), 4096);
 	fp = fopen(jsonl, "w");
-	fprintf(fp, "%s\n%s{}\n\"{\\u0000}\"\n\"{\n", q1, q2);
+	fprintf(fp, "%s\n%s{}\n\"{\\u0000}\"\n\"{\n\"{}\\uzzzz{}\"\n",
+	    q1, q2);
 	fclose(fp);
 	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 1);
-	ck_assert_str_eq(out, "4 lines: 1 stored, 0 duplicates, 0 revisions,"
-	    " 3 refused\n");
+	ck_assert_str_eq(out, "5 lines: 1 stored, 0 duplicates, 0 revisions,"
+	    " 4 refused\n");
 	ck_assert_msg(strstr(err, ":2: a quoted line is not one JSON string") &&
 	    strstr(err, ":3: a quoted line holds \\u0000") &&
-	    strstr(err, ":4: a quoted line is not one JSON string"), "%s", err);
+	    strstr(err, ":4: a quoted line is not one JSON string") &&
+	    strstr(err, ":5: a quoted line is not one JSON string"), "%s", err);
 	n = (size_t)snprintf(sql, sizeof(sql), "SELECT count(*) FROM calls "
 	    "WHERE hex(payload) = '");
 	for (const unsigned char *p = (const unsigned char *)body; *p; p++)

@@ -502,8 +502,8 @@ converse(const char *req, int want, int ms, bool *closed)
 
 #define WEBHOOK_HEAD	"POST " PATH " HTTP/1.1\r\nHost: x\r\n"	\
 	"Content-Type: application/json\r\n"
-#define TINY_EVENT(sid)	"{\"event\":\"call_ended\",\"data\":{\"callSid\":\"" \
-	sid "\"}}"
+#define TINY_EVENT(sid)	"{\"event\":\"call_ended\",\"data\":" \
+	"{\"callSid\":\"" sid "\"}}"
 
 /*
  * What a proxy in front may read otherwise than libmicrohttpd is refused,

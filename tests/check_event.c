@@ -1276,8 +1276,8 @@ END_TEST
  * refused in both modes: json_extract() over the payload knows no such
  * member, and "callSid\u0000x" would make two calls one.
  */
-#define KEY_NUL	"a member name holds \\u0000, which would cut it to one " \
-		"callhookd reads"
+#define KEY_NUL	"a member name holds \\u0000, which would cut it to " \
+		"one callhookd reads"
 
 START_TEST(test_json_fields_escaped_key)
 {
