@@ -1450,41 +1450,74 @@ cut_short(const char *p, const char *end)
 	return depth > 0;
 }
 
-/* Containers open at p, strings skipped: the body's tokens are JSON. */
-static int
-depth_at(const char *body, const char *p)
-{
-	const char *q;
-	int depth = 0;
+/* What a forward look over the body's tokens sees just before p. */
+struct before {
+	int	 depth;		/* containers open */
+	bool	 in_object;	/* the innermost is an object */
+	bool	 in_string;
+	char	 last;		/* the last byte outside strings and space */
+};
 
+static void
+look_before(const char *body, const char *p, struct before *b)
+{
+	/* Deeper than cJSON reads is never asked about. */
+	bool object[CJSON_NESTING_LIMIT + 2];
+	const char *q;
+
+	memset(b, 0, sizeof(*b));
 	for (q = body; q < p; q++) {
-		if (*q == '"') {
-			while (++q < p && *q != '"')
-				if (*q == '\\')
-					q++;
-		} else if (*q == '{' || *q == '[')
-			depth++;
-		else if (*q == '}' || *q == ']')
-			depth--;
+		if (b->in_string) {
+			if (*q == '\\')
+				q++;
+			else if (*q == '"')
+				b->in_string = false;
+			continue;
+		}
+		if (*q == '"')
+			b->in_string = true;
+		else if ((*q == '{' || *q == '[') &&
+		    b->depth <= CJSON_NESTING_LIMIT)
+			object[b->depth++] = *q == '{';
+		else if ((*q == '}' || *q == ']') && b->depth > 0)
+			b->depth--;
+		if (!json_space(*q))
+			b->last = *q;
 	}
-	return depth;
+	b->in_object = b->depth > 0 && object[b->depth - 1];
 }
 
 /*
  * Where cJSON's stop points to, but one byte back when a member's name
- * was wanted: cJSON 1.7.15 then says the byte after the one that is not
- * a string (except at the body's end, where it stops at the last).
+ * was wanted there: cJSON 1.7.15 then says the byte after the one that
+ * is not a string (except at the body's end, where it stops at the
+ * last). A name is wanted after an object's '{' (unless '}' closes it at
+ * once) and after a ',' in an object.
  */
 static const char *
 culprit(const char *body, const char *stop)
 {
-	const char *c = stop - 1, *q;
+	const char *c = stop - 1;
+	struct before b;
 
 	if (c <= body || json_space(*c) || *c == '"')
 		return stop;
-	for (q = c - 1; q > body && json_space(*q); q--)
-		;
-	return *q == ',' || *q == '{' ? c : stop;
+	look_before(body, c, &b);
+	if (b.in_string || !b.in_object || (b.last == '{' && *c == '}'))
+		return stop;
+	return b.last == ',' || b.last == '{' ? c : stop;
+}
+
+/* cJSON's limit, met at the container that starts at p. */
+static bool
+too_deep(const char *body, const char *p)
+{
+	struct before b;
+
+	if (*p != '[' && *p != '{')
+		return false;
+	look_before(body, p, &b);
+	return b.depth >= CJSON_NESTING_LIMIT;
 }
 
 /*
@@ -1530,7 +1563,7 @@ explain_json(const char *body, size_t len, char *out, size_t outlen)
 		    "body cut short?)");
 	else if (stop == NULL || stop < body || stop >= end)
 		snprintf(out, outlen, "cJSON says no");
-	else if (depth_at(body, stop) >= CJSON_NESTING_LIMIT)
+	else if (too_deep(body, stop))
 		snprintf(out, outlen, "nested more than %d deep, at byte %zu",
 		    CJSON_NESTING_LIMIT, (size_t)(stop - body) + 1);
 	else if ((stop = culprit(body, stop)), *stop > ' ' && *stop < 0x7f)

@@ -1126,6 +1126,12 @@ START_TEST(test_not_json_says_where)
 		RAW("{\"a\":1,5}", "unexpected '5' at byte 8"),
 		RAW("{\"a\":[1,]}", "unexpected ']' at byte 9"),
 		RAW("{\"a\":{\"b\":1]}", "unexpected ']' at byte 12"),
+		/* Not back in an array, a string, or after an empty object. */
+		RAW("[1,[x]]", "unexpected 'x' at byte 5"),
+		RAW("{\"a\":[1,2x]}", "unexpected 'x' at byte 10"),
+		RAW("{\"a\":{}x}", "unexpected 'x' at byte 8"),
+		RAW("{\"a\":\"x,y\\uD800\"}", "unexpected '\\' at byte 10"),
+		RAW("{\"a\":\"{\\\"\",5}", "unexpected '5' at byte 12"),
 	};
 #undef RAW
 	char want[MSGLEN], *deep;
@@ -1143,6 +1149,10 @@ START_TEST(test_not_json_says_where)
 	deep[n - 1] = '\0';
 	expect_refused(deep, n - 1, EVENT_BAD_REQUEST, NOT_JSON
 	    "nested more than 1000 deep, at byte 1001");
+	/* 1000 are read: what stops cJSON there is not the depth. */
+	deep[1000] = 'x';
+	expect_refused(deep, n - 2, EVENT_BAD_REQUEST, NOT_JSON
+	    "unexpected 'x' at byte 1001");
 	free(deep);
 }
 END_TEST
