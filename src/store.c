@@ -652,12 +652,11 @@ check_identity(struct store *st, const struct store_options *opt,
 		    "not stored anything in it yet", opt->path);
 		return -ENOENT;
 	}
-	if (*version < STORE_SCHEMA_VERSION && opt->readonly) {
-		seterr(st->err, sizeof(st->err), "%s has schema version %d, "
-		    "older than this program's %d; run callhookd on it once "
-		    "to migrate it", opt->path, *version, STORE_SCHEMA_VERSION);
-		return -ENOTSUP;
-	}
+	/*
+	 * An older file is read as it is: no version changed a table, and
+	 * a backup or a look must work before the daemon's restart has
+	 * migrated it. A writer migrates it.
+	 */
 	return 0;
 }
 

@@ -1411,7 +1411,8 @@ END_TEST
  * A version 2 file with what hand edits left: revisions of a call gone,
  * and of an earlier row of a call made anew, are dropped; one a hand
  * update saved at the row's own number is kept, and the row numbered
- * past it. The migration adds the triggers.
+ * past it. The migration adds the triggers. Read-only, it is read as it
+ * is.
  */
 START_TEST(test_migrate_v2)
 {
@@ -1434,6 +1435,14 @@ START_TEST(test_migrate_v2)
 	    "INSERT INTO call_revisions SELECT call_sid, revision, received_at,"
 	    " 'by hand' FROM calls WHERE call_sid = 'm1';"
 	    "PRAGMA user_version = 2");
+	sqlite3_close(db);
+
+	/* Read as it is (callhook list, backup), before a daemon migrates. */
+	ck_assert_int_eq(try_open(&st, "calls.db", true, true, NULL, 0), 0);
+	ck_assert_int_eq(int_of(store_db(st), "SELECT count(*) FROM calls"), 1);
+	store_close(st);
+	db = raw_open("calls.db");
+	ck_assert_int_eq(int_of(db, "PRAGMA user_version"), 2);
 	sqlite3_close(db);
 
 	st = open_ok("calls.db", true);
