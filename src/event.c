@@ -932,7 +932,20 @@ text_to_double(const char *s, double *d)
 	return true;
 }
 
-/* Integers go through strtoll(), exact where a double would round. */
+/* A number's text whose fraction is all zeros, with no exponent: "3.00". */
+static bool
+zero_fraction(const char *s)
+{
+	const char *dot = strchr(s, '.');
+
+	return dot != NULL && strpbrk(s, "eE") == NULL &&
+	    dot[1 + strspn(dot + 1, "0")] == '\0';
+}
+
+/*
+ * Integers go through strtoll(), exact where a double would round, as do
+ * those written with a zero fraction.
+ */
 static bool
 text_to_int64(const char *s, int64_t *v)
 {
@@ -941,7 +954,7 @@ text_to_int64(const char *s, int64_t *v)
 
 	if (!number_text(s, &integral))
 		return false;
-	if (!integral)
+	if (!integral && !zero_fraction(s))
 		return double_to_int64(strtod(s, NULL), v);
 	errno = 0;
 	ll = strtoll(s, NULL, 10);

@@ -358,6 +358,11 @@ START_TEST(test_integers_exact)
 	ck_assert_int_eq(ev->try_count, INT64_MIN);
 	event_free(ev);
 	free(body);
+	body = note_with("\"try_count\":9007199254740993.000");
+	ck_assert_int_eq(parse_s(body, true, &ev, msg), EVENT_OK);
+	ck_assert_int_eq(ev->try_count, INT64_C(9007199254740993));
+	event_free(ev);
+	free(body);
 }
 END_TEST
 
