@@ -93,6 +93,7 @@ struct store {
 					   this connection knows */
 	int64_t		 txn_new;	/* rows inserted by this transaction */
 	sqlite3_stmt	*upsert;
+	sqlite3_stmt	*renumber;
 	sqlite3_stmt	*reject;
 	sqlite3_stmt	*trim;
 	sqlite3_stmt	*begin;
@@ -203,16 +204,15 @@ static const char *const migrations[] = {
 	/*
 	 * 2 -> 3: every saved revision of a call is below its row's own,
 	 * or its next changed body collides with one (UNIQUE constraint
-	 * failed, for ever). A row deleted by hand left its revisions
-	 * behind; they go with the row now, as prune's do, and those of
-	 * rows gone (or older than the row made anew) are dropped. A
-	 * payload changed by hand was saved at the row's own number; the
-	 * row's revision goes up with it now, and rows edited so before
-	 * are numbered past their revisions: no saved body is dropped.
+	 * failed; upsert() now renumbers the row then). A row deleted by
+	 * hand left its revisions behind; they go with the row now, as
+	 * prune's do. A payload changed by hand was saved at the row's own
+	 * number; the row's revision goes up with it now. Rows edited so
+	 * before are numbered past their revisions; no saved body is
+	 * dropped, not even of a row gone (a clock stepped back can make a
+	 * row's own revision look older than its first delivery).
 	 */
-	"DELETE FROM call_revisions AS r WHERE NOT EXISTS (SELECT 1"
-	" FROM calls AS c WHERE c.call_sid = r.call_sid"
-	" AND r.received_at >= c.first_received_at);"
+
 	"UPDATE calls SET revision = 1 + (SELECT max(r.revision)"
 	" FROM call_revisions AS r WHERE r.call_sid = calls.call_sid)"
 	" WHERE revision <= (SELECT max(r.revision) FROM call_revisions AS r"
@@ -391,6 +391,18 @@ static const char upsert_sql[] = INSERT_SQL
 	" revision = revision + 1,"
 	" remote_addr = excluded.remote_addr"
 	" RETURNING revision";
+
+/*
+ * Number call ?1's row past its saved revisions. Schema 3's triggers
+ * keep it there, but a hand edit (a REPLACE, a call renamed, a revision
+ * set back) can leave a saved one at or above it, and the next changed
+ * body's save would then collide with it for ever (upsert()).
+ */
+static const char renumber_sql[] =
+	"UPDATE calls SET revision = 1 + (SELECT max(revision)"
+	" FROM call_revisions WHERE call_sid = ?1)"
+	" WHERE call_sid = ?1 AND revision <= (SELECT max(revision)"
+	" FROM call_revisions WHERE call_sid = ?1)";
 
 static const char reject_sql[] =
 	"INSERT INTO rejects (time, remote_addr, status, reason, body)"
@@ -852,6 +864,7 @@ prepare_all(struct store *st, const struct store_options *opt)
 		{ fts_dequeue_sql, &st->fts_dequeue },
 		{ fts_count_pending_sql, &st->fts_count },
 		{ upsert_sql, &st->upsert },
+		{ renumber_sql, &st->renumber },
 		{ reject_sql, &st->reject },
 		{ trim_sql, &st->trim },
 		{ "BEGIN IMMEDIATE", &st->begin },
@@ -993,6 +1006,7 @@ store_close(struct store *st)
 	sqlite3_finalize(st->fts_dequeue);
 	sqlite3_finalize(st->fts_count);
 	sqlite3_finalize(st->upsert);
+	sqlite3_finalize(st->renumber);
 	sqlite3_finalize(st->reject);
 	sqlite3_finalize(st->trim);
 	sqlite3_finalize(st->begin);
@@ -1313,7 +1327,36 @@ insert(struct store *st, const struct event *ev)
 	return st->fts_queue != NULL ? queue_for_index(st) : 0;
 }
 
-/* Replace the fields of a row whose body differs. */
+/* One run of the upsert: SQLITE_DONE with *revision set, or the error. */
+static int
+upsert_run(struct store *st, sqlite3_int64 *revision)
+{
+	int rc = sqlite3_step(st->upsert);
+
+	if (rc == SQLITE_ROW) {
+		*revision = sqlite3_column_int64(st->upsert, 0);
+		rc = sqlite3_step(st->upsert);
+	}
+	return rc;
+}
+
+/* renumber_sql for ev's call: true when its row moved. */
+static bool
+renumbered(struct store *st, const struct event *ev)
+{
+	int rc;
+
+	sqlite3_bind_text(st->renumber, 1, ev->call_sid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st->renumber);
+	sqlite3_reset(st->renumber);
+	return rc == SQLITE_DONE && sqlite3_changes(st->db) == 1;
+}
+
+/*
+ * Replace the fields of a row whose body differs. A save of the old body
+ * that collides with a revision a hand edit left is not the event's
+ * fault: the row is numbered past them, and the upsert run again.
+ */
 static int
 upsert(struct store *st, const struct event *ev, enum store_outcome *outcome)
 {
@@ -1325,10 +1368,10 @@ upsert(struct store *st, const struct event *ev, enum store_outcome *outcome)
 	if (rc == SQLITE_OK)
 		rc = bind_fields(st->upsert, 0, ev);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st->upsert);
-	if (rc == SQLITE_ROW) {
-		revision = sqlite3_column_int64(st->upsert, 0);
-		rc = sqlite3_step(st->upsert);
+		rc = upsert_run(st, &revision);
+	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY && renumbered(st, ev)) {
+		sqlite3_reset(st->upsert);
+		rc = upsert_run(st, &revision);
 	}
 	if (rc != SQLITE_DONE) {
 		error = fail_in_txn(st, in_txn, rc, -EINVAL);

@@ -1408,11 +1408,54 @@ START_TEST(test_updated_by_hand)
 END_TEST
 
 /*
+ * Hand edits the triggers do not see leave a saved revision at or above
+ * the row's own: a REPLACE (no delete trigger fires), a call renamed
+ * and made again, a revision set back. The next changed body collided
+ * with it for ever; now the row is numbered past them, and it is stored.
+ */
+START_TEST(test_renumbered_on_collision)
+{
+	static const char *const edits[] = {
+		"REPLACE INTO calls (call_sid, event, payload, first_received_at,"
+		" received_at) VALUES ('e1', 'call_ended', 'x',"
+		" '2025-12-19T16:00:00.000Z', '2025-12-19T16:00:00.000Z')",
+		"UPDATE calls SET call_sid = 'e1-renamed' WHERE call_sid = 'e1'",
+		"UPDATE calls SET revision = 1 WHERE call_sid = 'e1'",
+	};
+	struct store *st;
+	struct event ev;
+	sqlite3 *db;
+	char body1[] = SAMPLE_BODY;
+	char body2[] = "{\"event\":\"call_ended\",\"data\":{\"callSid\":\"e1\","
+	    "\"agent\":\"agent-2\"}}";
+	char body3[] = "{\"event\":\"call_ended\",\"data\":{\"callSid\":\"e1\","
+	    "\"agent\":\"agent-3\"}}";
+
+	/* No full-text index: a hand REPLACE leaves it behind, apart. */
+	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+		st = open_ok("calls.db", false);
+		db = store_db(st);
+		exec_ok(db, "DELETE FROM calls; DELETE FROM call_revisions");
+		two_revisions(st, "e1", body1, body2);
+		exec_ok(db, edits[i]);
+		sample(&ev, "e1", body1);
+		put_ok(st, &ev);	/* new, or a revision */
+		sample(&ev, "e1", body3);
+		ck_assert_msg(put_ok(st, &ev) == STORE_REVISION, "%s",
+		    edits[i]);
+		ck_assert_int_gt(int_of(db, "SELECT revision FROM calls"
+		    " WHERE call_sid = 'e1'"), int_of(db, "SELECT max(revision)"
+		    " FROM call_revisions WHERE call_sid = 'e1'"));
+		store_close(st);
+	}
+}
+END_TEST
+
+/*
  * A version 2 file with what hand edits left: revisions of a call gone,
- * and of an earlier row of a call made anew, are dropped; one a hand
- * update saved at the row's own number is kept, and the row numbered
- * past it. The migration adds the triggers. Read-only, it is read as it
- * is.
+ * of an earlier row of a call made anew, and one a hand update saved at
+ * the row's own number. All are kept, and the row numbered past them;
+ * the migration adds the triggers. Read-only, it is read as it is.
  */
 START_TEST(test_migrate_v2)
 {
@@ -1450,9 +1493,9 @@ START_TEST(test_migrate_v2)
 	ck_assert_int_eq(int_of(db, "PRAGMA user_version"),
 	    STORE_SCHEMA_VERSION);
 	ck_assert_str_eq(text_of(db, "SELECT group_concat(call_sid || revision)"
-	    " FROM (SELECT * FROM call_revisions ORDER BY revision)"),
-	    "m11,m12");
-	ck_assert_int_eq(int_of(db, "SELECT revision FROM calls"), 3);
+	    " FROM (SELECT * FROM call_revisions ORDER BY call_sid, revision)"),
+	    "gone1,m11,m12,m17");
+	ck_assert_int_eq(int_of(db, "SELECT revision FROM calls"), 8);
 	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM sqlite_schema"
 	    " WHERE name IN ('calls_revisions_ad', 'calls_revision_bump')"),
 	    2);
@@ -1815,6 +1858,7 @@ store_suite(void)
 	tcase_add_test(tc, test_migrate_v2);
 	tcase_add_test(tc, test_deleted_by_hand);
 	tcase_add_test(tc, test_updated_by_hand);
+	tcase_add_test(tc, test_renumbered_on_collision);
 	suite_add_tcase(s, tc);
 	return s;
 }
