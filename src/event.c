@@ -1430,52 +1430,22 @@ explain_token(const char *body, const char *at, const char *end, char *out,
 		    c, byte);
 }
 
-/*
- * Whether p..end, whose tokens are JSON, ends inside an object or array
- * with every bracket so far matched: then it was cut short.
- */
-static bool
-cut_short(const char *p, const char *end)
-{
-	char open[256];
-	size_t depth = 0;
-	bool in_string = false;
-
-	for (; p < end; p++) {
-		if (in_string) {
-			if (*p == '\\')
-				p++;
-			else if (*p == '"')
-				in_string = false;
-		} else if (*p == '"')
-			in_string = true;
-		else if (*p == '{' || *p == '[') {
-			if (depth < sizeof(open))
-				open[depth] = *p == '{' ? '}' : ']';
-			depth++;
-		} else if (*p == '}' || *p == ']') {
-			if (depth == 0 || (depth <= sizeof(open) &&
-			    open[depth - 1] != *p))
-				return false;
-			depth--;
-		}
-	}
-	return depth > 0;
-}
-
 /* What a forward look over the body's tokens sees just before p. */
 struct before {
 	int	 depth;		/* containers open */
 	bool	 in_object;	/* the innermost is an object */
 	bool	 in_string;
+	bool	 mismatched;	/* a bracket closed what it did not open */
 	char	 last;		/* the last byte outside strings and space */
 };
+
+/* Containers deeper than cJSON reads are counted, not told apart. */
+#define KINDS	(CJSON_NESTING_LIMIT + 2)
 
 static void
 look_before(const char *body, const char *p, struct before *b)
 {
-	/* Deeper than cJSON reads is never asked about. */
-	bool object[CJSON_NESTING_LIMIT + 2];
+	bool object[KINDS];
 	const char *q;
 
 	memset(b, 0, sizeof(*b));
@@ -1489,15 +1459,41 @@ look_before(const char *body, const char *p, struct before *b)
 		}
 		if (*q == '"')
 			b->in_string = true;
-		else if ((*q == '{' || *q == '[') &&
-		    b->depth <= CJSON_NESTING_LIMIT)
-			object[b->depth++] = *q == '{';
-		else if ((*q == '}' || *q == ']') && b->depth > 0)
-			b->depth--;
+		else if (*q == '{' || *q == '[') {
+			if (b->depth < KINDS)
+				object[b->depth] = *q == '{';
+			b->depth++;
+		} else if (*q == '}' || *q == ']') {
+			if (b->depth == 0 || (b->depth <= KINDS &&
+			    object[b->depth - 1] != (*q == '}')))
+				b->mismatched = true;
+			else
+				b->depth--;
+		}
 		if (!json_space(*q))
 			b->last = *q;
 	}
-	b->in_object = b->depth > 0 && object[b->depth - 1];
+	b->in_object = b->depth > 0 && b->depth <= KINDS &&
+	    object[b->depth - 1];
+}
+
+/*
+ * The body ends inside an object or array, every bracket so far matched,
+ * and cJSON read to its last byte: it was cut short. (A body with a
+ * bracket open whose mistake comes before is not.)
+ */
+static bool
+cut_short(const char *body, const char *end, const char *stop)
+{
+	const char *last = end;
+	struct before b;
+
+	while (last > body && json_space(last[-1]))
+		last--;
+	if (stop != NULL && stop >= body && stop < last - 1)
+		return false;
+	look_before(body, end, &b);
+	return !b.mismatched && b.depth > 0;
 }
 
 /*
@@ -1571,7 +1567,7 @@ explain_json(const char *body, size_t len, char *out, size_t outlen)
 			snprintf(out, outlen, "out of memory");
 		return;
 	}
-	if (cut_short(body, end))
+	if (cut_short(body, end, stop))
 		snprintf(out, outlen, "it ends before its JSON value does (the "
 		    "body cut short?)");
 	else if (stop == NULL || stop < body || stop >= end)

@@ -1137,6 +1137,12 @@ START_TEST(test_not_json_says_where)
 		RAW("{\"a\":{}x}", "unexpected 'x' at byte 8"),
 		RAW("{\"a\":\"x,y\\uD800\"}", "unexpected '\\' at byte 10"),
 		RAW("{\"a\":\"{\\\"\",5}", "unexpected '5' at byte 12"),
+		/* A bracket left open is no cut when the mistake is before. */
+		RAW("{\"event\":\"call_ended\" \"data\":{\"callSid\":\"K1\"}",
+		    "unexpected '\"' at byte 23"),
+		RAW("{null", "unexpected 'n' at byte 2"),
+		RAW("{\"a\":[1,2 ", "it ends before its JSON value does (the "
+		    "body cut short?)"),
 	};
 #undef RAW
 	char want[MSGLEN], *deep;
