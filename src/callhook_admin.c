@@ -17,9 +17,9 @@
  * of the source: in WAL mode that is a fixed snapshot that never blocks
  * the writer, and the copy does not restart when the daemon commits.
  * It writes to a temporary file next to DEST and renames it into place,
- * so DEST is never a half-written database. SIGINT and SIGTERM stop the
- * copy between two steps; the temporary file is removed, and then the
- * signal ends callhook as it would have.
+ * so DEST is never a half-written database. SIGINT, SIGTERM and SIGHUP
+ * stop the copy between two steps; the temporary file is removed, and
+ * then the signal ends callhook as it would have.
  */
 
 #include <err.h>
@@ -753,13 +753,14 @@ backup_on_signal(int sig)
 }
 
 /*
- * From here on, SIGINT and SIGTERM only ask the copy to stop; one that
- * is ignored (a background job of a script, nohup) stays ignored.
+ * From here on, SIGINT, SIGTERM and SIGHUP (the session it was started
+ * from closed) only ask the copy to stop; one that is ignored (a
+ * background job of a script, nohup) stays ignored.
  */
 static void
 backup_catch_signals(void)
 {
-	static const int sigs[] = { SIGINT, SIGTERM };
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
 	struct sigaction sa, old;
 
 	memset(&sa, 0, sizeof(sa));

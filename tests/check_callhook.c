@@ -1460,6 +1460,11 @@ END_TEST
  */
 START_TEST(test_backup_interrupted)
 {
+	/* SIGHUP too: the ssh session a backup was started from closed. */
+	static const struct {
+		const char	*name;
+		const char	*status;
+	} sigs[] = { { "TERM", "143\n" }, { "HUP", "129\n" } };
 	char *big = tmp_path("big.db"), *left, abs[PATH_MAX];
 
 	ck_assert_ptr_nonnull(realpath(callhook(), abs));
@@ -1468,21 +1473,24 @@ START_TEST(test_backup_interrupted)
 	db_exec(big, "CREATE TABLE pad (x); WITH RECURSIVE n(i) AS (SELECT 1"
 	    " UNION ALL SELECT i + 1 FROM n WHERE i < 128) INSERT INTO pad"
 	    " SELECT zeroblob(1048576) FROM n");
-	ck_assert_int_eq(tu_sh("cd '%s' && { '%s' -d big.db backup b.db &"
-	    " pid=$!; until ls b.db.tmp-* >/dev/null 2>&1; do :; done;"
-	    " kill -TERM $pid; wait $pid; echo $? >status; } 2>/dev/null",
-	    d.dir, abs), 0);
-	left = tu_read_file(tmp_path("status"), NULL);
-	ck_assert_ptr_nonnull(left);
-	ck_assert_msg(strcmp(left, "143\n") == 0, "exit status %s (0: done "
-	    "before the signal)", left);
-	free(left);
-	ck_assert_int_eq(tu_sh("cd '%s' && { ls b.db* >left 2>&1; true; }",
-	    d.dir), 0);
-	left = tu_read_file(tmp_path("left"), NULL);
-	ck_assert_msg(left != NULL && strstr(left, "No such file") != NULL,
-	    "left behind: %s", left);
-	free(left);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		ck_assert_int_eq(tu_sh("cd '%s' && { '%s' -d big.db backup b.db"
+		    " & pid=$!; until ls b.db.tmp-* >/dev/null 2>&1; do :;"
+		    " done; kill -%s $pid; wait $pid; echo $? >status; }"
+		    " 2>/dev/null", d.dir, abs, sigs[i].name), 0);
+		left = tu_read_file(tmp_path("status"), NULL);
+		ck_assert_ptr_nonnull(left);
+		ck_assert_msg(strcmp(left, sigs[i].status) == 0, "SIG%s: exit "
+		    "status %s (0: done before the signal)", sigs[i].name,
+		    left);
+		free(left);
+		ck_assert_int_eq(tu_sh("cd '%s' && { ls b.db* >left 2>&1; "
+		    "true; }", d.dir), 0);
+		left = tu_read_file(tmp_path("left"), NULL);
+		ck_assert_msg(left != NULL && strstr(left, "No such file") !=
+		    NULL, "SIG%s: left behind: %s", sigs[i].name, left);
+		free(left);
+	}
 }
 END_TEST
 
