@@ -477,15 +477,13 @@ serve_other(struct http *h, struct MHD_Connection *conn, const char *url,
 	    MHD_HTTP_NOT_FOUND, REJECT_NOT_FOUND, "Not found");
 }
 
-/* A probe's final call (it has no body: see serve_other()). */
+/*
+ * A probe's final call: it has no body (serve_other() answers one that
+ * says it has), so this is the only call after the first.
+ */
 static enum MHD_Result
-answer_probe(struct http *h, struct MHD_Connection *conn, const void *probe,
-    size_t *upload_size)
+answer_probe(struct http *h, struct MHD_Connection *conn, const void *probe)
 {
-	if (*upload_size > 0) {		/* never */
-		*upload_size = 0;
-		return MHD_YES;
-	}
 	if (!conn_request_in(watch_of(conn)))
 		return MHD_NO;		/* being shut down as late */
 	return probe == &health_probe ? serve_health(h, conn) :
@@ -1108,7 +1106,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		return rc;
 	}
 	if (is_probe(req))
-		return answer_probe(cls, conn, req, upload_size);
+		return answer_probe(cls, conn, req);
 	/*
 	 * Also on the final call: libmicrohttpd reads a chunked body's
 	 * trailer and chunk extensions without calling, and a late body
