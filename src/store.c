@@ -60,6 +60,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "walbuf.h"
 
 #define STORE_APPLICATION_ID	0x43484B44	/* 'CHKD' */
 #define STORE_CACHE_KIB		4096	/* the writer appends: a few paths */
@@ -568,7 +569,9 @@ open_db(struct store *st, const struct store_options *opt)
 	} else
 		flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 
-	rc = sqlite3_open_v2(opt->path, &st->db, flags, NULL);
+	/* Writers gather a transaction's WAL frames (walbuf.c). */
+	rc = sqlite3_open_v2(opt->path, &st->db, flags,
+	    opt->readonly ? NULL : walbuf_register());
 	if (rc != SQLITE_OK) {
 		saved = st->db != NULL ? sqlite3_system_errno(st->db) : 0;
 		seterr(st->err, sizeof(st->err), "%s: %s%s%s", opt->path,

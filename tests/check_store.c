@@ -7,12 +7,15 @@
 
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
 
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1252,6 +1255,139 @@ START_TEST(test_big_revision)
 END_TEST
 
 /*
+ * One transaction of n events named prefix-NNNNN from first on, each
+ * with a body of size bytes: a run, then one by one what it left.
+ */
+static int
+commit_batch(struct store *st, const char *prefix, int first, int n,
+    size_t size)
+{
+	char sid[STORE_RUN_MAX][32], *body[STORE_RUN_MAX];
+	const struct event *p[STORE_RUN_MAX];
+	struct event ev[STORE_RUN_MAX];
+	int error, stored = 0;
+
+	ck_assert_int_le(n, STORE_RUN_MAX);
+	for (int i = 0; i < n; i++) {
+		snprintf(sid[i], sizeof(sid[i]), "%s-%05d", prefix, first + i);
+		body[i] = big_body(sid[i], size, 'a' + i % 26);
+		sample(&ev[i], sid[i], body[i]);
+		ev[i].transcription = strchr(body[i] + 50, 'a' + i % 26);
+		p[i] = &ev[i];
+	}
+	if ((error = store_begin(st)) == 0)
+		error = store_put_run(st, p, n, &stored);
+	for (int i = stored; error == 0 && i < n; i++) {
+		enum store_outcome outcome;
+
+		error = store_put(st, &ev[i], &outcome);
+	}
+	if (error == 0)
+		error = store_commit(st);
+	if (error != 0)
+		store_rollback(st);
+	for (int i = 0; i < n; i++)
+		free(body[i]);
+	return error;
+}
+
+/*
+ * The writer's WAL frames are gathered (walbuf.c), and written out with
+ * the frame that ends a transaction: another connection, with SQLite's
+ * own VFS, sees every committed row at once, also of transactions bigger
+ * than the gathering buffer, and so does a process that opens the file
+ * after the writer was killed without closing it.
+ */
+START_TEST(test_wal_gathered)
+{
+	struct store *st = open_ok("g.db", true);
+	sqlite3 *reader = raw_open("g.db");
+	int rows = 0, status;
+	pid_t pid;
+
+	for (int t = 0; t < 24; t++) {
+		size_t size = t % 4 == 3 ? 9000 : 1100;
+
+		ck_assert_msg(commit_batch(st, "g", rows, 32, size) == 0,
+		    "commit %d: %s", t, store_errmsg(st));
+		rows += 32;
+		ck_assert_int_eq(int_of(reader, "SELECT count(*) FROM calls"),
+		    rows);
+		ck_assert_int_eq(int_of(reader, "SELECT count(*) FROM calls "
+		    "WHERE length(transcription) > 1000 AND"
+		    " instr(payload, transcription) > 0"), rows);
+	}
+	store_close(st);
+	if ((pid = fork()) == 0) {
+		st = open_ok("g.db", true);
+		if (commit_batch(st, "k", 0, 32, 9000) == 0)
+			raise(SIGKILL);
+		_exit(1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status), "the child failed to commit");
+	ck_assert_int_eq(int_of(reader, "SELECT count(*) FROM calls"),
+	    rows + 32);
+	ck_assert_str_eq(text_of(reader, "PRAGMA integrity_check"), "ok");
+	sqlite3_close(reader);
+}
+END_TEST
+
+/*
+ * A full disk fails the commit whose frames do not fit, never a later
+ * call: SQLite then publishes nothing, and every transaction that said it
+ * committed is in the file. (Were the frames written out only when the
+ * wal-index is updated, in xShmBarrier, which cannot fail, a commit would
+ * succeed with its frames lost.)
+ */
+START_TEST(test_wal_full_disk)
+{
+	struct store *st;
+	sqlite3 *reader;
+	char mnt[PATH_MAX + 64], filler[PATH_MAX + 80];
+	struct statvfs vfs;
+	int committed = 0, error = 0, fd;
+
+	snprintf(mnt, sizeof(mnt), "%s", path("full"));
+	ck_assert_int_eq(mkdir(mnt, 0700), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m") != 0) {
+		fprintf(stderr, "test_wal_full_disk: no mount here (%s), "
+		    "skipped\n", strerror(errno));
+		return;
+	}
+	st = open_ok("full/calls.db", false);
+	snprintf(filler, sizeof(filler), "%s/filler", mnt);
+	fd = open(filler, O_WRONLY | O_CREAT, 0600);
+	ck_assert_int_ge(fd, 0);
+	/* Leave ~600 KB, for some tens of transactions. */
+	ck_assert_int_eq(statvfs(mnt, &vfs), 0);
+	ck_assert_int_eq(posix_fallocate(fd, 0,
+	    (off_t)(vfs.f_bavail * vfs.f_frsize) - (600 << 10)), 0);
+	close(fd);
+	/* Small transactions, whose frames all fit in the buffer. */
+	for (int t = 0; t < 100 && error == 0; t++)
+		if ((error = commit_batch(st, "f", committed, 4, 1100)) == 0)
+			committed += 4;
+	ck_assert_msg(error != 0, "100 transactions fitted on a full disk");
+	ck_assert_msg(strstr(store_errmsg(st), "disk is full") != NULL, "%s",
+	    store_errmsg(st));
+	ck_assert_int_gt(committed, 0);
+	ck_assert_int_eq(unlink(filler), 0);
+	reader = raw_open("full/calls.db");
+	ck_assert_int_eq(int_of(reader, "SELECT count(*) FROM calls"),
+	    committed);
+	ck_assert_str_eq(text_of(reader, "PRAGMA integrity_check"), "ok");
+	sqlite3_close(reader);
+	store_close(st);
+	reader = raw_open("full/calls.db");
+	ck_assert_int_eq(int_of(reader, "SELECT count(*) FROM calls"),
+	    committed);
+	sqlite3_close(reader);
+	umount2(mnt, MNT_DETACH);
+}
+END_TEST
+
+/*
  * A writer leaves the -wal and -shm files behind (the WAL empty), so
  * that a reader who may not write the directory can open the file
  * while nothing else has it open.
@@ -1836,6 +1972,8 @@ store_suite(void)
 	tcase_add_test(tc, test_rejects_trim);
 	tcase_add_test(tc, test_wal_shrinks);
 	tcase_add_test(tc, test_big_revision);
+	tcase_add_test(tc, test_wal_gathered);
+	tcase_add_test(tc, test_wal_full_disk);
 	tcase_add_test(tc, test_wal_files_kept);
 	tcase_add_test(tc, test_newer_refused);
 	tcase_add_test(tc, test_unwritable);
