@@ -530,19 +530,25 @@ query_int(sqlite3 *db, const char *sql, int *out)
 	return rc;
 }
 
+/* SQLite compares the path's inode with the open file's. */
+static bool
+file_moved(struct store *st)
+{
+	int moved = 0;
+
+	return sqlite3_file_control(st->db, "main", SQLITE_FCNTL_HAS_MOVED,
+	    &moved) == SQLITE_OK && moved;
+}
+
 /*
  * Still the file at its path? One removed or replaced (a restore by mv,
  * say) would take every later commit to a file nobody can open: a 200
- * for an event that is gone. -ESTALE then, for as long as it lasts;
- * SQLite compares the path's inode with the open file's.
+ * for an event that is gone. -ESTALE then, for as long as it lasts.
  */
 static int
 check_file(struct store *st)
 {
-	int moved = 0;
-
-	if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_HAS_MOVED,
-	    &moved) != SQLITE_OK || !moved)
+	if (!file_moved(st))
 		return 0;
 	seterr(st->err, sizeof(st->err), "%s was removed or replaced since "
 	    "it was opened; the file now at that path is used once it is "
@@ -1015,6 +1021,16 @@ store_close(struct store *st)
 	sqlite3_finalize(st->begin);
 	sqlite3_finalize(st->commit);
 	sqlite3_finalize(st->rollback);
+	/*
+	 * A file removed or replaced while open (a restore by mv): SQLite
+	 * then leaves the WAL at close, under the path's name, and the next
+	 * open would replay it into the file now at the path, corrupting
+	 * it. Copy it into the file it belongs to and empty it first. (A
+	 * read-only connection cannot, and has written nothing.)
+	 */
+	if (st->db != NULL && file_moved(st))
+		(void)sqlite3_wal_checkpoint_v2(st->db, "main",
+		    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	sqlite3_close_v2(st->db);
 	free(st);
 }

@@ -1388,6 +1388,47 @@ START_TEST(test_wal_full_disk)
 END_TEST
 
 /*
+ * A restore by mv while the writer has the file open: the writer's WAL
+ * goes into the file it belongs to, now under another name, and is
+ * emptied at close, not left at the path to be replayed into the
+ * restored file (which corrupted it).
+ */
+START_TEST(test_replaced_under_writer)
+{
+	struct store *st = open_ok("r.db", true);
+	char file[PATH_MAX + 64];
+	sqlite3 *db;
+
+	sqlite3_backup *bk;
+
+	ck_assert_int_eq(commit_batch(st, "r", 0, 32, 1100), 0);
+	/* The backup, as callhook backup makes it: a WAL database. */
+	db = raw_open("backup.db");
+	bk = sqlite3_backup_init(db, "main", store_db(st), "main");
+	ck_assert_ptr_nonnull(bk);
+	ck_assert_int_eq(sqlite3_backup_step(bk, -1), SQLITE_DONE);
+	sqlite3_backup_finish(bk);
+	ck_assert_str_eq(text_of(db, "PRAGMA journal_mode"), "wal");
+	sqlite3_close(db);
+	for (int t = 1; t < 8; t++)
+		ck_assert_int_eq(commit_batch(st, "r", 32 * t, 32, 1100), 0);
+	/* mv r.db old.db; mv backup.db r.db (path() has one buffer) */
+	snprintf(file, sizeof(file), "%s", path("r.db"));
+	ck_assert_int_eq(rename(file, path("old.db")), 0);
+	ck_assert_int_eq(rename(path("backup.db"), file), 0);
+	ck_assert_int_eq(store_begin(st), -ESTALE);
+	store_close(st);
+	db = raw_open("r.db");
+	ck_assert_str_eq(text_of(db, "PRAGMA integrity_check"), "ok");
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 32);
+	sqlite3_close(db);
+	db = raw_open("old.db");
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM calls"), 256);
+	sqlite3_close(db);
+}
+END_TEST
+
+/*
  * A writer leaves the -wal and -shm files behind (the WAL empty), so
  * that a reader who may not write the directory can open the file
  * while nothing else has it open.
@@ -1974,6 +2015,7 @@ store_suite(void)
 	tcase_add_test(tc, test_big_revision);
 	tcase_add_test(tc, test_wal_gathered);
 	tcase_add_test(tc, test_wal_full_disk);
+	tcase_add_test(tc, test_replaced_under_writer);
 	tcase_add_test(tc, test_wal_files_kept);
 	tcase_add_test(tc, test_newer_refused);
 	tcase_add_test(tc, test_unwritable);
