@@ -100,7 +100,7 @@ struct store {
 	sqlite3_stmt	*begin;
 	sqlite3_stmt	*commit;
 	sqlite3_stmt	*rollback;
-	char		 err[256];
+	char		 err[512];
 	bool		 locked_out;	/* the last failure: a lock held by
 					   another connection */
 	bool		 for_all;	/* the last failure: the store's
@@ -439,6 +439,8 @@ store_transient(int sqlite_rc)
 	case SQLITE_CANTOPEN:
 	case SQLITE_PROTOCOL:
 	case SQLITE_NOMEM:
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
 		return true;
 	default:
 		return false;
@@ -465,6 +467,21 @@ fail(struct store *st, int rc, int permanent)
 		st->locked_out = false;
 		st->for_all = true;
 		break;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		/*
+		 * The file is damaged, not the event: writing more into it
+		 * would only add rows that may not read back. Kept and
+		 * retried, as on a full disk, until an operator acts.
+		 */
+		st->locked_out = false;
+		st->for_all = true;
+		seterr(st->err, sizeof(st->err), "%s: %s; nothing more is "
+		    "written to it until it is restored (PRAGMA "
+		    "integrity_check says what is damaged)",
+		    sqlite3_db_filename(st->db, "main"),
+		    sqlite3_errmsg(st->db));
+		return -EAGAIN;
 	default:
 		st->locked_out = st->for_all = false;
 	}

@@ -123,7 +123,7 @@ struct writer {
 	uint64_t		 stop_ns;
 	struct writer_losses	 lost;
 	pthread_mutex_t		 health_lock;
-	char			 health[256];	/* "" when ok */
+	char			 health[512];	/* "" when ok; store_errmsg() */
 	uint64_t		 fts_row_ns;	/* indexing time per row, EWMA */
 	int			 fts_retry_ms;	/* after failures, else 0 */
 	char			 kept_sid[128];	/* last logged as kept */

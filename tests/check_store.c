@@ -1429,6 +1429,48 @@ START_TEST(test_replaced_under_writer)
 END_TEST
 
 /*
+ * A damaged file is the store's failure, not the event's: the put is
+ * retried (-EAGAIN, for every event), not refused (which set each event
+ * aside as if it were poison while the rest went into a damaged file),
+ * and the message names the file.
+ */
+START_TEST(test_corrupt_for_all)
+{
+	struct store *st = open_ok("c.db", false);
+	sqlite3 *db = store_db(st);
+	sqlite3_int64 root, page;
+	char buf[4096], want[PATH_MAX + 200];
+	enum store_outcome outcome;
+	struct event ev;
+	int fd;
+
+	ck_assert_int_eq(commit_batch(st, "c", 0, 32, 1100), 0);
+	root = int_of(db, "SELECT rootpage FROM sqlite_schema"
+	    " WHERE name = 'calls_call_time'");
+	page = int_of(db, "PRAGMA page_size");
+	exec_ok(db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	store_close(st);
+	/* The index's root page overwritten: garbage where a b-tree was. */
+	memset(buf, 0x5a, sizeof(buf));
+	ck_assert_int_ge(fd = open(path("c.db"), O_WRONLY), 0);
+	ck_assert_int_eq(pwrite(fd, buf, (size_t)page, (root - 1) * page),
+	    page);
+	close(fd);
+	st = open_ok("c.db", false);
+	sample(&ev, "c-new", SAMPLE_BODY);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_put(st, &ev, &outcome), -EAGAIN);
+	ck_assert(store_failed_for_all(st));
+	snprintf(want, sizeof(want), "%s: database disk image is malformed;",
+	    path("c.db"));
+	ck_assert_msg(strncmp(store_errmsg(st), want, strlen(want)) == 0,
+	    "%s", store_errmsg(st));
+	store_rollback(st);
+	store_close(st);
+}
+END_TEST
+
+/*
  * A writer leaves the -wal and -shm files behind (the WAL empty), so
  * that a reader who may not write the directory can open the file
  * while nothing else has it open.
@@ -2016,6 +2058,7 @@ store_suite(void)
 	tcase_add_test(tc, test_wal_gathered);
 	tcase_add_test(tc, test_wal_full_disk);
 	tcase_add_test(tc, test_replaced_under_writer);
+	tcase_add_test(tc, test_corrupt_for_all);
 	tcase_add_test(tc, test_wal_files_kept);
 	tcase_add_test(tc, test_newer_refused);
 	tcase_add_test(tc, test_unwritable);
