@@ -5,20 +5,35 @@
  * page: a batch of 32 seed events is ~52 frames, 104 system calls, each
  * of which also makes the kernel prepare a page of the file for a part of
  * it. This VFS wraps the default one and, for a WAL file only, gathers
- * writes that follow one another in a buffer, and writes it out:
+ * the frames a transaction appends in a buffer, and writes it out:
  *
- *   - when a frame that ends a transaction (its header's "database size
- *     after commit" is not zero) has been gathered, in the xWrite of that
- *     frame's page, so a failure (ENOSPC) is that write's and SQLite
- *     fails the transaction before it publishes it in the wal-index;
+ *   - in the xWrite of the page of a frame that ends a transaction (its
+ *     header's "database size after commit" is not zero), so a failure
+ *     (ENOSPC) is that write's, and SQLite fails the transaction before
+ *     it publishes it in the wal-index;
  *   - before a write that does not follow the last one, or does not fit;
  *   - before any other call on the WAL file (read, sync, truncate, size,
- *     lock, close), and before the database file's shared-memory calls,
- *     so that nothing SQLite or another connection could look at is held.
+ *     close), and before the database file's shared-memory calls.
  *
- * The file's contents are the same, write for write, as without it; only
- * the moment the kernel sees them moves, and never past the end of the
- * transaction. Other files pass straight through.
+ * Only appends are gathered. A write below the furthest point written
+ * (SQLite rewriting frame checksums at commit, or a page written again
+ * in the same transaction) goes to the kernel at once: walRewriteChecksums
+ * runs after the commit frame, and its last header would otherwise be
+ * written out only from xShmBarrier, which cannot report an error.
+ *
+ * A failed write-out loses the gathered frames, which SQLite was told
+ * were written. The error then sticks: every read, write and sync of the
+ * WAL fails with it, so the transaction cannot commit, until the write
+ * lock is released (SQLite rolled it back). That lock's release also
+ * drops whatever a rolled-back transaction left gathered; a committed one
+ * has nothing left by then. (So not for locking_mode = EXCLUSIVE, which
+ * takes no shared-memory locks; callhookd does not use it.)
+ *
+ * The file's contents are those of the same writes without it; only the
+ * moment the kernel sees them moves, and never past the end of the
+ * transaction. Other files, and a WAL whose database file does not
+ * promise power-safe overwrites (where SQLite pads the WAL to a sector
+ * in pieces), pass straight through.
  */
 
 #include <stdbool.h>
@@ -37,6 +52,7 @@
  */
 #define WALBUF_BYTES	(120 * 1024)
 #define FRAME_HEADER	24		/* SQLite's WAL frame header */
+#define WAL_WRITE_LOCK	0		/* its shared-memory lock slot */
 
 struct wb_file {
 	sqlite3_file	 base;		/* SQLite's view; methods below */
@@ -45,16 +61,18 @@ struct wb_file {
 	unsigned char	*buf;		/* WAL file: bytes not written yet */
 	size_t		 len;
 	sqlite3_int64	 at;		/* file offset of buf[0] */
+	sqlite3_int64	 end;		/* furthest byte written, + 1 */
 	bool		 commit_next;	/* the last header ended a commit */
+	int		 err;		/* a failed write-out, until unlock */
 	sqlite3_file	*real;		/* the wrapped file, after this */
 };
 
 static sqlite3_vfs walbuf_vfs;
-static const sqlite3_io_methods wal_methods, db_methods;
+static const sqlite3_io_methods wal_methods, db_methods, other_methods;
 
 #define REAL(f)	(((struct wb_file *)(f))->real)
 
-/* Write out what is gathered; the first error stays SQLite's code. */
+/* Write out what is gathered. A failure sticks (see the top). */
 static int
 flush(struct wb_file *p)
 {
@@ -64,7 +82,20 @@ flush(struct wb_file *p)
 		return SQLITE_OK;
 	rc = p->real->pMethods->xWrite(p->real, p->buf, (int)p->len, p->at);
 	p->len = 0;
+	if (rc != SQLITE_OK)
+		p->err = rc;
 	return rc;
+}
+
+/* The write transaction is over: committed, or rolled back. */
+static void
+transaction_over(struct wb_file *p)
+{
+	if (p != NULL) {
+		p->len = 0;
+		p->end = 0;
+		p->err = SQLITE_OK;
+	}
 }
 
 /* Frame header bytes 4..7: the database size after a commit, else 0. */
@@ -75,23 +106,35 @@ ends_commit(const unsigned char *h)
 }
 
 static int
+write_now(struct wb_file *p, const void *data, int amt, sqlite3_int64 off)
+{
+	int rc;
+
+	if ((rc = flush(p)) != SQLITE_OK)
+		return rc;
+	return p->real->pMethods->xWrite(p->real, data, amt, off);
+}
+
+static int
 wal_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 off)
 {
 	struct wb_file *p = (struct wb_file *)f;
-	bool header = amt == FRAME_HEADER;
-	bool last = !header && p->commit_next;
+	bool header = amt == FRAME_HEADER, last;
 	int rc;
 
+	if (p->err != SQLITE_OK)
+		return p->err;
+	if (off == 0)			/* a new WAL header: it starts over */
+		p->end = 0;
+	if (off < p->end || (size_t)amt > WALBUF_BYTES)
+		return write_now(p, data, amt, off);
+	p->end = off + amt;
+	last = !header && p->commit_next;
+	p->commit_next = header && ends_commit(data);
 	if (p->len > 0 && (off != p->at + (sqlite3_int64)p->len ||
 	    p->len + (size_t)amt > WALBUF_BYTES))
 		if ((rc = flush(p)) != SQLITE_OK)
 			return rc;
-	if (header)
-		p->commit_next = ends_commit(data);
-	else
-		p->commit_next = false;
-	if ((size_t)amt > WALBUF_BYTES)
-		return p->real->pMethods->xWrite(p->real, data, amt, off);
 	if (p->len == 0)
 		p->at = off;
 	memcpy(p->buf + p->len, data, (size_t)amt);
@@ -103,7 +146,7 @@ static int
 wal_close(sqlite3_file *f)
 {
 	struct wb_file *p = (struct wb_file *)f;
-	int rc = flush(p), rc2;
+	int rc = p->err != SQLITE_OK ? SQLITE_OK : flush(p), rc2;
 
 	if (p->db != NULL && p->db->wal == p)
 		p->db->wal = NULL;
@@ -124,20 +167,20 @@ db_close(sqlite3_file *f)
 }
 
 /*
- * The rest pass through; on the WAL file after writing out what is
- * gathered, and the database file's shared memory likewise for its WAL.
+ * The rest pass through. On the WAL file, reads, syncs, truncates and
+ * sizes fail with a stuck error, or come after what is gathered.
  */
-#define FLUSHED(p, call)						\
+#define AFTER_FLUSH(f, call)						\
 	do {								\
-		int rc_ = flush(p);					\
+		struct wb_file *p_ = (struct wb_file *)(f);		\
+		int rc_ = p_->err != SQLITE_OK ? p_->err : flush(p_);	\
 		return rc_ != SQLITE_OK ? rc_ : (call);			\
 	} while (0)
 
 static int
 wal_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 {
-	FLUSHED((struct wb_file *)f,
-	    REAL(f)->pMethods->xRead(REAL(f), buf, amt, off));
+	AFTER_FLUSH(f, REAL(f)->pMethods->xRead(REAL(f), buf, amt, off));
 }
 
 static int
@@ -155,8 +198,11 @@ any_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 static int
 wal_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
-	FLUSHED((struct wb_file *)f,
-	    REAL(f)->pMethods->xTruncate(REAL(f), size));
+	struct wb_file *p = (struct wb_file *)f;
+
+	if (p->end > size)
+		p->end = size;
+	AFTER_FLUSH(f, REAL(f)->pMethods->xTruncate(REAL(f), size));
 }
 
 static int
@@ -168,7 +214,7 @@ any_truncate(sqlite3_file *f, sqlite3_int64 size)
 static int
 wal_sync(sqlite3_file *f, int flags)
 {
-	FLUSHED((struct wb_file *)f, REAL(f)->pMethods->xSync(REAL(f), flags));
+	AFTER_FLUSH(f, REAL(f)->pMethods->xSync(REAL(f), flags));
 }
 
 static int
@@ -180,8 +226,7 @@ any_sync(sqlite3_file *f, int flags)
 static int
 wal_size(sqlite3_file *f, sqlite3_int64 *size)
 {
-	FLUSHED((struct wb_file *)f,
-	    REAL(f)->pMethods->xFileSize(REAL(f), size));
+	AFTER_FLUSH(f, REAL(f)->pMethods->xFileSize(REAL(f), size));
 }
 
 static int
@@ -191,22 +236,9 @@ any_size(sqlite3_file *f, sqlite3_int64 *size)
 }
 
 static int
-wal_lock(sqlite3_file *f, int lock)
-{
-	FLUSHED((struct wb_file *)f, REAL(f)->pMethods->xLock(REAL(f), lock));
-}
-
-static int
 any_lock(sqlite3_file *f, int lock)
 {
 	return REAL(f)->pMethods->xLock(REAL(f), lock);
-}
-
-static int
-wal_unlock(sqlite3_file *f, int lock)
-{
-	FLUSHED((struct wb_file *)f,
-	    REAL(f)->pMethods->xUnlock(REAL(f), lock));
 }
 
 static int
@@ -221,11 +253,12 @@ any_reserved(sqlite3_file *f, int *out)
 	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
 }
 
+/* The others write out first, whatever comes of it, then always call. */
 static int
 wal_control(sqlite3_file *f, int op, void *arg)
 {
-	FLUSHED((struct wb_file *)f,
-	    REAL(f)->pMethods->xFileControl(REAL(f), op, arg));
+	(void)flush((struct wb_file *)f);
+	return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
 }
 
 static int
@@ -249,21 +282,26 @@ any_device(sqlite3_file *f)
 static int
 db_shm_map(sqlite3_file *f, int page, int size, int extend, void volatile **pp)
 {
-	FLUSHED(((struct wb_file *)f)->wal,
-	    REAL(f)->pMethods->xShmMap(REAL(f), page, size, extend, pp));
+	(void)flush(((struct wb_file *)f)->wal);
+	return REAL(f)->pMethods->xShmMap(REAL(f), page, size, extend, pp);
 }
 
 static int
 db_shm_lock(sqlite3_file *f, int offset, int n, int flags)
 {
-	FLUSHED(((struct wb_file *)f)->wal,
-	    REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags));
+	struct wb_file *wal = ((struct wb_file *)f)->wal;
+
+	if (offset == WAL_WRITE_LOCK && (flags & SQLITE_SHM_UNLOCK))
+		transaction_over(wal);
+	else
+		(void)flush(wal);
+	return REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
 }
 
 static void
 db_shm_barrier(sqlite3_file *f)
 {
-	/* Nothing to report an error to; the commit frame wrote it out. */
+	/* Nothing gathered is left by now (see the top); a safety net. */
 	(void)flush(((struct wb_file *)f)->wal);
 	REAL(f)->pMethods->xShmBarrier(REAL(f));
 }
@@ -271,8 +309,8 @@ db_shm_barrier(sqlite3_file *f)
 static int
 db_shm_unmap(sqlite3_file *f, int delete)
 {
-	FLUSHED(((struct wb_file *)f)->wal,
-	    REAL(f)->pMethods->xShmUnmap(REAL(f), delete));
+	(void)flush(((struct wb_file *)f)->wal);
+	return REAL(f)->pMethods->xShmUnmap(REAL(f), delete);
 }
 
 static int
@@ -295,7 +333,7 @@ any_close(sqlite3_file *f)
 
 static const sqlite3_io_methods wal_methods = {
 	3, wal_close, wal_read, wal_write, wal_truncate, wal_sync, wal_size,
-	wal_lock, wal_unlock, any_reserved, wal_control, any_sector,
+	any_lock, any_unlock, any_reserved, wal_control, any_sector,
 	any_device, NULL, NULL, NULL, NULL, any_fetch, any_unfetch,
 };
 
@@ -334,11 +372,17 @@ wb_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags,
 	if (flags & SQLITE_OPEN_WAL) {
 		sqlite3_file *db = sqlite3_database_file_object(name);
 
-		p->base.pMethods = &wal_methods;
-		if (db != NULL && db->pMethods == &db_methods) {
-			p->db = (struct wb_file *)db;
-			p->db->wal = p;
+		if (db == NULL || db->pMethods != &db_methods ||
+		    !(db->pMethods->xDeviceCharacteristics(db) &
+		    SQLITE_IOCAP_POWERSAFE_OVERWRITE)) {
+			free(p->buf);
+			p->buf = NULL;
+			p->base.pMethods = &other_methods;
+			return rc;
 		}
+		p->base.pMethods = &wal_methods;
+		p->db = (struct wb_file *)db;
+		p->db->wal = p;
 	} else if (flags & SQLITE_OPEN_MAIN_DB) {
 		p->base.pMethods = &db_methods;
 	} else

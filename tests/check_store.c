@@ -6,6 +6,7 @@
  */
 
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -25,6 +26,7 @@
 
 #include "store.h"
 #include "testutil.h"
+#include "walbuf.h"
 
 Suite	*store_suite(void);
 
@@ -1387,6 +1389,111 @@ START_TEST(test_wal_full_disk)
 }
 END_TEST
 
+/* A connection through walbuf.c, with a small page cache: it spills. */
+static sqlite3 *
+walbuf_open(const char *name)
+{
+	sqlite3 *db;
+
+	ck_assert_ptr_nonnull(walbuf_register());
+	ck_assert_int_eq(sqlite3_open_v2(path(name), &db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE, walbuf_register()), SQLITE_OK);
+	exec_ok(db, "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;"
+	    "CREATE TABLE t (x BLOB, y INTEGER UNIQUE);"
+	    "INSERT INTO t VALUES (randomblob(100), 0);"
+	    "PRAGMA cache_size = 6");
+	return db;
+}
+
+#define SPILL_SQL							\
+	"WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"	\
+	" WHERE i < 12) INSERT INTO t SELECT randomblob(3000), i FROM c"
+
+/*
+ * A transaction whose spilled frames cannot be written out (a file size
+ * limit at the WAL's size) and is rolled back must release the WAL's
+ * write lock: walbuf.c once skipped the real unlock when its write-out
+ * failed, and every other writer got "database is locked".
+ */
+START_TEST(test_walbuf_rollback_unlocks)
+{
+	sqlite3 *db = walbuf_open("a.db"), *other;
+	struct rlimit was, lim;
+	char wal[PATH_MAX + 128];
+	struct stat sb;
+
+	/* No index to read back: the spill stays gathered to the end. */
+	exec_ok(db, "CREATE TABLE u (x BLOB); PRAGMA cache_size = 5");
+	snprintf(wal, sizeof(wal), "%s-wal", path("a.db"));
+	ck_assert_int_eq(stat(wal, &sb), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
+	lim = (struct rlimit){ (rlim_t)sb.st_size, was.rlim_max };
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	exec_ok(db, "BEGIN");
+	(void)sqlite3_exec(db, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL "
+	    "SELECT i + 1 FROM c WHERE i < 8) INSERT INTO u SELECT "
+	    "randomblob(3500) FROM c", NULL, NULL, NULL);
+	(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+	other = raw_open("a.db");
+	ck_assert_int_eq(sqlite3_exec(other, "BEGIN IMMEDIATE; ROLLBACK", NULL,
+	    NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	exec_ok(db, SPILL_SQL);		/* and the writer goes on */
+	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM t"), 13);
+	sqlite3_close(db);
+}
+END_TEST
+
+/*
+ * Spilled frames whose write-out fails on a full disk in a later read:
+ * SQLite was told they were written, and undoes only the statement that
+ * read. The error must stick until the transaction ends, so that COMMIT
+ * fails; it once went through, and the file was corrupt.
+ */
+START_TEST(test_walbuf_lost_spill_fails_commit)
+{
+	char mnt[PATH_MAX + 64], filler[PATH_MAX + 80], buf[65536];
+	sqlite3 *db, *other;
+	int fd;
+
+	snprintf(mnt, sizeof(mnt), "%s", path("m"));
+	ck_assert_int_eq(mkdir(mnt, 0700), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
+		fprintf(stderr, "test_walbuf_lost_spill_fails_commit: no mount "
+		    "here (%s), skipped\n", strerror(errno));
+		return;
+	}
+	db = walbuf_open("m/b.db");
+	exec_ok(db, "BEGIN");
+	exec_ok(db, SPILL_SQL);
+	snprintf(filler, sizeof(filler), "%s/filler", mnt);
+	ck_assert_int_ge(fd = open(filler, O_WRONLY | O_CREAT, 0600), 0);
+	memset(buf, 'x', sizeof(buf));
+	while (write(fd, buf, sizeof(buf)) > 0)
+		;
+	while (write(fd, buf, 512) > 0)
+		;
+	close(fd);
+	ck_assert_int_ne(sqlite3_exec(db, "INSERT INTO t SELECT x, y + 1000 "
+	    "FROM t", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(unlink(filler), 0);
+	(void)sqlite3_exec(db, "INSERT INTO t VALUES (x'00', 5000)", NULL, NULL,
+	    NULL);
+	if (!sqlite3_get_autocommit(db))
+		ck_assert_int_ne(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL),
+		    SQLITE_OK);
+	(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	other = raw_open("m/b.db");
+	ck_assert_str_eq(text_of(other, "PRAGMA integrity_check"), "ok");
+	ck_assert_int_le(int_of(other, "SELECT count(*) FROM t"), 2);
+	sqlite3_close(other);
+	sqlite3_close(db);
+	umount2(mnt, MNT_DETACH);
+}
+END_TEST
+
 /*
  * A restore by mv while the writer has the file open: the writer's WAL
  * goes into the file it belongs to, now under another name, and is
@@ -2057,6 +2164,8 @@ store_suite(void)
 	tcase_add_test(tc, test_big_revision);
 	tcase_add_test(tc, test_wal_gathered);
 	tcase_add_test(tc, test_wal_full_disk);
+	tcase_add_test(tc, test_walbuf_rollback_unlocks);
+	tcase_add_test(tc, test_walbuf_lost_spill_fails_commit);
 	tcase_add_test(tc, test_replaced_under_writer);
 	tcase_add_test(tc, test_corrupt_for_all);
 	tcase_add_test(tc, test_wal_files_kept);
