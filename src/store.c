@@ -59,6 +59,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
+#include "log.h"
 #include "store.h"
 #include "walbuf.h"
 
@@ -105,6 +106,7 @@ struct store {
 					   another connection */
 	bool		 for_all;	/* the last failure: the store's
 					   state, whatever is written */
+	bool		 damaged;	/* SQLite found the file corrupt */
 };
 
 /*
@@ -441,7 +443,8 @@ store_transient(int sqlite_rc)
 	case SQLITE_NOMEM:
 	case SQLITE_CORRUPT:
 	case SQLITE_NOTADB:
-		return true;
+		/* The full-text index alone: see fail(). */
+		return sqlite_rc != SQLITE_CORRUPT_VTAB;
 	default:
 		return false;
 	}
@@ -454,6 +457,16 @@ store_transient(int sqlite_rc)
 static int
 fail(struct store *st, int rc, int permanent)
 {
+	if (rc == SQLITE_CORRUPT_VTAB) {
+		/* Derived data: the event is set aside, the rest goes on. */
+		st->locked_out = st->for_all = false;
+		seterr(st->err, sizeof(st->err), "%s: the full-text index is "
+		    "damaged (%s); rebuild it with: sqlite3 FILE \"INSERT INTO "
+		    "calls_fts (calls_fts) VALUES ('rebuild')\"",
+		    sqlite3_db_filename(st->db, "main"),
+		    sqlite3_errmsg(st->db));
+		return permanent;
+	}
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
@@ -471,14 +484,16 @@ fail(struct store *st, int rc, int permanent)
 	case SQLITE_NOTADB:
 		/*
 		 * The file is damaged, not the event: writing more into it
-		 * would only add rows that may not read back. Kept and
-		 * retried, as on a full disk, until an operator acts.
+		 * would only add rows that may not read back. From now on
+		 * every transaction is refused (store_begin) and events are
+		 * kept and retried, as on a full disk, until an operator
+		 * restores the file and restarts.
 		 */
 		st->locked_out = false;
-		st->for_all = true;
+		st->for_all = st->damaged = true;
 		seterr(st->err, sizeof(st->err), "%s: %s; nothing more is "
-		    "written to it until it is restored (PRAGMA "
-		    "integrity_check says what is damaged)",
+		    "written to it until it is restored and opened again "
+		    "(PRAGMA integrity_check says what is damaged)",
 		    sqlite3_db_filename(st->db, "main"),
 		    sqlite3_errmsg(st->db));
 		return -EAGAIN;
@@ -1045,9 +1060,16 @@ store_close(struct store *st)
 	 * it. Copy it into the file it belongs to and empty it first. (A
 	 * read-only connection cannot, and has written nothing.)
 	 */
-	if (st->db != NULL && file_moved(st))
-		(void)sqlite3_wal_checkpoint_v2(st->db, "main",
-		    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	if (st->db != NULL && file_moved(st) &&
+	    sqlite3_wal_checkpoint_v2(st->db, "main",
+	    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) != SQLITE_OK)
+		log_errorx("%s was replaced while open, and its WAL could not "
+		    "be copied into the file it belongs to (%s; another "
+		    "process still has it open?): the next open would apply "
+		    "that file's last writes to the file now at this path. "
+		    "Stop that process and remove %s-wal before the next start",
+		    sqlite3_db_filename(st->db, "main"),
+		    sqlite3_errmsg(st->db), sqlite3_db_filename(st->db, "main"));
 	sqlite3_close_v2(st->db);
 	free(st);
 }
@@ -1151,6 +1173,8 @@ store_begin(struct store *st)
 	st->txn_new = 0;
 	st->locked_out = false;
 	st->for_all = true;		/* as long as the file is not ours */
+	if (st->damaged)
+		return -EAGAIN;		/* the message stays fail()'s */
 	if ((error = check_file(st)) != 0)
 		return error;
 	st->for_all = false;

@@ -1539,7 +1539,8 @@ END_TEST
  * A damaged file is the store's failure, not the event's: the put is
  * retried (-EAGAIN, for every event), not refused (which set each event
  * aside as if it were poison while the rest went into a damaged file),
- * and the message names the file.
+ * the message names the file, and no later transaction is begun (events
+ * that miss the damaged pages would go on into the file).
  */
 START_TEST(test_corrupt_for_all)
 {
@@ -1573,6 +1574,11 @@ START_TEST(test_corrupt_for_all)
 	ck_assert_msg(strncmp(store_errmsg(st), want, strlen(want)) == 0,
 	    "%s", store_errmsg(st));
 	store_rollback(st);
+	/* And stays so: no later transaction writes into the file. */
+	ck_assert_int_eq(store_begin(st), -EAGAIN);
+	ck_assert(store_failed_for_all(st));
+	ck_assert_msg(strncmp(store_errmsg(st), want, strlen(want)) == 0,
+	    "%s", store_errmsg(st));
 	store_close(st);
 }
 END_TEST
