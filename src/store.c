@@ -1058,10 +1058,10 @@ store_close(struct store *st)
 	 * then leaves the WAL at close, under the path's name, and the next
 	 * open would replay it into the file now at the path, corrupting
 	 * it. Copy it into the file it belongs to and empty it first. (A
-	 * read-only connection cannot, and has written nothing.)
+	 * read-only connection cannot, and wrote nothing to leave.)
 	 */
-	if (st->db != NULL && file_moved(st) &&
-	    sqlite3_wal_checkpoint_v2(st->db, "main",
+	if (st->db != NULL && sqlite3_db_readonly(st->db, "main") == 0 &&
+	    file_moved(st) && sqlite3_wal_checkpoint_v2(st->db, "main",
 	    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) != SQLITE_OK)
 		log_errorx("%s was replaced while open, and its WAL could not "
 		    "be copied into the file it belongs to (%s; another "
