@@ -1584,6 +1584,41 @@ START_TEST(test_corrupt_for_all)
 END_TEST
 
 /*
+ * A damaged full-text index fails only the events that touch it (a
+ * revision of an indexed call), as the event's failure (set aside), with
+ * the remedy; the store is not refused, new calls go on.
+ */
+START_TEST(test_corrupt_fts)
+{
+	struct store *st = open_ok("v.db", true);
+	sqlite3 *db = store_db(st);
+	char body2[] = "{\"event\":\"call_ended\",\"data\":{\"callSid\":"
+	    "\"v1\",\"agent\":\"agent-2\"}}";
+	enum store_outcome outcome;
+	struct event ev;
+	int error;
+
+	sample(&ev, "v1", SAMPLE_BODY);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	index_all(st);
+	exec_ok(db, "UPDATE calls_fts_data SET block = x'ffffffffffffffff'"
+	    " WHERE id > 1");
+	sample(&ev, "v1", body2);
+	ev.transcription = "another transcript";
+	error = store_put(st, &ev, &outcome);
+	ck_assert_int_ne(error, 0);
+	ck_assert_int_ne(error, -EAGAIN);
+	ck_assert(!store_failed_for_all(st));
+	ck_assert_msg(strstr(store_errmsg(st), "the full-text index is damaged")
+	    != NULL && strstr(store_errmsg(st), "'rebuild'") != NULL, "%s",
+	    store_errmsg(st));
+	sample(&ev, "v2", SAMPLE_BODY);
+	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
+	store_close(st);
+}
+END_TEST
+
+/*
  * A writer leaves the -wal and -shm files behind (the WAL empty), so
  * that a reader who may not write the directory can open the file
  * while nothing else has it open.
@@ -2174,6 +2209,7 @@ store_suite(void)
 	tcase_add_test(tc, test_walbuf_lost_spill_fails_commit);
 	tcase_add_test(tc, test_replaced_under_writer);
 	tcase_add_test(tc, test_corrupt_for_all);
+	tcase_add_test(tc, test_corrupt_fts);
 	tcase_add_test(tc, test_wal_files_kept);
 	tcase_add_test(tc, test_newer_refused);
 	tcase_add_test(tc, test_unwritable);
