@@ -94,6 +94,7 @@ transaction_over(struct wb_file *p)
 	if (p != NULL) {
 		p->len = 0;
 		p->end = 0;
+		p->commit_next = false;
 		p->err = SQLITE_OK;
 	}
 }
