@@ -156,9 +156,15 @@ bool	store_locked_out(struct store *st);
  * could have avoided: a lock held elsewhere, a full disk, a read-only or
  * replaced file, no memory. Not for I/O errors (a write past a file size
  * limit is one, and so, alas, is a full quota) or a statement SQLite
- * refused.
+ * refused. A damaged file too.
  */
 bool	store_failed_for_all(struct store *st);
+/*
+ * True once SQLite has found the file damaged (SQLITE_CORRUPT,
+ * SQLITE_NOTADB; not the full-text index alone): every transaction is
+ * refused from then on, with store_errmsg() saying so.
+ */
+bool	store_damaged(const struct store *st);
 
 /* The handle, for read-only queries by callhook. */
 struct sqlite3 *store_db(struct store *st);

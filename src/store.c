@@ -441,10 +441,7 @@ store_transient(int sqlite_rc)
 	case SQLITE_CANTOPEN:
 	case SQLITE_PROTOCOL:
 	case SQLITE_NOMEM:
-	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB:
-		/* The full-text index alone: see fail(). */
-		return sqlite_rc != SQLITE_CORRUPT_VTAB;
+		return true;
 	default:
 		return false;
 	}
@@ -1609,6 +1606,12 @@ store_put_reject(struct store *st, const struct reject *rj)
 		return 0;
 	sqlite3_bind_int64(st->trim, 1, id - STORE_REJECTS_KEPT);
 	return step_done(st, st->trim, -EINVAL);
+}
+
+bool
+store_damaged(const struct store *st)
+{
+	return st->damaged;
 }
 
 bool

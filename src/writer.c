@@ -811,6 +811,9 @@ index_some(struct writer *w, int max_rows)
 	int n, rc;
 
 	rc = store_fts_index(w->store, max_rows, &n);
+	/* Damage met while idle shows at once, not at the next event. */
+	if (rc != 0 && store_damaged(w->store))
+		set_health(w, store_errmsg(w->store));
 	if (rc != 0) {
 		/* Back off, so a lasting failure is a slow poll. */
 		if (w->fts_retry_ms == 0)

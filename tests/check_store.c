@@ -1567,8 +1567,9 @@ START_TEST(test_corrupt_for_all)
 	st = open_ok("c.db", false);
 	sample(&ev, "c-new", SAMPLE_BODY);
 	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert(!store_damaged(st));
 	ck_assert_int_eq(store_put(st, &ev, &outcome), -EAGAIN);
-	ck_assert(store_failed_for_all(st));
+	ck_assert(store_failed_for_all(st) && store_damaged(st));
 	snprintf(want, sizeof(want), "%s: database disk image is malformed;",
 	    path("c.db"));
 	ck_assert_msg(strncmp(store_errmsg(st), want, strlen(want)) == 0,
