@@ -1,12 +1,17 @@
 -- wrk script for make bench: POST a fixture with a unique callSid per
 -- request, and print one machine-readable line when the run is done.
 --
--- Usage: wrk ... -s bench/post.lua URL -- FIXTURE [DELAY_MS]
+-- Usage: wrk ... -s bench/post.lua URL -- FIXTURE [RATE]
 --
--- DELAY_MS > 0 paces each connection: it waits that long on average
--- (wrk's delay() takes whole milliseconds, so a random mix of the two
--- nearest) before its next request, which caps the offered rate at about
--- connections * 1000 / DELAY_MS requests per second.
+-- RATE > 0 paces the thread's connections together at RATE requests a
+-- second (make bench runs one thread): each request takes the next slot
+-- of a schedule 1/RATE apart, and delay() waits until its slot. The slots
+-- are absolute times, so the pause of each request does not add up with
+-- the response's latency or the lateness of wrk's millisecond timers, and
+-- the offered rate is RATE for as long as a connection is free. A
+-- schedule fallen behind (a stall) restarts from now rather than firing
+-- the missed slots at once. wrk's delay() takes whole milliseconds: the
+-- pause is a random mix of the two nearest.
 --
 -- The request is built once per thread as three strings: the request
 -- head and the body up to the callSid's value, the value, and the rest of
@@ -15,6 +20,19 @@
 -- from being the bottleneck even for the 9 KB payload (bench/run prints
 -- wrk's CPU use to prove it). The callSid is fixed-width, so the
 -- Content-Length never changes.
+
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *ts);
+]]
+local CLOCK_MONOTONIC = 1
+local ts = ffi.new("bench_timespec")
+
+local function now_ms()
+	ffi.C.clock_gettime(CLOCK_MONOTONIC, ts)
+	return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
 
 local threads = {}
 local thread_seq = 0
@@ -45,12 +63,21 @@ function init(args)
 	    "Content-Length: " .. len .. "\r\n\r\n" .. before
 	tail = after
 	prefix = string.format("bench-%02d-", tid)
-	local d = tonumber(args[2] or "0") or 0
-	if d > 0 then
-		local lo = math.floor(d)
-		local frac = d - lo
+	local rate = tonumber(args[2] or "0") or 0
+	if rate > 0 then
+		local period = 1000 / rate
+		local slot = now_ms()
 		delay = function()
-			if math.random() < frac then return lo + 1 end
+			local now = now_ms()
+			slot = slot + period
+			if slot < now then
+				slot = now
+			end
+			local wait = slot - now
+			local lo = math.floor(wait)
+			if math.random() < wait - lo then
+				return lo + 1
+			end
 			return lo
 		end
 	end
