@@ -829,6 +829,67 @@ origin_form(const char *url)
 	return (p = strchr(p, '/')) != NULL ? p : "/";
 }
 
+/* RFC 9110 section 5.6.2: tchar. */
+static bool
+token_name(const char *s)
+{
+	static const char other[] = "!#$%&'*+-.^_`|~";
+	const unsigned char *p = (const unsigned char *)s;
+
+	if (*p == '\0')
+		return false;
+	for (; *p != '\0'; p++)
+		if (!(*p >= '0' && *p <= '9') && !((*p | 0x20) >= 'a' &&
+		    (*p | 0x20) <= 'z') && strchr(other, *p) == NULL)
+			return false;
+	return true;
+}
+
+static enum MHD_Result
+note_bad_name(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	(void)kind;
+	(void)value;
+	if (token_name(key))
+		return MHD_YES;
+	*(bool *)cls = true;
+	return MHD_NO;
+}
+
+/*
+ * RFC 9112 section 5.1: a space before a header line's colon must get a
+ * 400. libmicrohttpd 0.9.75 keeps it in the name ("Content-Length "), and
+ * glues a folded line's text to its name, so such a line is no header
+ * here but may be one to a proxy in front, which would then frame the
+ * request otherwise: "GET /healthz" with "Content-Length : N" had a
+ * webhook POST in its body taken as a second request, with the proxy's
+ * X-Forwarded-For believed. Any name that is not a token is refused, and
+ * the connection closed, whatever the path.
+ */
+static bool
+malformed_header(struct MHD_Connection *conn)
+{
+	bool bad = false;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, note_bad_name, &bad);
+	return bad;
+}
+
+static enum MHD_Result
+refuse_malformed(struct http *h, struct MHD_Connection *conn,
+    const struct settings *set)
+{
+	static const char msg[] = "malformed header line (a space before "
+	    "its colon, or a folded line)";
+	struct origin o;
+
+	origin_of(h, set, conn, &o);
+	note_reject(h, &o, MHD_HTTP_BAD_REQUEST, REJECT_INVALID, msg, NULL, 0);
+	return answer(h, conn, MHD_HTTP_BAD_REQUEST, msg,
+	    MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
 static enum MHD_Result
 begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
     const char *method, void **con_cls)
@@ -839,6 +900,8 @@ begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
 
 	if (set->older != NULL)
 		settings_sweep(set);
+	if (malformed_header(conn))
+		return refuse_malformed(h, conn, set);
 	if (strcmp(url, set->cfg.path) != 0)
 		return serve_other(h, conn, url, method, con_cls);
 	if (strcmp(method, "POST") != 0)

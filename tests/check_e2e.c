@@ -575,6 +575,46 @@ START_TEST(test_framing_and_keepalive)
 }
 END_TEST
 
+/*
+ * A header line with a space before its colon, or folded, is a 400 and
+ * the end of the connection (RFC 9112 section 5.1). libmicrohttpd keeps
+ * such a line under a name of its own ("Content-Length "), so the GET
+ * below had no body here, and its body, a webhook POST, was taken as the
+ * next request, while a proxy that trims the name framed it as one. A
+ * folded Content-Type came out as no Content-Type at all, and text/plain
+ * was taken.
+ */
+START_TEST(test_malformed_header_names)
+{
+	static const char *const reqs[] = {
+		"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length : 151"
+		    "\r\n\r\n" WEBHOOK_HEAD "Content-Length: 51\r\n\r\n"
+		    TINY_EVENT("smug-ws"),
+		WEBHOOK_HEAD "Content-Length : 48\r\n\r\n" TINY_EVENT("ws-1"),
+		"POST " PATH " HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain"
+		    "\r\n application/json\r\nContent-Length: 50\r\n\r\n"
+		    TINY_EVENT("fold-1"),
+	};
+	bool closed;
+	char *out;
+
+	start_or_fail(NULL);
+	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		out = converse(reqs[i], 2, 3000, &closed);
+		ck_assert_msg(strncmp(out, "HTTP/1.1 400", 12) == 0 &&
+		    strstr(out, "malformed header line") != NULL,
+		    "request %zu: %s", i, out);
+		ck_assert_msg(closed && strstr(out + 1, "HTTP/1.1 ") == NULL,
+		    "request %zu: the connection went on: %s", i, out);
+		free(out);
+	}
+	stop_clean();
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls%s", ""), 0);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status = "
+	    "400 AND reason LIKE '%s'", "malformed header line%"), 3);
+}
+END_TEST
+
 /* A connection that has sent head and then len bytes of padding. */
 static int
 open_body(const char *head, size_t hlen, const char *pad, size_t len)
@@ -1362,6 +1402,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_sigterm_under_load);
 	tcase_add_test(tc, test_concurrent_redeliveries);
 	tcase_add_test(tc, test_framing_and_keepalive);
+	tcase_add_test(tc, test_malformed_header_names);
 	suite_add_tcase(s, tc);
 	return s;
 }
