@@ -169,6 +169,8 @@ struct spans {
 	int		 longs[nitems(fields)];	/* their fields, in body order */
 	const char	*sid_at;	/* data.callSid's value (the first) */
 	bool		 sid_nul;	/* a string holding \u0000 */
+	bool		 sid_lone;	/* one holding a lone surrogate */
+	bool		 lone;		/* any string holding one */
 	bool		 key_nul;	/* a name that \u0000 made one we read */
 	bool		 str_nul[nitems(fields)];	/* string fields' too */
 	/* numbers of integer and string fields, as sent: no double's */
@@ -479,6 +481,7 @@ struct walk {
 	bool		 str_escaped;	/* it has a backslash */
 	bool		 str_u;		/* it has a \u escape */
 	bool		 str_nul;	/* it has a \u0000 */
+	bool		 str_lone;	/* it has a lone surrogate escape */
 };
 
 /* The fields[] index of the member named key, or -1. */
@@ -660,6 +663,40 @@ walk_close(struct walk *w, const char *p)
 		w->in_data = false;
 }
 
+/* The 'u' at p and four hex digits after it, before end. */
+static bool
+u_escape(const char *p, const char *end)
+{
+	for (int i = 1; i <= 4; i++)
+		if (p + i >= end || !is_hex(p[i]))
+			return false;
+	return true;
+}
+
+enum surrogate { SURROGATE_NONE, SURROGATE_PAIR, SURROGATE_LONE };
+
+/*
+ * What the checked \u escape whose 'u' is at p holds: no surrogate, the
+ * high half of a pair whose low half is the next escape, or a surrogate
+ * without its other half. RFC 8259 section 8.2 lets such a string be
+ * JSON ("\ud83d" is what JSON.stringify makes of half an emoji), cJSON
+ * refuses it, and SQLite's json_valid() takes it.
+ */
+static enum surrogate
+surrogate_at(const char *p, const char *end)
+{
+	unsigned c = hex4(p + 1), low;
+
+	if (c < 0xd800 || c > 0xdfff)
+		return SURROGATE_NONE;
+	if (c >= 0xdc00 || end - p < 11 || p[5] != '\\' || p[6] != 'u' ||
+	    !u_escape(p + 6, end))
+		return SURROGATE_LONE;
+	low = hex4(p + 7);
+	return low >= 0xdc00 && low <= 0xdfff ? SURROGATE_PAIR :
+	    SURROGATE_LONE;
+}
+
 /*
  * The string that starts at the quote p: the address after its closing
  * quote, or NULL when it is not a JSON string. Notes in w what the walk
@@ -668,7 +705,7 @@ walk_close(struct walk *w, const char *p)
 static const char *
 scan_string(const char *p, const char *end, struct walk *w)
 {
-	w->str_escaped = w->str_u = w->str_nul = false;
+	w->str_escaped = w->str_u = w->str_nul = w->str_lone = false;
 	for (p++; (p = plain_skip(p, end)) < end && *p != '"'; p++) {
 		if ((unsigned char)*p < 0x20)
 			return NULL;
@@ -681,12 +718,21 @@ scan_string(const char *p, const char *end, struct walk *w)
 				return NULL;
 			continue;
 		}
-		for (int i = 1; i <= 4; i++)
-			if (p + i >= end || !is_hex(p[i]))
-				return NULL;
+		if (!u_escape(p, end))
+			return NULL;
 		w->str_u = true;
 		if (memcmp(p + 1, "0000", 4) == 0)
 			w->str_nul = true;
+		switch (surrogate_at(p, end)) {
+		case SURROGATE_PAIR:
+			p += 6;		/* the low half, checked */
+			break;
+		case SURROGATE_LONE:
+			w->str_lone = true;
+			break;
+		default:
+			break;
+		}
 	}
 	if (p == end)
 		return NULL;
@@ -730,6 +776,10 @@ json_scan(const char *s, size_t len, struct spans *sp)
 			walk_value(&w, str);
 			if (w.str_nul && str == sp->sid_at)
 				sp->sid_nul = true;
+			if (w.str_lone) {
+				sp->lone = true;
+				sp->sid_lone |= str == sp->sid_at;
+			}
 			walk_string(&w, str, p, end);
 		} else if (c == '-' || is_digit((char)c)) {
 			const char *num = p;
@@ -804,6 +854,40 @@ without_long_strings(char *dst, const char *body, size_t len,
 }
 
 /*
+ * Each lone surrogate escape of s becomes \ufffd, of the same length:
+ * cJSON then reads U+FFFD, the replacement character, where it refused
+ * the whole body. In JSON every backslash starts an escape in a string;
+ * json_scan() checked the tokens but not the structure, so s may still
+ * hold a stray one, which cJSON then refuses: this must not read past
+ * the end for it.
+ */
+static void
+replace_lone_surrogates(char *s, size_t len)
+{
+	char *p = s, *end = s + len;
+
+	while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+		if (end - p < 2)
+			break;
+		if (p[1] != 'u' || !u_escape(p + 1, end)) {
+			p += 2;
+			continue;
+		}
+		switch (surrogate_at(p + 1, end)) {
+		case SURROGATE_PAIR:
+			p += 12;
+			break;
+		case SURROGATE_LONE:
+			memcpy(p + 2, "fffd", 4);
+			/* FALLTHROUGH */
+		default:
+			p += 6;
+			break;
+		}
+	}
+}
+
+/*
  * The body's tree. A NUL byte is never JSON, and one inside a string
  * would cut it short, so it is refused up front.
  *
@@ -819,14 +903,19 @@ json_parse(const char *body, size_t len, struct spans *sp)
 	cJSON *root;
 	char *copy;
 
+	size_t n;
+
 	if (len == 0 || memchr(body, '\0', len) != NULL ||
 	    json_scan(body, len, sp) != NULL)
 		return NULL;
-	if (sp->nlong == 0)
+	if (sp->nlong == 0 && !sp->lone)
 		return cjson_whole(body, len);
 	if ((copy = cJSON_malloc(len)) == NULL)
 		return NULL;
-	root = cjson_whole(copy, without_long_strings(copy, body, len, sp));
+	n = without_long_strings(copy, body, len, sp);
+	if (sp->lone)
+		replace_lone_surrogates(copy, n);
+	root = cjson_whole(copy, n);
 	cJSON_free(copy);
 	return root;
 }
@@ -1279,6 +1368,11 @@ check_call_sid(cJSON *data, struct plan *pl, char *msg, size_t msglen)
 	if (pl->spans.sid_nul)
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,
 		    "data.callSid must not contain \\u0000");
+	/* Read as U+FFFD, "\ud800" and "\ud801" would be one call. */
+	if (pl->spans.sid_lone)
+		return refuse(EVENT_BAD_REQUEST, msg, msglen,
+		    "data.callSid must not contain a lone surrogate escape "
+		    "(\\ud800 to \\udfff without its other half)");
 	pc.src = sid->valuestring;
 	pc.len = strnlen(pc.src, CALL_SID_MAX + 1);
 	if (pc.len > CALL_SID_MAX)

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,21 @@ note_with(const char *frag)
 	char *s;
 
 	ck_assert_int_ge(asprintf(&s, "{" NOTE ",%s}}", frag), 0);
+	return s;
+}
+
+/* note_with() of a printf() fragment. */
+static char *
+note_with_f(const char *fmt, ...)
+{
+	char *frag, *s;
+	va_list ap;
+
+	va_start(ap, fmt);
+	ck_assert_int_ge(vasprintf(&frag, fmt, ap), 0);
+	va_end(ap);
+	s = note_with(frag);
+	free(frag);
 	return s;
 }
 
@@ -1135,7 +1151,6 @@ START_TEST(test_not_json_says_where)
 		RAW("[1,[x]]", "unexpected 'x' at byte 5"),
 		RAW("{\"a\":[1,2x]}", "unexpected 'x' at byte 10"),
 		RAW("{\"a\":{}x}", "unexpected 'x' at byte 8"),
-		RAW("{\"a\":\"x,y\\uD800\"}", "unexpected '\\' at byte 10"),
 		RAW("{\"a\":\"{\\\"\",5}", "unexpected '5' at byte 12"),
 		/* A bracket left open is no cut when the mistake is before. */
 		RAW("{\"event\":\"call_ended\" \"data\":{\"callSid\":\"K1\"}",
@@ -1475,6 +1490,75 @@ expect_strings_as_cjson(const char *body)
 	event_free(ev);
 }
 
+/*
+ * A \u escape of half a surrogate pair is JSON (RFC 8259 section 8.2):
+ * JSON.stringify writes one for a string cut inside an emoji. cJSON
+ * refused the body, so the call was refused for good; it is read as
+ * U+FFFD now, and the payload keeps it as sent. Not in a callSid, where
+ * two would be one call.
+ */
+START_TEST(test_lone_surrogates)
+{
+	static const struct {
+		const char	*in, *out;
+	} cases[] = {
+		{ "Thanks! \\ud83d", "Thanks! \xef\xbf\xbd" },
+		{ "\\ude4f ok", "\xef\xbf\xbd ok" },
+		{ "\\ud83d\\ude4f", "\xf0\x9f\x99\x8f" },
+		{ "\\ud83d\\u0041", "\xef\xbf\xbd" "A" },
+		{ "\\ud83d\\ud83d\\ude4f", "\xef\xbf\xbd\xf0\x9f\x99\x8f" },
+		{ "\\ude4f\\ud83d", "\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "a\\\\ud83d", "a\\ud83d" },
+		{ "\\ud83d\\n", "\xef\xbf\xbd\n" },
+	};
+	char *body, msg[MSGLEN];
+	struct event *ev;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		body = note_with_f("\"name\":\"%s\",\"transcription\":"
+		    "\"%s%s\"", cases[i].in, PLAIN, cases[i].in);
+		ck_assert_msg(parse_s(body, true, &ev, msg) == EVENT_OK,
+		    "%s: %s", body, msg);
+		ck_assert_str_eq(ev->call_type, cases[i].out);
+		ck_assert_str_eq(ev->transcription + strlen(PLAIN),
+		    cases[i].out);
+		ck_assert_uint_eq(ev->type_mismatches, 0);
+		ck_assert_str_eq(ev->body, body);
+		event_free(ev);
+		free(body);
+	}
+	/* In a member name, and in JSON-valued fields, kept as sent. */
+	body = note_with_f("\"x\\ud800\":1,\"call_metadata\":"
+	    "{\"k\":\"\\udfff\"}");
+	ck_assert_int_eq(parse_s(body, true, &ev, msg), EVENT_OK);
+	ck_assert_str_eq(ev->call_metadata, "{\"k\":\"\\udfff\"}");
+	event_free(ev);
+	free(body);
+	ck_assert(event_json_valid("\"\\ud83d\"", 8));
+	/*
+	 * The pass that replaces them runs before cJSON checks the
+	 * structure, so over stray backslashes too: fuzz_event found it
+	 * reading past the end of this one (under ASan).
+	 */
+	NOT_JSON_ANY("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"c\","
+	    "\"name\":\"\\udc00\"}}x\\udc0");
+	NOT_JSON_ANY("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"c\","
+	    "\"name\":\"\\udc00\"}}x\\");
+	NOT_JSON_ANY("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"c\","
+	    "\"name\":\"\\ud83d\"}}x\\ud83d\\udc");
+
+	REFUSED("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"a\\ud83d\"}}",
+	    EVENT_BAD_REQUEST, "data.callSid must not contain a lone "
+	    "surrogate escape (\\ud800 to \\udfff without its other half)");
+	/* Where cJSON reads it: a callSid elsewhere is no call's. */
+	ck_assert_int_eq(parse_s("{\"event\":\"call_ended\",\"data\":{"
+	    "\"call_metadata\":{\"callSid\":\"m\\ud83d\"},\"callSid\":"
+	    "\"s1\"}}", true, &ev, msg), EVENT_OK);
+	ck_assert_str_eq(ev->call_sid, "s1");
+	event_free(ev);
+}
+END_TEST
+
 /* 300 plain bytes around s, as the transcription (and more, if given). */
 static char *
 long_string_body(const char *s, int before, const char *more)
@@ -1495,7 +1579,7 @@ START_TEST(test_long_strings)
 	};
 	static const char *const not_json[] = {
 		"\\x", "\\a", "\\'", "\\U00e9", "\\0", "\\\n", "\\ ", "\x01",
-		"\t", "\\u12g", "\\ud83d",
+		"\t", "\\u12g", "\\ud83d\\ude0g",
 	};
 	char *body;
 
@@ -1706,6 +1790,7 @@ event_suite(void)
 	tcase_add_test(tc, test_extra_fields);
 	tcase_add_test(tc, test_string_stops);
 	tcase_add_test(tc, test_long_strings);
+	tcase_add_test(tc, test_lone_surrogates);
 	tcase_add_test(tc, test_long_strings_fields);
 	tcase_add_test(tc, test_long_strings_members);
 	tcase_add_test(tc, test_msg_buffer);

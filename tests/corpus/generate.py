@@ -421,6 +421,21 @@ add(415, "content-type-twice-json-first", post(
 add(200, "content-type-twice-same", post(
     minimal, headers=b"Content-Type: application/json\r\n"))
 
+# --- a header line whose name is no token: libmicrohttpd keeps the space
+# in the name, or glues a folded line to it, so it is no header here but
+# may be one to a proxy in front (RFC 9112 section 5.1)
+add(400, "header-space-before-colon", lambda sid: request(
+    minimal(sid), length=False).replace(
+    b"\r\n\r\n", b"\r\nContent-Length : %d\r\n\r\n" % len(minimal(sid)), 1))
+add(400, "header-folded-content-type", post(minimal, ctype=b"text/plain\r\n application/json"))
+
+# --- half a surrogate pair as an escape is JSON (RFC 8259 section 8.2);
+# read as U+FFFD, but not in a callSid, where two would be one call
+add(200, "json-lone-surrogate-escape", post(text(
+    b'{"event":"call_ended","data":{"callSid":"SID","transcription":"Thanks! \\ud83d"}}')))
+add(400, "callsid-lone-surrogate-escape", post(text(
+    b'{"event":"call_ended","data":{"callSid":"SID\\udc00"}}')))
+
 
 def main():
     for name in os.listdir(HERE):
