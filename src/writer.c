@@ -75,6 +75,7 @@
 #define FTS_CATCHUP_MS	50	/* at most, after one batch */
 #define FTS_RETRY_MAX_MS 1000
 #define IDLE_MS		1000
+#define LOCK_GRACE_MS	1000	/* a lock held elsewhere is no failure yet */
 #define GATHER_YIELDS	8
 
 /*
@@ -182,6 +183,29 @@ writer_health(struct writer *w, char *buf, size_t len)
 	snprintf(buf, len, "%s", ok ? "ok" : w->health);
 	pthread_mutex_unlock(&w->health_lock);
 	return ok;
+}
+
+/*
+ * After a failed batch: the store's error goes to /healthz and the log,
+ * except a lock held by another connection until it has lasted
+ * LOCK_GRACE_MS (*locked_since: when the writer first met it, else 0).
+ * callhook import and prune hold the write lock about 50 ms at a time,
+ * on a loaded machine past the writer's 100 ms busy timeout; that made
+ * /healthz answer 503 "database is locked" through a routine prune. The
+ * batch is retried meanwhile, as after any failure.
+ */
+static void
+failure_health(struct writer *w, uint64_t *locked_since)
+{
+	uint64_t now = now_mono_ns();
+
+	if (!store_locked_out(w->store))
+		*locked_since = 0;
+	else if (*locked_since == 0)
+		*locked_since = now;
+	if (*locked_since == 0 ||
+	    now - *locked_since >= LOCK_GRACE_MS * 1000000ULL)
+		set_health(w, store_errmsg(w->store));
 }
 
 /*
@@ -930,7 +954,7 @@ writer_main(void *arg)
 	size_t n, events;
 	int retry_ms = 0, failures = 0, waited;
 	bool indexing = false;
-	uint64_t t0;
+	uint64_t t0, locked_since = 0;
 
 	for (;;) {
 		if (w->opt.on_loop != NULL)
@@ -964,13 +988,14 @@ writer_main(void *arg)
 			events = b.events;
 			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
 			retry_ms = failures = 0;
+			locked_since = 0;
 			if (events > 0 && backlog_too_long(w))
 				catch_up(w, events);
 			continue;
 		}
 		atomic_fetch_add(&w->metrics->commit_failures, 1);
 		checkpoint_after_failure(&w->ckpt);
-		set_health(w, store_errmsg(w->store));
+		failure_health(w, &locked_since);
 		expire_overdue(w, &b);
 		if (stop_overdue(w)) {
 			rescue_batch(w, &b);
