@@ -238,6 +238,8 @@ size_t	 utf8_decode(const unsigned char *p, size_t avail, unsigned *cp);
 /* Terminal columns of a code point (markers: 0), and of UTF-8 text. */
 int	 cp_width(unsigned cp);
 int	 text_width(const char *s);
+/* s (clean text) in width columns: cut with an ellipsis, padded. */
+void	 print_fitted(FILE *fp, const char *s, int width);
 /* Pretty JSON text, each line after the first indented; NULL if not JSON. */
 char	*json_pretty(const char *text, int indent);
 

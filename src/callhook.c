@@ -186,6 +186,19 @@ print_config_error(void *arg, const char *file, int line, const char *msg)
 }
 
 /*
+ * A database is a regular file: SQLite's open of a FIFO waits for a
+ * writer for ever, and of a device reads it as whatever it holds.
+ */
+static int
+check_regular(const char *path, const struct stat *sb)
+{
+	if (S_ISREG(sb->st_mode))
+		return 0;
+	warnx("%s: not a regular file, so not a database", path);
+	return -EINVAL;
+}
+
+/*
  * SQLite reports a missing file as "unable to open database file" and
  * would create one on a read-write open: say it plainly first.
  */
@@ -195,7 +208,7 @@ check_exists(const char *path)
 	struct stat sb;
 
 	if (stat(path, &sb) == 0)
-		return 0;
+		return check_regular(path, &sb);
 	warnx("%s: %s", path, errno == ENOENT ? "no such file" :
 	    strerror(errno));
 	return -ENOENT;
@@ -269,6 +282,9 @@ ch_open_write(struct ch *ch, bool create)
 	bool fts = ch->cfg.fts;
 	int have;
 
+	if (stat(ch->cfg.database, &sb) == 0 &&
+	    check_regular(ch->cfg.database, &sb) != 0)
+		return -EINVAL;
 	/* An empty file (touch) is a new database, for import as for SQLite. */
 	if (stat(ch->cfg.database, &sb) == 0 &&
 	    !(create && no_data(ch->cfg.database, &sb))) {
@@ -368,6 +384,27 @@ parse_global(struct ch *ch, int argc, char **argv, int *first)
 	return CH_OK;
 }
 
+/*
+ * rc, or CH_FAIL when what was written to stdout did not all get there
+ * (a full disk, a closed pipe). A command that failed has said why; a
+ * stale errno would not.
+ */
+static int
+stdout_flushed(int rc)
+{
+	if (fflush(stdout) == EOF) {
+		if (rc == CH_OK)
+			warn("stdout");
+		return CH_FAIL;
+	}
+	if (ferror(stdout)) {
+		if (rc == CH_OK)
+			warnx("stdout: write error");
+		return CH_FAIL;
+	}
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -380,8 +417,8 @@ main(int argc, char **argv)
 	memset(&ch, 0, sizeof(ch));
 	config_defaults(&ch.cfg);
 	rc = parse_global(&ch, argc, argv, &first);
-	if (rc < 0)
-		return CH_OK;
+	if (rc < 0)		/* --help, --version */
+		return stdout_flushed(CH_OK);
 	if (rc != CH_OK)
 		return rc;
 	if ((cmd = find_command(argv[first])) == NULL) {
@@ -397,15 +434,5 @@ main(int argc, char **argv)
 	optind = 0;
 	rc = cmd->run(&ch, argc - first, argv + first);
 	store_close(ch.st);
-	/* A command that failed has said why; a stale errno would not. */
-	if (fflush(stdout) == EOF) {
-		if (rc == CH_OK)
-			warn("stdout");
-		rc = CH_FAIL;
-	} else if (ferror(stdout)) {
-		if (rc == CH_OK)
-			warnx("stdout: write error");
-		rc = CH_FAIL;
-	}
-	return rc;
+	return stdout_flushed(rc);
 }

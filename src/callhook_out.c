@@ -101,31 +101,61 @@ put_text(struct out *o, const char *s, size_t len)
 	fwrite(s, 1, len, o->fp);
 }
 
-/* Print s (clean text) in width columns: cut with an ellipsis, padded. */
-static void
-put_cell(struct out *o, const char *s, int width, bool right)
+/*
+ * The bytes of s (clean text) that fit in width - 1 columns, before an
+ * ellipsis; *used: the columns they take.
+ */
+static size_t
+text_cut(const char *s, int width, int *used)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t len = strlen(s), n, keep = 0;
-	int w = text_width(s), used = 0, cw;
 	unsigned cp;
+	int cw;
 
-	if (w <= width) {
-		o->spaces += right ? width - w : 0;
-		put_text(o, s, len);
-		o->spaces += right ? 0 : width - w;
-		return;
-	}
+	*used = 0;
 	while (keep < len) {
 		n = utf8_decode(p + keep, len - keep, &cp);
 		if (n == 0)
 			n = 1, cp = '?';
 		cw = cp_width(cp);
-		if (used + cw > width - 1)
+		if (*used + cw > width - 1)
 			break;
-		used += cw;
+		*used += cw;
 		keep += n;
 	}
+	return keep;
+}
+
+void
+print_fitted(FILE *fp, const char *s, int width)
+{
+	int w = text_width(s), used;
+	size_t keep;
+
+	if (w <= width) {
+		fprintf(fp, "%s%*s", s, width - w, "");
+		return;
+	}
+	keep = text_cut(s, width, &used);
+	fprintf(fp, "%.*s\xe2\x80\xa6%*s", (int)keep, s, width - 1 - used,
+	    "");	/* U+2026 */
+}
+
+/* Print s (clean text) in width columns: cut with an ellipsis, padded. */
+static void
+put_cell(struct out *o, const char *s, int width, bool right)
+{
+	int w = text_width(s), used;
+	size_t keep;
+
+	if (w <= width) {
+		o->spaces += right ? width - w : 0;
+		put_text(o, s, strlen(s));
+		o->spaces += right ? 0 : width - w;
+		return;
+	}
+	keep = text_cut(s, width, &used);
 	put_text(o, s, keep);
 	put_text(o, "\xe2\x80\xa6", 3);	/* U+2026 */
 	o->spaces += width - 1 - used;
@@ -237,6 +267,9 @@ data_text(const struct field *f, const struct val *v, int clean,
 
 	if ((buf = malloc(3 * v->len + 1)) == NULL)
 		return NULL;
+	/* Elsewhere MARK_ON and MARK_OFF are bytes the sender sent. */
+	if (f->kind != K_SNIPPET)
+		clean &= ~CLEAN_MARKS;
 	*len = text_clean(v->s, v->len, clean, buf);
 	if (f->kind == K_SNIPPET)
 		for (size_t i = 0; i < *len; i++)

@@ -132,8 +132,13 @@ print_functions(const char *text)
 			if ((clean = malloc(3 * strlen(v) + 1)) == NULL)
 				break;
 			text_clean(v, strlen(v), 0, clean);
-			printf("%s%-*s", k > 0 ? "  " : "", k < 2 ? w[k] : 0,
-			    clean);
+			/* Columns, not bytes: names may be Devanagari. */
+			if (k > 0)
+				printf("  ");
+			if (k < 2)
+				print_fitted(stdout, clean, w[k]);
+			else
+				printf("%s", clean);
 			free(clean);
 		}
 		printf("\n");

@@ -504,6 +504,18 @@ START_TEST(test_errors)
 	    tmp_path("b.db")), 1, "not a callhookd database");
 	expect_fail(ch_on(tmp_path("nope.db"), "show x"), 1, "no such file");
 	expect_fail(ch("show nosuchcall"), 1, "no call with callSid");
+	/* SQLite's open of a FIFO waited for a writer for ever. */
+	ck_assert_int_eq(mkfifo(tmp_path("fifo.db"), 0600), 0);
+	expect_fail(ch_on(tmp_path("fifo.db"), "list"), 1,
+	    "fifo.db: not a regular file, so not a database");
+	expect_fail(ch_on(tmp_path("fifo.db"), "import /dev/null"), 1,
+	    "not a regular file");
+	expect_fail(ch_on("/dev/zero", "stats"), 1, "not a regular file");
+	/* Help and version fail like any command that cannot write. */
+	ck_assert_int_eq(tu_sh("'%s' --help >/dev/full 2>/dev/null",
+	    callhook()), 1);
+	ck_assert_int_eq(tu_sh("'%s' -V >/dev/full 2>/dev/null", callhook()),
+	    1);
 
 	expect_fail(ch(""), 2, "usage");
 	expect_fail(ch("frobnicate"), 2, "unknown command");
@@ -669,7 +681,8 @@ on_tty(const char *env, const char *args)
 START_TEST(test_table_clean)
 {
 	post_variant("call_ended.json", "agent",
-	    "\"\\u001b[2J\\u001b]0;pwned\\u0007\\u009b2Jevil\"", "post_call",
+	    "\"\\u001b[2J\\u001b]0;pwned\\u0007\\u009b2Jevil\\u0001m\\u0002\"",
+	    "post_call",
 	    "{\"lead_status\":\"बहुत रुचि है, कल फिर से कॉल करें\"}",
 	    "hangup_reason", "\"A_VERY_LONG_HANGUP_REASON_THAT_GOES_ON\"",
 	    NULL);
@@ -694,6 +707,9 @@ START_TEST(test_table_clean)
 	on_tty("", "list --format csv");
 	ck_assert_msg(strchr(out, '\033') == NULL && strchr(out, '\a') ==
 	    NULL && strstr(out, "\xc2\x9b") == NULL, "%s", out);
+	/* The bytes of search's match marks, in a field, were left in. */
+	ck_assert_msg(strchr(out, '\001') == NULL && strchr(out, '\002') ==
+	    NULL, "%s", out);
 	ck_assert(strstr(out, "evil") != NULL);
 	/* Search's match marks are still brackets there. */
 	on_tty("", "search transcript --format csv");
@@ -960,6 +976,45 @@ START_TEST(test_stats)
 }
 END_TEST
 
+/*
+ * show's functions_called table lines up by columns, not bytes, and cuts
+ * a name past 40 columns: the SUCCESS column starts at 21 + 40 + 2 on
+ * every row.
+ */
+static void
+expect_function_columns(void)
+{
+	static const char *const rows[] = { "你好你好", "x_", "" };
+	char *body, line[512], *p, *nl, *cut;
+	wchar_t wbuf[512];
+
+	body = variant("call_ended.json", "callSid", "\"fn-cols\"",
+	    "functions_called", "[{\"name\":\"你好你好\",\"success\":true},"
+	    "{\"name\":\"x_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxx\",\"success\":false},{\"success\":true}]", NULL);
+	post_ok(body);
+	free(body);
+	ck_assert_int_eq(ch("show fn-cols"), 0);
+	setlocale(LC_CTYPE, "C.UTF-8");
+	p = strstr(out, "functions_called");
+	ck_assert_ptr_nonnull(p);
+	p = strchr(p, '\n') + 1;
+	for (size_t n = 0; n < 3; n++) {
+		nl = strchr(p, '\n');
+		ck_assert_ptr_nonnull(nl);
+		snprintf(line, sizeof(line), "%.*s", (int)(nl - p), p);
+		p = nl + 1;
+		ck_assert_msg(strstr(line, rows[n]) != NULL, "%s", line);
+		cut = strstr(line, n == 1 ? "  no" : "  yes");
+		ck_assert_msg(cut != NULL, "%s", line);
+		*cut = '\0';
+		ck_assert(mbstowcs(wbuf, line, 512) != (size_t)-1);
+		ck_assert_msg(wcswidth(wbuf, 512) == 21 + 40, "row %zu: %d "
+		    "columns before SUCCESS: %s", n, wcswidth(wbuf, 512), line);
+	}
+	ck_assert(strstr(out, "x\xe2\x80\xa6") != NULL);
+}
+
 START_TEST(test_show)
 {
 	char *body;
@@ -976,6 +1031,7 @@ START_TEST(test_show)
 	    "TIMESTAMP\n                     update_crm  yes      "
 	    "2025-12-19T15:25:00.000Z\n") != NULL, "%s", out);
 	ck_assert(strstr(out, "transcription\n  Full call transcript...\n"));
+	expect_function_columns();
 	/* A value's second line lines up under its first. */
 	ck_assert_int_eq(ch("show v-b2"), 0);
 	ck_assert_msg(strstr(out, "disposition_reason   Wants, \"pricing\"\n"
