@@ -279,15 +279,14 @@ int
 ch_open_write(struct ch *ch, bool create)
 {
 	struct stat sb;
-	bool fts = ch->cfg.fts;
+	bool fts = ch->cfg.fts, exists;
 	int have;
 
-	if (stat(ch->cfg.database, &sb) == 0 &&
-	    check_regular(ch->cfg.database, &sb) != 0)
+	exists = stat(ch->cfg.database, &sb) == 0;
+	if (exists && check_regular(ch->cfg.database, &sb) != 0)
 		return -EINVAL;
 	/* An empty file (touch) is a new database, for import as for SQLite. */
-	if (stat(ch->cfg.database, &sb) == 0 &&
-	    !(create && no_data(ch->cfg.database, &sb))) {
+	if (exists && !(create && no_data(ch->cfg.database, &sb))) {
 		if (open_store(ch, true, false) != 0)
 			return -EINVAL;
 		if ((have = fts_state(ch)) >= 0)

@@ -902,7 +902,6 @@ json_parse(const char *body, size_t len, struct spans *sp)
 {
 	cJSON *root;
 	char *copy;
-
 	size_t n;
 
 	if (len == 0 || memchr(body, '\0', len) != NULL ||
