@@ -156,9 +156,10 @@ parse_args(int argc, char **argv, struct options *o)
 }
 
 /*
- * To the log once the daemon runs, else to stderr. file says where the
- * error is, with line when it is more than 0: the file, an option, or
- * NULL for nowhere to name.
+ * To the log once the daemon runs (at error level: a reload that fails
+ * keeps the old configuration, which [log] level = error must not hide),
+ * else to stderr. file says where the error is, with line when it is
+ * more than 0: the file, an option, or NULL for nowhere to name.
  */
 static void
 tell_config_error(bool running, const char *file, int line,
@@ -171,7 +172,7 @@ tell_config_error(bool running, const char *file, int line,
 	else if (file != NULL)
 		snprintf(where, sizeof(where), "%s: ", file);
 	if (running)
-		log_warnx("%s%s", where, msg);
+		log_errorx("%s%s", where, msg);
 	else
 		fprintf(stderr, "callhookd: %s%s\n", where, msg);
 }
@@ -516,13 +517,18 @@ reload(struct daemon *d, const struct options *o)
 
 	sd_notify(0, "RELOADING=1");
 	if (load_config(o, &cfg, true) != 0) {
-		log_warnx("reload: %s is not valid (errors above); the running "
+		log_errorx("reload: %s is not valid (errors above); the running "
 		    "configuration stays in force", o->config_file ?
 		    o->config_file : "configuration");
+		sd_notify(0, "STATUS=reload failed: the configuration is not "
+		    "valid (see the log); the running one stays in force");
 	} else if (http_reconfigure(d->http, &cfg, err, sizeof(err)) != 0) {
-		log_warnx("reload: %s; the running configuration stays in "
+		log_errorx("reload: %s; the running configuration stays in "
 		    "force", err);
+		sd_notify(0, "STATUS=reload failed (see the log); the running "
+		    "configuration stays in force");
 	} else {
+		sd_notify(0, "STATUS=");
 		log_setup(cfg.log_level, cfg.log_format);
 		queue_set_capacity(d->queue, cfg.queue);
 		queue_set_memory(d->queue, config_memory_budget(&cfg));

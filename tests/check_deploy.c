@@ -661,7 +661,7 @@ START_TEST(test_notify_protocol)
 	struct reply r;
 
 	setenv("NOTIFY_SOCKET", path, 1);
-	ck_assert_int_eq(tu_start(&d, NULL, NULL), 0);
+	ck_assert_int_eq(tu_start(&d, "[log]\nlevel = info\n", NULL), 0);
 	ck_assert_msg(notify_wait(s, "READY=1", 10000, seen, sizeof(seen))
 	    == 0, "no READY=1; got:\n%s", seen);
 	/* Ready means the store and the listener are up. */
@@ -679,6 +679,14 @@ START_TEST(test_notify_protocol)
 	    == 0, "no RELOADING=1 after SIGHUP; got:\n%s", seen);
 	ck_assert_msg(notify_wait(s, "READY=1", 5000, seen, sizeof(seen))
 	    == 0, "no READY=1 after the reload; got:\n%s", seen);
+	/* A failed reload shows in systemctl status, and still ends. */
+	ck_assert_int_eq(tu_sh("echo 'bogus = 1' >> %s", d.ini), 0);
+	kill(d.pid, SIGHUP);
+	seen[0] = '\0';
+	ck_assert_msg(notify_wait(s, "READY=1", 5000, seen, sizeof(seen))
+	    == 0, "no READY=1 after the failed reload; got:\n%s", seen);
+	ck_assert_msg(strstr(seen, "\nSTATUS=reload failed: ") != NULL,
+	    "no STATUS after a failed reload; got:\n%s", seen);
 
 	kill(d.pid, SIGTERM);
 	seen[0] = '\0';

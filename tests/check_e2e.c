@@ -1095,7 +1095,21 @@ START_TEST(test_value_errors_at_their_line)
 	    "token_file: %s/none: No such file' %s/err", d.dir, d.dir), 0);
 	ck_assert_int_eq(tu_sh("ls %s | grep -q calls.db", d.dir), 1);
 
+	/* A reload to level = error, which must still tell a failed one. */
 	start_or_fail("[auth]\ntoken = t0\n");
+	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken = t1\\n[log]\\n"
+	    "level = error\\n' > %s", d.ini), 0);
+	kill(d.pid, SIGHUP);
+	snprintf(body, sizeof(body), "{\"event\":\"call_ended\",\"data\":"
+	    "{\"callSid\":\"kept-0\"}}");
+	for (int i = 0; i < 200; i++, tu_sleep_ms(10)) {
+		ck_assert_int_eq(tu_post(d.port, PATH "?token=t1", JSON, body,
+		    strlen(body), &r), 0);
+		tu_reply_free(&r);
+		if (r.status == 200)
+			break;
+	}
+	ck_assert_int_eq(r.status, 200);
 	ck_assert_int_eq(tu_sh("printf '[auth]\\n\\ntoken_file = %s/none\\n' "
 	    "> %s", d.dir, d.ini), 0);
 	kill(d.pid, SIGHUP);
@@ -1106,7 +1120,7 @@ START_TEST(test_value_errors_at_their_line)
 	    "token_file: %s/none: No such file' %s", d.dir, d.log), 0);
 	snprintf(body, sizeof(body), "{\"event\":\"call_ended\",\"data\":"
 	    "{\"callSid\":\"kept-1\"}}");
-	ck_assert_int_eq(tu_post(d.port, PATH "?token=t0", JSON, body,
+	ck_assert_int_eq(tu_post(d.port, PATH "?token=t1", JSON, body,
 	    strlen(body), &r), 0);
 	expect_reply(&r, 200, "Webhook received");
 	tu_reply_free(&r);
