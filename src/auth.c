@@ -242,6 +242,13 @@ read_token_file(const char *path, char *buf, size_t len, char *err,
 		return -EINVAL;
 	}
 	fclose(fp);
+	/* The token is hashed as a string: it would end at the NUL. */
+	if (memchr(buf, '\0', n) != NULL) {
+		snprintf(err, errlen, "[auth] token_file: %s holds a NUL byte "
+		    "(a token is text, sent in a header or the URL: make one "
+		    "with openssl rand -hex 32)", path);
+		return -EINVAL;
+	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
 	if (n == 0) {
@@ -275,9 +282,12 @@ load_token(struct auth *a, const struct config *cfg, char *err,
 	} else
 		return 0;
 	if (token_len(token) == 0) {	/* or "" would pass */
-		snprintf(err, errlen, "the token (%s) is only blanks",
-		    cfg->token_file[0] != '\0' ? "[auth] token_file" :
-		    "CALLHOOKD_TOKEN");
+		if (cfg->token_file[0] != '\0')
+			snprintf(err, errlen, "[auth] token_file: %s holds only "
+			    "blanks", cfg->token_file);
+		else
+			snprintf(err, errlen, "the token (CALLHOOKD_TOKEN) is "
+			    "only blanks");
 		return -EINVAL;
 	}
 	SHA256((const unsigned char *)token, token_len(token), a->token_hash);

@@ -106,6 +106,15 @@ START_TEST(test_token_sources)
 	close(fd);
 	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
 	ck_assert_ptr_nonnull(strstr(err, "only blanks"));
+	ck_assert_ptr_nonnull(strstr(err, path));
+
+	/* Hashed as a string, "ab\0cd" would be the token "ab". */
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert(write(fd, "ab\0cdefgh\n", 10) == 10);
+	close(fd);
+	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(err, path) != NULL &&
+	    strstr(err, "holds a NUL byte") != NULL, "%s", err);
 	unlink(path);
 
 	setenv("CALLHOOKD_TOKEN", "from-env\t", 1);
