@@ -78,15 +78,19 @@ addr_parse(const char *s, int *family, unsigned char addr[16])
 static int
 cidr_parse(const char *s, struct cidr *c)
 {
-	char buf[INET6_ADDRSTRLEN + 8], *slash;
+	char buf[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
 	bool mapped;
 	int max;
 
-	if (strlen(s) >= sizeof(buf))
+	/* The prefix may be longer: config.c takes "/000000000000000". */
+	if (alen >= sizeof(buf))
 		return -EINVAL;
-	strcpy(buf, s);
-	if ((slash = strchr(buf, '/')) != NULL)
-		*slash++ = '\0';
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+	if (slash != NULL)
+		slash++;
 	if (addr_parse(buf, &c->family, c->addr) != 0)
 		return -EINVAL;
 	/* ::ffff:a.b.c.d is kept as IPv4: its prefix counts 96 bits more. */

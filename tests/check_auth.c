@@ -193,6 +193,21 @@ START_TEST(test_cidr_allow)
 }
 END_TEST
 
+/* What callhookd -t takes, the daemon takes: it once said "bad CIDR". */
+START_TEST(test_cidr_as_checked)
+{
+	const char *kv[][3] = { { "auth", "allow",
+	    "0000:0000:0000:0000:0000:0000:0000:0000/000000000000000, "
+	    "10.0.0.0/0008" }, { NULL } };
+	struct auth *a = auth_from(kv);
+
+	ck_assert(auth_allowed(a, "2001:db8::1"));
+	ck_assert(auth_allowed(a, "10.1.2.3"));
+	ck_assert(!auth_allowed(a, "11.0.0.1"));
+	auth_free(a);
+}
+END_TEST
+
 /* An IPv4-mapped CIDR's prefix counts its 96 bits of mapping. */
 START_TEST(test_cidr_mapped)
 {
@@ -685,6 +700,7 @@ auth_suite(void)
 	tcase_add_test(unit, test_token_sources);
 	tcase_add_test(unit, test_token_limits);
 	tcase_add_test(unit, test_cidr_allow);
+	tcase_add_test(unit, test_cidr_as_checked);
 	tcase_add_test(unit, test_cidr_mapped);
 	tcase_add_test(unit, test_client_address);
 	tcase_add_test(unit, test_peer_text);
