@@ -188,6 +188,14 @@ static int
 set_listen(struct config *cfg, const struct key *k, const char *value,
     char *err, size_t errlen)
 {
+	struct sockaddr_un sun;
+
+	if (strncmp(value, "unix:/", 6) == 0 &&
+	    strlen(value + 5) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "the unix socket path is longer than %zu "
+		    "bytes", sizeof(sun.sun_path) - 1);
+		return -EINVAL;
+	}
 	if (!valid_listen(value))
 		return bad_value(k, value, strlen(value), err, errlen);
 	return set_str(cfg, k, value, err, errlen);

@@ -281,6 +281,11 @@ START_TEST(test_bad_listen)
 	expect_one_error("[http]\nlisten = [::g]:80\n", 2, "\"[::g]:80\"");
 	expect_one_error("[http]\nlisten = unix:relative\n", 2,
 	    "\"unix:relative\"");
+	/* sun_path's 108 bytes, with the NUL: said so, not "not unix:/". */
+	expect_one_error("[http]\nlisten = unix:/var/tmp/"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n", 2,
+	    "[http] listen: the unix socket path is longer than 107 bytes");
 	expect_one_error("[http]\nlisten =\n", 2,
 	    "[http] listen: value is empty, expected HOST:PORT");
 }
