@@ -351,6 +351,23 @@ config_parse_duration(const char *s, unsigned *out_ms)
 	return 0;
 }
 
+/*
+ * Standard base64 with its padding, of at least one byte: OpenSSL's
+ * EVP_DecodeBlock also takes '=' anywhere ("====" is a byte of 0).
+ */
+static bool
+base64_shaped(const char *s, size_t n)
+{
+	size_t pad = n >= 2 && s[n - 2] == '=' ? 2 : n >= 1 && s[n - 1] == '=';
+
+	if (n < 4 || n % 4 != 0 || (pad == 2 && s[n - 1] != '='))
+		return false;
+	for (size_t i = 0; i < n - pad; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '+' && s[i] != '/')
+			return false;
+	return true;
+}
+
 int
 config_parse_secret(const char *s, unsigned char *out, size_t *len)
 {
@@ -366,13 +383,13 @@ config_parse_secret(const char *s, unsigned char *out, size_t *len)
 	}
 	s += 6;
 	n -= 6;
-	if (n == 0 || n % 4 != 0 || n / 4 * 3 > CONFIG_SECRET_MAX ||
+	if (!base64_shaped(s, n) || n / 4 * 3 > CONFIG_SECRET_MAX ||
 	    (got = EVP_DecodeBlock(out, (const unsigned char *)s,
 	    (int)n)) < 0)
 		return -EINVAL;
 	/* EVP_DecodeBlock counts padding bytes as data. */
 	*len = (size_t)got - (s[n - 1] == '=') - (s[n - 2] == '=');
-	return 0;
+	return *len > 0 ? 0 : -EINVAL;
 }
 
 static int

@@ -545,6 +545,16 @@ START_TEST(test_bad_secret)
 	    "[auth] hmac_secret: \"whsec_\" must be followed by base64");
 	expect_one_error("[auth]\n\nhmac_secret = whsec_abc\n", 3,
 	    "[auth] hmac_secret: \"whsec_\" must be followed by base64");
+	/* OpenSSL alone takes '=' anywhere: 0 bytes of key, or 6 of 0. */
+	expect_one_error("[auth]\nhmac_secret = whsec_====\n", 2,
+	    "[auth] hmac_secret: \"whsec_\" must be followed by base64");
+	expect_one_error("[auth]\nhmac_secret = whsec_AAAA=AAA\n", 2,
+	    "[auth] hmac_secret: \"whsec_\" must be followed by base64");
+	expect_one_error("[auth]\nhmac_secret = whsec_AA=A\n", 2,
+	    "[auth] hmac_secret: \"whsec_\" must be followed by base64");
+	config_defaults(&cfg);
+	ck_assert_int_eq(config_set(&cfg, "auth", "hmac_secret",
+	    "whsec_c2VjcmV0Lg==", err, sizeof(err)), 0);
 	/* Longer than a line of the file can be, so set here. */
 	memset(raw, 's', sizeof(raw) - 1);
 	raw[sizeof(raw) - 1] = '\0';
