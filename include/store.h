@@ -144,6 +144,12 @@ int	store_checkpoint(struct store *st, int *wal_pages, int *copied);
  */
 int	store_restart_wal(struct store *st);
 
+/*
+ * Wait at most ms for a lock another connection holds, for the next
+ * transactions; a negative ms, or one above the busy timeout the store
+ * was opened with, means that timeout.
+ */
+void	store_limit_lock_wait(struct store *st, int ms);
 /* SQLite's message for the last failure. */
 const char *store_errmsg(struct store *st);
 /*

@@ -107,6 +107,8 @@ struct store {
 	bool		 for_all;	/* the last failure: the store's
 					   state, whatever is written */
 	bool		 damaged;	/* SQLite found the file corrupt */
+	int		 busy_ms;	/* as opened */
+	int		 busy_now_ms;	/* store_limit_lock_wait */
 };
 
 /*
@@ -620,7 +622,18 @@ open_db(struct store *st, const struct store_options *opt)
 	ms = opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms :
 	    STORE_BUSY_DEFAULT_MS;
 	sqlite3_busy_timeout(st->db, ms);
+	st->busy_ms = st->busy_now_ms = ms;
 	return 0;
+}
+
+void
+store_limit_lock_wait(struct store *st, int ms)
+{
+	if (ms < 0 || ms > st->busy_ms)
+		ms = st->busy_ms;
+	if (ms != st->busy_now_ms)
+		sqlite3_busy_timeout(st->db, ms);
+	st->busy_now_ms = ms;
 }
 
 /*
