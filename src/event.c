@@ -1359,14 +1359,19 @@ check_call_sid(cJSON *data, struct plan *pl, char *msg, size_t msglen)
 	struct piece pc = { .off = offsetof(struct event, call_sid) };
 
 	sid = cJSON_GetObjectItemCaseSensitive(data, "callSid");
-	if (!cJSON_IsString(sid) || sid->valuestring == NULL ||
-	    sid->valuestring[0] == '\0')
+	if (sid == NULL || cJSON_IsNull(sid))
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,
 		    "data.callSid is required");
+	if (!cJSON_IsString(sid) || sid->valuestring == NULL)
+		return refuse(EVENT_BAD_REQUEST, msg, msglen,
+		    "data.callSid must be a string");
 	/* cJSON cuts it there: "a\u0000b" and "a\u0000c" would be one call. */
 	if (pl->spans.sid_nul)
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,
 		    "data.callSid must not contain \\u0000");
+	if (sid->valuestring[0] == '\0')
+		return refuse(EVENT_BAD_REQUEST, msg, msglen,
+		    "data.callSid must not be empty");
 	/* Read as U+FFFD, "\ud800" and "\ud801" would be one call. */
 	if (pl->spans.sid_lone)
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,

@@ -303,9 +303,9 @@ START_TEST(test_bad_requests)
 	post_expect("{\"event\":\"call_ended\",\"data\":{}}", 400,
 	    "data.callSid is required");
 	post_expect("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"\"}}",
-	    400, "data.callSid is required");
+	    400, "data.callSid must not be empty");
 	post_expect("{\"event\":\"call_ended\",\"data\":{\"callSid\":7}}",
-	    400, "data.callSid is required");
+	    400, "data.callSid must be a string");
 	post_expect("{\"event\":\"call_ended\",\"data\":[]}", 400, NULL);
 	post_expect("", 400, NULL);
 

@@ -314,6 +314,8 @@ struct refusal {
 #define BAD(b, m)	{ b, EVENT_BAD_REQUEST, m }
 #define UNKNOWN(b)	{ b, EVENT_UNKNOWN_TYPE, "Unknown event type" }
 #define NO_SID		"data.callSid is required"
+#define NO_SID_TEXT	"data.callSid must not be empty"
+#define SID_TYPE	"data.callSid must be a string"
 
 static const struct refusal refusals[] = {
 	BAD("[]", "body is not a JSON object"),
@@ -340,11 +342,11 @@ static const struct refusal refusals[] = {
 	BAD("{\"event\":\"call_ended\",\"Data\":{}}", "data must be an object"),
 	BAD("{\"event\":\"call_ended\",\"data\":{}}", NO_SID),
 	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":null}}", NO_SID),
-	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"\"}}", NO_SID),
-	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":12}}", NO_SID),
-	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":true}}", NO_SID),
-	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":{}}}", NO_SID),
-	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":[\"a\"]}}", NO_SID),
+	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"\"}}", NO_SID_TEXT),
+	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":12}}", SID_TYPE),
+	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":true}}", SID_TYPE),
+	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":{}}}", SID_TYPE),
+	BAD("{\"event\":\"call_ended\",\"data\":{\"callSid\":[\"a\"]}}", SID_TYPE),
 	BAD("{\"event\":\"call_ended\",\"data\":{\"CallSid\":\"a\"}}", NO_SID),
 	BAD("{\"event\":\"call_ended\",\"data\":{\"callsid\":\"a\"}}", NO_SID),
 };
@@ -1046,7 +1048,7 @@ START_TEST(test_nul)
 
 	/* A \u0000 that would leave an empty callSid. */
 	REFUSED("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"\\u0000x\"}}",
-	    EVENT_BAD_REQUEST, "data.callSid is required");
+	    EVENT_BAD_REQUEST, "data.callSid must not contain \\u0000");
 
 	/* Cut there, two calls would be one: refused in both modes. */
 	REFUSED("{\"event\":\"call_ended\",\"data\":{\"callSid\":\"a\\u0000b\"}}",
