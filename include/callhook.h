@@ -30,6 +30,7 @@
 /* What every command gets. */
 struct ch {
 	struct config	 cfg;		/* defaults or -c, and -d */
+	const char	*relative_in;	/* -c, when its database is relative */
 	bool		 color;		/* a terminal, no NO_COLOR */
 	bool		 progress;	/* stderr is a terminal */
 	struct store	*st;		/* from ch_open_read/write */

@@ -199,18 +199,39 @@ check_regular(const char *path, const struct stat *sb)
 }
 
 /*
+ * A relative database from -c is callhookd's, relative to its working
+ * directory (/var/lib/callhookd under its unit), which callhook cannot
+ * know: when it is not in the current one, say so rather than read, or
+ * create, another file.
+ */
+static void
+explain_relative(const struct ch *ch)
+{
+	if (ch->relative_in == NULL)
+		return;
+	fprintf(stderr, "callhook: %s gives [store] database as a relative "
+	    "path, which callhook takes from the current directory and "
+	    "callhookd from its own (/var/lib/callhookd under its systemd "
+	    "unit): use -d PATH, or an absolute path in the file\n",
+	    ch->relative_in);
+}
+
+/*
  * SQLite reports a missing file as "unable to open database file" and
  * would create one on a read-write open: say it plainly first.
  */
 static int
-check_exists(const char *path)
+check_exists(const struct ch *ch)
 {
+	const char *path = ch->cfg.database;
 	struct stat sb;
 
 	if (stat(path, &sb) == 0)
 		return check_regular(path, &sb);
 	warnx("%s: %s", path, errno == ENOENT ? "no such file" :
 	    strerror(errno));
+	if (errno == ENOENT)
+		explain_relative(ch);
 	return -ENOENT;
 }
 
@@ -237,7 +258,7 @@ open_store(struct ch *ch, bool readonly, bool fts)
 int
 ch_open_read(struct ch *ch)
 {
-	if (check_exists(ch->cfg.database) != 0)
+	if (check_exists(ch) != 0)
 		return -ENOENT;
 	return open_store(ch, true, false);
 }
@@ -294,8 +315,8 @@ ch_open_write(struct ch *ch, bool create)
 		store_close(ch->st);
 		ch->st = NULL;
 		ch->db = NULL;
-	} else if (!create)
-		return check_exists(ch->cfg.database);
+	} else if (!create || ch->relative_in != NULL)
+		return check_exists(ch);
 	return open_store(ch, false, fts);
 }
 
@@ -376,6 +397,8 @@ parse_global(struct ch *ch, int argc, char **argv, int *first)
 	if (conf != NULL) {
 		if (config_load(&ch->cfg, conf, print_config_error, NULL) != 0)
 			return CH_FAIL;
+		if (ch->cfg.database[0] != '/')
+			ch->relative_in = conf;
 	}
 	if (db != NULL && set_database(ch, db) != 0)
 		return ch_usage(NULL);

@@ -583,6 +583,23 @@ START_TEST(test_config)
 	ck_assert_int_eq(tu_sh("cd '%s' && '%s' list >/dev/null", d.dir, abs),
 	    0);
 	ck_assert_int_eq(tu_sh("cd / && '%s' list 2>/dev/null", abs), 1);
+
+	/*
+	 * A relative database in -c's file is callhookd's, from its own
+	 * working directory: found here when here, else explained, and
+	 * never created by a write command.
+	 */
+	write_file(tmp_path("rel.ini"), "[store]\ndatabase = calls.db\n");
+	ck_assert_int_eq(tu_sh("cd '%s' && '%s' -c rel.ini list >/dev/null",
+	    d.dir, abs), 0);
+	ck_assert_int_eq(tu_sh("mkdir '%s' && cd '%s' && '%s' -c ../rel.ini "
+	    "list 2>'%s'", tmp_path("elsewhere"), tmp_path("elsewhere"), abs,
+	    tmp_path("err")), 1);
+	ck_assert_int_eq(tu_sh("grep -q 'rel.ini gives \\[store\\] database "
+	    "as a relative path' '%s'", tmp_path("err")), 0);
+	ck_assert_int_eq(tu_sh("cd '%s' && '%s' -c ../rel.ini import /dev/null "
+	    "2>/dev/null", tmp_path("elsewhere"), abs), 1);
+	ck_assert_int_ne(access(tmp_path("elsewhere/calls.db"), F_OK), 0);
 }
 END_TEST
 
