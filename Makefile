@@ -118,6 +118,7 @@ torture: all $(BUILD)/check_all
 # package), do both when the package is installed.
 BINDIR	 = $(PREFIX)/bin
 MANDIR	 = $(PREFIX)/share/man
+DOCDIR	 = $(PREFIX)/share/doc/callhookd
 UNITDIR	?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR ?= /etc
@@ -140,6 +141,8 @@ ifneq ($(INSTALL_MAN1),)
 endif
 	install -m 644 man/callhookd.ini.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 man/callhookd.8 $(DESTDIR)$(MANDIR)/man8
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 644 README.md LICENSE config.example.ini $(DESTDIR)$(DOCDIR)
 	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' \
 	    -e 's|/etc/callhookd/|$(SYSCONFDIR)/callhookd/|g' \
 	    systemd/callhookd.service > $(DESTDIR)$(UNITDIR)/callhookd.service
@@ -175,12 +178,28 @@ uninstall:
 	    $(DESTDIR)$(UNITDIR)/callhookd.service \
 	    $(DESTDIR)$(UNITDIR)/callhookd.socket \
 	    $(DESTDIR)$(SYSUSERSDIR)/callhookd.conf
+	rm -rf $(DESTDIR)$(DOCDIR)
 	@echo "kept $(CONF) and $(STATEDIR)"
 
 clean:
 	rm -rf build
 
-.PHONY: all deps test-deps run check test clean bench fuzz torture \
+help:
+	@echo "make [all]     build build/callhookd and build/callhook"
+	@echo "make deps      install the Debian packages the build needs (as root;"
+	@echo "               otherwise print the apt-get line)"
+	@echo "make run       deps, all, then start the daemon on its defaults"
+	@echo "               (127.0.0.1:8080, ./calls.db)"
+	@echo "make check     test-deps, all, every test: plain, ASan+UBSan, TSan,"
+	@echo "               fuzzers, valgrind, the benchmark script for 1 s"
+	@echo "make test      the test suites once (CK_SUITES=\"e2e faults\" for some)"
+	@echo "make bench     the benchmark (bench/README.md), into bench/results.md"
+	@echo "make fuzz      the libFuzzer targets (FUZZ_SECONDS=10)"
+	@echo "make torture   longer fault tests and fuzzing"
+	@echo "make install   into PREFIX=$(PREFIX) (DESTDIR=, SYSCONFDIR=); uninstall"
+	@echo "make clean     remove build/"
+
+.PHONY: all deps test-deps run check test clean help bench fuzz torture \
 	install uninstall
 
 -include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)

@@ -917,6 +917,12 @@ expected_tree(const char *prefix, const char *etc)
 	    "callhookd.ini.5 644", prefix);
 	snprintf(line[n++], sizeof(line[0]), "%s/share/man/man8/"
 	    "callhookd.8 644", prefix);
+	snprintf(line[n++], sizeof(line[0]), "%s/share/doc/callhookd/"
+	    "README.md 644", prefix);
+	snprintf(line[n++], sizeof(line[0]), "%s/share/doc/callhookd/"
+	    "LICENSE 644", prefix);
+	snprintf(line[n++], sizeof(line[0]), "%s/share/doc/callhookd/"
+	    "config.example.ini 644", prefix);
 	qsort(line, n, sizeof(line[0]), cmp_lines);
 	for (size_t i = 0; i < n; i++) {
 		strcat(out, line[i]);
