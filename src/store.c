@@ -107,6 +107,9 @@ struct store {
 	bool		 for_all;	/* the last failure: the store's
 					   state, whatever is written */
 	bool		 damaged;	/* SQLite found the file corrupt */
+	bool		 wal_known;	/* a writer's WAL, as opened: */
+	dev_t		 wal_dev;
+	ino_t		 wal_ino;
 	int		 busy_ms;	/* as opened */
 	int		 busy_now_ms;	/* store_limit_lock_wait */
 };
@@ -572,6 +575,44 @@ file_moved(struct store *st)
 }
 
 /*
+ * The same for the WAL, as it was once the store was open: commits go on
+ * into a removed one, which no reader finds and which a kill -9 takes
+ * with them (a clean stop still copies it into the database through its
+ * descriptor). SQLite's own check covers the database file only, and the
+ * WAL stays the same file while the daemon's connections keep it open
+ * (and, with SQLITE_FCNTL_PERSIST_WAL, after).
+ */
+static void
+note_wal(struct store *st)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	st->wal_known = snprintf(path, sizeof(path), "%s-wal",
+	    sqlite3_db_filename(st->db, "main")) < (int)sizeof(path) &&
+	    stat(path, &sb) == 0;
+	if (st->wal_known) {
+		st->wal_dev = sb.st_dev;
+		st->wal_ino = sb.st_ino;
+	}
+}
+
+static bool
+wal_moved(struct store *st)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	if (!st->wal_known)
+		return false;
+	snprintf(path, sizeof(path), "%s-wal",
+	    sqlite3_db_filename(st->db, "main"));
+	if (stat(path, &sb) == -1)
+		return errno == ENOENT;
+	return sb.st_dev != st->wal_dev || sb.st_ino != st->wal_ino;
+}
+
+/*
  * Still the file at its path? One removed or replaced (a restore by mv,
  * say) would take every later commit to a file nobody can open: a 200
  * for an event that is gone. -ESTALE then, for as long as it lasts.
@@ -579,12 +620,21 @@ file_moved(struct store *st)
 static int
 check_file(struct store *st)
 {
-	if (!file_moved(st))
-		return 0;
-	seterr(st->err, sizeof(st->err), "%s was removed or replaced since "
-	    "it was opened; the file now at that path is used once it is "
-	    "opened again", sqlite3_db_filename(st->db, "main"));
-	return -ESTALE;
+	const char *path = sqlite3_db_filename(st->db, "main");
+
+	if (file_moved(st)) {
+		seterr(st->err, sizeof(st->err), "%s was removed or replaced "
+		    "since it was opened; the file now at that path is used "
+		    "once it is opened again", path);
+		return -ESTALE;
+	}
+	if (wal_moved(st)) {
+		seterr(st->err, sizeof(st->err), "%s-wal was removed or "
+		    "replaced while in use; restart callhookd (a clean stop "
+		    "copies what it holds into the database)", path);
+		return -ESTALE;
+	}
+	return 0;
 }
 
 static int
@@ -1030,6 +1080,8 @@ store_open(struct store **out, const struct store_options *opt,
 		error = store_fts_count(st);
 	if (error != 0)
 		goto fail;
+	if (!opt->readonly)
+		note_wal(st);
 	st->err[0] = '\0';
 	*out = st;
 	return 0;

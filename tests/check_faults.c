@@ -2325,6 +2325,40 @@ START_TEST(test_database_removed)
 END_TEST
 
 /*
+ * The WAL removed while the daemon runs: its commits went on into the
+ * removed file, with 200s and /healthz ok, and a kill -9 then lost them
+ * and the schema. Now 503 and /healthz say so, and a clean stop copies
+ * what the WAL held into the database.
+ */
+START_TEST(test_wal_removed)
+{
+	struct daemon_proc *d = new_proc();
+	char store[200], *before = event_body("wal-before"),
+	    *after = event_body("wal-after");
+	struct reply r;
+
+	start_or_fail(d, NULL);
+	ck_assert_int_eq(tu_post(d->port, PATH, JSON, before, strlen(before),
+	    &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	tu_reply_free(&r);
+	ck_assert_int_eq(tu_sh("rm '%s-wal'", d->db), 0);
+	ck_assert_int_eq(tu_post(d->port, PATH, JSON, after, strlen(after),
+	    &r), 0);
+	expect_503(&r, "WAL removed");
+	tu_reply_free(&r);
+	ck_assert_int_eq(health(d->port, store, sizeof(store), NULL), 503);
+	ck_assert_msg(strstr(store, "-wal was removed or replaced while in "
+	    "use") != NULL, "healthz: %s", store);
+	proc_stop(d, SIGTERM);
+	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM calls WHERE "
+	    "call_sid = 'wal-before'"), 1);
+	free(before);
+	free(after);
+}
+END_TEST
+
+/*
  * Refusals are kept in the rejects table within a budget of their own
  * (1,000), which a failing store keeps used up while the writer holds
  * them: a flood of bad requests during an outage costs no more memory
@@ -2534,6 +2568,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_rescue_disk_full);
 	tcase_add_test(tc, test_rejects_bounded_while_failing);
 	tcase_add_test(tc, test_database_removed);
+	tcase_add_test(tc, test_wal_removed);
 	tcase_add_test(tc, test_poison_event_commit);
 	tcase_add_test(tc, test_poison_event_enqueue);
 	tcase_add_test(tc, test_poison_in_a_crowd);
