@@ -459,7 +459,10 @@ rescue_to_file(const char *path, mode_t mode, const struct job *head,
 			n++;
 	if (error == 0 && fsync(fd) != 0)
 		error = -errno;
-	if (error != 0 && ftruncate(fd, st.st_size) != 0)
+	/* An empty file left would read as "nothing was set aside". */
+	if (error != 0 && st.st_size == 0)
+		unlink(path);
+	else if (error != 0 && ftruncate(fd, st.st_size) != 0)
 		log_error("cannot cut rescue file %s back to %lld bytes",
 		    path, (long long)st.st_size);
 	if (close(fd) != 0 && error == 0)
