@@ -172,6 +172,20 @@ render_gauge(FILE *fp, const char *name, const char *help, size_t value)
 	    name, name, value);
 }
 
+/*
+ * -1 before the first event. last is wall-clock time, as the writer
+ * took it: a clock stepped back below it reads 0, not 2^64 ms.
+ */
+static double
+since_last_event(uint64_t last)
+{
+	uint64_t now = now_wall_ms();
+
+	if (last == 0)
+		return -1.0;
+	return now > last ? (double)(now - last) / 1000.0 : 0.0;
+}
+
 char *
 metrics_render(struct metrics *m, const struct gauges *g, size_t *len)
 {
@@ -195,7 +209,7 @@ metrics_render(struct metrics *m, const struct gauges *g, size_t *len)
 	    "the last committed event (-1: none yet).\n"
 	    "# TYPE callhookd_seconds_since_last_event gauge\n"
 	    "callhookd_seconds_since_last_event %.3f\n",
-	    last == 0 ? -1.0 : (double)(now_wall_ms() - last) / 1000.0);
+	    since_last_event(last));
 	fprintf(fp, "# HELP callhookd_fts_backlog Stored calls not yet in "
 	    "the full-text index.\n# TYPE callhookd_fts_backlog gauge\n"
 	    "callhookd_fts_backlog %" PRIu64 "\n", load(&m->fts_backlog));

@@ -76,6 +76,30 @@ START_TEST(test_gauges)
 }
 END_TEST
 
+/* A wall clock stepped back below the last event reads 0, not 1.8e16. */
+START_TEST(test_since_last_event)
+{
+	struct metrics *m = malloc(sizeof(*m));
+	char *text;
+
+	ck_assert_ptr_nonnull(m);
+	metrics_init(m);
+	text = render(m);
+	HAS(text, "\ncallhookd_seconds_since_last_event -1.000\n");
+	free(text);
+	atomic_store(&m->last_event_ms, now_wall_ms() + 30000);
+	text = render(m);
+	HAS(text, "\ncallhookd_seconds_since_last_event 0.000\n");
+	free(text);
+	atomic_store(&m->last_event_ms, now_wall_ms() - 90000);
+	text = render(m);
+	ck_assert_ptr_nonnull(strstr(text,
+	    "\ncallhookd_seconds_since_last_event 9"));
+	free(text);
+	free(m);
+}
+END_TEST
+
 /* The usual statuses always; any other once sent (501 was never shown). */
 START_TEST(test_statuses)
 {
@@ -105,6 +129,7 @@ metrics_suite(void)
 	tcase_add_test(tc, test_sums_exact);
 	tcase_add_test(tc, test_statuses);
 	tcase_add_test(tc, test_gauges);
+	tcase_add_test(tc, test_since_last_event);
 	suite_add_tcase(s, tc);
 	return s;
 }
