@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define EVENT_CALL_SID_MAX	256	/* bytes; a longer one is a 400 */
+
 /*
  * Every string is NUL-terminated UTF-8 or NULL (JSON null, absent, or of a
  * type that could not be coerced). JSON-valued fields hold the member's

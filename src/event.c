@@ -62,7 +62,6 @@
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
-#define CALL_SID_MAX	256	/* bytes */
 #define KEY_MAX		19	/* the longest name in fields[] and "callSid" */
 #define ARENA_SIZE	(64 * 1024)	/* a 9 KB transcript's tree takes 13 KB */
 /*
@@ -1378,8 +1377,8 @@ check_call_sid(cJSON *data, struct plan *pl, char *msg, size_t msglen)
 		    "data.callSid must not contain a lone surrogate escape "
 		    "(\\ud800 to \\udfff without its other half)");
 	pc.src = sid->valuestring;
-	pc.len = strnlen(pc.src, CALL_SID_MAX + 1);
-	if (pc.len > CALL_SID_MAX)
+	pc.len = strnlen(pc.src, EVENT_CALL_SID_MAX + 1);
+	if (pc.len > EVENT_CALL_SID_MAX)
 		return refuse(EVENT_BAD_REQUEST, msg, msglen,
 		    "data.callSid is too long");
 	plan_add(pl, &pc);

@@ -78,6 +78,7 @@ struct http {
 	atomic_uint_fast64_t	 next_id;	/* request ids */
 	atomic_uint_fast64_t	 refusals_logged[REJECT_REASONS]; /* see
 						   log_refusal() */
+	atomic_uint_fast64_t	 gone_logged;	/* see log_gone() */
 	uint64_t		 id_base;	/* start time, tells runs apart */
 	struct MHD_Response	*received;	/* the shared 200 */
 	struct conns		*conns;
@@ -119,7 +120,7 @@ struct request {
 	struct ticket		*ticket;
 	struct conn		*watch;		/* its connection's */
 	int			 push_rc;
-	char			 call_sid[80];
+	char			 call_sid[EVENT_CALL_SID_MAX + 1];
 	struct origin		 from;
 };
 
@@ -227,8 +228,9 @@ origin_of(struct http *h, const struct settings *set,
 }
 
 /*
- * The id that log lines give a request: the daemon's start time in hex,
- * and the request's number. Formatted only when a line is written.
+ * The id that log lines give a request: the daemon's start time in hex
+ * (in ms: a restart within the second made the same ids), and the
+ * request's number. Formatted only when a line is written.
  */
 static const char *
 request_id(const struct http *h, const struct origin *o, char *buf,
@@ -293,21 +295,45 @@ overload(enum reject_reason why)
  * /metrics and the rejects table still count every one.
  */
 static bool
-log_refusal(struct http *h, enum reject_reason why)
+within_rate(atomic_uint_fast64_t *slot, uint64_t max)
 {
 	uint64_t second = now_mono_ns() / 1000000000ULL;
-	uint64_t max = overload(why) ? 1 : LOG_REFUSALS_MAX;
-	uint64_t old = atomic_load_explicit(&h->refusals_logged[why],
-	    memory_order_relaxed), n;
+	uint64_t old = atomic_load_explicit(slot, memory_order_relaxed), n;
 
 	/* The second in the high bits, the lines logged in it below. */
 	do {
 		n = old >> 16 == second ? (old & 0xffff) + 1 : 1;
 		if (n > max)
 			return false;
-	} while (!atomic_compare_exchange_weak(&h->refusals_logged[why],
-	    &old, second << 16 | n));
+	} while (!atomic_compare_exchange_weak(slot, &old, second << 16 | n));
 	return true;
+}
+
+static bool
+log_refusal(struct http *h, enum reject_reason why)
+{
+	return within_rate(&h->refusals_logged[why], overload(why) ? 1 :
+	    LOG_REFUSALS_MAX);
+}
+
+/*
+ * A held or answered webhook whose client left first: one line, with the
+ * request's fields, at most LOG_REFUSALS_MAX a second (any client can
+ * cause it at will).
+ */
+static void
+log_gone(struct http *h, const struct request *req)
+{
+	char id[48];
+	const char *fields[] = { "req", NULL, "remote", req->from.remote,
+	    "callSid", req->call_sid, NULL, NULL };
+
+	if (!log_enabled(LOG_INFO) || !within_rate(&h->gone_logged,
+	    LOG_REFUSALS_MAX))
+		return;
+	fields[1] = request_id(h, &req->from, id, sizeof(id));
+	log_fields(LOG_INFO, "connection closed before its answer was sent "
+	    "(the event is kept)", fields);
 }
 
 /*
@@ -316,17 +342,21 @@ log_refusal(struct http *h, enum reject_reason why)
  * its small queue budget is spent, never blocking this thread).
  */
 static void
-note_reject(struct http *h, const struct origin *o, unsigned status,
-    enum reject_reason why, const char *reason, const char *body,
-    size_t len)
+note_reject(struct http *h, const struct origin *o, const char *call_sid,
+    unsigned status, enum reject_reason why, const char *reason,
+    const char *body, size_t len)
 {
 	struct reject *rj;
 	struct job *job;
 	char code[8], id[48];
 	const char *fields[] = { "req", NULL, "remote", o->remote,
-	    "status", code, "reason", reason, NULL, NULL };
+	    "status", code, "reason", reason, NULL, NULL, NULL, NULL };
 
 	snprintf(code, sizeof(code), "%u", status);
+	if (call_sid != NULL && call_sid[0] != '\0') {
+		fields[8] = "callSid";
+		fields[9] = call_sid;
+	}
 	if (log_refusal(h, why)) {
 		fields[1] = request_id(h, o, id, sizeof(id));
 		log_fields(LOG_WARN, "refused request", fields);
@@ -370,7 +400,7 @@ refuse_early(struct http *h, struct MHD_Connection *conn,
 	struct origin o;
 
 	origin_of(h, set, conn, &o);
-	note_reject(h, &o, status, why, message, NULL, 0);
+	note_reject(h, &o, NULL, status, why, message, NULL, 0);
 	return answer(h, conn, status, message, allow_header(status) ?
 	    MHD_HTTP_HEADER_ALLOW : NULL, allow_header(status));
 }
@@ -380,8 +410,8 @@ refuse(struct request *req, unsigned status, enum reject_reason why,
     const char *message)
 {
 	req->state = REQ_ANSWERED;
-	note_reject(req->http, &req->from, status, why, message, req->body,
-	    req->len);
+	note_reject(req->http, &req->from, req->call_sid, status, why,
+	    message, req->body, req->len);
 	return answer(req->http, req->conn, status, message, NULL, NULL);
 }
 
@@ -699,6 +729,28 @@ body_refused(struct request *req, enum req_state state)
 	req->reserved = keep;
 }
 
+/*
+ * The event has the body now: keep only what a rejects row shows, should
+ * the event be refused after all (queue full, not committed in time),
+ * so that the row says which call it was. A short body is kept as is.
+ */
+static void
+body_keep_head(struct request *req)
+{
+	char *p;
+
+	if (req->len <= STORE_REJECT_BODY)
+		return;
+	if ((p = realloc(req->body, STORE_REJECT_BODY)) != NULL)
+		req->body = p;
+	req->len = req->cap = STORE_REJECT_BODY;
+	if (req->reserved > STORE_REJECT_BODY) {
+		atomic_fetch_sub(&req->http->body_bytes, req->reserved -
+		    STORE_REJECT_BODY);
+		req->reserved = STORE_REJECT_BODY;
+	}
+}
+
 static void
 body_free(struct request *req)
 {
@@ -885,7 +937,8 @@ refuse_malformed(struct http *h, struct MHD_Connection *conn,
 	struct origin o;
 
 	origin_of(h, set, conn, &o);
-	note_reject(h, &o, MHD_HTTP_BAD_REQUEST, REJECT_INVALID, msg, NULL, 0);
+	note_reject(h, &o, NULL, MHD_HTTP_BAD_REQUEST, REJECT_INVALID, msg,
+	    NULL, 0);
 	return answer(h, conn, MHD_HTTP_BAD_REQUEST, msg,
 	    MHD_HTTP_HEADER_CONNECTION, "close");
 }
@@ -922,9 +975,10 @@ discard_body(struct request *req, size_t *size)
 		req->state = REQ_TOO_BIG;
 	if (req->state == REQ_TOO_BIG &&
 	    req->received - max > TOO_BIG_SLACK) {
-		note_reject(req->http, &req->from, MHD_HTTP_CONTENT_TOO_LARGE,
-		    REJECT_TOO_LARGE, "body exceeds max_body (connection "
-		    "closed)", req->body, req->len);
+		note_reject(req->http, &req->from, NULL,
+		    MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE, "body "
+		    "exceeds max_body (connection closed)", req->body,
+		    req->len);
 		req->state = REQ_ANSWERED;
 		return MHD_NO;
 	}
@@ -945,7 +999,7 @@ refuse_late(struct request *req)
 
 	snprintf(why, sizeof(why), "body not received within %llu s "
 	    "(connection closed)", (unsigned long long)(limit / 1000000000));
-	note_reject(req->http, &req->from, MHD_HTTP_REQUEST_TIMEOUT,
+	note_reject(req->http, &req->from, NULL, MHD_HTTP_REQUEST_TIMEOUT,
 	    REJECT_TOO_SLOW, why, req->body, req->len);
 	req->state = REQ_ANSWERED;
 	return MHD_NO;
@@ -1139,7 +1193,7 @@ finish_body(struct request *req)
 		return refuse(req, MHD_HTTP_BAD_REQUEST, e ==
 		    EVENT_UNKNOWN_TYPE ? REJECT_UNKNOWN_EVENT : REJECT_INVALID,
 		    msg);
-	body_free(req);
+	body_keep_head(req);
 	if (ev->type_mismatches > 0)
 		atomic_fetch_add(&h->metrics->type_mismatches,
 		    ev->type_mismatches);
@@ -1230,15 +1284,16 @@ note_unfinished(struct request *req, struct MHD_Connection *conn,
 	if (conn_cut(req->watch))
 		(void)refuse_late(req);
 	else if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
-		note_reject(req->http, &req->from, MHD_HTTP_REQUEST_TIMEOUT,
-		    REJECT_TOO_SLOW, "body stopped coming (idle timeout, "
-		    "connection closed)", req->body, req->len);
+		note_reject(req->http, &req->from, NULL,
+		    MHD_HTTP_REQUEST_TIMEOUT, REJECT_TOO_SLOW, "body stopped "
+		    "coming (idle timeout, connection closed)", req->body,
+		    req->len);
 	else if ((status = library_answer(conn)) != 0) {
 		if (status < 600)
 			atomic_fetch_add_explicit(
 			    &req->http->metrics->responses[status], 1,
 			    memory_order_relaxed);
-		note_reject(req->http, &req->from, status, REJECT_INVALID,
+		note_reject(req->http, &req->from, NULL, status, REJECT_INVALID,
 		    "body framing refused by libmicrohttpd (a malformed "
 		    "chunk, or a chunk line too long), connection closed",
 		    req->body, req->len);
@@ -1258,8 +1313,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (req == NULL)
 		return;
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->call_sid[0])
-		log_info("connection for callSid %s closed before its answer "
-		    "was sent (the event is kept)", req->call_sid);
+		log_gone(h, req);
 	if (req->state == REQ_RECEIVING || req->state == REQ_TOO_BIG ||
 	    req->state == REQ_NO_ROOM)
 		note_unfinished(req, conn, toe);
@@ -1377,7 +1431,7 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	h->body_deadline_ns = deadline_ns;
 	h->metrics = m;
 	h->writer = w;
-	h->id_base = now_wall_ms() / 1000;
+	h->id_base = now_wall_ms();
 	atomic_init(&h->settings, set);
 	h->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG,

@@ -917,6 +917,27 @@ lock_case_run(void *arg)
 	if (hs != 200 || strcmp(store, "ok") != 0)
 		FAIL("%s: /healthz after the lock: %d \"%s\"", lc->tag, hs,
 		    store);
+	/*
+	 * A 503 says which call it was, in the log and in rejects (the
+	 * body was freed once parsed: neither had it), and so does the
+	 * line for a client gone before its answer.
+	 */
+	if (lc->commit && late) {
+		char want[64], sql[160];
+
+		snprintf(want, sizeof(want), "callSid=%s-a-", lc->tag);
+		if (!log_has(d, want))
+			FAIL("%s: no \"%s\" in the log", lc->tag, want);
+		snprintf(want, sizeof(want), "callSid=%s-gone-", lc->tag);
+		if (!log_has(d, want))
+			FAIL("%s: no \"%s\" in the log", lc->tag, want);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM rejects WHERE "
+		    "status = 503 AND CAST(body AS TEXT) LIKE '%%\"%s-a-%%'",
+		    lc->tag);
+		if (db_int(d->db, sql) != WAVE)
+			FAIL("%s: the 503s' rejects rows lack their bodies",
+			    lc->tag);
+	}
 	fprintf(stderr, "lock %s: %zu events, all stored\n", lc->tag, n);
 out:
 	if (h != NULL)
