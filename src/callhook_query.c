@@ -477,8 +477,9 @@ note_unindexed(struct ch *ch)
 		n = sqlite3_column_int64(stmt, 0);
 	sqlite3_finalize(stmt);
 	if (n > 0)
-		warnx("note: %lld recent %s not in the search index yet",
-		    (long long)n, n == 1 ? "call is" : "calls are");
+		warnx("note: %lld %s not in the search index yet (the daemon "
+		    "indexes them when events pause)", (long long)n,
+		    n == 1 ? "call is" : "calls are");
 }
 
 /* Whether FTS5 can parse q, asked without reading the index. */

@@ -26,7 +26,8 @@
  * reads its text through the view fts_source, which leaves out queued
  * rows, so FTS5's 'rebuild' (which also picks up rows inserted by hand)
  * and 'integrity-check' agree with the index while rows wait; the delete
- * and update triggers touch the index only for rows already in it.
+ * and update triggers touch the index only for rows already in it. A
+ * new index, or one made again, starts empty with every row queued.
  *
  * Why no trigger queues new rows, and why the plain INSERT first: a
  * statement that fires a trigger (or has RETURNING, which is one) runs
@@ -261,6 +262,14 @@ static const char fts_off_sql[] = FTS_DROP;
 #define OLD_INDEXED							\
 	" NOT EXISTS (SELECT 1 FROM fts_pending WHERE id = old.id)"
 
+/*
+ * Which characters make words: unicode61's default, letters, numbers and
+ * private-use ones, split Hindi words at every vowel sign (a mark):
+ * "है" matched "हूँ", indexed as "ह". With marks, the remove_diacritics
+ * folding still takes "cafe" to match "café", composed or not.
+ */
+#define FTS_CATEGORIES	"''L* N* Co M*''"
+
 static const char fts_on_sql[] = FTS_DROP
 	"CREATE TABLE fts_pending (id INTEGER PRIMARY KEY);"
 	"CREATE VIEW fts_source AS"
@@ -269,7 +278,8 @@ static const char fts_on_sql[] = FTS_DROP
 	"CREATE VIRTUAL TABLE calls_fts USING fts5("
 	" transcription, disposition_reason,"
 	" content='fts_source', content_rowid='id',"
-	" tokenize='unicode61 remove_diacritics 2');"
+	" tokenize='unicode61 remove_diacritics 2 categories " FTS_CATEGORIES
+	"');"
 	"CREATE TRIGGER calls_fts_ad AFTER DELETE ON calls BEGIN"
 	" INSERT INTO calls_fts (calls_fts, rowid, transcription,"
 	"  disposition_reason)"
@@ -295,17 +305,23 @@ static const char fts_on_sql[] = FTS_DROP
 	" WHERE" OLD_INDEXED ";"
 	" UPDATE fts_pending SET id = new.id WHERE id = old.id;"
 	" END;"
-	"INSERT INTO calls_fts (calls_fts) VALUES ('rebuild');";
+	/*
+	 * Filled after the fact, as new rows are: a 'rebuild' here held up
+	 * the start (a million long calls take minutes; systemd gives 90 s).
+	 */
+	"INSERT INTO fts_pending (id) SELECT id FROM calls;";
 
 /*
  * FTS_OBJECTS when the index is as fts_on_sql makes it, 0 when it is
  * gone; anything else, such as an index of an earlier version (its
- * content read straight from calls), is made again.
+ * content read straight from calls, or words cut at marks), is made
+ * again.
  */
 #define FTS_OBJECTS	5
 static const char fts_count_sql[] =
 	"SELECT count(*) - 10 * (SELECT count(*) FROM sqlite_schema"
-	"  WHERE name = 'calls_fts' AND sql LIKE '%content=''calls''%')"
+	"  WHERE name = 'calls_fts' AND (sql LIKE '%content=''calls''%'"
+	"  OR sql NOT LIKE '%categories%'))"
 	" FROM sqlite_schema WHERE name IN ('calls_fts',"
 	" 'calls_fts_ad', 'calls_fts_au', 'fts_pending', 'fts_source')";
 

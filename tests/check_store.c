@@ -1022,7 +1022,7 @@ START_TEST(test_fts_orphan_id)
 }
 END_TEST
 
-/* An index as earlier versions made it is replaced and rebuilt. */
+/* An index as earlier versions made it is replaced, and filled. */
 START_TEST(test_fts_upgrade)
 {
 	struct store *st;
@@ -1048,15 +1048,41 @@ START_TEST(test_fts_upgrade)
 	    "INSERT INTO calls_fts (calls_fts) VALUES ('rebuild');");
 	sqlite3_close(db);
 
+	/* Made again empty, every row queued: the start does not wait. */
 	st = open_ok("calls.db", true);
 	db = store_db(st);
 	ck_assert_int_eq(int_of(db, "SELECT count(*) FROM sqlite_schema"
 	    " WHERE name = 'calls_fts' AND sql LIKE '%fts_source%'"), 1);
-	ck_assert_int_eq(matches(db, "callback"), 1);
+	ck_assert_int_eq(store_fts_backlog(st), 1);
+	ck_assert_int_eq(matches(db, "callback"), 0);
 	sample(&ev, "u2", body1);
 	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
-	ck_assert_int_eq(index_all(st), 1);
+	ck_assert_int_eq(index_all(st), 2);
 	ck_assert_int_eq(matches(db, "callback"), 2);
+	fts_intact(db);
+	store_close(st);
+
+	/*
+	 * The previous version's index cut Hindi words at their vowel signs
+	 * ("हूँ" was "ह", which "है" matched): made again too.
+	 */
+	db = raw_open("calls.db");
+	exec_ok(db, "DROP TABLE calls_fts;"
+	    "CREATE VIRTUAL TABLE calls_fts USING fts5("
+	    " transcription, disposition_reason,"
+	    " content='fts_source', content_rowid='id',"
+	    " tokenize='unicode61 remove_diacritics 2');"
+	    "INSERT INTO calls_fts (calls_fts) VALUES ('rebuild');"
+	    "UPDATE calls SET transcription = 'मैं आपकी कैसे मदद कर सकती हूँ'"
+	    " WHERE call_sid = 'u1';");
+	sqlite3_close(db);
+	st = open_ok("calls.db", true);
+	db = store_db(st);
+	ck_assert_int_eq(store_fts_backlog(st), 2);
+	ck_assert_int_eq(index_all(st), 2);
+	ck_assert_int_eq(matches(db, "हूँ"), 1);
+	ck_assert_int_eq(matches(db, "है"), 0);
+	ck_assert_int_eq(matches(db, "कैसे"), 1);
 	fts_intact(db);
 	store_close(st);
 }
@@ -1084,10 +1110,11 @@ START_TEST(test_fts_toggle)
 	ck_assert_int_eq(put_ok(st, &ev), STORE_NEW);
 	store_close(st);
 
-	/* Turned on, the index is built from every row. */
+	/* Turned on, every row is queued for the index. */
 	st = open_ok("calls.db", true);
 	db = store_db(st);
-	ck_assert_int_eq(store_fts_backlog(st), 0);
+	ck_assert_int_eq(store_fts_backlog(st), 2);
+	ck_assert_int_eq(index_all(st), 2);
 	ck_assert_int_eq(matches(db, "zebra"), 1);
 	ck_assert_int_eq(matches(db, "callback"), 2);
 	fts_intact(db);
