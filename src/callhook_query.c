@@ -410,7 +410,9 @@ quote_terms(const char *q)
 	" c.to_number, CASE WHEN c.try_count = -1 OR c.call_type ="	\
 	" 'inbound' THEN c.from_number ELSE c.to_number END,"		\
 	" c.call_duration, c.conversion_status, c.disposition_reason,"	\
-	" snippet(calls_fts, -1, char(1), char(2), '…', %d), best.r"	\
+	" replace(replace(replace(replace(snippet(calls_fts, -1, :on,"	\
+	" :off, '…', %d), char(1), ' '), char(2), ' '), :on, char(1)),"	\
+	" :off, char(2)), best.r"					\
 	" FROM best JOIN calls_fts ON calls_fts.rowid = best.id"	\
 	" JOIN calls AS c ON c.id = best.id"				\
 	" WHERE calls_fts MATCH :q ORDER BY best.r"
@@ -437,6 +439,30 @@ search_prepare(struct ch *ch, const struct qargs *a)
 	return prepare(ch, s);
 }
 
+/*
+ * The snippet's match marks are MARK_ON and MARK_OFF, which the output
+ * trusts; a transcript may hold those bytes too (a \u0001 sent), which
+ * showed as a match, and on a terminal left colour on. So snippet()
+ * marks with strings no transcript holds, random for each run, and the
+ * query turns those bytes into spaces before the marks into them.
+ */
+static void
+bind_marks(sqlite3_stmt *stmt)
+{
+	unsigned char r[8];
+	char hex[2 * sizeof(r) + 1], on[sizeof(hex) + 2], off[sizeof(hex) + 3];
+
+	sqlite3_randomness(sizeof(r), r);
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(hex + 2 * i, 3, "%02x", r[i]);
+	snprintf(on, sizeof(on), "{%s}", hex);
+	snprintf(off, sizeof(off), "{/%s}", hex);
+	sqlite3_bind_text(stmt, sqlite3_bind_parameter_index(stmt, ":on"),
+	    on, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, sqlite3_bind_parameter_index(stmt, ":off"),
+	    off, -1, SQLITE_TRANSIENT);
+}
+
 static int
 search_run(struct ch *ch, const struct qargs *a, const char *query)
 {
@@ -448,6 +474,7 @@ search_run(struct ch *ch, const struct qargs *a, const char *query)
 		return CH_FAIL;
 	sqlite3_bind_text(stmt, sqlite3_bind_parameter_index(stmt, ":q"),
 	    query, -1, SQLITE_STATIC);
+	bind_marks(stmt);
 	if (bind_all(stmt, a) != 0) {
 		sqlite3_finalize(stmt);
 		return CH_FAIL;

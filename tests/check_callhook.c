@@ -731,6 +731,21 @@ START_TEST(test_table_clean)
 	/* Search's match marks are still brackets there. */
 	on_tty("", "search transcript --format csv");
 	ck_assert_msg(strstr(out, "[transcript]") != NULL, "%s", out);
+	/*
+	 * Those bytes sent in a transcript are no match marks: they showed
+	 * as "[ctrl", and on a terminal turned colour on for good.
+	 */
+	post_variant("call_ended.json", "callSid", "\"marks\"",
+	    "transcription", "\"okapi and \\u0001ctrl\\u0002 end\"", NULL);
+	for (int i = 0; i < 60; i++, tu_sleep_ms(50))
+		if (ch("search okapi --format json") == 0 &&
+		    strstr(out, "marks") != NULL)
+			break;
+	ck_assert_msg(strstr(out, "\"[okapi] and  ctrl  end\"") != NULL,
+	    "%s", out);
+	on_tty("", "search okapi");
+	ck_assert_msg(strstr(out, "ctrl") != NULL && strstr(out,
+	    "\033[1;31mctrl") == NULL, "%s", out);
 }
 END_TEST
 
