@@ -914,10 +914,6 @@ index_before_exit(struct writer *w)
 }
 
 /*
- * How long to wait for the queue: retries have their delay; with rows to
- * index, FTS_QUIET_MS to see that no event comes, then 0 between chunks.
- */
-/*
  * Milliseconds until the first held connection of b that has not had
  * its 503 is due it, or -1 when none is held. A retry's pause, and a
  * wait for a lock, end there, so that the 503 goes out at
@@ -940,6 +936,11 @@ ms_to_expiry(const struct writer *w, const struct batch *b)
 	return -1;
 }
 
+/*
+ * How long to wait for the queue: retries have their delay (cut short
+ * by a 503 due); with rows to index, FTS_QUIET_MS to see that no event
+ * comes, then 0 between chunks.
+ */
 static int
 wait_ms(struct writer *w, const struct batch *b, int retry_ms, bool indexing)
 {
