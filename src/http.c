@@ -730,8 +730,8 @@ body_refused(struct request *req, enum req_state state)
 }
 
 /*
- * The event has the body now: keep only what a rejects row shows, should
- * the event be refused after all (queue full, not committed in time),
+ * A held event has the body now: keep only what a rejects row shows,
+ * should it be refused after all (not queued, not committed in time),
  * so that the row says which call it was. A short body is kept as is.
  */
 static void
@@ -1193,13 +1193,23 @@ finish_body(struct request *req)
 		return refuse(req, MHD_HTTP_BAD_REQUEST, e ==
 		    EVENT_UNKNOWN_TYPE ? REJECT_UNKNOWN_EVENT : REJECT_INVALID,
 		    msg);
-	body_keep_head(req);
 	if (ev->type_mismatches > 0)
 		atomic_fetch_add(&h->metrics->type_mismatches,
 		    ev->type_mismatches);
 	copy_text(req->call_sid, sizeof(req->call_sid), ev->call_sid);
 	copy_text(ev->remote_addr, sizeof(ev->remote_addr), req->from.remote);
 	format_utc_ms(now_wall_ms(), ev->received_at, sizeof(ev->received_at));
+	/*
+	 * Held (ack = commit), it may yet be refused, once per waiting
+	 * sender: its rejects row keeps the body's head. Not held, a 503
+	 * for a full queue can come thousands of times a second, and a body
+	 * in each row would cost the writer, which is then the bottleneck,
+	 * and 4 MB of rows in memory: the log line names the call.
+	 */
+	if (req->set->cfg.ack == ACK_COMMIT)
+		body_keep_head(req);
+	else
+		body_free(req);
 	return enqueue(req, ev);
 }
 
