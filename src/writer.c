@@ -918,7 +918,9 @@ index_before_exit(struct writer *w)
  * its 503 is due it, or -1 when none is held. A retry's pause, and a
  * wait for a lock, end there, so that the 503 goes out at
  * ack_timeout_ms, not a pause and a lock wait later (4.6-4.78 s where
- * 4.5 s was promised, before the sender's 5 s).
+ * 4.5 s was promised, before the sender's 5 s). Jobs are in queue order,
+ * as for expire_overdue(); a batch that isolation put back together may
+ * not be, which can make a 503 late, never early.
  */
 static int
 ms_to_expiry(const struct writer *w, const struct batch *b)
@@ -936,10 +938,19 @@ ms_to_expiry(const struct writer *w, const struct batch *b)
 	return -1;
 }
 
+/* Milliseconds from now to a monotonic time, rounded up; 0 if past. */
+static int
+ms_until(uint64_t at_ns)
+{
+	uint64_t now = now_mono_ns();
+
+	return at_ns > now ? (int)((at_ns - now + 999999) / 1000000) : 0;
+}
+
 /*
- * How long to wait for the queue: retries have their delay (cut short
- * by a 503 due); with rows to index, FTS_QUIET_MS to see that no event
- * comes, then 0 between chunks.
+ * How long to wait for the queue: retries what is left of their delay
+ * (cut short by a 503 due); with rows to index, FTS_QUIET_MS to see that
+ * no event comes, then 0 between chunks.
  */
 static int
 wait_ms(struct writer *w, const struct batch *b, int retry_ms, bool indexing)
@@ -982,14 +993,15 @@ writer_main(void *arg)
 	struct batch b = { 0 };
 	struct job *list;
 	size_t n, events;
-	int retry_ms = 0, failures = 0, waited;
+	int retry_ms = 0, failures = 0, waited, rc;
 	bool indexing = false;
-	uint64_t t0, locked_since = 0;
+	uint64_t t0, locked_since = 0, retry_at = 0;
 
 	for (;;) {
 		if (w->opt.on_loop != NULL)
 			w->opt.on_loop();
-		waited = wait_ms(w, &b, retry_ms, indexing);
+		waited = wait_ms(w, &b, retry_ms == 0 ? 0 : ms_until(retry_at),
+		    indexing);
 		list = take_jobs(w, waited, b.head != NULL, &n);
 		batch_append(&b, list, n);
 		if (b.head == NULL && atomic_load(&w->stopping)) {
@@ -1010,14 +1022,23 @@ writer_main(void *arg)
 			continue;
 		}
 		indexing = false;
-		if (retry_ms == 0)
-			gather(w, &b);
-		else
+		if (retry_ms != 0) {
 			expire_overdue(w, &b);
+			/*
+			 * Woken for a 503 due, or by the rejects row of one
+			 * (they come one by one now): not yet a retry. New
+			 * events are, as they always were.
+			 */
+			if (n == 0 && now_mono_ns() < retry_at)
+				continue;
+		} else
+			gather(w, &b);
 		/* A lock held elsewhere: no waiting for it past a 503's due. */
 		store_limit_lock_wait(w->store, ms_to_expiry(w, &b));
 		t0 = now_mono_ns();
-		if (write_batch(w, &b) == 0) {
+		rc = write_batch(w, &b);
+		store_limit_lock_wait(w->store, -1);	/* not for indexing */
+		if (rc == 0) {
 			set_health(w, "");
 			events = b.events;
 			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
@@ -1049,6 +1070,7 @@ writer_main(void *arg)
 		retry_ms = retry_ms == 0 ? RETRY_MIN_MS : retry_ms * 2;
 		if (retry_ms > RETRY_MAX_MS)
 			retry_ms = RETRY_MAX_MS;
+		retry_at = now_mono_ns() + (uint64_t)retry_ms * 1000000ULL;
 	}
 	return NULL;
 }
