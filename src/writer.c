@@ -114,6 +114,14 @@ struct batch {
 	uint64_t	 stored, duplicates, revisions;
 };
 
+/* The writer's backing off after failed commits; all 0 after a good one. */
+struct retry {
+	int		 ms;		/* the last pause, 0: not retrying */
+	int		 failures;	/* in a row, not for a lock */
+	uint64_t	 at;		/* CLOCK_MONOTONIC ns of the next try */
+	uint64_t	 locked_since;	/* see failure_health() */
+};
+
 struct writer {
 	pthread_t		 thread;
 	struct store		*store;
@@ -986,21 +994,55 @@ take_jobs(struct writer *w, int ms, bool retrying, size_t *n)
 	return queue_pop_all(w->queue, ms, n);
 }
 
+/*
+ * A batch failed to commit: answer what is due, set the rest aside if
+ * the stop cannot wait, try the events one by one after ISOLATE_AFTER
+ * failures of their own, else back off before the next attempt.
+ */
+static void
+after_failure(struct writer *w, struct batch *b, struct retry *r)
+{
+	atomic_fetch_add(&w->metrics->commit_failures, 1);
+	checkpoint_after_failure(&w->ckpt);
+	failure_health(w, &r->locked_since);
+	expire_overdue(w, b);
+	if (stop_overdue(w)) {
+		rescue_batch(w, b);
+		return;
+	}
+	/* No event of ours makes another connection hold a lock. */
+	r->failures = store_locked_out(w->store) ? 0 : r->failures + 1;
+	if (r->failures == ISOLATE_AFTER) {
+		r->failures = 0;
+		if (isolate_failing(w, b)) {
+			if (b->head == NULL)
+				set_health(w, "");
+			r->ms = 0;
+			return;
+		}
+	}
+	r->ms = r->ms == 0 ? RETRY_MIN_MS : r->ms * 2;
+	if (r->ms > RETRY_MAX_MS)
+		r->ms = RETRY_MAX_MS;
+	r->at = now_mono_ns() + (uint64_t)r->ms * 1000000ULL;
+}
+
 static void *
 writer_main(void *arg)
 {
 	struct writer *w = arg;
 	struct batch b = { 0 };
+	struct retry r = { 0 };
 	struct job *list;
 	size_t n, events;
-	int retry_ms = 0, failures = 0, waited, rc;
+	int waited, rc;
 	bool indexing = false;
-	uint64_t t0, locked_since = 0, retry_at = 0;
+	uint64_t t0;
 
 	for (;;) {
 		if (w->opt.on_loop != NULL)
 			w->opt.on_loop();
-		waited = wait_ms(w, &b, retry_ms == 0 ? 0 : ms_until(retry_at),
+		waited = wait_ms(w, &b, r.ms == 0 ? 0 : ms_until(r.at),
 		    indexing);
 		list = take_jobs(w, waited, b.head != NULL, &n);
 		batch_append(&b, list, n);
@@ -1022,14 +1064,14 @@ writer_main(void *arg)
 			continue;
 		}
 		indexing = false;
-		if (retry_ms != 0) {
+		if (r.ms != 0) {
 			expire_overdue(w, &b);
 			/*
 			 * Woken for a 503 due, or by the rejects row of one
 			 * (they come one by one now): not yet a retry. New
 			 * events are, as they always were.
 			 */
-			if (n == 0 && now_mono_ns() < retry_at)
+			if (n == 0 && now_mono_ns() < r.at)
 				continue;
 		} else
 			gather(w, &b);
@@ -1042,35 +1084,12 @@ writer_main(void *arg)
 			set_health(w, "");
 			events = b.events;
 			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
-			retry_ms = failures = 0;
-			locked_since = 0;
+			r = (struct retry){ 0 };
 			if (events > 0 && backlog_too_long(w))
 				catch_up(w, events);
 			continue;
 		}
-		atomic_fetch_add(&w->metrics->commit_failures, 1);
-		checkpoint_after_failure(&w->ckpt);
-		failure_health(w, &locked_since);
-		expire_overdue(w, &b);
-		if (stop_overdue(w)) {
-			rescue_batch(w, &b);
-			continue;
-		}
-		/* No event of ours makes another connection hold a lock. */
-		failures = store_locked_out(w->store) ? 0 : failures + 1;
-		if (failures == ISOLATE_AFTER) {
-			failures = 0;
-			if (isolate_failing(w, &b)) {
-				if (b.head == NULL)
-					set_health(w, "");
-				retry_ms = 0;
-				continue;
-			}
-		}
-		retry_ms = retry_ms == 0 ? RETRY_MIN_MS : retry_ms * 2;
-		if (retry_ms > RETRY_MAX_MS)
-			retry_ms = RETRY_MAX_MS;
-		retry_at = now_mono_ns() + (uint64_t)retry_ms * 1000000ULL;
+		after_failure(w, &b, &r);
 	}
 	return NULL;
 }
