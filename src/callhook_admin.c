@@ -82,6 +82,7 @@ struct tally {
 	long long	 duplicates;
 	long long	 revisions;
 	long long	 refused;
+	long long	 lone_brace;	/* the first line that is only "{" */
 };
 
 struct batch {
@@ -299,6 +300,17 @@ import_body(struct ch *ch, struct batch *b, struct tally *t, const char *body,
 	b->bytes += len;
 }
 
+/* A line that is only "{": a pretty-printed body, which import cannot take. */
+static bool
+lone_brace(const char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	return i < len && s[i] == '{' && blank(s + i + 1, len - i - 1);
+}
+
 /*
  * One line: a body, or a quoted one (unquote_line()). Quoting at most
  * makes each byte six (a \u escape), so a longer quoted line is over
@@ -318,6 +330,8 @@ import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
 		line[--len] = '\0';
 	if (blank(line, len))
 		return;
+	if (t->lone_brace == 0 && lone_brace(line, len))
+		t->lone_brace = t->lines;
 	if (line[0] != '"' || len > 6 * ch->cfg.max_body + 2) {
 		import_body(ch, b, t, line, len);
 		return;
@@ -461,6 +475,10 @@ cmd_import(struct ch *ch, int argc, char **argv)
 	printf("%lld %s: %lld stored, %lld duplicates, %lld revisions, "
 	    "%lld refused\n", t.lines, t.lines == 1 ? "line" : "lines",
 	    t.stored, t.duplicates, t.revisions, t.refused);
+	if (t.lone_brace > 0)
+		warnx("%s:%lld: a line that is only \"{\": the bodies look "
+		    "pretty-printed; import takes one body per line, as "
+		    "jq -c . writes them", t.path, t.lone_brace);
 	return error == 0 && t.refused == 0 ? CH_OK : CH_FAIL;
 }
 

@@ -1262,6 +1262,32 @@ START_TEST(test_import)
 }
 END_TEST
 
+/* A pretty-printed body fails line by line; the last word says why. */
+START_TEST(test_import_pretty)
+{
+	char *raw = tu_fixture("call_ended.json", NULL);
+	char *pretty = tmp_path("pretty.json"), want[512];
+
+	write_file(pretty, raw);
+	ck_assert_int_eq(ch_on(tmp_path("pretty.db"), "import '%s'", pretty),
+	    1);
+	ck_assert_str_eq(out, "42 lines: 0 stored, 0 duplicates, "
+	    "0 revisions, 42 refused\n");
+	snprintf(want, sizeof(want), "callhook: %s:1: a line that is only "
+	    "\"{\": the bodies look pretty-printed; import takes one body "
+	    "per line, as jq -c . writes them\n", pretty);
+	ck_assert_msg(strlen(err) > strlen(want) &&
+	    strcmp(err + strlen(err) - strlen(want), want) == 0,
+	    "stderr does not end with the hint: %s", err);
+	/* Not said of lines that merely hold a brace among other text. */
+	write_file(pretty, "{ \"event\": \"call_ended\",\n}\n");
+	ck_assert_int_eq(ch_on(tmp_path("pretty.db"), "import '%s'", pretty),
+	    1);
+	ck_assert_ptr_null(strstr(err, "pretty-printed"));
+	free(raw);
+}
+END_TEST
+
 /*
  * A quoted line is a body with line breaks, as the daemon's rescue file
  * writes one: stored byte for byte. One with more after the string, or a
@@ -1740,6 +1766,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_json_as_sent);
 	tcase_add_test(tc, test_export);
 	tcase_add_test(tc, test_import);
+	tcase_add_test(tc, test_import_pretty);
 	tcase_add_test(tc, test_import_stops);
 	tcase_add_test(tc, test_import_follows);
 	tcase_add_test(tc, test_import_quoted);
