@@ -890,12 +890,21 @@ setup_writer(struct store *st, const struct store_options *opt, int version)
 	if (rc != SQLITE_OK)
 		return open_fail(st, opt, rc, "");
 	keep_wal_files(st->db);
-	if (version < STORE_SCHEMA_VERSION) {
-		error = migrate(st, opt);
-		if (error != 0)
-			return error;
-	}
-	return sync_fts(st, opt);
+	/*
+	 * The schema's changes (a migration, the full-text index made or
+	 * dropped) wait for a lock held elsewhere as long as callhook does,
+	 * not the writer's short wait (100 ms in callhookd): a transaction
+	 * of callhook import or prune, or an sqlite3 shell's, at a restart
+	 * after an upgrade failed the start at once, and systemd, starting
+	 * it again every second, gave up after five.
+	 */
+	if (st->busy_ms < STORE_BUSY_DEFAULT_MS)
+		sqlite3_busy_timeout(st->db, STORE_BUSY_DEFAULT_MS);
+	error = version < STORE_SCHEMA_VERSION ? migrate(st, opt) : 0;
+	if (error == 0)
+		error = sync_fts(st, opt);
+	sqlite3_busy_timeout(st->db, st->busy_ms);
+	return error;
 }
 
 /*

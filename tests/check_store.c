@@ -1122,6 +1122,53 @@ START_TEST(test_fts_toggle)
 }
 END_TEST
 
+/*
+ * Another process holds the write lock while the daemon starts on a file
+ * whose schema must change (here the full-text index turned on; a
+ * migration after an upgrade is the same). The daemon's short writer
+ * wait (50 ms here, 100 ms in callhookd) failed the start at once; under
+ * systemd, restarting every second, five such starts made it give up.
+ * The open waits as callhook does, and succeeds once the lock goes.
+ */
+START_TEST(test_setup_waits_for_lock)
+{
+	struct store *st;
+	char err[256] = "", c;
+	int fds[2], status, error;
+	pid_t pid;
+
+	st = open_ok("calls.db", false);
+	store_close(st);
+	ck_assert_int_eq(pipe(fds), 0);
+	if ((pid = fork()) == 0) {
+		sqlite3 *db;
+
+		close(fds[0]);
+		if (sqlite3_open(path("calls.db"), &db) != SQLITE_OK ||
+		    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+		    SQLITE_OK)
+			_exit(1);
+		(void)write(fds[1], "L", 1);
+		usleep(500 * 1000);
+		_exit(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) ==
+		    SQLITE_OK ? 0 : 1);
+	}
+	ck_assert_int_gt(pid, 0);
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], &c, 1), 1);
+	close(fds[0]);
+
+	error = try_open(&st, "calls.db", true, false, err, sizeof(err));
+	ck_assert_msg(error == 0, "store_open under a lock: %d %s", error,
+	    err);
+	ck_assert_int_eq(int_of(store_db(st), "SELECT count(*) FROM"
+	    " sqlite_schema WHERE name = 'calls_fts'"), 1);
+	store_close(st);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
 START_TEST(test_views)
 {
 	struct store *st;
@@ -2227,6 +2274,7 @@ store_suite(void)
 	tcase_add_test(tc, test_fts_orphan_id);
 	tcase_add_test(tc, test_fts_upgrade);
 	tcase_add_test(tc, test_fts_toggle);
+	tcase_add_test(tc, test_setup_waits_for_lock);
 	tcase_add_test(tc, test_views);
 	tcase_add_test(tc, test_rejects_trim);
 	tcase_add_test(tc, test_wal_shrinks);
