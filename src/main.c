@@ -424,6 +424,22 @@ lock_database(struct daemon *d)
 	return 0;
 }
 
+/*
+ * Events an earlier run set aside wait in the rescue file until someone
+ * imports them; the log line at the stop that wrote them may be long gone.
+ */
+static void
+warn_rescue_waiting(const struct daemon *d)
+{
+	struct stat sb;
+
+	if (stat(d->rescue, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	    sb.st_size > 0)
+		log_warnx("%s holds %lld bytes of events not stored by an "
+		    "earlier run; move it aside, then load it with: callhook "
+		    "import FILE", d->rescue, (long long)sb.st_size);
+}
+
 static int
 start(struct daemon *d)
 {
@@ -477,6 +493,7 @@ start(struct daemon *d)
 	log_info("callhookd %s listening on %s, path %s, database %s, "
 	    "ack %s", CALLHOOKD_VERSION, where, d->cfg.path, d->cfg.database,
 	    d->cfg.ack == ACK_COMMIT ? "commit" : "enqueue");
+	warn_rescue_waiting(d);
 	sd_notify(0, "READY=1");
 	return 0;
 }
@@ -592,6 +609,12 @@ wait_for_signals(struct daemon *d, const struct options *o,
 			reload(d, o);
 			continue;
 		}
+		if (si.si_signo == SIGUSR1 || si.si_signo == SIGUSR2) {
+			log_warnx("received SIG%s from pid %ld, ignored: SIGHUP "
+			    "reloads, SIGTERM stops", sigabbrev_np(si.si_signo),
+			    (long)si.si_pid);
+			continue;
+		}
 		log_info("received %s, stopping", strsignal(si.si_signo));
 		return 0;
 	}
@@ -643,6 +666,12 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	/*
+	 * Sent by habit (log reopening elsewhere), their default action
+	 * would end the daemon with the queue in memory.
+	 */
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (start(&d) != 0) {
 		stop(&d);

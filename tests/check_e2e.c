@@ -1272,6 +1272,39 @@ client_run(void *arg)
 	return NULL;
 }
 
+/*
+ * A rescue file left by an earlier run is named at the start; SIGUSR1
+ * and SIGUSR2, whose default action would end the daemon with its queue,
+ * are logged and ignored.
+ */
+START_TEST(test_stray_signals)
+{
+	char rescue[sizeof(d.db) + 16];
+	static const char body[] = "{\"event\":\"call_ended\",\"data\":"
+	    "{\"callSid\":\"after-usr\"}}";
+
+	snprintf(rescue, sizeof(rescue), "%s.unsaved.jsonl", d.db);
+	ck_assert_int_eq(tu_sh("printf '%%s\\n' '%s' > %s", body, rescue),
+	    0);
+	start_or_fail("[store]\nack = enqueue\n");
+	ck_assert_int_eq(tu_sh("grep -q 'calls.db.unsaved.jsonl holds 54 "
+	    "bytes of events not stored by an earlier run; move it aside, "
+	    "then load it with: callhook import FILE' %s", d.log), 0);
+	kill(d.pid, SIGUSR1);
+	kill(d.pid, SIGUSR2);
+	for (int i = 0; i < 200 && tu_sh("grep -q 'received SIGUSR2 from "
+	    "pid [0-9]*, ignored' %s", d.log) != 0; i++)
+		tu_sleep_ms(10);
+	ck_assert_int_eq(tu_sh("grep -q 'received SIGUSR1 from pid %ld, "
+	    "ignored: SIGHUP reloads, SIGTERM stops' %s", (long)getpid(),
+	    d.log), 0);
+	post_expect(body, 200, "Webhook received");
+	stop_clean();
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls WHERE call_sid"
+	    " = %Q", "after-usr"), 1);
+}
+END_TEST
+
 START_TEST(test_sigterm_under_load)
 {
 	struct client c[CLIENTS];
@@ -1414,6 +1447,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_unix_socket_in_use);
 	tcase_add_test(tc, test_reloads_bounded);
 	tcase_add_test(tc, test_sigterm_under_load);
+	tcase_add_test(tc, test_stray_signals);
 	tcase_add_test(tc, test_concurrent_redeliveries);
 	tcase_add_test(tc, test_framing_and_keepalive);
 	tcase_add_test(tc, test_malformed_header_names);
