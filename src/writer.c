@@ -852,7 +852,9 @@ index_some(struct writer *w, int max_rows)
 	if (rc != 0) {
 		/* Back off, so a lasting failure is a slow poll. */
 		if (w->fts_retry_ms == 0)
-			log_warnx("full-text indexing failed, will retry: %s",
+			log_warnx("full-text indexing failed, %s: %s",
+			    atomic_load(&w->stopping) ? "the next start "
+			    "indexes the rest" : "will retry",
 			    store_errmsg(w->store));
 		w->fts_retry_ms = w->fts_retry_ms == 0 ? FTS_QUIET_MS :
 		    w->fts_retry_ms * 2 > FTS_RETRY_MAX_MS ?
