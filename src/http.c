@@ -405,14 +405,21 @@ refuse_early(struct http *h, struct MHD_Connection *conn,
 	    MHD_HTTP_HEADER_ALLOW : NULL, allow_header(status));
 }
 
+/*
+ * A 415 says what the body may be coded as (RFC 7694 section 3): only as
+ * sent.
+ */
 static enum MHD_Result
 refuse(struct request *req, unsigned status, enum reject_reason why,
     const char *message)
 {
+	bool media = status == MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
+
 	req->state = REQ_ANSWERED;
 	note_reject(req->http, &req->from, req->call_sid, status, why,
 	    message, req->body, req->len);
-	return answer(req->http, req->conn, status, message, NULL, NULL);
+	return answer(req->http, req->conn, status, message, media ?
+	    MHD_HTTP_HEADER_ACCEPT_ENCODING : NULL, "identity");
 }
 
 static enum MHD_Result
@@ -549,7 +556,30 @@ struct framing {
 	const char	*coding;	/* the first Transfer-Encoding */
 	int		 codings;	/* its lines */
 	bool		 not_json;	/* a Content-Type line that is not */
+	bool		 compressed;	/* a Content-Encoding not identity */
 };
+
+/*
+ * A Content-Encoding line that leaves the body as sent: "identity" or
+ * nothing, in each member of its list.
+ */
+static bool
+identity_coding(const char *v)
+{
+	static const char id[] = "identity";
+
+	for (;;) {
+		v += strspn(v, " \t,");
+		if (*v == '\0')
+			return true;
+		if (strncasecmp(v, id, sizeof(id) - 1) != 0)
+			return false;
+		v += sizeof(id) - 1;
+		v += strspn(v, " \t");
+		if (*v != ',' && *v != '\0')
+			return false;
+	}
+}
 
 static enum MHD_Result
 note_framing(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -571,6 +601,9 @@ note_framing(void *cls, enum MHD_ValueKind kind, const char *key,
 	} else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_TYPE) == 0 &&
 	    !json_content_type(value))
 		f->not_json = true;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_ENCODING) == 0 &&
+	    !identity_coding(value))
+		f->compressed = true;
 	return MHD_YES;
 }
 
@@ -603,6 +636,17 @@ framing_refusal(struct MHD_Connection *conn, const char **msg,
 	}
 	if (f.not_json) {
 		*msg = "Content-Type must be application/json";
+		*why = REJECT_MEDIA_TYPE;
+		return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
+	}
+	/*
+	 * libmicrohttpd decodes no content coding: taken as sent, a gzip
+	 * body was a 400 "not valid UTF-8", and a body labelled gzip was
+	 * stored as if it were JSON. RFC 9110 section 8.4.1: 415.
+	 */
+	if (f.compressed) {
+		*msg = "Content-Encoding must be identity: send the body "
+		    "uncompressed";
 		*why = REJECT_MEDIA_TYPE;
 		return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
 	}

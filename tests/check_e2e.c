@@ -615,6 +615,55 @@ START_TEST(test_malformed_header_names)
 }
 END_TEST
 
+/*
+ * A compressed body is refused as such, before it is read: taken as it
+ * came, a gzip body was a 400 "body is not valid UTF-8" that sent its
+ * sender looking for a character set, and a body labelled gzip but sent
+ * plain was stored as if the label were not there.
+ */
+START_TEST(test_content_encoding)
+{
+	static const char gz[] = "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
+	    "\xab\x56\x4a\x2d\x4b\xcd\x2b\x51\xb2\x52\x00\x00";
+	static const char *const codings[] = { "gzip", "br", "x-gzip",
+	    "deflate, identity", "identity, gzip" };
+	char req[512], hdr[64];
+	struct reply r;
+	int n;
+
+	start_or_fail(NULL);
+	n = snprintf(req, sizeof(req), WEBHOOK_HEAD "Content-Encoding: gzip"
+	    "\r\nContent-Length: %zu\r\n\r\n", sizeof(gz) - 1);
+	memcpy(req + n, gz, sizeof(gz) - 1);
+	ck_assert_int_eq(tu_raw(d.port, req, (size_t)n + sizeof(gz) - 1, &r),
+	    0);
+	expect_reply(&r, 415, "Content-Encoding must be identity: send the "
+	    "body uncompressed");
+	ck_assert_int_eq(tu_header(&r, "Accept-Encoding", hdr, sizeof(hdr)),
+	    0);
+	ck_assert_str_eq(hdr, "identity");
+	tu_reply_free(&r);
+	for (size_t i = 0; i < sizeof(codings) / sizeof(codings[0]); i++) {
+		snprintf(req, sizeof(req), WEBHOOK_HEAD "Content-Encoding: %s"
+		    "\r\nContent-Length: 49\r\n\r\n" TINY_EVENT("enc-%zu"),
+		    codings[i], i);
+		ck_assert_int_eq(tu_raw(d.port, req, strlen(req), &r), 0);
+		expect_reply(&r, 415, NULL);
+		tu_reply_free(&r);
+	}
+	n = snprintf(req, sizeof(req), WEBHOOK_HEAD "Content-Encoding: "
+	    "Identity\r\nContent-Length: 50\r\n\r\n" TINY_EVENT("enc-id"));
+	ck_assert_int_eq(tu_raw(d.port, req, (size_t)n, &r), 0);
+	expect_reply(&r, 200, "Webhook received");
+	tu_reply_free(&r);
+	stop_clean();
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls WHERE call_sid "
+	    "<> '%s'", "enc-id"), 0);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status = "
+	    "415 AND reason LIKE '%s'", "Content-Encoding%"), 6);
+}
+END_TEST
+
 /* A connection that has sent head and then len bytes of padding. */
 static int
 open_body(const char *head, size_t hlen, const char *pad, size_t len)
@@ -1451,6 +1500,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_concurrent_redeliveries);
 	tcase_add_test(tc, test_framing_and_keepalive);
 	tcase_add_test(tc, test_malformed_header_names);
+	tcase_add_test(tc, test_content_encoding);
 	suite_add_tcase(s, tc);
 	return s;
 }
