@@ -608,17 +608,27 @@ note_framing(void *cls, enum MHD_ValueKind kind, const char *key,
 }
 
 /*
- * The status that the framing and media type earn, with its message in
- * *msg and reason in *why; 0 when they are fine.
+ * The status that the framing and media type of a request in version
+ * earn, with its message in *msg and reason in *why; 0 when they are
+ * fine.
  */
 static unsigned
-framing_refusal(struct MHD_Connection *conn, const char **msg,
-    enum reject_reason *why)
+framing_refusal(struct MHD_Connection *conn, const char *version,
+    const char **msg, enum reject_reason *why)
 {
 	struct framing f = { 0 };
 
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, note_framing, &f);
 	*why = REJECT_INVALID;
+	/*
+	 * RFC 9112 section 6.1: faulty framing. A proxy that frames it by
+	 * HTTP/1.0 sees no body, and the chunks as the next request;
+	 * libmicrohttpd decoded them and kept the connection.
+	 */
+	if (f.codings > 0 && strcmp(version, MHD_HTTP_VERSION_1_0) == 0) {
+		*msg = "Transfer-Encoding in an HTTP/1.0 request";
+		return MHD_HTTP_BAD_REQUEST;
+	}
 	if (f.lengths_differ || f.codings > 1) {
 		*msg = f.lengths_differ ? "conflicting Content-Length headers" :
 		    "Transfer-Encoding given more than once";
@@ -853,7 +863,7 @@ signature_headers_ok(struct request *req, char *msg, size_t len)
  */
 static enum MHD_Result
 begin_webhook(struct http *h, struct MHD_Connection *conn,
-    struct settings *set, void **con_cls)
+    const char *version, struct settings *set, void **con_cls)
 {
 	long long clen = content_length(conn);
 	enum reject_reason why;
@@ -872,7 +882,7 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 	    !token_presented(set->auth, conn))
 		return refuse(req, MHD_HTTP_UNAUTHORIZED, REJECT_UNAUTHORIZED,
 		    "missing or wrong token");
-	if ((status = framing_refusal(conn, &refusal, &why)) != 0)
+	if ((status = framing_refusal(conn, version, &refusal, &why)) != 0)
 		return refuse(req, status, why, refusal);
 	if (clen > (long long)set->cfg.max_body)
 		return refuse(req, MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE,
@@ -989,7 +999,7 @@ refuse_malformed(struct http *h, struct MHD_Connection *conn,
 
 static enum MHD_Result
 begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
-    const char *method, void **con_cls)
+    const char *method, const char *version, void **con_cls)
 {
 	struct settings *set = atomic_load(&h->settings);
 
@@ -1004,7 +1014,7 @@ begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
 	if (strcmp(method, "POST") != 0)
 		return refuse_early(h, conn, set, MHD_HTTP_METHOD_NOT_ALLOWED,
 		    REJECT_METHOD, "Method not allowed");
-	return begin_webhook(h, conn, set, con_cls);
+	return begin_webhook(h, conn, version, set, con_cls);
 }
 
 static enum MHD_Result
@@ -1266,12 +1276,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	struct conn *watch;
 	enum MHD_Result rc;
 
-	(void)version;
 	if (req == NULL) {
 		/* Looked up once: the request keeps it (on_completed too). */
 		if (!conn_headers_in(watch = watch_of(conn)))
 			return MHD_NO;	/* being shut down as late */
-		rc = begin_request(cls, conn, url, method, con_cls);
+		rc = begin_request(cls, conn, url, method, version, con_cls);
 		if ((req = *con_cls) != NULL && !is_probe(req))
 			req->watch = watch;
 		return rc;

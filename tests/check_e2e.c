@@ -664,6 +664,34 @@ START_TEST(test_content_encoding)
 }
 END_TEST
 
+/*
+ * RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 request is
+ * faulty framing, whatever else it says. A proxy that frames by HTTP/1.0
+ * sees no body and takes the chunks for the next request; libmicro-
+ * httpd decoded them, answered, and kept the connection for the request
+ * pipelined behind.
+ */
+START_TEST(test_chunked_http10)
+{
+	bool closed;
+	char *out;
+
+	start_or_fail(NULL);
+	out = converse("POST " PATH " HTTP/1.0\r\nHost: x\r\nContent-Type: "
+	    "application/json\r\nConnection: keep-alive\r\nTransfer-Encoding: "
+	    "chunked\r\n\r\n32\r\n" TINY_EVENT("te10-1") "\r\n0\r\n\r\n"
+	    WEBHOOK_HEAD "Content-Length: 50\r\n\r\n" TINY_EVENT("te10-2"), 2,
+	    3000, &closed);
+	ck_assert_msg(strncmp(out, "HTTP/1.1 400", 12) == 0 && strstr(out,
+	    "Transfer-Encoding in an HTTP/1.0 request") != NULL, "%s", out);
+	ck_assert_msg(closed && strstr(out + 1, "HTTP/1.1 ") == NULL,
+	    "the connection went on after the 400: %s", out);
+	free(out);
+	stop_clean();
+	ck_assert_int_eq(db_int("SELECT count(*) FROM calls%s", ""), 0);
+}
+END_TEST
+
 /* A connection that has sent head and then len bytes of padding. */
 static int
 open_body(const char *head, size_t hlen, const char *pad, size_t len)
@@ -1501,6 +1529,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_framing_and_keepalive);
 	tcase_add_test(tc, test_malformed_header_names);
 	tcase_add_test(tc, test_content_encoding);
+	tcase_add_test(tc, test_chunked_http10);
 	suite_add_tcase(s, tc);
 	return s;
 }
