@@ -1045,14 +1045,21 @@ configure_library(void)
  * files, and SQLite creates them beside the file when they are not there
  * (a copy that no daemon ran on, or after the last connection removed
  * them): a reader who may not write that directory then only gets
- * "attempt to write a readonly database".
+ * "attempt to write a readonly database", and on a read-only file
+ * system (a mounted backup volume or snapshot) "unable to open database
+ * file", since creating the -wal fails with EROFS, not EACCES.
  */
 static bool
 wal_files_needed(struct store *st, const struct store_options *opt,
     char *why, size_t len)
 {
-	return st->db != NULL && sqlite3_extended_errcode(st->db) ==
-	    SQLITE_READONLY_DIRECTORY &&
+	int rc;
+
+	if (st->db == NULL)
+		return false;
+	rc = sqlite3_extended_errcode(st->db);
+	return (rc == SQLITE_READONLY_DIRECTORY ||
+	    (opt->readonly && rc == SQLITE_CANTOPEN)) &&
 	    store_cannot_write(opt->path, why, len);
 }
 

@@ -5,6 +5,7 @@
  * RFC 4180 reader below, JSON with cJSON.
  */
 
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include <check.h>
@@ -1677,6 +1678,51 @@ START_TEST(test_wal_dir_unwritable)
 END_TEST
 
 /*
+ * A WAL database on a read-only file system (a mounted backup volume):
+ * SQLite cannot create the -wal there either, and says only "unable to
+ * open database file"; the message says why. The commands run before
+ * any assertion, so that a failing one does not leave the mount behind.
+ */
+START_TEST(test_wal_readonly_fs)
+{
+	char *mnt = tmp_path("rofs"), *db = tmp_path("rofs/b.db");
+	char *list_err, *backup_err;
+	int list_rc, backup_rc, prune_rc, ro;
+
+	if (geteuid() != 0)
+		return;
+	fill();
+	ck_assert_int_eq(mkdir(mnt, 0755), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m") != 0) {
+		fprintf(stderr, "test_wal_readonly_fs: no tmpfs here (%s), "
+		    "skipped\n", strerror(errno));
+		return;
+	}
+	(void)ch("backup '%s'", db);
+	ro = mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL);
+	list_rc = ch_on(db, "list");
+	list_err = strdup(err);
+	backup_rc = ch_on(db, "backup '%s'", tmp_path("copy.db"));
+	backup_err = strdup(err);
+	prune_rc = ch_on(db, "prune --older-than 1d");
+	umount2(mnt, MNT_DETACH);
+	ck_assert_int_eq(ro, 0);
+	ck_assert_int_eq(backup_rc, 1);
+	ck_assert_msg(strstr(backup_err, "read-only file system") != NULL,
+	    "%s", backup_err);
+	ck_assert_int_eq(prune_rc, 1);
+	ck_assert_msg(strstr(err, "read-only file system") != NULL, "%s", err);
+	free(err);
+	err = list_err;
+	expect_fail(list_rc, 1, "SQLite must create its -shm and -wal files "
+	    "beside a WAL database to read it, and directory");
+	ck_assert_msg(strstr(err, "/rofs is on a read-only file system") !=
+	    NULL, "%s", err);
+	free(backup_err);
+}
+END_TEST
+
+/*
  * A NUL in a refused body, which the reason names: \u0000 in JSON, the
  * byte itself in CSV to a file.
  */
@@ -1776,6 +1822,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_backup_dest);
 	tcase_add_test(tc, test_backup_interrupted);
 	tcase_add_test(tc, test_wal_dir_unwritable);
+	tcase_add_test(tc, test_wal_readonly_fs);
 	tcase_add_test(tc, test_rejects);
 	suite_add_tcase(s, tc);
 	return s;
