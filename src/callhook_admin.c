@@ -650,8 +650,14 @@ prune_loop(struct ch *ch, struct prune *pr)
 		    pr->transcripts ? "blanked" : "deleted");
 	}
 	progress_done(&p);
+	/* Like import's: which file, and that what was done is kept. */
 	if (n < 0)
-		warnx("%s", pr->err[0] != '\0' ? pr->err : strerror(-n));
+		warnx("%s: %s%s; prune stopped after %lld calls, which stay "
+		    "done. Run it again once that is fixed", ch->cfg.database,
+		    pr->err[0] != '\0' ? pr->err : strerror(-n),
+		    store_locked_out(ch->st) ? " (another process held its "
+		    "write lock throughout: an sqlite3 shell inside a "
+		    "transaction?)" : "", pr->calls);
 	return n < 0 ? CH_FAIL : CH_OK;
 }
 

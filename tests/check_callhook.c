@@ -1406,6 +1406,35 @@ START_TEST(test_import_stops)
 END_TEST
 
 /*
+ * A prune the file cannot take (here a file size limit: its WAL cannot
+ * grow) names the database and says that it stopped, like import.
+ */
+START_TEST(test_prune_stops)
+{
+	char *jsonl = tmp_path("old.jsonl"), *newdb = tmp_path("old.db");
+	char sid[32], *body;
+	FILE *fp;
+
+	ck_assert_ptr_nonnull(fp = fopen(jsonl, "w"));
+	for (int i = 0; i < 200; i++) {
+		snprintf(sid, sizeof(sid), "\"old-%d\"", i);
+		body = variant("call_ended_long.json", "callSid", sid, NULL);
+		fprintf(fp, "%s\n", body);
+		free(body);
+	}
+	fclose(fp);
+	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 0);
+	expect_fail(ch_env("trap '' XFSZ; ulimit -f 64;", newdb,
+	    "prune --older-than 2030-01-01"), 1, "old.db: ");
+	ck_assert_msg(strstr(err, "; prune stopped after 0 calls, which stay "
+	    "done. Run it again") != NULL, "%s", err);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls"), 200);
+	ck_assert_int_eq(ch_on(newdb, "prune --older-than 2030-01-01"), 0);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls"), 0);
+}
+END_TEST
+
+/*
  * Batches (at most 500 rows) that end inside a group of calls with one
  * call_time go on where they stopped: each call once, none skipped.
  */
@@ -1818,6 +1847,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_import_quoted);
 	tcase_add_test(tc, test_prune_shared_time);
 	tcase_add_test(tc, test_prune);
+	tcase_add_test(tc, test_prune_stops);
 	tcase_add_test(tc, test_backup);
 	tcase_add_test(tc, test_backup_dest);
 	tcase_add_test(tc, test_backup_interrupted);
