@@ -88,6 +88,8 @@ q "search callback" "$ch" -d "$db" search callback
 q "search interest" "$ch" -d "$db" search interest
 time_it 0 "search 'call back' --agent A" "$ch" -d "$db" \
     search '"call back"' --agent "$agent"
+time_it 0 "search 'interest*'" "$ch" -d "$db" search 'interest*'
+time_it 0 "search 'call*' --limit 0" "$ch" -d "$db" search 'call*' --limit 0
 time_it 2000 "stats --by agent" "$ch" -d "$db" stats --by agent
 time_it 2000 "stats --by agent --since 30d" "$ch" -d "$db" stats --by agent \
     --since 30d

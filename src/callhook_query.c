@@ -405,17 +405,20 @@ quote_terms(const char *q)
 	"WITH hits AS (SELECT calls_fts.rowid AS id, rank AS r"		\
 	" FROM calls_fts%s WHERE calls_fts MATCH :q%s"			\
 	" ORDER BY calls_fts.rowid DESC LIMIT %d),"			\
-	" best AS (SELECT id, r FROM hits ORDER BY r LIMIT :limit)"	\
+	" best AS (SELECT id FROM hits ORDER BY r, id DESC LIMIT :limit),"\
+	" shown AS MATERIALIZED (SELECT calls_fts.rowid AS id, rank AS r,"\
+	" replace(replace(replace(replace(snippet(calls_fts, -1, :on,"	\
+	" :off, '…', %d), char(1), ' '), char(2), ' '), :on, char(1)),"	\
+	" :off, char(2)) AS s FROM calls_fts WHERE calls_fts MATCH :q"	\
+	" AND calls_fts.rowid >= (SELECT min(id) FROM best)"		\
+	" AND +calls_fts.rowid IN best)"				\
 	" SELECT c.call_sid, c.call_time, c.agent_id, c.from_number,"	\
 	" c.to_number, CASE WHEN c.try_count = -1 OR c.call_type ="	\
 	" 'inbound' THEN c.from_number ELSE c.to_number END,"		\
 	" c.call_duration, c.conversion_status, c.disposition_reason,"	\
-	" replace(replace(replace(replace(snippet(calls_fts, -1, :on,"	\
-	" :off, '…', %d), char(1), ' '), char(2), ' '), :on, char(1)),"	\
-	" :off, char(2)), best.r"					\
-	" FROM best JOIN calls_fts ON calls_fts.rowid = best.id"	\
-	" JOIN calls AS c ON c.id = best.id"				\
-	" WHERE calls_fts MATCH :q ORDER BY best.r"
+	" shown.s, shown.r"						\
+	" FROM shown JOIN calls AS c ON c.id = shown.id"		\
+	" ORDER BY shown.r, shown.id DESC"
 
 static sqlite3_stmt *
 search_prepare(struct ch *ch, const struct qargs *a)

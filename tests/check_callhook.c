@@ -864,6 +864,25 @@ START_TEST(test_history)
 }
 END_TEST
 
+/* Every row of a search has a snippet, best (lowest) rank first. */
+static void
+expect_ranked(const char *args)
+{
+	cJSON *arr, *o;
+	double last = -1e300;
+
+	ck_assert_int_eq(ch("%s", args), 0);
+	ck_assert_msg((arr = cJSON_Parse(out)) != NULL, "%s", out);
+	ck_assert_int_gt(cJSON_GetArraySize(arr), 1);
+	cJSON_ArrayForEach(o, arr) {
+		ck_assert_msg(strchr(cJSON_GetObjectItem(o, "snippet")->
+		    valuestring, '[') != NULL, "no match mark: %s", out);
+		ck_assert(cJSON_GetObjectItem(o, "rank")->valuedouble >= last);
+		last = cJSON_GetObjectItem(o, "rank")->valuedouble;
+	}
+	cJSON_Delete(arr);
+}
+
 START_TEST(test_search)
 {
 	cJSON *arr, *o;
@@ -884,6 +903,15 @@ START_TEST(test_search)
 	    "Please arrange a [callback], thank you");
 	ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(o, "rank")));
 	cJSON_Delete(arr);
+	/* A prefix: its snippets are made in one pass over its matches. */
+	ck_assert_int_eq(ch("search 'callb*' --agent agent-B --format json"),
+	    0);
+	ck_assert_msg((arr = cJSON_Parse(out)) != NULL, "%s", out);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0),
+	    "snippet")->valuestring, "Please arrange a [callback], thank you");
+	cJSON_Delete(arr);
+	expect_ranked("search 'c*' --limit 0 --format json");
 	/* Transcripts in Hindi, and phrases. */
 	ck_assert_int_eq(ch("search 'मदद' --format csv"), 0);
 	ck_assert(strstr(out, "inbound-0001") != NULL);
