@@ -31,9 +31,11 @@ struct job {
 	struct ticket	*ticket;	/* a reference, or NULL (no one waits) */
 	size_t		 bytes;		/* memory the event holds, charged to
 					   the queue's budget */
-	uint64_t	 queued_ns;	/* monotonic time of the push; the
-					   writer answers 503 when the commit
-					   is late (writer.h) */
+	uint64_t	 queued_ns;	/* monotonic time of the push: the
+					   order of a call's deliveries */
+	uint64_t	 started_ns;	/* of its request (its headers read):
+					   a held event's 503 is due
+					   ack_timeout_ms after (writer.h) */
 };
 
 struct queue;

@@ -6,13 +6,12 @@
  * everything waiting in the queue, writes it in one transaction, then
  * resolves the tickets of the held connections. When the store fails
  * (locked by another process, disk full, read-only) it keeps the batch,
- * retries with a growing delay, and answers held connections 503 once
- * their event has waited ack_timeout_ms; the events stay in the batch and
- * are written when the store recovers. One that fails on its own while
- * others commit holds up only its own call, and may be set aside
- * (writer.c). A
- * second thread, with a connection of its own to the same file, runs
- * the WAL checkpoints.
+ * retries with a growing delay, and answers held connections 503
+ * ack_timeout_ms after their request's headers came; the events stay in
+ * the batch and are written when the store recovers. One that fails on
+ * its own while others commit holds up only its own call, and may be
+ * set aside (writer.c). A second thread, with a connection of its own to
+ * the same file, runs the WAL checkpoints.
  */
 
 #include <stdbool.h>

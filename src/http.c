@@ -1196,6 +1196,7 @@ enqueue(struct request *req, struct event *ev)
 	/* The event is one block: the body, and its fields (at most as big). */
 	job->bytes = sizeof(*ev) + 2 * ev->body_len;
 	job->queued_ns = now_mono_ns();
+	job->started_ns = req->started_ns;
 	if (hold) {
 		if ((req->ticket = ticket_new(resume_connection,
 		    req->conn)) == NULL) {

@@ -1537,6 +1537,51 @@ START_TEST(test_client_disconnects_while_held)
 }
 END_TEST
 
+/*
+ * ack = commit: a held event's 503 is due 4.5 s after its request's
+ * headers, as the sender's 5 s run from its sending them, not after its
+ * body's end. One whose body took 2 s got its 503 at 6.5 s, when the
+ * sender had given up; the event itself is still stored.
+ */
+START_TEST(test_slow_body_due)
+{
+	struct daemon_proc *d = new_proc();
+	char *body = event_body("slow-body"), head[256], buf[512] = "";
+	char *sids[] = { "slow-body" }, first[64];
+	long long t0, took;
+	size_t len = strlen(body), got = 0;
+	ssize_t n;
+	sqlite3 *h;
+	int s, k;
+
+	start_or_fail(d, NULL);
+	h = lock_db(d->db);
+	s = tu_connect(d->port);
+	ck_assert_int_ge(s, 0);
+	k = snprintf(head, sizeof(head), "POST " PATH " HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Type: " JSON "\r\nContent-Length: %zu\r\n\r\n", len);
+	t0 = tu_now_ms();
+	ck_assert(send(s, head, (size_t)k, MSG_NOSIGNAL) == k);
+	ck_assert(send(s, body, len - 20, MSG_NOSIGNAL) == (ssize_t)len - 20);
+	tu_sleep_ms(2000);
+	ck_assert(send(s, body + len - 20, 20, MSG_NOSIGNAL) == 20);
+	while (got < sizeof(buf) - 1 && strstr(buf, "\r\n\r\n") == NULL &&
+	    (n = recv(s, buf + got, sizeof(buf) - 1 - got, 0)) > 0)
+		got += (size_t)n;
+	took = tu_now_ms() - t0;
+	close(s);
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 503", 12) == 0, "%s", buf);
+	ck_assert_msg(took >= ACK_DEADLINE_MS &&
+	    took <= ACK_DEADLINE_MS + ACK_SLACK_MS, "503 after %lld ms, want "
+	    "%d ms from the headers", took, ACK_DEADLINE_MS);
+	unlock_db(h);
+	ck_assert_msg(wait_stored(d->db, sids, 1, 5000, first,
+	    sizeof(first)) == 0, "%s lost", first);
+	stop_clean(d);
+	free(body);
+}
+END_TEST
+
 /* ---- the corpus of bad requests ---- */
 
 struct corpus_file {
@@ -2584,6 +2629,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_kill9_under_load);
 	tcase_add_test(tc, test_sigterm_enqueue_under_load);
 	tcase_add_test(tc, test_lock_held);
+	tcase_add_test(tc, test_slow_body_due);
 	tcase_add_test(tc, test_lock_brief);
 	tcase_add_test(tc, test_store_failures);
 	tcase_add_test(tc, test_queue_full);
