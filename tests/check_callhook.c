@@ -1398,6 +1398,23 @@ START_TEST(test_import_follows)
 }
 END_TEST
 
+/* n lines of the long fixture, callSids PREFIX-0 to PREFIX-(n-1). */
+static void
+write_long_bodies(const char *path, const char *prefix, int n)
+{
+	char sid[32], *body;
+	FILE *fp;
+
+	ck_assert_ptr_nonnull(fp = fopen(path, "w"));
+	for (int i = 0; i < n; i++) {
+		snprintf(sid, sizeof(sid), "\"%s-%d\"", prefix, i);
+		body = variant("call_ended_long.json", "callSid", sid, NULL);
+		fprintf(fp, "%s\n", body);
+		free(body);
+	}
+	fclose(fp);
+}
+
 /*
  * An import that cannot store a batch says which lines, why, where, and
  * that it stopped reading: here a 512 KB file size limit (SIGXFSZ
@@ -1408,18 +1425,8 @@ END_TEST
 START_TEST(test_import_stops)
 {
 	char *jsonl = tmp_path("long.jsonl"), *newdb = tmp_path("limited.db");
-	char sid[32], *body;
-	FILE *fp;
 
-	fp = fopen(jsonl, "w");
-	ck_assert_ptr_nonnull(fp);
-	for (int i = 0; i < 600; i++) {
-		snprintf(sid, sizeof(sid), "\"big-%d\"", i);
-		body = variant("call_ended_long.json", "callSid", sid, NULL);
-		fprintf(fp, "%s\n", body);
-		free(body);
-	}
-	fclose(fp);
+	write_long_bodies(jsonl, "big", 600);
 	expect_fail(ch_env("trap '' XFSZ; ulimit -f 512;", newdb,
 	    "import '%s'", jsonl), 1, "long.jsonl: lines 1-500 not stored in ");
 	ck_assert_msg(strstr(err, "limited.db: ") != NULL && strstr(err,
@@ -1440,17 +1447,8 @@ END_TEST
 START_TEST(test_prune_stops)
 {
 	char *jsonl = tmp_path("old.jsonl"), *newdb = tmp_path("old.db");
-	char sid[32], *body;
-	FILE *fp;
 
-	ck_assert_ptr_nonnull(fp = fopen(jsonl, "w"));
-	for (int i = 0; i < 200; i++) {
-		snprintf(sid, sizeof(sid), "\"old-%d\"", i);
-		body = variant("call_ended_long.json", "callSid", sid, NULL);
-		fprintf(fp, "%s\n", body);
-		free(body);
-	}
-	fclose(fp);
+	write_long_bodies(jsonl, "old", 200);
 	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 0);
 	expect_fail(ch_env("trap '' XFSZ; ulimit -f 64;", newdb,
 	    "prune --older-than 2030-01-01"), 1, "old.db: ");
