@@ -10,6 +10,7 @@
  */
 
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -425,6 +426,35 @@ lock_database(struct daemon *d)
 }
 
 /*
+ * Each connection takes a descriptor; the rest (the listener, the
+ * database's files for two connections, epoll, the log) fit in
+ * FDS_SPARE. A shell's soft limit of 1024 is below the default
+ * max_connections, so raise it towards the hard limit; the unit's
+ * LimitNOFILE= already covers the default, and its syscall filter
+ * forbids raising it.
+ */
+#define FDS_SPARE	64
+
+static void
+fit_open_files(unsigned max_connections)
+{
+	rlim_t want = (rlim_t)max_connections + FDS_SPARE;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ?
+	    rl.rlim_max : want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < want)
+		log_warnx("max_connections %u needs about %llu open files, "
+		    "and the limit is %llu (LimitNOFILE=, ulimit -n): "
+		    "connections past it wait", max_connections,
+		    (unsigned long long)want, (unsigned long long)rl.rlim_cur);
+}
+
+/*
  * Events an earlier run set aside wait in the rescue file until someone
  * imports them; the log line at the stop that wrote them may be long gone.
  */
@@ -462,6 +492,7 @@ start(struct daemon *d)
 	/* What can fail without a trace comes before the file is touched. */
 	if (lock_database(d) != 0)
 		return -1;
+	fit_open_files(d->cfg.max_connections);
 	if (listen_open(d->cfg.listen, &fd, where, sizeof(where), err,
 	    sizeof(err)) != 0) {
 		log_errorx("%s", err);

@@ -4,6 +4,7 @@
  * compared with what was sent.
  */
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -1015,6 +1016,38 @@ START_TEST(test_body_deadline)
 END_TEST
 
 /*
+ * max_connections (1024 by default) with a shell's soft limit of open
+ * files (often 1024): the start raises it to fit, and says so when the
+ * hard limit is too low.
+ */
+START_TEST(test_open_files_fit)
+{
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+	struct rlimit was, low;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &was), 0);
+	if (was.rlim_max != RLIM_INFINITY && was.rlim_max < 1088)
+		return;		/* no room to raise it into */
+	low = was;
+	low.rlim_cur = 200;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	start_or_fail(NULL);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &was), 0);
+	ck_assert_int_eq(tu_sh("grep -Eq '^Max open files +1088 ' "
+	    "/proc/%d/limits", (int)d.pid), 0);
+	ck_assert_int_eq(tu_sh("grep -q 'open files' %s", d.log), 1);
+	stop_clean();
+	ck_assert_int_eq(tu_sh("ulimit -n 300 && timeout --preserve-status "
+	    "-s INT 1 %s --listen 127.0.0.1:0 --database %s 2> %s/err", bin,
+	    d.db, d.dir), 0);
+	ck_assert_int_eq(tu_sh("grep -q 'max_connections 1024 needs about "
+	    "1088 open files, and the limit is 300 (LimitNOFILE=, ulimit -n)"
+	    ": connections past it wait' %s/err", d.dir), 0);
+}
+END_TEST
+
+/*
  * A second daemon on the same file, whatever it then does, must not touch
  * it: opening the store builds or drops the full-text index, which broke
  * the first daemon's every insert. One that cannot listen leaves nothing.
@@ -1518,6 +1551,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_128_ready_at_once);
 	tcase_add_test(tc, test_body_deadline);
 	tcase_add_test(tc, test_one_daemon_per_database);
+	tcase_add_test(tc, test_open_files_fit);
 	tcase_add_test(tc, test_refusals_log_bounded);
 	tcase_add_test(tc, test_command_line);
 	tcase_add_test(tc, test_value_errors_at_their_line);
