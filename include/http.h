@@ -25,10 +25,12 @@ struct http *http_start(int fd, const struct config *cfg, struct queue *q,
 	    struct metrics *m, struct writer *w, char *err, size_t errlen);
 
 /*
- * Apply a reloaded configuration (token, allow lists, limits, path) to
- * the requests that start from now on. Settings that need a new socket
- * (listen) are not changed. Returns 0, or -EINVAL with err filled (an
- * unreadable token file) and the old settings still in force.
+ * Apply a reloaded configuration to the requests that start from now on:
+ * [auth] (token, hmac_secret, allow, trusted_proxies), path, max_body
+ * (and the memory budget for bodies that follows it), ack and strict.
+ * listen, timeout and max_connections, which libmicrohttpd took at
+ * start, stay as they were. Returns 0, or -EINVAL with err filled (an
+ * unreadable token file, no memory) and the old settings still in force.
  */
 int	http_reconfigure(struct http *h, const struct config *cfg, char *err,
 	    size_t errlen);

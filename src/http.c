@@ -10,7 +10,8 @@
  * struct request, freed in on_completed().
  *
  * Settings that SIGHUP may change are read through an immutable snapshot
- * swapped atomically; old snapshots are freed at stop.
+ * swapped atomically; one a reload replaced is freed once no request
+ * holds it (settings_sweep), and whatever is left at stop.
  *
  * Every refused webhook request is logged with a request id, counted by
  * reason, and recorded in the rejects table by the writer.
