@@ -43,6 +43,14 @@
 #define ACK_TIMEOUT_MS		4500
 #define STOP_TIMEOUT_MS		20000
 #define REJECT_QUEUE		1000
+/*
+ * How long the writer waits for a lock another process holds before the
+ * batch fails and is retried after a pause; callhook import and prune
+ * size their transactions by it (callhook_admin.c).
+ */
+#define WRITER_LOCK_WAIT_MS	100
+#define HTTP_DRAIN_MS		3000	/* for answers in flight at stop */
+#define MAX_SYMLINKS		40	/* Linux's, for the lock's name */
 
 struct options {
 	const char	*config_file;
@@ -294,14 +302,6 @@ watchdog_ping(void)
 	}
 }
 
-/*
- * One daemon per database. Opening the store changes the file (the
- * full-text index follows fts), so a second daemon, even one that would
- * then fail to listen, must not get that far: it would drop or build the
- * index under the first. flock() on a file of its own, not on the
- * database, whose descriptors SQLite's POSIX locks must not share; the
- * kernel lets go of it when the process ends, however it ends.
- */
 /* The holder's pid as its lock file says, if that process lives. */
 static void
 lock_holder(int fd, char *pid, size_t size)
@@ -352,7 +352,7 @@ database_path(const char *db, char real[PATH_MAX])
 	int hops;
 
 	snprintf(link, sizeof(link), "%s", db);
-	for (hops = 0; hops < 40; hops++) {	/* Linux's MAXSYMLINKS */
+	for (hops = 0; hops < MAX_SYMLINKS; hops++) {
 		if (realpath(link, real) != NULL)
 			return;
 		if (!follow_link(link))
@@ -368,7 +368,7 @@ database_path(const char *db, char real[PATH_MAX])
 		    (int)(name - link), link);
 		name++;
 	}
-	if (hops == 40 || realpath(dir, real) == NULL) {
+	if (hops == MAX_SYMLINKS || realpath(dir, real) == NULL) {
 		snprintf(real, PATH_MAX, "%s", db);
 		return;
 	}
@@ -378,6 +378,14 @@ database_path(const char *db, char real[PATH_MAX])
 		snprintf(real, PATH_MAX, "%s", db);
 }
 
+/*
+ * One daemon per database. Opening the store changes the file (the
+ * full-text index follows fts), so a second daemon, even one that would
+ * then fail to listen, must not get that far: it would drop or build the
+ * index under the first. flock() on a file of its own, not on the
+ * database, whose descriptors SQLite's POSIX locks must not share; the
+ * kernel lets go of it when the process ends, however it ends.
+ */
 static int
 lock_database(struct daemon *d)
 {
@@ -475,7 +483,7 @@ start(struct daemon *d)
 {
 	struct store_options so = {
 		.path = d->cfg.database, .sync_full = d->cfg.sync_full,
-		.fts = d->cfg.fts, .busy_timeout_ms = 100,
+		.fts = d->cfg.fts, .busy_timeout_ms = WRITER_LOCK_WAIT_MS,
 	};
 	struct writer_options wo = {
 		.ack_timeout_ms = ACK_TIMEOUT_MS,
@@ -597,7 +605,7 @@ stop(struct daemon *d)
 		http_quiesce(d->http);
 	if (d->writer != NULL)
 		writer_stop(d->writer, &lost);
-	http_stop(d->http, 3000);
+	http_stop(d->http, HTTP_DRAIN_MS);
 	writer_free(d->writer);		/* after: answers ask its health */
 	queue_free(d->queue);
 	store_close(d->store);
