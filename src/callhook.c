@@ -28,8 +28,8 @@
 #include "callhook.h"
 #include "config.h"
 #include "store.h"
+#include "version.h"
 
-#define CALLHOOK_VERSION	"0.1.0"
 #define BUSY_TIMEOUT_MS		5000
 
 struct command {
@@ -382,7 +382,7 @@ parse_global(struct ch *ch, int argc, char **argv, int *first)
 			general_help();
 			return -1;
 		case 'V':
-			printf("callhook %s\n", CALLHOOK_VERSION);
+			printf("callhook %s\n", CALLHOOKD_VERSION);
 			return -1;
 		default:
 			return ch_usage(NULL);

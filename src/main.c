@@ -34,11 +34,8 @@
 #include "metrics.h"
 #include "queue.h"
 #include "store.h"
+#include "version.h"
 #include "writer.h"
-
-#ifndef CALLHOOKD_VERSION
-#define CALLHOOKD_VERSION "0.1.0"
-#endif
 
 #define ACK_TIMEOUT_MS		4500
 #define STOP_TIMEOUT_MS		20000

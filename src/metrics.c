@@ -12,10 +12,7 @@
 #include <time.h>
 
 #include "metrics.h"
-
-#ifndef CALLHOOKD_VERSION
-#define CALLHOOKD_VERSION "0.1.0"
-#endif
+#include "version.h"
 
 /* Upper bounds; the last bucket is +Inf. Latencies in microseconds. */
 static const uint64_t latency_bounds[METRICS_BUCKETS - 1] = {
