@@ -77,6 +77,8 @@
 #define IDLE_MS		1000
 #define LOCK_GRACE_MS	1000	/* a lock held elsewhere is no failure yet */
 #define GATHER_YIELDS	8
+/* README and main.c's exit message name this line. */
+#define UNSAVED_PREFIX	"callhookd: unsaved event: "
 
 /*
  * The checkpointer: a second thread, with a connection of its own, that
@@ -218,7 +220,9 @@ failure_health(struct writer *w, uint64_t *locked_since)
 
 /*
  * Write one job inside the open transaction. -EAGAIN aborts the batch;
- * a job SQLite can never take is marked failed and skipped.
+ * an event SQLite can never take is set aside (set_aside()) and answered
+ * 503, and its job stays in the batch without it. A reject SQLite
+ * refuses is dropped.
  */
 static int
 write_job(struct writer *w, struct batch *b, struct job *job)
@@ -489,6 +493,20 @@ rescue_to_file(const char *path, mode_t mode, const struct job *head,
 }
 
 /*
+ * The last copy of an event no file would take: its body on standard
+ * error (the journal under systemd), as the line UNSAVED_PREFIX body.
+ */
+static void
+print_unsaved(const struct event *ev)
+{
+	int error;
+
+	if ((error = write_line(STDERR_FILENO, UNSAVED_PREFIX, ev)) != 0)
+		log_errorx("cannot write callSid %s to standard error: %s",
+		    ev->call_sid, strerror(-error));
+}
+
+/*
  * Save the events of the jobs from head up to end (NULL: the last) where
  * `callhook import` can load them later: the rescue file, one body per
  * line. When that fails too (the same full disk, say), the bodies go to
@@ -513,9 +531,7 @@ save_events(struct writer *w, const struct job *head, const struct job *end,
 	for (job = head; job != end; job = job->next) {
 		if (job->event == NULL)
 			continue;
-		if (write_line(STDERR_FILENO, "callhookd: unsaved event: ",
-		    job->event) != 0)
-			log_error("standard error");
+		print_unsaved(job->event);
 		lost->unsaved++;
 	}
 }
@@ -576,9 +592,7 @@ set_aside(struct writer *w, struct job *job, const char *why,
 		    "in %s (%s); its body is the line \"callhookd: unsaved "
 		    "event:\" below", sid, why, path ? path : "(none)",
 		    strerror((int)-n));
-		if (write_line(STDERR_FILENO, "callhookd: unsaved event: ",
-		    job->event) != 0)
-			log_error("standard error");
+		print_unsaved(job->event);
 	}
 	w->lost.set_aside++;
 	atomic_fetch_add(&w->metrics->events_set_aside, 1);
