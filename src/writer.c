@@ -1048,6 +1048,39 @@ after_failure(struct writer *w, struct batch *b, struct retry *r)
 	r->at = now_mono_ns() + (uint64_t)r->ms * 1000000ULL;
 }
 
+/*
+ * Stopping, with nothing in hand: true when the queue is empty for good.
+ * It was closed before stopping was set, so this look finds whatever was
+ * pushed after the last one, and nothing can follow it; what it finds
+ * goes into b, its events counted in *n.
+ */
+static bool
+drained(struct writer *w, struct batch *b, size_t *n)
+{
+	struct job *list;
+
+	list = queue_pop_all(w->queue, 0, n);
+	batch_append(b, list, *n);
+	return b->head == NULL;
+}
+
+/*
+ * A batch committed in commit_us: answer it, end any retrying, and, when
+ * the full-text backlog has grown too long, index as many rows.
+ */
+static void
+after_commit(struct writer *w, struct batch *b, struct retry *r,
+    uint64_t commit_us)
+{
+	size_t events = b->events;
+
+	set_health(w, "");
+	finish_batch(w, b, commit_us);
+	*r = (struct retry){ 0 };
+	if (events > 0 && backlog_too_long(w))
+		catch_up(w, events);
+}
+
 static void *
 writer_main(void *arg)
 {
@@ -1055,7 +1088,7 @@ writer_main(void *arg)
 	struct batch b = { 0 };
 	struct retry r = { 0 };
 	struct job *list;
-	size_t n, events;
+	size_t n;
 	int waited, rc;
 	bool indexing = false;
 	uint64_t t0;
@@ -1067,18 +1100,10 @@ writer_main(void *arg)
 		    indexing);
 		list = take_jobs(w, waited, b.head != NULL, &n);
 		batch_append(&b, list, n);
-		if (b.head == NULL && atomic_load(&w->stopping)) {
-			/*
-			 * The queue was closed before stopping was set, so
-			 * this look finds whatever was pushed after the last
-			 * one, and nothing can follow it.
-			 */
-			list = queue_pop_all(w->queue, 0, &n);
-			batch_append(&b, list, n);
-			if (b.head == NULL) {
-				index_before_exit(w);
-				break;
-			}
+		if (b.head == NULL && atomic_load(&w->stopping) &&
+		    drained(w, &b, &n)) {
+			index_before_exit(w);
+			break;
 		}
 		if (b.head == NULL) {
 			indexing = on_quiet(w, waited);
@@ -1101,16 +1126,10 @@ writer_main(void *arg)
 		t0 = now_mono_ns();
 		rc = write_batch(w, &b);
 		store_limit_lock_wait(w->store, -1);	/* not for indexing */
-		if (rc == 0) {
-			set_health(w, "");
-			events = b.events;
-			finish_batch(w, &b, (now_mono_ns() - t0) / 1000);
-			r = (struct retry){ 0 };
-			if (events > 0 && backlog_too_long(w))
-				catch_up(w, events);
-			continue;
-		}
-		after_failure(w, &b, &r);
+		if (rc == 0)
+			after_commit(w, &b, &r, (now_mono_ns() - t0) / 1000);
+		else
+			after_failure(w, &b, &r);
 	}
 	return NULL;
 }
