@@ -257,6 +257,5 @@ void	progress_init(struct progress *p, bool enabled);
 void	progress_tick(struct progress *p, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	progress_done(struct progress *p);
-uint64_t ch_now_ns(void);
 
 #endif

@@ -141,14 +141,14 @@ run_store(struct store *st, struct batch *b, size_t i, size_t n)
 static int
 batch_store(struct store *st, struct batch *b, size_t from)
 {
-	uint64_t start = ch_now_ns();
+	uint64_t start = now_mono_ns();
 	size_t i = from, n;
 	int error;
 
 	if ((error = store_begin(st)) != 0)
 		return error;
 	while (i < b->n && (i == from ||
-	    ch_now_ns() - start < HOLD_MS * 1000000ULL)) {
+	    now_mono_ns() - start < HOLD_MS * 1000000ULL)) {
 		n = b->n - i < STORE_RUN_MAX ? b->n - i : STORE_RUN_MAX;
 		if ((error = run_store(st, b, i, n)) != 0) {
 			store_rollback(st);
@@ -194,9 +194,9 @@ batch_flush(struct ch *ch, struct batch *b, struct tally *t)
 	int n, tries = 0;
 
 	while (done < b->n) {
-		start = ch_now_ns();
+		start = now_mono_ns();
 		n = batch_store(ch->st, b, done);
-		yield_lock(ch_now_ns() - start);
+		yield_lock(now_mono_ns() - start);
 		if (n == -EAGAIN && ++tries < RETRIES)
 			continue;
 		if (n < 0) {
@@ -357,9 +357,9 @@ import_index(struct ch *ch)
 	int n, limit = IMPORT_FTS_FIRST, error, tries = 0;
 
 	do {
-		start = ch_now_ns();
+		start = now_mono_ns();
 		error = store_fts_index(ch->st, limit, &n);
-		held = ch_now_ns() - start;
+		held = now_mono_ns() - start;
 		yield_lock(held);
 		if (error == -EAGAIN && ++tries < RETRIES) {
 			n = limit;
@@ -636,9 +636,9 @@ prune_loop(struct ch *ch, struct prune *pr)
 
 	progress_init(&p, ch->progress);
 	for (;;) {
-		held = ch_now_ns();
+		held = now_mono_ns();
 		n = prune_batch(ch, pr);
-		held = ch_now_ns() - held;
+		held = now_mono_ns() - held;
 		yield_lock(held);
 		if (n == -EAGAIN && ++tries < RETRIES)
 			continue;

@@ -8,25 +8,19 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "callhook.h"
+#include "metrics.h"
 
-uint64_t
-ch_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
+#define PROGRESS_AFTER_NS	1000000000ULL	/* quiet for quick runs */
+#define PROGRESS_EVERY_NS	200000000ULL	/* a terminal need not flicker */
 
 void
 progress_init(struct progress *p, bool enabled)
 {
 	memset(p, 0, sizeof(*p));
 	p->enabled = enabled;
-	p->start_ns = ch_now_ns();
+	p->start_ns = now_mono_ns();
 }
 
 /* After the first second, at most five times a second. */
@@ -38,9 +32,9 @@ progress_tick(struct progress *p, const char *fmt, ...)
 
 	if (!p->enabled)
 		return;
-	now = ch_now_ns();
-	if (now - p->start_ns < 1000000000ULL ||
-	    now - p->last_ns < 200000000ULL)
+	now = now_mono_ns();
+	if (now - p->start_ns < PROGRESS_AFTER_NS ||
+	    now - p->last_ns < PROGRESS_EVERY_NS)
 		return;
 	p->last_ns = now;
 	p->shown = true;
