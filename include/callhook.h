@@ -39,7 +39,8 @@ struct ch {
 
 /*
  * Open cfg.database read-only, or read-write (creating it only when create
- * is set). On failure one line is on stderr. 0 or a negative errno.
+ * is set). On failure the reason is on stderr (with a second line when a
+ * relative database from -c was not found). 0 or a negative errno.
  */
 int	ch_open_read(struct ch *ch);
 int	ch_open_write(struct ch *ch, bool create);

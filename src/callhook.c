@@ -209,11 +209,10 @@ explain_relative(const struct ch *ch)
 {
 	if (ch->relative_in == NULL)
 		return;
-	fprintf(stderr, "callhook: %s gives [store] database as a relative "
-	    "path, which callhook takes from the current directory and "
-	    "callhookd from its own (/var/lib/callhookd under its systemd "
-	    "unit): use -d PATH, or an absolute path in the file\n",
-	    ch->relative_in);
+	warnx("%s gives [store] database as a relative path, which callhook "
+	    "takes from the current directory and callhookd from its own "
+	    "(/var/lib/callhookd under its systemd unit): use -d PATH, or an "
+	    "absolute path in the file", ch->relative_in);
 }
 
 /*
