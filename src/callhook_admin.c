@@ -967,6 +967,49 @@ backup_discard(const char *tmp)
 	unlink(journal);
 }
 
+/*
+ * A new empty file beside dest, its name in tmp, as readable as the
+ * database and not more. 0, or -1 with the reason on stderr.
+ */
+static int
+backup_temp(const struct ch *ch, const char *dest, char *tmp, size_t size)
+{
+	struct stat sb;
+	int fd;
+
+	if (snprintf(tmp, size, "%s.tmp-XXXXXX", dest) >= (int)size ||
+	    (fd = mkstemp(tmp)) == -1) {
+		warn("%s", dest);
+		return -1;
+	}
+	if (stat(ch->cfg.database, &sb) == 0)
+		fchmod(fd, sb.st_mode & 0666);
+	close(fd);
+	return 0;
+}
+
+/*
+ * Copy the database into tmp and fsync it. 0 or a negative errno; the
+ * reason is on stderr already for -EIO and -EINTR (a signal).
+ */
+static int
+backup_to_file(struct ch *ch, const char *tmp, const char *dest)
+{
+	sqlite3 *dst = NULL;
+	int error = -EIO;
+
+	if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE, NULL) !=
+	    SQLITE_OK)
+		warnx("%s: %s", tmp, sqlite3_errmsg(dst));
+	else if ((error = backup_copy(ch, dst, dest)) == 0)
+		error = sqlite3_close(dst) == SQLITE_OK ? 0 : -EIO;
+	if (error != 0)
+		sqlite3_close(dst);
+	if (error == 0)
+		error = sync_path(tmp, O_RDONLY);
+	return error;
+}
+
 static int
 backup_args(int argc, char **argv, bool *force)
 {
@@ -994,9 +1037,8 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	char tmp[PATH_MAX], dir[PATH_MAX];
 	const char *dest;
 	struct stat sb;
-	sqlite3 *dst = NULL;
 	bool force = false;
-	int fd, rc, error = -EIO;
+	int rc, error;
 
 	if ((rc = backup_args(argc, argv, &force)) >= 0)
 		return rc;
@@ -1015,25 +1057,9 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	if (ch_open_read(ch) != 0)
 		return CH_FAIL;
 	backup_catch_signals();
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", dest) >=
-	    (int)sizeof(tmp) || (fd = mkstemp(tmp)) == -1) {
-		warn("%s", dest);
+	if (backup_temp(ch, dest, tmp, sizeof(tmp)) != 0)
 		return CH_FAIL;
-	}
-	/* The copy is as readable as the original, not more. */
-	if (stat(ch->cfg.database, &sb) == 0)
-		fchmod(fd, sb.st_mode & 0666);
-	close(fd);
-	if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE, NULL) !=
-	    SQLITE_OK)
-		warnx("%s: %s", tmp, sqlite3_errmsg(dst));
-	else if ((error = backup_copy(ch, dst, dest)) == 0)
-		error = sqlite3_close(dst) == SQLITE_OK ? 0 : -EIO;
-	if (error != 0)
-		sqlite3_close(dst);
-	dst = NULL;
-	if (error == 0)
-		error = sync_path(tmp, O_RDONLY);
+	error = backup_to_file(ch, tmp, dest);
 	/* The last look: a signal during the copy's fsync stops it too. */
 	if (error == 0 && backup_stop)
 		error = -EINTR;
