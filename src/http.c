@@ -827,7 +827,7 @@ signature_said(enum auth_sig rc, char *msg, size_t len)
 		return false;
 	case AUTH_SIG_STALE:
 		snprintf(msg, len, "webhook-timestamp is missing or more "
-		    "than 5 minutes away");
+		    "than %d minutes away", AUTH_SIGNATURE_TOLERANCE / 60);
 		return false;
 	default:
 		snprintf(msg, len, "bad signature");

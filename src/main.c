@@ -510,10 +510,13 @@ start(struct daemon *d)
 	}
 	if (stat(d->cfg.database, &sb) == 0)
 		wo.rescue_mode = sb.st_mode & 0666;
-	if ((d->queue = queue_new(d->cfg.queue, REJECT_QUEUE)) != NULL)
-		queue_set_memory(d->queue, config_memory_budget(&d->cfg));
-	if (d->queue == NULL ||
-	    (d->writer = writer_start(d->store, d->queue, &d->metrics,
+	if ((d->queue = queue_new(d->cfg.queue, REJECT_QUEUE)) == NULL) {
+		close(fd);
+		log_error("cannot make the queue");
+		return -1;
+	}
+	queue_set_memory(d->queue, config_memory_budget(&d->cfg));
+	if ((d->writer = writer_start(d->store, d->queue, &d->metrics,
 	    &wo)) == NULL) {
 		close(fd);
 		log_error("cannot start the writer");
