@@ -397,7 +397,10 @@ quote_terms(const char *q)
  * make that a rank of every call in the file (1.6 s for a million), so
  * the matches are read newest first (rowid order, which FTS5 walks
  * without sorting), and only the latest SEARCH_WINDOW of them that pass
- * the filters are ranked. Snippets are made for the rows printed only.
+ * the filters are ranked. Snippets are made for the rows printed only,
+ * and only for those with a calls row: snippet() of an index entry whose
+ * row is gone (an INSERT OR REPLACE by hand fires no delete trigger)
+ * fails the whole search as "database disk image is malformed".
  * The filters need the calls row of each match: without them, no join.
  */
 #define SEARCH_WINDOW	2000
@@ -411,7 +414,8 @@ quote_terms(const char *q)
 	" :off, '…', %d), char(1), ' '), char(2), ' '), :on, char(1)),"	\
 	" :off, char(2)) AS s FROM calls_fts WHERE calls_fts MATCH :q"	\
 	" AND calls_fts.rowid >= (SELECT min(id) FROM best)"		\
-	" AND +calls_fts.rowid IN best)"				\
+	" AND +calls_fts.rowid IN best"					\
+	" AND EXISTS (SELECT 1 FROM calls WHERE id = calls_fts.rowid))"	\
 	" SELECT c.call_sid, c.call_time, c.agent_id, c.from_number,"	\
 	" c.to_number, CASE WHEN c.try_count = -1 OR c.call_type ="	\
 	" 'inbound' THEN c.from_number ELSE c.to_number END,"		\
