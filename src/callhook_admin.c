@@ -83,6 +83,7 @@ struct tally {
 	long long	 revisions;
 	long long	 refused;
 	long long	 lone_brace;	/* the first line that is only "{" */
+	bool		 in_array;	/* a line only "[" came before it */
 };
 
 struct batch {
@@ -300,15 +301,18 @@ import_body(struct ch *ch, struct batch *b, struct tally *t, const char *body,
 	b->bytes += len;
 }
 
-/* A line that is only "{": a pretty-printed body, which import cannot take. */
+/*
+ * A line that is only c: "{" opens a pretty-printed body, which import
+ * cannot take; "[" before it, an array of them.
+ */
 static bool
-lone_brace(const char *s, size_t len)
+lone_char(const char *s, size_t len, char c)
 {
 	size_t i = 0;
 
 	while (i < len && (s[i] == ' ' || s[i] == '\t'))
 		i++;
-	return i < len && s[i] == '{' && blank(s + i + 1, len - i - 1);
+	return i < len && s[i] == c && blank(s + i + 1, len - i - 1);
 }
 
 /*
@@ -330,8 +334,10 @@ import_line(struct ch *ch, struct batch *b, struct tally *t, char *line,
 		line[--len] = '\0';
 	if (blank(line, len))
 		return;
-	if (t->lone_brace == 0 && lone_brace(line, len))
+	if (t->lone_brace == 0 && lone_char(line, len, '{'))
 		t->lone_brace = t->lines;
+	else if (t->lone_brace == 0 && lone_char(line, len, '['))
+		t->in_array = true;
 	if (line[0] != '"' || len > 6 * ch->cfg.max_body + 2) {
 		import_body(ch, b, t, line, len);
 		return;
@@ -478,7 +484,8 @@ cmd_import(struct ch *ch, int argc, char **argv)
 	if (t.lone_brace > 0)
 		warnx("%s:%lld: a line that is only \"{\": the bodies look "
 		    "pretty-printed; import takes one body per line, as "
-		    "jq -c . writes them", t.path, t.lone_brace);
+		    "%s", t.path, t.lone_brace, t.in_array ? "jq -c '.[]' "
+		    "writes those of an array" : "jq -c . writes them");
 	return error == 0 && t.refused == 0 ? CH_OK : CH_FAIL;
 }
 

@@ -1331,6 +1331,16 @@ START_TEST(test_import_pretty)
 	ck_assert_msg(strlen(err) > strlen(want) &&
 	    strcmp(err + strlen(err) - strlen(want), want) == 0,
 	    "stderr does not end with the hint: %s", err);
+	/*
+	 * An array of pretty-printed bodies: jq -c . would put the array on
+	 * one line, which import refuses again; jq -c '.[]' the bodies.
+	 */
+	write_file(pretty, "[\n  {\n    \"event\": \"call_ended\"\n  }\n]\n");
+	ck_assert_int_eq(ch_on(tmp_path("pretty.db"), "import '%s'", pretty),
+	    1);
+	ck_assert_msg(strstr(err, "pretty.json:2: a line that is only \"{\": "
+	    "the bodies look pretty-printed; import takes one body per line, "
+	    "as jq -c '.[]' writes those of an array\n") != NULL, "%s", err);
 	/* Not said of lines that merely hold a brace among other text. */
 	write_file(pretty, "{ \"event\": \"call_ended\",\n}\n");
 	ck_assert_int_eq(ch_on(tmp_path("pretty.db"), "import '%s'", pretty),
