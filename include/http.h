@@ -8,6 +8,7 @@
  * connection suspended, not a thread).
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct config;
@@ -36,10 +37,11 @@ int	http_reconfigure(struct http *h, const struct config *cfg, char *err,
 	    size_t errlen);
 
 /*
- * Stop accepting connections; requests on open connections are answered
+ * Stop accepting connections, and with refuse (a socket of our own, not
+ * systemd's) refuse new ones; requests on open connections are answered
  * 503 from now on. Held connections keep waiting for the writer.
  */
-void	http_quiesce(struct http *h);
+void	http_quiesce(struct http *h, bool refuse);
 
 /*
  * Wait up to timeout_ms for every request in flight to be answered, then

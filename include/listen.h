@@ -6,16 +6,18 @@
  * one, else bound here from "HOST:PORT", "[V6]:PORT" or "unix:/path".
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
  * Open the listener. On success returns 0, *fd is a listening socket in
- * non-blocking mode and desc describes where it listens, with the port
- * the kernel chose when the configured port is 0 ("127.0.0.1:43127").
- * On failure returns a negative errno and err says why.
+ * non-blocking mode, *passed says whether systemd passed it (and keeps
+ * it), and desc describes where it listens, with the port the kernel
+ * chose when the configured port is 0 ("127.0.0.1:43127"). On failure
+ * returns a negative errno and err says why.
  */
-int	listen_open(const char *addr, int *fd, char *desc, size_t desclen,
-	    char *err, size_t errlen);
+int	listen_open(const char *addr, int *fd, bool *passed, char *desc,
+	    size_t desclen, char *err, size_t errlen);
 
 /*
  * What can be checked without binding, before anything else is made:

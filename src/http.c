@@ -67,7 +67,7 @@ struct settings {
 
 struct http {
 	struct MHD_Daemon	*mhd;
-	int			 fd;
+	int			 fd;		/* the listener, once quiesced */
 	_Atomic(struct settings *) settings;
 	struct queue		*queue;
 	struct metrics		*metrics;
@@ -1491,7 +1491,7 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	h->fd = fd;
+	h->fd = -1;			/* libmicrohttpd's until quiesced */
 	h->queue = q;
 	h->body_deadline_ns = deadline_ns;
 	h->metrics = m;
@@ -1548,15 +1548,21 @@ http_reconfigure(struct http *h, const struct config *cfg, char *err,
 	return 0;
 }
 
+/*
+ * libmicrohttpd's thread may still take the listener out of its epoll
+ * set after MHD_quiesce_daemon() returns it, so it is closed only once
+ * that thread has stopped (http_stop()); closed here, its number could
+ * be reused first (a race TSan reports). Until then shutdown() refuses
+ * new connections, unless the socket is systemd's: that one must keep
+ * queueing them for the next start.
+ */
 void
-http_quiesce(struct http *h)
+http_quiesce(struct http *h, bool refuse)
 {
-	int fd;
-
 	atomic_store(&h->stopping, true);
-	if ((fd = MHD_quiesce_daemon(h->mhd)) >= 0)
-		close(fd);
-	h->fd = -1;
+	h->fd = MHD_quiesce_daemon(h->mhd);
+	if (h->fd >= 0 && refuse)
+		shutdown(h->fd, SHUT_RD);
 }
 
 void

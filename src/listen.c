@@ -251,12 +251,13 @@ fail:
 }
 
 int
-listen_open(const char *addr, int *fd, char *desc, size_t desclen,
-    char *err, size_t errlen)
+listen_open(const char *addr, int *fd, bool *passed, char *desc,
+    size_t desclen, char *err, size_t errlen)
 {
 	int n, rc;
 
 	n = sd_listen_fds(1);
+	*passed = n == 1;
 	if (n > 1) {
 		snprintf(err, errlen, "systemd passed %d sockets, expected 1",
 		    n);

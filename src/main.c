@@ -283,6 +283,7 @@ struct daemon {
 	struct http	*http;
 	char		 rescue[CONFIG_STR_MAX + 32];
 	int		 lock_fd;	/* DATABASE.lock, held; or -1 */
+	bool		 socket_passed;	/* by systemd, and kept by it */
 	bool		 started;	/* up and listening */
 };
 
@@ -498,8 +499,8 @@ start(struct daemon *d)
 	if (lock_database(d) != 0)
 		return -1;
 	fit_open_files(d->cfg.max_connections);
-	if (listen_open(d->cfg.listen, &fd, where, sizeof(where), err,
-	    sizeof(err)) != 0) {
+	if (listen_open(d->cfg.listen, &fd, &d->socket_passed, where,
+	    sizeof(where), err, sizeof(err)) != 0) {
 		log_errorx("%s", err);
 		return -1;
 	}
@@ -602,7 +603,7 @@ stop(struct daemon *d)
 
 	sd_notify(0, "STOPPING=1");
 	if (d->http != NULL)
-		http_quiesce(d->http);
+		http_quiesce(d->http, !d->socket_passed);
 	if (d->writer != NULL)
 		writer_stop(d->writer, &lost);
 	http_stop(d->http, HTTP_DRAIN_MS);

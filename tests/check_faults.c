@@ -1999,6 +1999,41 @@ START_TEST(test_rescue_disk_full)
 END_TEST
 
 /*
+ * A stop waiting for a locked store to take the queue refuses new
+ * connections at once, rather than leaving them in the listen backlog
+ * until the stop ends; the queued event is still stored.
+ */
+START_TEST(test_stop_refuses_connections)
+{
+	struct daemon_proc *d = new_proc();
+	char *body = event_body("queued-at-stop"), first[64];
+	char *sids[] = { "queued-at-stop" };
+	sqlite3 *h;
+	int s = -1, saved = 0;
+
+	start_or_fail(d, "[store]\nack = enqueue\n");
+	h = lock_db(d->db);
+	post_accepted(d->port, body);
+	ck_assert_int_eq(kill(d->pid, SIGTERM), 0);
+	for (int i = 0; i < 100; i++, tu_sleep_ms(20)) {
+		if ((s = tu_connect(d->port)) < 0) {
+			saved = errno;
+			break;
+		}
+		close(s);
+	}
+	ck_assert_msg(s < 0 && saved == ECONNREFUSED, "a connection was "
+	    "taken 2 s into a stop: %s", strerror(saved));
+	ck_assert(alive(d));		/* still draining */
+	unlock_db(h);
+	ck_assert_int_eq(proc_stop(d, SIGTERM), 0);
+	ck_assert_msg(db_missing(d->db, sids, 1, first, sizeof(first)) == 0,
+	    "%s lost", first);
+	free(body);
+}
+END_TEST
+
+/*
  * ---- an event that fails every time ----
  * Under a file size limit (ulimit -f, systemd's LimitFSIZE=) that the
  * rescue file can hold one big event within but the WAL cannot, each
@@ -2630,6 +2665,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_sigterm_enqueue_under_load);
 	tcase_add_test(tc, test_lock_held);
 	tcase_add_test(tc, test_slow_body_due);
+	tcase_add_test(tc, test_stop_refuses_connections);
 	tcase_add_test(tc, test_lock_brief);
 	tcase_add_test(tc, test_store_failures);
 	tcase_add_test(tc, test_queue_full);
