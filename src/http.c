@@ -1554,15 +1554,25 @@ http_reconfigure(struct http *h, const struct config *cfg, char *err,
  * that thread has stopped (http_stop()); closed here, its number could
  * be reused first (a race TSan reports). Until then shutdown() refuses
  * new connections, unless the socket is systemd's: that one must keep
- * queueing them for the next start.
+ * queueing them for the next start. A TCP listener drops its backlog
+ * there; a unix one keeps it, so those connections are taken and closed
+ * (reset, as close() would), not left waiting for the stop to end.
  */
 void
 http_quiesce(struct http *h, bool refuse)
 {
+	int c;
+
 	atomic_store(&h->stopping, true);
 	h->fd = MHD_quiesce_daemon(h->mhd);
-	if (h->fd >= 0 && refuse)
-		shutdown(h->fd, SHUT_RD);
+	if (h->fd < 0 || !refuse)
+		return;
+	shutdown(h->fd, SHUT_RD);
+	/* Non-blocking: EAGAIN when it is empty, EINVAL at once for TCP. */
+	while ((c = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 ||
+	    errno == EINTR || errno == ECONNABORTED)
+		if (c >= 0)
+			close(c);
 }
 
 void

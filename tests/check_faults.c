@@ -24,11 +24,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -2033,6 +2035,103 @@ START_TEST(test_stop_refuses_connections)
 }
 END_TEST
 
+/* A connection to unix:path, or -1. */
+static int
+unix_connect(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int s;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if ((s = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+		return -1;
+	if (connect(s, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		close(s);
+		return -1;
+	}
+	return s;
+}
+
+/* Write a POST of body on s; 0 or -1. */
+static int
+unix_send_post(int s, const char *body)
+{
+	char head[256];
+	int n = snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n", PATH, JSON,
+	    strlen(body));
+
+	return write(s, head, (size_t)n) == n && write(s, body,
+	    strlen(body)) == (ssize_t)strlen(body) ? 0 : -1;
+}
+
+/*
+ * On a unix socket, shutdown() refuses new connections but leaves those
+ * already in the backlog waiting (a TCP one drops them): the stop must
+ * not keep them waiting until it ends either, as close() did not.
+ */
+START_TEST(test_stop_unix_backlog)
+{
+	struct daemon_proc *d = new_proc();
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+	char *body = event_body("unix-backlog"), sock[300], buf[64];
+	char *sids[] = { "unix-backlog" };
+	struct pollfd pfd = { .events = POLLIN };
+	sqlite3 *h;
+	FILE *f;
+	int s, idle, ready;
+	bool up = false;
+
+	snprintf(sock, sizeof(sock), "%s/d.sock", d->dir);
+	ck_assert_ptr_nonnull(f = fopen(d->ini, "w"));
+	fprintf(f, "[http]\nlisten = unix:%s\nmax_connections = 1\n[store]\n"
+	    "ack = enqueue\ndatabase = %s\n", sock, d->db);
+	fclose(f);
+	ck_assert_int_ge(d->pid = fork(), 0);
+	if (d->pid == 0) {
+		if (freopen(d->log, "a", stderr) == NULL)
+			_exit(127);
+		execl(bin, bin, "-c", d->ini, (char *)NULL);
+		_exit(127);
+	}
+	note_pid(d);
+	/* Up: the socket listens before the store is open. */
+	for (int i = 0; i < 500 && !up; i++, tu_sleep_ms(20)) {
+		char *log = tu_read_file(d->log, NULL);
+
+		up = log != NULL && strstr(log, "listening on unix:") != NULL;
+		free(log);
+	}
+	ck_assert_msg(up, "no daemon on unix:%s", sock);
+	h = lock_db(d->db);
+	/* Queued, not stored: the stop waits for the store. */
+	ck_assert_int_ge(s = unix_connect(sock), 0);
+	ck_assert_int_eq(unix_send_post(s, body), 0);
+	ck_assert_int_gt(read(s, buf, sizeof(buf) - 1), 12);
+	ck_assert_int_eq(strncmp(buf, "HTTP/1.1 200", 12), 0);
+	close(s);
+	/* The one connection allowed; the next waits in the backlog. */
+	ck_assert_int_ge(idle = unix_connect(sock), 0);
+	tu_sleep_ms(200);
+	ck_assert_int_ge(pfd.fd = unix_connect(sock), 0);
+	ck_assert_int_eq(unix_send_post(pfd.fd, body), 0);
+	ck_assert_int_eq(kill(d->pid, SIGTERM), 0);
+	ready = poll(&pfd, 1, 2000);
+	ck_assert(alive(d));		/* still draining */
+	ck_assert_msg(ready == 1, "a connection in the backlog was left "
+	    "waiting 2 s into a stop");
+	ck_assert_int_lt(unix_connect(sock), 0);
+	close(pfd.fd);
+	close(idle);
+	unlock_db(h);
+	ck_assert_int_eq(proc_stop(d, SIGTERM), 0);
+	ck_assert_msg(db_missing(d->db, sids, 1, buf, sizeof(buf)) == 0,
+	    "%s lost", buf);
+	free(body);
+}
+END_TEST
+
 /*
  * ---- an event that fails every time ----
  * Under a file size limit (ulimit -f, systemd's LimitFSIZE=) that the
@@ -2666,6 +2765,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_lock_held);
 	tcase_add_test(tc, test_slow_body_due);
 	tcase_add_test(tc, test_stop_refuses_connections);
+	tcase_add_test(tc, test_stop_unix_backlog);
 	tcase_add_test(tc, test_lock_brief);
 	tcase_add_test(tc, test_store_failures);
 	tcase_add_test(tc, test_queue_full);
