@@ -2000,6 +2000,18 @@ START_TEST(test_rescue_disk_full)
 }
 END_TEST
 
+/* Let a stop waiting on the lock h finish: exit 0, and sid stored. */
+static void
+finish_stop(struct daemon_proc *d, sqlite3 *h, char *sid)
+{
+	char first[64];
+
+	unlock_db(h);
+	ck_assert_int_eq(proc_stop(d, SIGTERM), 0);
+	ck_assert_msg(db_missing(d->db, &sid, 1, first, sizeof(first)) == 0,
+	    "%s lost", first);
+}
+
 /*
  * A stop waiting for a locked store to take the queue refuses new
  * connections at once, rather than leaving them in the listen backlog
@@ -2008,7 +2020,7 @@ END_TEST
 START_TEST(test_stop_refuses_connections)
 {
 	struct daemon_proc *d = new_proc();
-	char *body = event_body("queued-at-stop"), first[64];
+	char *body = event_body("queued-at-stop");
 	char *sids[] = { "queued-at-stop" };
 	sqlite3 *h;
 	int s = -1, saved = 0;
@@ -2027,10 +2039,7 @@ START_TEST(test_stop_refuses_connections)
 	ck_assert_msg(s < 0 && saved == ECONNREFUSED, "a connection was "
 	    "taken 2 s into a stop: %s", strerror(saved));
 	ck_assert(alive(d));		/* still draining */
-	unlock_db(h);
-	ck_assert_int_eq(proc_stop(d, SIGTERM), 0);
-	ck_assert_msg(db_missing(d->db, sids, 1, first, sizeof(first)) == 0,
-	    "%s lost", first);
+	finish_stop(d, h, sids[0]);
 	free(body);
 }
 END_TEST
@@ -2124,10 +2133,7 @@ START_TEST(test_stop_unix_backlog)
 	ck_assert_int_lt(unix_connect(sock), 0);
 	close(pfd.fd);
 	close(idle);
-	unlock_db(h);
-	ck_assert_int_eq(proc_stop(d, SIGTERM), 0);
-	ck_assert_msg(db_missing(d->db, sids, 1, buf, sizeof(buf)) == 0,
-	    "%s lost", buf);
+	finish_stop(d, h, sids[0]);
 	free(body);
 }
 END_TEST
