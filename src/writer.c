@@ -966,13 +966,13 @@ ms_until(uint64_t at_ns)
 static int
 ms_to_expiry(const struct writer *w, const struct batch *b)
 {
-	uint64_t now = now_mono_ns(), next = UINT64_MAX;
+	uint64_t now = now_mono_ns(), next = UINT64_MAX, due;
 	const struct job *job;
 
 	for (job = b->head; job != NULL; job = job->next)
-		if (job->ticket != NULL && due_ns(w, job) > now &&
-		    due_ns(w, job) < next)
-			next = due_ns(w, job);
+		if (job->ticket != NULL && (due = due_ns(w, job)) > now &&
+		    due < next)
+			next = due;
 	return next == UINT64_MAX ? -1 : ms_until(next);
 }
 
