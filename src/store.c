@@ -1063,7 +1063,24 @@ wal_files_needed(struct store *st, const struct store_options *opt,
 	    store_cannot_write(opt->path, why, len);
 }
 
-/* Why store_open() failed: a file or directory not writable comes first. */
+/*
+ * A file the reader may not read: SQLite says only "unable to open
+ * database file", and the -shm and -wal files are then beside the point.
+ */
+static bool
+cannot_read(const char *path, char *why, size_t len)
+{
+	if (access(path, R_OK) == 0 || errno == ENOENT)
+		return false;
+	snprintf(why, len, "the file is not readable by uid %u (%s)",
+	    (unsigned)geteuid(), strerror(errno));
+	return true;
+}
+
+/*
+ * Why store_open() failed: a file not readable, then a file or directory
+ * not writable, come first.
+ */
 static void
 open_failed(struct store *st, const struct store_options *opt, char *err,
     size_t errlen)
@@ -1071,7 +1088,9 @@ open_failed(struct store *st, const struct store_options *opt, char *err,
 	char why[PATH_MAX + 200];
 	int rc = st->db != NULL ? sqlite3_errcode(st->db) : SQLITE_OK;
 
-	if (wal_files_needed(st, opt, why, sizeof(why)))
+	if (cannot_read(opt->path, why, sizeof(why)))
+		seterr(err, errlen, "%s: %s", opt->path, why);
+	else if (wal_files_needed(st, opt, why, sizeof(why)))
 		seterr(err, errlen, "%s: SQLite must create its -shm and -wal "
 		    "files beside a WAL database to read it, and %s", opt->path,
 		    why);

@@ -1766,6 +1766,32 @@ START_TEST(test_wal_dir_unwritable)
 END_TEST
 
 /*
+ * A file the reader may not read, in a directory it may or may not
+ * write: the message names the file, not the -shm and -wal files.
+ */
+START_TEST(test_unreadable_file)
+{
+	const char *nobody = "setpriv --reuid=65534 --regid=65534 "
+	    "--clear-groups";
+	char *db = tmp_path("ro/b.db");
+
+	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
+		return;
+	fill();
+	ck_assert_int_eq(tu_sh("mkdir '%s/ro' && chmod 755 '%s'", d.dir,
+	    d.dir), 0);
+	ck_assert_int_eq(ch("backup '%s'", db), 0);
+	ck_assert_int_eq(tu_sh("chmod 600 '%s'", db), 0);
+	expect_fail(ch_env(nobody, db, "list"), 1, "b.db: the file is not "
+	    "readable by uid 65534 (Permission denied)");
+	ck_assert_int_eq(tu_sh("chmod 777 '%s/ro'", d.dir), 0);
+	expect_fail(ch_env(nobody, db, "list"), 1, "not readable");
+	expect_fail(ch_env(nobody, db, "import /dev/null"), 1,
+	    "not readable");
+}
+END_TEST
+
+/*
  * A WAL database on a read-only file system (a mounted backup volume):
  * SQLite cannot create the -wal there either, and says only "unable to
  * open database file"; the message says why. The commands run before
@@ -1912,6 +1938,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_backup_dest);
 	tcase_add_test(tc, test_backup_interrupted);
 	tcase_add_test(tc, test_wal_dir_unwritable);
+	tcase_add_test(tc, test_unreadable_file);
 	tcase_add_test(tc, test_wal_readonly_fs);
 	tcase_add_test(tc, test_rejects);
 	suite_add_tcase(s, tc);
