@@ -1737,6 +1737,31 @@ START_TEST(test_backup_dest)
 END_TEST
 
 /*
+ * The README's copy of calls into another database: the stored bodies as
+ * JSON strings (the fixtures' bodies have line breaks) imported there
+ * come back byte for byte.
+ */
+START_TEST(test_copy_bodies)
+{
+	char *other = tmp_path("copy.db");
+	long long n;
+
+	fill();
+	n = db_int(d.db, "SELECT count(*) FROM calls");
+	ck_assert_int_ge(n, 5);
+	ck_assert_int_gt(db_int(d.db, "SELECT count(*) FROM calls"
+	    " WHERE instr(payload, char(10)) > 0"), 0);
+	ck_assert_int_eq(tu_sh("sqlite3 '%s' \"SELECT json_quote(payload) "
+	    "FROM calls\" | '%s' -d '%s' import - >/dev/null", d.db,
+	    callhook(), other), 0);
+	ck_assert_int_eq(tu_sh("test \"$(sqlite3 '%s' \"ATTACH '%s' AS s; "
+	    "SELECT count(*) FROM calls c JOIN s.calls x USING (call_sid) "
+	    "WHERE c.payload = x.payload\")\" = %lld", other, d.db, n), 0);
+	ck_assert_int_eq(db_int(other, "SELECT count(*) FROM calls"), n);
+}
+END_TEST
+
+/*
  * A WAL database in a directory the reader may not write: SQLite must
  * create the -shm and -wal files there, and the message says so.
  */
@@ -1937,6 +1962,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_backup);
 	tcase_add_test(tc, test_backup_dest);
 	tcase_add_test(tc, test_backup_interrupted);
+	tcase_add_test(tc, test_copy_bodies);
 	tcase_add_test(tc, test_wal_dir_unwritable);
 	tcase_add_test(tc, test_unreadable_file);
 	tcase_add_test(tc, test_wal_readonly_fs);
