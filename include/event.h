@@ -77,6 +77,15 @@ enum event_error {
 enum event_error event_parse(const char *body, size_t len, bool strict,
 	    struct event **out, char *msg, size_t msglen);
 
+/*
+ * The callSid of a body event_parse() refused, for the refusal's log
+ * line: copied to buf (size bytes, at least EVENT_CALL_SID_MAX + 1) when
+ * the body is JSON whose data.callSid event_parse() would take, else buf
+ * is empty. It parses the body again, so it is for refusals only.
+ */
+void	event_refused_call_sid(const char *body, size_t len, char *buf,
+	    size_t size);
+
 /* Free ev and everything it owns. NULL is a no-op. */
 void	event_free(struct event *ev);
 

@@ -1732,6 +1732,28 @@ event_parse(const char *body, size_t len, bool strict, struct event **out,
 }
 
 void
+event_refused_call_sid(const char *body, size_t len, char *buf,
+    size_t size)
+{
+	struct plan pl;
+	cJSON *root, *data;
+	char msg[1];
+
+	buf[0] = '\0';
+	if (!event_utf8_valid(body, len))
+		return;
+	plan_init(&pl);
+	arena_begin();
+	root = json_parse(body, len, &pl.spans);
+	data = cJSON_GetObjectItemCaseSensitive(root, "data");
+	if (cJSON_IsObject(data) &&
+	    check_call_sid(data, &pl, msg, sizeof(msg)) == EVENT_OK)
+		snprintf(buf, size, "%s", cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(data, "callSid")));
+	arena_end(root);
+}
+
+void
 event_free(struct event *ev)
 {
 	/* The strings and the body live in the same block. */

@@ -1245,10 +1245,13 @@ finish_body(struct request *req)
 	    sizeof(msg));
 	if (e == EVENT_NO_MEMORY)
 		return MHD_NO;
-	if (e != EVENT_OK)
+	if (e != EVENT_OK) {
+		event_refused_call_sid(req->body, req->len, req->call_sid,
+		    sizeof(req->call_sid));
 		return refuse(req, MHD_HTTP_BAD_REQUEST, e ==
 		    EVENT_UNKNOWN_TYPE ? REJECT_UNKNOWN_EVENT : REJECT_INVALID,
 		    msg);
+	}
 	if (ev->type_mismatches > 0)
 		atomic_fetch_add(&h->metrics->type_mismatches,
 		    ev->type_mismatches);

@@ -466,6 +466,40 @@ START_TEST(test_refusals_log_bounded)
 END_TEST
 
 /*
+ * A 400 is logged with the body's callSid when it has one that would be
+ * taken, so that a missing call can be found in the journal by its id;
+ * not with one it would refuse (here empty).
+ */
+START_TEST(test_refusal_names_call)
+{
+	static const char *const bodies[] = {
+		"{\"event\":\"call_ended\",\"data\":{\"callSid\":"
+		    "\"strict-1\",\"call_duration\":\"120\"}}",
+		"{\"event\":\"other\",\"data\":{\"callSid\":\"other-1\"}}",
+		"{\"event\":\"call_ended\",\"data\":{\"callSid\":\"\"}}",
+	};
+	struct reply r;
+	char *log;
+
+	start_or_fail("[store]\nstrict = on\n");
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		ck_assert_int_eq(tu_post(d.port, PATH, JSON, bodies[i],
+		    strlen(bodies[i]), &r), 0);
+		ck_assert_int_eq(r.status, 400);
+		tu_reply_free(&r);
+	}
+	stop_clean();
+	ck_assert_ptr_nonnull(log = tu_read_file(d.log, NULL));
+	ck_assert_msg(strstr(log, "reason=\"data.call_duration must be a "
+	    "number\" callSid=strict-1\n") != NULL, "%s", log);
+	ck_assert_msg(strstr(log, "reason=\"Unknown event type\" "
+	    "callSid=other-1\n") != NULL, "%s", log);
+	ck_assert_msg(strstr(log, "must not be empty\"\n") != NULL, "%s", log);
+	free(log);
+}
+END_TEST
+
+/*
  * Send req on a connection of its own, not half-closed, and read for ms
  * or until the daemon has closed it (*closed) or sent want status lines.
  * Returns what was read, NUL-terminated.
@@ -1553,6 +1587,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_one_daemon_per_database);
 	tcase_add_test(tc, test_open_files_fit);
 	tcase_add_test(tc, test_refusals_log_bounded);
+	tcase_add_test(tc, test_refusal_names_call);
 	tcase_add_test(tc, test_command_line);
 	tcase_add_test(tc, test_value_errors_at_their_line);
 	tcase_add_test(tc, test_unix_socket_in_use);

@@ -183,7 +183,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct event *ev;
-	char msg[128];
+	char msg[128], sid[EVENT_CALL_SID_MAX + 1];
 
 	for (int strict = 0; strict <= 1; strict++) {
 		msg[0] = 'x';
@@ -191,6 +191,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    sizeof(msg)) == EVENT_OK)
 			check(ev, data, size);
 		else if (ev != NULL || msg[0] == '\0')
+			__builtin_trap();
+		/* The refusal's callSid is the one a parse would take. */
+		event_refused_call_sid((const char *)data, size, sid,
+		    sizeof(sid));
+		if (!event_utf8_valid(sid, strlen(sid)) ||
+		    (ev != NULL && strcmp(sid, ev->call_sid) != 0))
 			__builtin_trap();
 		event_free(ev);
 	}
