@@ -122,11 +122,14 @@ groups_get(struct groups *g, const char *key, size_t len)
 	for (; (gr = g->slot[j]) != NULL; j = (j + 1) & (g->cap - 1))
 		if (gr->keylen == len && memcmp(gr->key, key, len) == 0)
 			return gr;
+	/* All len bytes: a key written by hand may hold a NUL. */
 	if ((gr = calloc(1, sizeof(*gr))) == NULL ||
-	    (gr->key = strndup(key, len)) == NULL) {
+	    (gr->key = malloc(len + 1)) == NULL) {
 		free(gr);
 		return NULL;
 	}
+	memcpy(gr->key, key, len);
+	gr->key[len] = '\0';
 	gr->keylen = len;
 	g->slot[j] = gr;
 	g->n++;
@@ -374,7 +377,8 @@ print_group(struct out *o, struct group *gr, const char *label, bool table)
 	row[0].t = label != NULL || gr->key != NULL || table ? V_TEXT : V_NULL;
 	row[0].s = label != NULL ? label : gr->key != NULL ? gr->key :
 	    "(none)";
-	row[0].len = row[0].t == V_TEXT ? strlen(row[0].s) : 0;
+	row[0].len = row[0].t != V_TEXT ? 0 : label == NULL &&
+	    gr->key != NULL ? gr->keylen : strlen(row[0].s);
 	set_int(&row[1], gr->calls);
 	set_int(&row[2], gr->converted);
 	set_ratio(&row[3], gr->converted, gr->calls);

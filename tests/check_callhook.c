@@ -1061,6 +1061,29 @@ START_TEST(test_stats)
 END_TEST
 
 /*
+ * A group key written by hand may hold a NUL: all its bytes make the
+ * group. Copied up to the NUL, the key was shorter than its length, and
+ * the next row of that group read past it.
+ */
+START_TEST(test_stats_nul_key)
+{
+	cJSON *arr;
+
+	fill();
+	db_exec(d.db, "UPDATE calls SET agent_id = 'ag' || char(0) ||"
+	    " 'ent-with-a-long-tail' WHERE agent_id = 'agent-B'");
+	ck_assert_int_eq(ch("stats --by agent --format json"), 0);
+	ck_assert_msg((arr = cJSON_Parse(out)) != NULL, "%s", out);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 3);
+	cJSON_Delete(arr);
+	ck_assert_msg(strstr(out, "\"group\":\"ag\\u0000ent-with-a-long-tail\","
+	    "\"calls\":2,") != NULL, "%s", out);
+	ck_assert_int_eq(ch("stats --by agent"), 0);
+	ck_assert_msg(strstr(out, "ag ent-with") != NULL, "%s", out);
+}
+END_TEST
+
+/*
  * show's functions_called table lines up by columns, not bytes, and cuts
  * a name past 40 columns: the SUCCESS column starts at 21 + 40 + 2 on
  * every row.
@@ -1948,6 +1971,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_search_orphan);
 	tcase_add_test(tc, test_color);
 	tcase_add_test(tc, test_stats);
+	tcase_add_test(tc, test_stats_nul_key);
 	tcase_add_test(tc, test_show);
 	tcase_add_test(tc, test_json_as_sent);
 	tcase_add_test(tc, test_export);
