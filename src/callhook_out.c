@@ -434,6 +434,29 @@ json_string(const char *s, size_t len)
 	return j;
 }
 
+/*
+ * What cJSON makes of JSON text that is not JSON to the letter ('{"a"
+ * :01}' written by hand), or NULL. Not when anything but spaces follows
+ * the value: cJSON stops there, and the rest would be lost.
+ */
+static cJSON *
+json_lenient(const char *s, size_t len)
+{
+	const char *end = s;
+	cJSON *j;
+
+	if ((j = cJSON_ParseWithLengthOpts(s, len, &end, false)) == NULL)
+		return NULL;
+	while (end < s + len && (*end == ' ' || *end == '\t' ||
+	    *end == '\n' || *end == '\r'))
+		end++;
+	if (end != s + len) {
+		cJSON_Delete(j);
+		return NULL;
+	}
+	return j;
+}
+
 static cJSON *
 json_value(const struct field *f, const struct val *v)
 {
@@ -454,12 +477,18 @@ json_value(const struct field *f, const struct val *v)
 	}
 	if (v->t == V_REAL)
 		return cJSON_CreateNumber(v->r);
-	if (f->kind == K_JSON && event_json_valid(v->s, v->len))
-		return json_raw(v->s, v->len);
-	/* Not as the daemon writes it: what cJSON makes of it, if anything. */
-	if (f->kind == K_JSON && (j = cJSON_ParseWithLength(v->s,
-	    v->len)) != NULL)
-		return j;
+	/*
+	 * As JSON only when it is UTF-8: the bytes of its strings would go
+	 * out as they are, and the document must be UTF-8. event_json_valid()
+	 * checks the grammar alone (the daemon checks the body's UTF-8).
+	 */
+	if (f->kind == K_JSON && event_utf8_valid(v->s, v->len)) {
+		if (event_json_valid(v->s, v->len))
+			return json_raw(v->s, v->len);
+		/* Not as the daemon writes it: what cJSON makes of it. */
+		if ((j = json_lenient(v->s, v->len)) != NULL)
+			return j;
+	}
 	if ((text = data_text(f, v, CLEAN_KEEP, &len)) == NULL)
 		return NULL;
 	j = json_string(text, len);

@@ -1207,6 +1207,20 @@ START_TEST(test_json_as_sent)
 	ck_assert_int_eq(ch("show as-sent"), 0);
 	ck_assert_msg(strstr(out, "call_metadata        {\"a\" :01}\n") !=
 	    NULL, "%s", out);
+	/*
+	 * Not UTF-8 (JSON to the letter otherwise), or more after the
+	 * value: the byte went out as it was, or cJSON dropped the rest.
+	 * A string of the text instead.
+	 */
+	db_exec(d.db, "UPDATE calls SET call_metadata = '{\"a\" :1} more',"
+	    " post_call = CAST(X'7B226C6561645F737461747573223A2022FF227D'"
+	    " AS TEXT) WHERE call_sid = 'as-sent'");
+	ck_assert_int_eq(ch("export --format jsonl"), 0);
+	ck_assert_msg(strchr(out, '\xff') == NULL, "%s", out);
+	ck_assert_msg(strstr(out, "\"call_metadata\":\"{\\\"a\\\" :1} more\"")
+	    != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "\"post_call\":\"{\\\"lead_status\\\": "
+	    "\\\"\xef\xbf\xbd\\\"}\"") != NULL, "%s", out);
 	free(sent);
 	free(more);
 	free(body);
