@@ -194,7 +194,10 @@ struct out	*out_new(FILE *fp, enum format fmt,
 		    const struct field *fields, size_t nfields, bool color);
 /* Print one row; the vals may be reused once it returns. 0 or -errno. */
 int	 out_row(struct out *o, const struct val *row);
-/* JSON text as printed by cJSON, with DEL and C1 controls escaped too. */
+/*
+ * JSON text as printed by cJSON, with DEL, the C1 controls and the bidi
+ * formatting characters escaped too.
+ */
 int	 out_json_puts(const char *text, FILE *fp);
 /* Flush what is buffered and close the JSON array. 0 or -errno. */
 int	 out_end(struct out *o);
@@ -235,6 +238,8 @@ void	 fmt_duration(double secs, char *buf, size_t len);
  * buf must hold 3 * len + 1 bytes. Returns the length written.
  */
 size_t	 text_clean(const char *s, size_t len, int flags, char *buf);
+/* A code point that text_clean() makes a space: controls, bidi marks. */
+bool	 cp_unsafe(unsigned cp);
 /* The UTF-8 sequence at p: its length (0 if invalid) and code point. */
 size_t	 utf8_decode(const unsigned char *p, size_t avail, unsigned *cp);
 /* Terminal columns of a code point (markers: 0), and of UTF-8 text. */

@@ -515,23 +515,33 @@ out_json_object(const struct field *fields, size_t nfields,
 }
 
 /*
- * cJSON escapes the C0 controls only; DEL and the C1 controls (U+0080 to
- * U+009F, which some terminals obey: U+009B is CSI) get \u escapes here.
- * They can only be in strings, whose meaning this keeps.
+ * cJSON escapes the C0 controls only; DEL, the C1 controls (U+0080 to
+ * U+009F, which some terminals obey: U+009B is CSI) and the bidi
+ * formatting characters (cp_unsafe()) get \u escapes here. They can only
+ * be in strings, whose meaning this keeps.
  */
 int
 out_json_puts(const char *text, FILE *fp)
 {
-	const unsigned char *p = (const unsigned char *)text;
+	const unsigned char *p = (const unsigned char *)text, *run = p;
+	const unsigned char *end = p + strlen(text);
+	unsigned cp;
+	size_t n;
 
-	for (; *p != '\0'; p++) {
-		if (*p == 0x7F)
-			fputs("\\u007f", fp);
-		else if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)
-			fprintf(fp, "\\u00%02x", *++p);
-		else
-			fputc(*p, fp);
+	while (p < end) {
+		if (*p < 0x7F ||
+		    (n = utf8_decode(p, (size_t)(end - p), &cp)) == 0) {
+			p++;
+			continue;
+		}
+		if (cp_unsafe(cp)) {
+			fwrite(run, 1, (size_t)(p - run), fp);
+			fprintf(fp, "\\u%04x", cp);
+			run = p + n;
+		}
+		p += n;
 	}
+	fwrite(run, 1, (size_t)(p - run), fp);
 	return stream_error(fp);
 }
 

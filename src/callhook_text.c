@@ -84,10 +84,19 @@ put_utf8(char *out, unsigned cp)
 	return 4;
 }
 
-static bool
-is_control(unsigned cp)
+/*
+ * The C0 and C1 controls and DEL, and the bidirectional formatting
+ * characters (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to
+ * U+2069): with those a value reorders the rest of its line on a
+ * terminal, so that a U+202E before an agent's name shows the number
+ * after it backwards.
+ */
+bool
+cp_unsafe(unsigned cp)
 {
-	return cp < 0x20 || (cp >= 0x7F && cp < 0xA0);
+	return cp < 0x20 || (cp >= 0x7F && cp < 0xA0) || cp == 0x61C ||
+	    cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) ||
+	    (cp >= 0x2066 && cp <= 0x2069);
 }
 
 size_t
@@ -110,7 +119,7 @@ text_clean(const char *s, size_t len, int flags, char *buf)
 		else if ((cp == MARK_ON || cp == MARK_OFF) &&
 		    (flags & CLEAN_MARKS))
 			buf[o++] = (char)cp;
-		else if (is_control(cp))
+		else if (cp_unsafe(cp))
 			buf[o++] = ' ';
 		else
 			o += put_utf8(buf + o, cp);

@@ -750,6 +750,36 @@ START_TEST(test_table_clean)
 }
 END_TEST
 
+/*
+ * A bidi override from the network reorders the rest of the line on a
+ * terminal: "\u202e" before an agent showed the number after it
+ * backwards. Tables make it a space, JSON escapes it, CSV to a file
+ * keeps it.
+ */
+START_TEST(test_table_bidi)
+{
+	post_variant("call_ended.json", "agent",
+	    "\"\\u202eevil\\u2066x\\u2069\"", NULL);
+	ck_assert_int_eq(ch("list"), 0);
+	ck_assert_msg(strstr(out, "\xe2\x80\xae") == NULL && strstr(out,
+	    "\xe2\x81\xa6") == NULL && strstr(out, "\xe2\x81\xa9") == NULL,
+	    "%s", out);
+	ck_assert_msg(strstr(out, " evil x") != NULL, "%s", out);
+	expect_width(out, 80);
+	ck_assert_int_eq(ch("show " SID), 0);
+	ck_assert_msg(strstr(out, "\xe2\x80\xae") == NULL && strstr(out,
+	    " evil x") != NULL, "%s", out);
+	ck_assert_int_eq(ch("list --format json"), 0);
+	ck_assert_msg(strstr(out, "\"\\u202eevil\\u2066x\\u2069\"") != NULL,
+	    "%s", out);
+	ck_assert_int_eq(ch("export --format jsonl"), 0);
+	ck_assert_msg(strstr(out, "\"\\u202eevil\\u2066x\\u2069\"") != NULL,
+	    "%s", out);
+	ck_assert_int_eq(ch("list --format csv"), 0);
+	ck_assert_msg(strstr(out, "\xe2\x80\xae" "evil") != NULL, "%s", out);
+}
+END_TEST
+
 START_TEST(test_list_csv)
 {
 	cJSON *rows;
@@ -1978,6 +2008,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_list_table);
 	tcase_add_test(tc, test_list_time_forms);
 	tcase_add_test(tc, test_table_clean);
+	tcase_add_test(tc, test_table_bidi);
 	tcase_add_test(tc, test_list_csv);
 	tcase_add_test(tc, test_list_json);
 	tcase_add_test(tc, test_history);
