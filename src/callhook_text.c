@@ -27,9 +27,10 @@ fmt_duration(double secs, char *buf, size_t len)
 {
 	long long s;
 
-	if (!isfinite(secs) || secs < 0)
+	if (isnan(secs) || secs < 0)
 		secs = 0;
-	if (secs >= DURATION_MAX_S) {	/* no call; and llround would overflow */
+	/* No call; llround would overflow; a sum of huge ones is +inf. */
+	if (secs >= DURATION_MAX_S) {
 		snprintf(buf, len, ">%d:00:00", DURATION_MAX_S / 3600);
 		return;
 	}

@@ -1091,6 +1091,22 @@ START_TEST(test_stats)
 END_TEST
 
 /*
+ * Durations no call has, which the daemon keeps: their sum (and the
+ * mean of two, for the median) is +inf, which the table showed as 0:00.
+ */
+START_TEST(test_stats_huge_duration)
+{
+	post_variant("call_ended.json", "callSid", "\"huge-1\"",
+	    "call_duration", "1.5e308", NULL);
+	post_variant("call_ended.json", "callSid", "\"huge-2\"",
+	    "call_duration", "1.5e308", NULL);
+	ck_assert_int_eq(ch("stats"), 0);
+	ck_assert_msg(strstr(out, ">9999:00:00") != NULL && strstr(out,
+	    " 0:00") == NULL, "%s", out);
+}
+END_TEST
+
+/*
  * A group key written by hand may hold a NUL: all its bytes make the
  * group. Copied up to the NUL, the key was shorter than its length, and
  * the next row of that group read past it.
@@ -2017,6 +2033,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_color);
 	tcase_add_test(tc, test_stats);
 	tcase_add_test(tc, test_stats_nul_key);
+	tcase_add_test(tc, test_stats_huge_duration);
 	tcase_add_test(tc, test_show);
 	tcase_add_test(tc, test_json_as_sent);
 	tcase_add_test(tc, test_export);
