@@ -202,6 +202,9 @@ static int
 show_revisions_text(struct ch *ch, const char *sid)
 {
 	sqlite3_stmt *stmt;
+	const char *t;
+	char *at;
+	size_t len;
 	int rc, n = 0;
 
 	if (sqlite3_prepare_v2(ch->db, "SELECT revision, received_at,"
@@ -212,10 +215,15 @@ show_revisions_text(struct ch *ch, const char *sid)
 	}
 	sqlite3_bind_text(stmt, 1, sid, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		/* The daemon's timestamp, but text from the file all the same. */
+		t = (const char *)sqlite3_column_text(stmt, 1);
+		len = t != NULL ? (size_t)sqlite3_column_bytes(stmt, 1) : 0;
+		if ((at = malloc(3 * len + 1)) != NULL)
+			text_clean(t, len, 0, at);
 		printf("\nrevision %lld, received %s, %d bytes\n",
 		    (long long)sqlite3_column_int64(stmt, 0),
-		    (const char *)sqlite3_column_text(stmt, 1),
-		    sqlite3_column_bytes(stmt, 2));
+		    at != NULL ? at : "?", sqlite3_column_bytes(stmt, 2));
+		free(at);
 		print_block((const char *)sqlite3_column_text(stmt, 2),
 		    (size_t)sqlite3_column_bytes(stmt, 2), 2, 2);
 		n++;

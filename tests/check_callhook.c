@@ -1209,6 +1209,24 @@ START_TEST(test_show)
 }
 END_TEST
 
+/*
+ * show --revisions printed an earlier revision's received_at as stored:
+ * the daemon writes a timestamp there, but the file is anyone's to write.
+ */
+START_TEST(test_show_revisions_clean)
+{
+	post_fixture("call_ended.json");
+	db_exec(d.db, "INSERT INTO call_revisions (call_sid, revision,"
+	    " received_at, payload) VALUES ('" SID "', 0, char(27) ||"
+	    " ']0;pwned' || char(7), '{}')");
+	ck_assert_int_eq(ch("show --revisions " SID), 0);
+	ck_assert_msg(strchr(out, '\033') == NULL && strchr(out, '\a') ==
+	    NULL, "%s", out);
+	ck_assert_msg(strstr(out, "revision 0, received  ]0;pwned , 2 bytes")
+	    != NULL, "%s", out);
+}
+END_TEST
+
 /* s with its first from replaced by to; malloc'd. */
 static char *
 replace_once(const char *s, const char *from, const char *to)
@@ -2035,6 +2053,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_stats_nul_key);
 	tcase_add_test(tc, test_stats_huge_duration);
 	tcase_add_test(tc, test_show);
+	tcase_add_test(tc, test_show_revisions_clean);
 	tcase_add_test(tc, test_json_as_sent);
 	tcase_add_test(tc, test_export);
 	tcase_add_test(tc, test_import);
