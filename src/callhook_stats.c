@@ -326,7 +326,7 @@ median(double *a, size_t n)
 	for (size_t i = 1; i < n / 2; i++)
 		if (a[i] > below)
 			below = a[i];
-	return (below + a[n / 2]) / 2;
+	return below / 2 + a[n / 2] / 2;	/* the sum may overflow */
 }
 
 static int

@@ -1092,7 +1092,8 @@ END_TEST
 
 /*
  * Durations no call has, which the daemon keeps: their sum (and the
- * mean of two, for the median) is +inf, which the table showed as 0:00.
+ * mean of two, for the median) overflowed to +inf, which the table
+ * showed as 0:00, and JSON as a null median.
  */
 START_TEST(test_stats_huge_duration)
 {
@@ -1103,6 +1104,10 @@ START_TEST(test_stats_huge_duration)
 	ck_assert_int_eq(ch("stats"), 0);
 	ck_assert_msg(strstr(out, ">9999:00:00") != NULL && strstr(out,
 	    " 0:00") == NULL, "%s", out);
+	/* The median of two is their mean, which must not overflow. */
+	ck_assert_int_eq(ch("stats --format json"), 0);
+	ck_assert_msg(strstr(out, "\"median_duration\":1.5e+308,") != NULL,
+	    "%s", out);
 }
 END_TEST
 
