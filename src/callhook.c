@@ -415,12 +415,12 @@ stdout_flushed(int rc)
 {
 	if (fflush(stdout) == EOF) {
 		if (rc == CH_OK)
-			warn("stdout");
+			warn("output");
 		return CH_FAIL;
 	}
 	if (ferror(stdout)) {
 		if (rc == CH_OK)
-			warnx("stdout: write error");
+			warnx("output: write error");
 		return CH_FAIL;
 	}
 	return rc;

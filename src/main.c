@@ -89,6 +89,22 @@ usage(FILE *fp)
 }
 
 /*
+ * Exit 0 once what was printed on stdout got there, else 1: a script
+ * that runs "callhookd -t > file" must not take a full disk for a
+ * configuration that was checked and said OK.
+ */
+static _Noreturn void
+exit_printed(void)
+{
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "callhookd: output: %s\n", errno != 0 ?
+		    strerror(errno) : "write error");
+		exit(1);
+	}
+	exit(0);
+}
+
+/*
  * An option's value that its key would refuse is a usage error (exit 2),
  * as an unknown option is, not a configuration error: checked on a
  * scratch configuration before any file is read.
@@ -142,10 +158,10 @@ parse_args(int argc, char **argv, struct options *o)
 		case 't': o->check_only = 1; break;
 		case 'V':
 			printf("callhookd %s\n", CALLHOOKD_VERSION);
-			exit(0);
+			exit_printed();
 		case 'h':
 			usage(stdout);
-			exit(0);
+			exit_printed();
 		default:
 			usage(stderr);
 			exit(2);
@@ -692,7 +708,7 @@ main(int argc, char **argv)
 		return 1;
 	if (o.check_only) {
 		printf("configuration OK\n");
-		return 0;
+		exit_printed();
 	}
 	log_setup(d.cfg.log_level, d.cfg.log_format);
 	signal(SIGPIPE, SIG_IGN);

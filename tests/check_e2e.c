@@ -1170,6 +1170,13 @@ START_TEST(test_command_line)
 	ck_assert_int_eq(tu_sh("printf '[http]\\nlisten = 127.0.0.1:0\\n' > "
 	    "%s && %s -t -c %s | grep -qx 'configuration OK'", d.ini, bin,
 	    d.ini), 0);
+	/* What -t, -V and --help print must get there, or exit 1. */
+	ck_assert_int_eq(tu_sh("%s -t -c %s > /dev/full 2> %s/err", bin,
+	    d.ini, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -qx 'callhookd: output: No space left on "
+	    "device' %s/err", d.dir), 0);
+	ck_assert_int_eq(tu_sh("%s -V > /dev/full 2>/dev/null", bin), 1);
+	ck_assert_int_eq(tu_sh("%s --help > /dev/full 2>/dev/null", bin), 1);
 	ck_assert_int_eq(tu_sh("printf '[http]\\nmax_body = lots\\n"
 	    "[store]\\nack = maybe\\n' > %s && %s -t -c %s 2> %s/err",
 	    d.ini, bin, d.ini, d.dir), 1);
