@@ -452,6 +452,24 @@ write_line(int fd, const char *prefix, const struct event *ev)
 	return error;
 }
 
+/* Write a line break after the file's last byte if it is not one. */
+static int
+end_torn_line(int fd, off_t size)
+{
+	char c;
+	ssize_t n;
+
+	while ((n = pread(fd, &c, 1, size - 1)) < 0 && errno == EINTR)
+		;
+	if (n < 0)
+		return errno == EBADF ? 0 : -errno;	/* opened write-only */
+	if (n == 0 || c == '\n')
+		return 0;
+	while ((n = write(fd, "\n", 1)) < 0 && errno == EINTR)
+		;
+	return n == 1 ? 0 : n < 0 ? -errno : -EIO;
+}
+
 /*
  * Append the events of the jobs from head up to end (NULL: the last) to
  * the rescue file, all or none: on any failure the file is cut back to
@@ -466,15 +484,27 @@ rescue_to_file(const char *path, mode_t mode, const struct job *head,
 	long n = 0;
 	int fd, error = 0;
 
-	/* The bodies hold what the database does: no wider access. */
-	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-	    mode != 0 ? mode : 0600)) < 0)
+	/*
+	 * The bodies hold what the database does: no wider access. Opened
+	 * to read too, for end_torn_line(); write-only if only that is let.
+	 */
+	if ((fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC,
+	    mode != 0 ? mode : 0600)) < 0 && (errno != EACCES || (fd =
+	    open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    mode != 0 ? mode : 0600)) < 0))
 		return -errno;
 	if (fstat(fd, &st) != 0) {
 		error = -errno;
 		close(fd);
 		return error;
 	}
+	/*
+	 * A kill -9 or a crash during an earlier append can leave the last
+	 * line cut short: end it first, or the first body appended here
+	 * would be glued onto it, and import would refuse both.
+	 */
+	if (st.st_size > 0)
+		error = end_torn_line(fd, st.st_size);
 	for (job = head; job != end && error == 0; job = job->next)
 		if (job->event != NULL && (error = write_line(fd, "",
 		    job->event)) == 0)

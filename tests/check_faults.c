@@ -2508,6 +2508,50 @@ START_TEST(test_poison_event_enqueue)
 END_TEST
 
 /*
+ * A kill -9 (or a crash) while the rescue file is being appended to can
+ * leave its last line cut short, without its line break. The next event
+ * set aside must still be a line of its own that `callhook import` loads,
+ * not glued onto the torn one, which import refuses whole.
+ */
+START_TEST(test_rescue_after_torn_line)
+{
+	struct daemon_proc *d = new_proc();
+	char *small[2] = { "torn-before", "torn-after" };
+	char *big_sid[1] = { "torn-big" }, sid[32], path[400], *body;
+	const char *cli = getenv("CALLHOOK") ? getenv("CALLHOOK") :
+	    "build/callhook";
+	const char torn[] = "{\"event\":\"call_ended\",\"data\":{\"callS";
+	struct poster big;
+	int fd;
+
+	ck_assert_int_ge(fd = open(d->db, O_WRONLY | O_CREAT, 0600), 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s.unsaved.jsonl", d->db);
+	ck_assert_int_ge(fd = open(path, O_WRONLY | O_CREAT, 0600), 0);
+	ck_assert_int_eq(write(fd, torn, strlen(torn)), (ssize_t)strlen(torn));
+	close(fd);
+	start_size_limited(d, "[store]\nack = enqueue\n");
+	post_accepted(d->port, body = event_body(small[0]));
+	free(body);
+	poster_start(&big, d->port, "torn-big", 0,
+	    big_event_body(big_sid[0], POISON_BYTES));
+	await_metric(d->port, "callhookd_commit_failures_total", 1);
+	post_accepted(d->port, body = event_body(small[1]));
+	free(body);
+	poster_join(&big);
+	ck_assert_int_eq(big.rc, 0);
+	poster_done(&big);
+	await_metric(d->port, "callhookd_events_set_aside_total", 1);
+	ck_assert_int_eq(db_missing(d->db, big_sid, 1, sid, sizeof(sid)), 1);
+	/* The torn line is refused (exit 1); the set-aside event is not. */
+	(void)tu_sh("%s -d %s import %s >/dev/null 2>&1", cli, d->db, path);
+	ck_assert_msg(db_missing(d->db, big_sid, 1, sid, sizeof(sid)) == 0,
+	    "the event set aside after a torn line is not importable");
+	stop_clean(d);
+}
+END_TEST
+
+/*
  * The database file removed while the daemon runs: no 200 for an event
  * that would go to a file nobody can open again, and /healthz says why.
  */
@@ -2788,6 +2832,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_no_room_is_not_poison);
 	tcase_add_test(tc, test_disk_full_is_not_poison);
 	tcase_add_test(tc, test_poison_kept_without_rescue_file);
+	tcase_add_test(tc, test_rescue_after_torn_line);
 	tcase_add_test(tc, test_wal_held_back);
 	tcase_add_test(tc, test_wal_cannot_grow);
 	tcase_add_test(tc, test_stop_on_full_disk_is_quiet);
