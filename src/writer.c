@@ -103,6 +103,8 @@ struct checkpointer {
 	int			 tried;		/* wal_pages at the last try */
 	struct metrics		*metrics;
 	bool			 wal_warned;	/* WAL_WARN_PAGES behind */
+	bool			 checked;	/* a checkpoint has run: only
+						   then can pages be held back */
 	bool			 stopping;
 	bool			 running;
 };
@@ -1169,6 +1171,7 @@ static void
 on_commit(void *arg, int pages)
 {
 	struct checkpointer *c = arg;
+	bool checked;
 	int behind;
 
 	pthread_mutex_lock(&c->lock);
@@ -1176,10 +1179,18 @@ on_commit(void *arg, int pages)
 		c->copied = c->tried = 0;
 	c->wal_pages = pages;
 	behind = pages - c->copied;
+	checked = c->checked;
 	if (pages - c->tried >= CHECKPOINT_PAGES)
 		pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 	atomic_store(&c->metrics->wal_behind, (uint64_t)behind);
+	/*
+	 * Not before a checkpoint has run: a WAL that a kill -9 left full
+	 * (up to STORE_WAL_MAX_PAGES) is all to copy again after the
+	 * restart, and no reader holds it back.
+	 */
+	if (!checked)
+		return;
 	if (behind >= WAL_WARN_PAGES && !c->wal_warned)
 		log_warnx("%d pages of the WAL are not yet copied into the "
 		    "database: a long read transaction (an sqlite3 shell "
@@ -1233,6 +1244,8 @@ checkpointer_main(void *arg)
 		pthread_mutex_lock(&c->lock);
 		if (rc == 0 && copied <= c->wal_pages)
 			c->copied = copied;
+		if (rc == 0)
+			c->checked = true;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;

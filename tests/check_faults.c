@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <check.h>
 #include <dirent.h>
@@ -2721,6 +2722,55 @@ START_TEST(test_wal_held_back)
 END_TEST
 
 /*
+ * A kill -9 while the WAL holds more than 64 MB of frames (under load it
+ * grows to STORE_WAL_MAX_PAGES before the writer starts it over) leaves
+ * them all to copy again after the restart: that is no reader holding
+ * checkpoints back, and the log must not send the operator looking for
+ * one. A child that writes such a WAL and exits without closing the
+ * database stands for the killed daemon.
+ */
+START_TEST(test_wal_left_by_crash_is_not_held_back)
+{
+	struct daemon_proc *d = new_proc();
+	char *body, wal[400];
+	struct stat sb;
+	pid_t pid;
+	int status;
+
+	start_or_fail(d, NULL);
+	stop_clean(d);
+	if ((pid = fork()) == 0) {
+		sqlite3 *db;
+
+		if (sqlite3_open(d->db, &db) != SQLITE_OK ||
+		    sqlite3_exec(db, "PRAGMA wal_autocheckpoint = 0;"
+		    "CREATE TABLE pad (x);"
+		    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1"
+		    " FROM n WHERE i < 700) INSERT INTO pad"
+		    " SELECT randomblob(100000) FROM n;"
+		    "DROP TABLE pad;", NULL, NULL, NULL) != SQLITE_OK)
+			_exit(1);
+		_exit(0);	/* no close: the WAL stays as a crash left it */
+	}
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(status, 0);
+	snprintf(wal, sizeof(wal), "%s-wal", d->db);
+	ck_assert_int_eq(stat(wal, &sb), 0);
+	ck_assert_int_gt(sb.st_size, 16384LL * 4120);
+	start_or_fail(d, NULL);
+	post_accepted(d->port, body = event_body("after-crash"));
+	free(body);
+	post_accepted(d->port, body = event_body("after-crash-2"));
+	free(body);
+	stop_clean(d);
+	ck_assert_msg(!log_has(d, "holds checkpoints back"),
+	    "a WAL left by a crash is blamed on a reader");
+	expect_integrity(d->db);
+}
+END_TEST
+
+/*
  * A stop that waits for a full disk: the writer retries as it does while
  * running, a few times a second, and the checkpointer it wakes at each
  * failure has nothing to do. A closed queue once cut every retry's delay
@@ -2834,6 +2884,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_poison_kept_without_rescue_file);
 	tcase_add_test(tc, test_rescue_after_torn_line);
 	tcase_add_test(tc, test_wal_held_back);
+	tcase_add_test(tc, test_wal_left_by_crash_is_not_held_back);
 	tcase_add_test(tc, test_wal_cannot_grow);
 	tcase_add_test(tc, test_stop_on_full_disk_is_quiet);
 	suite_add_tcase(s, tc);
