@@ -1867,31 +1867,46 @@ START_TEST(test_copy_bodies)
 }
 END_TEST
 
+#define NOBODY	"setpriv --reuid=65534 --regid=65534 --clear-groups"
+
+/*
+ * A copy of the filled database as ro/b.db, in a directory uid 65534
+ * may not write, with mode; NULL when that cannot be run here (not root,
+ * no setpriv).
+ */
+static char *
+copy_for_nobody(const char *mode)
+{
+	char *db = tmp_path("ro/b.db");
+
+	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
+		return NULL;
+	fill();
+	ck_assert_int_eq(tu_sh("mkdir '%s/ro' && chmod 755 '%s'", d.dir,
+	    d.dir), 0);
+	ck_assert_int_eq(ch("backup '%s'", db), 0);
+	ck_assert_int_eq(tu_sh("chmod %s '%s'", mode, db), 0);
+	return db;
+}
+
 /*
  * A WAL database in a directory the reader may not write: SQLite must
  * create the -shm and -wal files there, and the message says so.
  */
 START_TEST(test_wal_dir_unwritable)
 {
-	const char *nobody = "setpriv --reuid=65534 --regid=65534 "
-	    "--clear-groups";
-	char *db = tmp_path("ro/b.db");
+	char *db;
 
-	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
+	if ((db = copy_for_nobody("644")) == NULL)
 		return;
-	fill();
-	ck_assert_int_eq(tu_sh("mkdir '%s/ro' && chmod 755 '%s'", d.dir,
-	    d.dir), 0);
-	ck_assert_int_eq(ch("backup '%s'", db), 0);
-	ck_assert_int_eq(tu_sh("chmod 644 '%s'", db), 0);
-	expect_fail(ch_env(nobody, db, "list"), 1, "SQLite must create its "
+	expect_fail(ch_env(NOBODY, db, "list"), 1, "SQLite must create its "
 	    "-shm and -wal files beside a WAL database to read it, and "
 	    "directory");
 	ck_assert_msg(strstr(err, "/ro is not writable by uid 65534") != NULL,
 	    "%s", err);
-	expect_fail(ch_env(nobody, db, "prune --older-than 1d"), 1,
+	expect_fail(ch_env(NOBODY, db, "prune --older-than 1d"), 1,
 	    "-shm and -wal");
-	expect_fail(ch_env(nobody, db, "import /dev/null"), 1,
+	expect_fail(ch_env(NOBODY, db, "import /dev/null"), 1,
 	    "-shm and -wal");
 }
 END_TEST
@@ -1902,22 +1917,15 @@ END_TEST
  */
 START_TEST(test_unreadable_file)
 {
-	const char *nobody = "setpriv --reuid=65534 --regid=65534 "
-	    "--clear-groups";
-	char *db = tmp_path("ro/b.db");
+	char *db;
 
-	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
+	if ((db = copy_for_nobody("600")) == NULL)
 		return;
-	fill();
-	ck_assert_int_eq(tu_sh("mkdir '%s/ro' && chmod 755 '%s'", d.dir,
-	    d.dir), 0);
-	ck_assert_int_eq(ch("backup '%s'", db), 0);
-	ck_assert_int_eq(tu_sh("chmod 600 '%s'", db), 0);
-	expect_fail(ch_env(nobody, db, "list"), 1, "b.db: the file is not "
+	expect_fail(ch_env(NOBODY, db, "list"), 1, "b.db: the file is not "
 	    "readable by uid 65534 (Permission denied)");
 	ck_assert_int_eq(tu_sh("chmod 777 '%s/ro'", d.dir), 0);
-	expect_fail(ch_env(nobody, db, "list"), 1, "not readable");
-	expect_fail(ch_env(nobody, db, "import /dev/null"), 1,
+	expect_fail(ch_env(NOBODY, db, "list"), 1, "not readable");
+	expect_fail(ch_env(NOBODY, db, "import /dev/null"), 1,
 	    "not readable");
 }
 END_TEST

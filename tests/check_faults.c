@@ -2181,6 +2181,32 @@ await_metric(int port, const char *name, long long value)
 	}
 }
 
+/*
+ * Post small[0], then big_sid's event, too big for the file size limit,
+ * then small[1] once the big one's commit has failed; the big one must
+ * be answered want.
+ */
+static void
+post_big_between(struct daemon_proc *d, char *small[2], const char *big_sid,
+    int want)
+{
+	struct poster big;
+	char *body;
+
+	post_accepted(d->port, body = event_body(small[0]));
+	free(body);
+	poster_start(&big, d->port, big_sid, 0,
+	    big_event_body(big_sid, POISON_BYTES));
+	await_metric(d->port, "callhookd_commit_failures_total", 1);
+	post_accepted(d->port, body = event_body(small[1]));
+	free(body);
+	poster_join(&big);
+	ck_assert_int_eq(big.rc, 0);
+	ck_assert_msg(big.r.status == want, "big event: %d, want %d: %s",
+	    big.r.status, want, big.r.body);
+	poster_done(&big);
+}
+
 static void
 poison_event(const char *ini, int big_status)
 {
@@ -2190,7 +2216,6 @@ poison_event(const char *ini, int big_status)
 	const char *cli = getenv("CALLHOOK") ? getenv("CALLHOOK") :
 	    "build/callhook";
 	char store[200], *body;
-	struct poster big;
 	struct stat sb;
 	int fd;
 
@@ -2198,18 +2223,7 @@ poison_event(const char *ini, int big_status)
 	ck_assert_int_ge(fd = open(d->db, O_WRONLY | O_CREAT, 0600), 0);
 	close(fd);
 	start_size_limited(d, ini);
-	post_accepted(d->port, body = event_body(small[0]));
-	free(body);
-	poster_start(&big, d->port, "poison-big", 0,
-	    big_event_body(big_sid[0], POISON_BYTES));
-	await_metric(d->port, "callhookd_commit_failures_total", 1);
-	post_accepted(d->port, body = event_body(small[1]));
-	free(body);
-	poster_join(&big);
-	ck_assert_int_eq(big.rc, 0);
-	ck_assert_msg(big.r.status == big_status, "big event: %d, want %d: "
-	    "%s", big.r.status, big_status, big.r.body);
-	poster_done(&big);
+	post_big_between(d, small, big_sid[0], big_status);
 	/* In enqueue mode the 200 came first: give the writer time. */
 	await_metric(d->port, "callhookd_events_set_aside_total", 1);
 	ck_assert_int_eq(db_missing(d->db, small, 2, sid, sizeof(sid)), 0);
@@ -2518,11 +2532,10 @@ START_TEST(test_rescue_after_torn_line)
 {
 	struct daemon_proc *d = new_proc();
 	char *small[2] = { "torn-before", "torn-after" };
-	char *big_sid[1] = { "torn-big" }, sid[32], path[400], *body;
+	char *big_sid[1] = { "torn-big" }, sid[32], path[400];
 	const char *cli = getenv("CALLHOOK") ? getenv("CALLHOOK") :
 	    "build/callhook";
 	const char torn[] = "{\"event\":\"call_ended\",\"data\":{\"callS";
-	struct poster big;
 	int fd;
 
 	ck_assert_int_ge(fd = open(d->db, O_WRONLY | O_CREAT, 0600), 0);
@@ -2532,16 +2545,7 @@ START_TEST(test_rescue_after_torn_line)
 	ck_assert_int_eq(write(fd, torn, strlen(torn)), (ssize_t)strlen(torn));
 	close(fd);
 	start_size_limited(d, "[store]\nack = enqueue\n");
-	post_accepted(d->port, body = event_body(small[0]));
-	free(body);
-	poster_start(&big, d->port, "torn-big", 0,
-	    big_event_body(big_sid[0], POISON_BYTES));
-	await_metric(d->port, "callhookd_commit_failures_total", 1);
-	post_accepted(d->port, body = event_body(small[1]));
-	free(body);
-	poster_join(&big);
-	ck_assert_int_eq(big.rc, 0);
-	poster_done(&big);
+	post_big_between(d, small, big_sid[0], 200);
 	await_metric(d->port, "callhookd_events_set_aside_total", 1);
 	ck_assert_int_eq(db_missing(d->db, big_sid, 1, sid, sizeof(sid)), 1);
 	/* The torn line is refused (exit 1); the set-aside event is not. */
