@@ -70,6 +70,11 @@ bool	store_cannot_write(const char *path, char *why, size_t len);
  * one opened (removed, or replaced at its path).
  */
 int	store_begin(struct store *st);
+/*
+ * The same look as store_begin() takes, outside a transaction: -ESTALE
+ * while the database file or its WAL is not the one opened, else 0.
+ */
+int	store_check_file(struct store *st);
 int	store_commit(struct store *st);
 void	store_rollback(struct store *st);
 

@@ -1279,6 +1279,12 @@ store_restart_wal(struct store *st)
 }
 
 int
+store_check_file(struct store *st)
+{
+	return check_file(st);
+}
+
+int
 store_begin(struct store *st)
 {
 	int error;

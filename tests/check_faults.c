@@ -2618,6 +2618,45 @@ START_TEST(test_wal_removed)
 END_TEST
 
 /*
+ * /healthz waits for no webhook to find the file or its WAL gone: a
+ * probe during a quiet night said ok until the next call got its 503.
+ */
+static void
+removed_while_idle(const char *files, const char *says)
+{
+	struct daemon_proc *d = new_proc();
+	char store[200];
+	int status = 0;
+
+	start_or_fail(d, NULL);
+	ck_assert_int_eq(health(d->port, store, sizeof(store), NULL), 200);
+	ck_assert_int_eq(tu_sh(files, d->db, d->db, d->db), 0);
+	for (int waited = 0; waited < 3000; waited += 50) {
+		if ((status = health(d->port, store, sizeof(store),
+		    NULL)) == 503)
+			break;
+		tu_sleep_ms(50);
+	}
+	ck_assert_msg(status == 503, "healthz %d: %s", status, store);
+	ck_assert_msg(strstr(store, says) != NULL, "healthz: %s", store);
+	proc_stop(d, SIGKILL);
+}
+
+START_TEST(test_database_removed_idle)
+{
+	removed_while_idle("rm -f '%s' '%s-wal' '%s-shm'",
+	    "was removed or replaced since it was opened");
+}
+END_TEST
+
+START_TEST(test_wal_removed_idle)
+{
+	removed_while_idle("rm '%s-wal' && : '%s' '%s'",
+	    "-wal was removed or replaced while in use");
+}
+END_TEST
+
+/*
  * Refusals are kept in the rejects table within a budget of their own
  * (1,000), which a failing store keeps used up while the writer holds
  * them: a flood of bad requests during an outage costs no more memory
@@ -2880,6 +2919,8 @@ faults_suite(void)
 	tcase_add_test(tc, test_rejects_bounded_while_failing);
 	tcase_add_test(tc, test_database_removed);
 	tcase_add_test(tc, test_wal_removed);
+	tcase_add_test(tc, test_database_removed_idle);
+	tcase_add_test(tc, test_wal_removed_idle);
 	tcase_add_test(tc, test_poison_event_commit);
 	tcase_add_test(tc, test_poison_event_enqueue);
 	tcase_add_test(tc, test_poison_in_a_crowd);
