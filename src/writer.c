@@ -1188,8 +1188,9 @@ on_commit(void *arg, int pages)
 	checked = c->checked;
 	if (pages - c->tried >= CHECKPOINT_PAGES)
 		pthread_cond_signal(&c->wake);
-	pthread_mutex_unlock(&c->lock);
+	/* Under the lock, as the checkpointer's: the later one is right. */
 	atomic_store(&c->metrics->wal_behind, (uint64_t)behind);
+	pthread_mutex_unlock(&c->lock);
 	/*
 	 * Not before a checkpoint has run: a WAL that a kill -9 left full
 	 * (up to STORE_WAL_MAX_PAGES) is all to copy again after the
@@ -1248,8 +1249,15 @@ checkpointer_main(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		rc = store_checkpoint(c->store, &pages, &copied);
 		pthread_mutex_lock(&c->lock);
-		if (rc == 0 && copied <= c->wal_pages)
+		/*
+		 * The gauge too: left to the next commit, it read what the
+		 * last one left, however long no other came.
+		 */
+		if (rc == 0 && copied <= c->wal_pages) {
 			c->copied = copied;
+			atomic_store(&c->metrics->wal_behind,
+			    (uint64_t)(c->wal_pages - copied));
+		}
 		if (rc == 0)
 			c->checked = true;
 	}

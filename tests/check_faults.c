@@ -2657,6 +2657,36 @@ START_TEST(test_wal_removed_idle)
 END_TEST
 
 /*
+ * callhookd_wal_pages_behind after the checkpoint that the last commit
+ * woke: it read what that commit left for as long as no other came (the
+ * commit that reaches CHECKPOINT_PAGES always does), so an idle daemon
+ * showed hundreds of pages, or a reader's 16,384, long copied.
+ */
+START_TEST(test_wal_behind_after_checkpoint)
+{
+	struct daemon_proc *d = new_proc();
+	long long pages = 0;
+	char sid[32], *body;
+
+	start_or_fail(d, "[store]\nfts = off\n");
+	for (int i = 0; i < 200 && pages < 256; i++) {
+		snprintf(sid, sizeof(sid), "behind-%d", i);
+		post_accepted(d->port, body = big_event_body(sid, 64 * 1024));
+		free(body);
+		pages = tu_metric(d->port, "callhookd_wal_pages_behind");
+	}
+	ck_assert_msg(pages >= 256, "callhookd_wal_pages_behind %lld", pages);
+	for (int waited = 0; waited < 3000 && pages >= 256; waited += 50) {
+		tu_sleep_ms(50);
+		pages = tu_metric(d->port, "callhookd_wal_pages_behind");
+	}
+	ck_assert_msg(pages < 256, "callhookd_wal_pages_behind %lld after the "
+	    "checkpoint", pages);
+	stop_clean(d);
+}
+END_TEST
+
+/*
  * Refusals are kept in the rejects table within a budget of their own
  * (1,000), which a failing store keeps used up while the writer holds
  * them: a flood of bad requests during an outage costs no more memory
@@ -2921,6 +2951,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_wal_removed);
 	tcase_add_test(tc, test_database_removed_idle);
 	tcase_add_test(tc, test_wal_removed_idle);
+	tcase_add_test(tc, test_wal_behind_after_checkpoint);
 	tcase_add_test(tc, test_poison_event_commit);
 	tcase_add_test(tc, test_poison_event_enqueue);
 	tcase_add_test(tc, test_poison_in_a_crowd);
