@@ -16,7 +16,6 @@ struct histogram {
 	const uint64_t		*bounds;	/* METRICS_BUCKETS - 1 upper bounds */
 	double			 scale;		/* unit of a rendered value */
 	atomic_uint_fast64_t	bucket[METRICS_BUCKETS];	/* cumulative at render */
-	atomic_uint_fast64_t	count;
 	atomic_uint_fast64_t	sum_us;
 };
 

@@ -1,7 +1,8 @@
 /*
  * Counters and histograms for /metrics. Writers only do relaxed atomic
  * adds; the renderer reads them without a lock, so a scrape may see a
- * histogram mid-update, which Prometheus tolerates.
+ * histogram mid-update, which Prometheus tolerates: its _sum may lag its
+ * buckets, but its _count is their total, the +Inf bucket.
  */
 
 #include <inttypes.h>
@@ -55,7 +56,6 @@ metrics_observe(struct histogram *h, uint64_t value)
 		if (value <= h->bounds[i])
 			break;
 	atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&h->sum_us, value, memory_order_relaxed);
 }
 
@@ -99,8 +99,8 @@ render_histogram(FILE *fp, const char *name, const char *help,
 			    (unsigned long long)cum);
 	}
 	render_sum(fp, name, h);
-	fprintf(fp, "%s_count %llu\n", name,
-	    (unsigned long long)load(&h->count));
+	/* The +Inf bucket's, as the format wants: read apart, it was not. */
+	fprintf(fp, "%s_count %llu\n", name, (unsigned long long)cum);
 }
 
 static void

@@ -54,6 +54,31 @@ START_TEST(test_sums_exact)
 }
 END_TEST
 
+/*
+ * A scrape that reads a histogram mid-update (a bucket added to, its
+ * count not yet) still shows _count equal to the +Inf bucket, as the
+ * format requires: _count was read apart, after the buckets.
+ */
+START_TEST(test_count_is_inf_bucket)
+{
+	struct metrics *m = malloc(sizeof(*m));
+	char *text;
+
+	ck_assert_ptr_nonnull(m);
+	metrics_init(m);
+	metrics_observe(&m->commit_latency, 300);
+	metrics_observe(&m->commit_latency, 2000000);
+	atomic_fetch_add(&m->commit_latency.bucket[0], 1);
+	text = render(m);
+	HAS(text, "\ncallhookd_commit_seconds_bucket{le=\"0.0001\"} 1\n");
+	HAS(text, "\ncallhookd_commit_seconds_bucket{le=\"0.0005\"} 2\n");
+	HAS(text, "\ncallhookd_commit_seconds_bucket{le=\"+Inf\"} 3\n");
+	HAS(text, "\ncallhookd_commit_seconds_count 3\n");
+	free(text);
+	free(m);
+}
+END_TEST
+
 /* What the caller sampled, each as a gauge of its own. */
 START_TEST(test_gauges)
 {
@@ -129,6 +154,7 @@ metrics_suite(void)
 	tcase_add_test(tc, test_sums_exact);
 	tcase_add_test(tc, test_statuses);
 	tcase_add_test(tc, test_gauges);
+	tcase_add_test(tc, test_count_is_inf_bucket);
 	tcase_add_test(tc, test_since_last_event);
 	suite_add_tcase(s, tc);
 	return s;
