@@ -115,6 +115,11 @@ int	store_fts_index(struct store *st, int max_rows, int *indexed);
  * store_fts_index(). Other processes' inserts show at the next count.
  */
 int64_t	store_fts_backlog(const struct store *st);
+/*
+ * When the latest delivery the file holds came (its received_at), in
+ * ms since the epoch; 0 when it holds none or that cannot be read.
+ */
+uint64_t store_last_received_ms(struct store *st);
 int	store_fts_count(struct store *st);
 
 /* Append to rejects inside the open transaction, trimming it to

@@ -170,8 +170,9 @@ render_gauge(FILE *fp, const char *name, const char *help, size_t value)
 }
 
 /*
- * -1 before the first event. last is wall-clock time, as the writer
- * took it: a clock stepped back below it reads 0, not 2^64 ms.
+ * -1 while the database holds no event. last is wall-clock time, as the
+ * writer took it or the file's latest received_at at the start: a clock
+ * stepped back below it reads 0, not 2^64 ms.
  */
 static double
 since_last_event(uint64_t last)
@@ -203,7 +204,7 @@ metrics_render(struct metrics *m, const struct gauges *g, size_t *len)
 	    "callhookd_queue_bytes, and of callhookd_body_bytes: past it, "
 	    "503 (one event is always let in).", g->memory_budget);
 	fprintf(fp, "# HELP callhookd_seconds_since_last_event Seconds since "
-	    "the last committed event (-1: none yet).\n"
+	    "the last committed event (-1: none in the database).\n"
 	    "# TYPE callhookd_seconds_since_last_event gauge\n"
 	    "callhookd_seconds_since_last_event %.3f\n",
 	    since_last_event(last));

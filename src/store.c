@@ -1334,6 +1334,22 @@ store_fts_backlog(const struct store *st)
 	return st->fts_index != NULL ? st->fts_backlog : 0;
 }
 
+uint64_t
+store_last_received_ms(struct store *st)
+{
+	sqlite3_stmt *stmt = NULL;
+	sqlite3_int64 ms = 0;
+
+	/* The index on received_at makes max() one lookup. */
+	if (sqlite3_prepare_v2(st->db, "SELECT CAST(round((julianday("
+	    "max(received_at)) - 2440587.5) * 86400000) AS INTEGER) "
+	    "FROM calls", -1, &stmt, NULL) == SQLITE_OK &&
+	    sqlite3_step(stmt) == SQLITE_ROW)
+		ms = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return ms > 0 ? (uint64_t)ms : 0;
+}
+
 int
 store_fts_count(struct store *st)
 {

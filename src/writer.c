@@ -1319,6 +1319,11 @@ writer_start(struct store *st, struct queue *q, struct metrics *m,
 	w->metrics = m;
 	w->opt = *opt;
 	w->fts_row_ns = FTS_ROW_NS;
+	/*
+	 * The last event is the file's, not this run's: from -1 at each
+	 * start, an alert on a sender gone quiet was off after a restart.
+	 */
+	atomic_store(&m->last_event_ms, store_last_received_ms(st));
 	atomic_init(&w->stopping, false);
 	pthread_mutex_init(&w->health_lock, NULL);
 	checkpointer_start(&w->ckpt, st, m);

@@ -289,6 +289,30 @@ START_TEST(test_duplicate_and_revision)
 }
 END_TEST
 
+/*
+ * callhookd_seconds_since_last_event counts from the database's last
+ * event, not this run's: it read -1 after every restart, which turned
+ * off an alert on a sender gone quiet until the sender came back.
+ */
+START_TEST(test_last_event_survives_restart)
+{
+	char *body = tu_fixture("call_ended.json", NULL);
+	long long since;
+
+	start_or_fail(NULL);
+	ck_assert_int_eq(tu_metric(d.port,
+	    "callhookd_seconds_since_last_event"), -1);
+	post_expect(body, 200, "Webhook received");
+	stop_clean();
+	start_or_fail(NULL);
+	since = tu_metric(d.port, "callhookd_seconds_since_last_event");
+	ck_assert_msg(since >= 0 && since < 60, "seconds since the last "
+	    "event after a restart: %lld", since);
+	stop_clean();
+	free(body);
+}
+END_TEST
+
 START_TEST(test_bad_requests)
 {
 	char *body = tu_fixture("call_ended.json", NULL), *ev, *big;
@@ -1585,6 +1609,7 @@ e2e_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_fixtures_stored_exactly);
 	tcase_add_test(tc, test_duplicate_and_revision);
+	tcase_add_test(tc, test_last_event_survives_restart);
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_lenient_and_strict);
 	tcase_add_test(tc, test_enqueue_mode_and_health);
