@@ -1745,7 +1745,12 @@ event_refused_call_sid(const char *body, size_t len, char *buf,
 	plan_init(&pl);
 	arena_begin();
 	root = json_parse(body, len, &pl.spans);
-	data = cJSON_GetObjectItemCaseSensitive(root, "data");
+	/*
+	 * A name that \u0000 cut to one callhookd reads ("callSid\u0000x"
+	 * reads as "callSid"): event_parse() takes no callSid then.
+	 */
+	data = pl.spans.key_nul ? NULL :
+	    cJSON_GetObjectItemCaseSensitive(root, "data");
 	if (cJSON_IsObject(data) &&
 	    check_call_sid(data, &pl, msg, sizeof(msg)) == EVENT_OK)
 		snprintf(buf, size, "%s", cJSON_GetStringValue(

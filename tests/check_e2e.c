@@ -501,6 +501,8 @@ START_TEST(test_refusal_names_call)
 		    "\"strict-1\",\"call_duration\":\"120\"}}",
 		"{\"event\":\"other\",\"data\":{\"callSid\":\"other-1\"}}",
 		"{\"event\":\"call_ended\",\"data\":{\"callSid\":\"\"}}",
+		"{\"event\":\"call_ended\",\"data\":{\"callSid\\u0000x\":"
+		    "\"cut-1\"}}",
 	};
 	struct reply r;
 	char *log;
@@ -519,6 +521,8 @@ START_TEST(test_refusal_names_call)
 	ck_assert_msg(strstr(log, "reason=\"Unknown event type\" "
 	    "callSid=other-1\n") != NULL, "%s", log);
 	ck_assert_msg(strstr(log, "must not be empty\"\n") != NULL, "%s", log);
+	/* No member is named callSid: cut at the NUL, it only read so. */
+	ck_assert_msg(strstr(log, "cut-1") == NULL, "%s", log);
 	free(log);
 }
 END_TEST
