@@ -102,6 +102,17 @@ json_str(const cJSON *obj, const char *key, char *buf, size_t len)
 	return buf;
 }
 
+/* v as text_clean() prints it, in a new string; NULL without memory. */
+static char *
+cleaned(const char *v)
+{
+	char *clean;
+
+	if ((clean = malloc(3 * strlen(v) + 1)) != NULL)
+		text_clean(v, strlen(v), 0, clean);
+	return clean;
+}
+
 /* functions_called as NAME / SUCCESS / TIMESTAMP under its label. */
 static bool
 print_functions(const char *text)
@@ -115,11 +126,16 @@ print_functions(const char *text)
 		cJSON_Delete(arr);
 		return false;
 	}
+	/* Measured as printed: a bidi mark is no column, its blank one. */
 	cJSON_ArrayForEach(it, arr)
 		for (int k = 0; k < 3; k++) {
-			int cw = text_width(json_str(it, keys[k], buf,
-			    sizeof(buf)));
+			int cw;
 
+			if ((clean = cleaned(json_str(it, keys[k], buf,
+			    sizeof(buf)))) == NULL)
+				continue;
+			cw = text_width(clean);
+			free(clean);
 			w[k] = cw > w[k] ? (cw > 40 ? 40 : cw) : w[k];
 		}
 	printf("%-*s%-*s  %-*s  %s\n", LABEL_WIDTH, "functions_called",
@@ -127,11 +143,9 @@ print_functions(const char *text)
 	cJSON_ArrayForEach(it, arr) {
 		printf("%*s", LABEL_WIDTH, "");
 		for (int k = 0; k < 3; k++) {
-			const char *v = json_str(it, keys[k], buf, sizeof(buf));
-
-			if ((clean = malloc(3 * strlen(v) + 1)) == NULL)
+			if ((clean = cleaned(json_str(it, keys[k], buf,
+			    sizeof(buf)))) == NULL)
 				break;
-			text_clean(v, strlen(v), 0, clean);
 			/* Columns, not bytes: names may be Devanagari. */
 			if (k > 0)
 				printf("  ");

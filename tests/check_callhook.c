@@ -777,6 +777,11 @@ START_TEST(test_table_bidi)
 	    "%s", out);
 	ck_assert_int_eq(ch("list --format csv"), 0);
 	ck_assert_msg(strstr(out, "\xe2\x80\xae" "evil") != NULL, "%s", out);
+	/* Measured as printed, a blank: the name is not cut to fit. */
+	post_variant("call_ended.json", "functions_called",
+	    "[{\"name\":\"\\u202eabcdefg\",\"success\":true}]", NULL);
+	ck_assert_int_eq(ch("show " SID), 0);
+	ck_assert_msg(strstr(out, " abcdefg  yes") != NULL, "%s", out);
 }
 END_TEST
 
