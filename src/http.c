@@ -349,16 +349,26 @@ note_reject(struct http *h, const struct origin *o, const char *call_sid,
 {
 	struct reject *rj;
 	struct job *job;
-	char code[8], id[48];
+	char code[8], id[48], sid[EVENT_CALL_SID_MAX + 1];
 	const char *fields[] = { "req", NULL, "remote", o->remote,
 	    "status", code, "reason", reason, NULL, NULL, NULL, NULL };
 
-	snprintf(code, sizeof(code), "%u", status);
-	if (call_sid != NULL && call_sid[0] != '\0') {
-		fields[8] = "callSid";
-		fields[9] = call_sid;
-	}
 	if (log_refusal(h, why)) {
+		/*
+		 * A refused body's callSid, so that a missing call can be
+		 * found by its id: read again only for the lines logged,
+		 * which a client cannot multiply.
+		 */
+		if ((call_sid == NULL || call_sid[0] == '\0') &&
+		    status == MHD_HTTP_BAD_REQUEST && body != NULL) {
+			event_refused_call_sid(body, len, sid, sizeof(sid));
+			call_sid = sid;
+		}
+		if (call_sid != NULL && call_sid[0] != '\0') {
+			fields[8] = "callSid";
+			fields[9] = call_sid;
+		}
+		snprintf(code, sizeof(code), "%u", status);
 		fields[1] = request_id(h, o, id, sizeof(id));
 		log_fields(LOG_WARN, "refused request", fields);
 	}
@@ -1245,13 +1255,10 @@ finish_body(struct request *req)
 	    sizeof(msg));
 	if (e == EVENT_NO_MEMORY)
 		return MHD_NO;
-	if (e != EVENT_OK) {
-		event_refused_call_sid(req->body, req->len, req->call_sid,
-		    sizeof(req->call_sid));
+	if (e != EVENT_OK)
 		return refuse(req, MHD_HTTP_BAD_REQUEST, e ==
 		    EVENT_UNKNOWN_TYPE ? REJECT_UNKNOWN_EVENT : REJECT_INVALID,
 		    msg);
-	}
 	if (ev->type_mismatches > 0)
 		atomic_fetch_add(&h->metrics->type_mismatches,
 		    ev->type_mismatches);
