@@ -454,17 +454,21 @@ write_line(int fd, const char *prefix, const struct event *ev)
 	return error;
 }
 
-/* Write a line break after the file's last byte if it is not one. */
+/*
+ * Write a line break after the file's last byte if it is not one, or if
+ * that byte cannot be read (a file opened write-only): import skips the
+ * empty line that may make.
+ */
 static int
 end_torn_line(int fd, off_t size)
 {
-	char c;
+	char c = '\0';
 	ssize_t n;
 
 	while ((n = pread(fd, &c, 1, size - 1)) < 0 && errno == EINTR)
 		;
-	if (n < 0)
-		return errno == EBADF ? 0 : -errno;	/* opened write-only */
+	if (n < 0 && errno != EBADF)
+		return -errno;
 	if (n == 0 || c == '\n')
 		return 0;
 	while ((n = write(fd, "\n", 1)) < 0 && errno == EINTR)
