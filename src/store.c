@@ -47,6 +47,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -1070,7 +1071,8 @@ wal_files_needed(struct store *st, const struct store_options *opt,
 static bool
 cannot_read(const char *path, char *why, size_t len)
 {
-	if (access(path, R_OK) == 0 || errno == ENOENT)
+	if (faccessat(AT_FDCWD, path, R_OK, AT_EACCESS) == 0 ||
+	    errno == ENOENT)
 		return false;
 	snprintf(why, len, "the file is not readable by uid %u (%s)",
 	    (unsigned)geteuid(), strerror(errno));
