@@ -71,6 +71,7 @@ struct gauges {
 	size_t	queue_bytes;	/* the memory they hold */
 	size_t	body_bytes;	/* of request bodies being received */
 	size_t	memory_budget;	/* the limit of each of the two */
+	size_t	rescue_bytes;	/* the rescue file's size, 0 if none */
 };
 
 /* Render as Prometheus text: a malloc'd string (caller frees) or NULL. */

@@ -65,4 +65,10 @@ void	writer_free(struct writer *w);
 /* "ok", or the store's last error, copied into buf. True when ok. */
 bool	writer_health(struct writer *w, char *buf, size_t len);
 
+/*
+ * The size of the rescue file, 0 when there is none: events set aside,
+ * by this run or an earlier one, until someone imports them.
+ */
+size_t	writer_rescue_bytes(const struct writer *w);
+
 #endif

@@ -460,6 +460,7 @@ serve_metrics(struct http *h, struct MHD_Connection *conn)
 	struct gauges g = {
 		.body_bytes = atomic_load(&h->body_bytes),
 		.memory_budget = config_memory_budget(&set->cfg),
+		.rescue_bytes = writer_rescue_bytes(h->writer),
 	};
 	struct MHD_Response *r;
 	enum MHD_Result ret;

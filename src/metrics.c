@@ -203,6 +203,9 @@ metrics_render(struct metrics *m, const struct gauges *g, size_t *len)
 	render_gauge(fp, "callhookd_memory_budget_bytes", "The limit of "
 	    "callhookd_queue_bytes, and of callhookd_body_bytes: past it, "
 	    "503 (one event is always let in).", g->memory_budget);
+	render_gauge(fp, "callhookd_rescue_file_bytes", "Size of "
+	    "DATABASE.unsaved.jsonl, where events the database would not "
+	    "take wait for callhook import (0: none).", g->rescue_bytes);
 	fprintf(fp, "# HELP callhookd_seconds_since_last_event Seconds since "
 	    "the last committed event (-1: none in the database).\n"
 	    "# TYPE callhookd_seconds_since_last_event gauge\n"
@@ -212,7 +215,7 @@ metrics_render(struct metrics *m, const struct gauges *g, size_t *len)
 	    "the full-text index.\n# TYPE callhookd_fts_backlog gauge\n"
 	    "callhookd_fts_backlog %" PRIu64 "\n", load(&m->fts_backlog));
 	fprintf(fp, "# HELP callhookd_wal_pages_behind Write-ahead log pages "
-	    "not yet copied into the database file, after the last commit.\n"
+	    "not yet copied into the database file.\n"
 	    "# TYPE callhookd_wal_pages_behind gauge\n"
 	    "callhookd_wal_pages_behind %" PRIu64 "\n", load(&m->wal_behind));
 	render_histogram(fp, "callhookd_commit_batch_size",

@@ -185,6 +185,17 @@ set_health(struct writer *w, const char *msg)
 	pthread_mutex_unlock(&w->health_lock);
 }
 
+size_t
+writer_rescue_bytes(const struct writer *w)
+{
+	struct stat sb;
+
+	if (w == NULL || w->opt.rescue_path == NULL ||
+	    stat(w->opt.rescue_path, &sb) != 0 || !S_ISREG(sb.st_mode))
+		return 0;
+	return (size_t)sb.st_size;
+}
+
 bool
 writer_health(struct writer *w, char *buf, size_t len)
 {

@@ -2232,6 +2232,8 @@ poison_event(const char *ini, int big_status)
 	    "error); its event is set aside in"));
 	ck_assert_int_eq(tu_metric(d->port, "callhookd_events_set_aside_total"),
 	    1);
+	ck_assert_int_gt(tu_metric(d->port, "callhookd_rescue_file_bytes"),
+	    POISON_BYTES);
 	/* The writer marks the store healthy just after it sets aside. */
 	for (int i = 0; i < 100 && health(d->port, store, sizeof(store),
 	    NULL) != 200; i++)
