@@ -53,6 +53,11 @@ struct reject {
  */
 int	store_open(struct store **out, const struct store_options *opt,
 	    char *err, size_t errlen);
+/*
+ * The schema version the file had when store_open() migrated it (1 or
+ * more; the caller logs it), else 0: a new file, or one already current.
+ */
+int	store_migrated_from(const struct store *st);
 /* Close; NULL is a no-op. Rolls back an open transaction. */
 void	store_close(struct store *st);
 /*

@@ -525,6 +525,10 @@ start(struct daemon *d)
 		log_errorx("%s", err);
 		return -1;
 	}
+	if ((rc = store_migrated_from(d->store)) > 0)
+		log_info("%s: migrated from schema version %d to %d; a "
+		    "callhookd older than this one refuses the file now",
+		    d->cfg.database, rc, STORE_SCHEMA_VERSION);
 	if (stat(d->cfg.database, &sb) == 0)
 		wo.rescue_mode = sb.st_mode & 0666;
 	if ((d->queue = queue_new(d->cfg.queue, REJECT_QUEUE)) == NULL) {

@@ -112,6 +112,7 @@ struct store {
 	bool		 wal_known;	/* a writer's WAL, as opened: */
 	dev_t		 wal_dev;
 	ino_t		 wal_ino;
+	int		 migrated_from;	/* store_migrated_from() */
 	int		 busy_ms;	/* as opened */
 	int		 busy_now_ms;	/* store_limit_lock_wait */
 };
@@ -814,12 +815,20 @@ migrate(struct store *st, const struct store_options *opt)
 	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
-	if (rc == SQLITE_OK)
+	if (rc == SQLITE_OK) {
+		st->migrated_from = version;
 		return 0;
+	}
 	error = open_fail(st, opt, rc, "schema migration failed: ");
  fail:
 	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	return error;
+}
+
+int
+store_migrated_from(const struct store *st)
+{
+	return st->migrated_from;
 }
 
 /* Create or drop calls_fts to match opt->fts. */

@@ -313,6 +313,38 @@ START_TEST(test_last_event_survives_restart)
 }
 END_TEST
 
+/*
+ * A start that migrates an older file says so, once: after an upgrade
+ * the log is where the operator learns that the file changed and that
+ * the callhookd before the upgrade refuses it now.
+ */
+START_TEST(test_migration_logged)
+{
+	char *body = tu_fixture("call_ended.json", NULL), *log;
+	const char *line = "migrated from schema version 2 to ";
+	sqlite3 *db;
+
+	start_or_fail(NULL);
+	post_expect(body, 200, "Webhook received");
+	stop_clean();
+	ck_assert_int_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 2", NULL,
+	    NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	start_or_fail(NULL);
+	stop_clean();
+	start_or_fail(NULL);
+	stop_clean();
+	ck_assert_ptr_nonnull(log = tu_read_file(d.log, NULL));
+	ck_assert_msg(strstr(log, line) != NULL, "%s", log);
+	ck_assert_msg(strstr(strstr(log, line) + 1, line) == NULL, "%s", log);
+	ck_assert_msg(strstr(log, "migrated from schema version 0") == NULL,
+	    "%s", log);
+	free(log);
+	free(body);
+}
+END_TEST
+
 START_TEST(test_bad_requests)
 {
 	char *body = tu_fixture("call_ended.json", NULL), *ev, *big;
@@ -1618,6 +1650,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_fixtures_stored_exactly);
 	tcase_add_test(tc, test_duplicate_and_revision);
 	tcase_add_test(tc, test_last_event_survives_restart);
+	tcase_add_test(tc, test_migration_logged);
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_lenient_and_strict);
 	tcase_add_test(tc, test_enqueue_mode_and_health);
