@@ -242,7 +242,7 @@ open_store(struct ch *ch, bool readonly, bool fts)
 		.sync_full = ch->cfg.sync_full, .fts = fts, .known_dup = true,
 		.busy_timeout_ms = BUSY_TIMEOUT_MS,
 	};
-	char msg[512];
+	char msg[1024];
 	int error;
 
 	error = store_open(&ch->st, &opt, msg, sizeof(msg));

@@ -1103,8 +1103,10 @@ open_failed(struct store *st, const struct store_options *opt, char *err,
 		seterr(err, errlen, "%s: %s", opt->path, why);
 	else if (wal_files_needed(st, opt, why, sizeof(why)))
 		seterr(err, errlen, "%s: SQLite must create its -shm and -wal "
-		    "files beside a WAL database to read it, and %s", opt->path,
-		    why);
+		    "files beside a WAL database to read it, and %s; read a "
+		    "copy of the file made with cp, or open it once as a user "
+		    "who may write there (a start of callhookd makes them and "
+		    "leaves them)", opt->path, why);
 	else if (opt->readonly ||
 	    !store_cannot_write(opt->path, why, sizeof(why)))
 		seterr(err, errlen, "%s", st->err);
