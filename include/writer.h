@@ -50,12 +50,15 @@ struct writer_losses {
 };
 
 /*
- * Close the queue, let the thread write everything it holds and join it.
- * What the store still refused after stop_timeout_ms went to rescue_path
- * for `callhook import`, or, when that failed too, to standard error;
- * counted in *out.
+ * Close the queue, let the thread write everything it holds and join it,
+ * calling waiting(arg) on the caller's thread about every
+ * WRITER_STOP_TICK_MS until then (NULL: none). What the store still
+ * refused after stop_timeout_ms went to rescue_path for `callhook
+ * import`, or, when that failed too, to standard error; counted in *out.
  */
-void	writer_stop(struct writer *w, struct writer_losses *out);
+#define WRITER_STOP_TICK_MS	100
+void	writer_stop(struct writer *w, struct writer_losses *out,
+	    void (*waiting)(void *), void *arg);
 /*
  * Free a stopped writer (NULL: a no-op); only once the HTTP server has
  * stopped, since its answers may still ask writer_health().

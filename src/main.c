@@ -615,17 +615,42 @@ reload(struct daemon *d, const struct options *o)
 	sd_notify(0, "READY=1");
 }
 
+struct stopping {
+	struct daemon	*d;
+	const sigset_t	*signals;	/* blocked, taken by sigwaitinfo() */
+};
+
+/*
+ * A signal while the writer drains (Ctrl-C again, say) cannot hurry it:
+ * say what the stop is waiting for, rather than nothing.
+ */
+static void
+signals_while_stopping(void *arg)
+{
+	const struct stopping *s = arg;
+	struct timespec now = { 0, 0 };
+	siginfo_t si;
+
+	while (sigtimedwait(s->signals, &si, &now) > 0)
+		log_warnx("received %s while stopping; the stop waits up to "
+		    "%d s from its start for the store to take what is not "
+		    "yet written (%zu events); a SIGKILL would lose it",
+		    strsignal(si.si_signo), STOP_TIMEOUT_MS / 1000,
+		    queue_pending(s->d->queue));
+}
+
 /* Stop in the order that keeps every answered event. */
 static int
-stop(struct daemon *d)
+stop(struct daemon *d, const sigset_t *signals)
 {
+	struct stopping s = { d, signals };
 	struct writer_losses lost = { 0, 0, 0 };
 
 	sd_notify(0, "STOPPING=1");
 	if (d->http != NULL)
 		http_quiesce(d->http, !d->socket_passed);
 	if (d->writer != NULL)
-		writer_stop(d->writer, &lost);
+		writer_stop(d->writer, &lost, signals_while_stopping, &s);
 	http_stop(d->http, HTTP_DRAIN_MS);
 	writer_free(d->writer);		/* after: answers ask its health */
 	queue_free(d->queue);
@@ -734,11 +759,11 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (start(&d) != 0) {
-		stop(&d);
+		stop(&d, &set);
 		return 1;
 	}
 	rc = wait_for_signals(&d, &o, &set);
-	if (stop(&d) != 0 || rc != 0)
+	if (stop(&d, &set) != 0 || rc != 0)
 		return 1;
 	return 0;
 }

@@ -1355,12 +1355,33 @@ writer_start(struct store *st, struct queue *q, struct metrics *m,
 }
 
 void
-writer_stop(struct writer *w, struct writer_losses *out)
+writer_stop(struct writer *w, struct writer_losses *out,
+    void (*waiting)(void *), void *arg)
 {
+	struct timespec until;
+	int error;
+
 	w->stop_ns = now_mono_ns();
 	queue_close(w->queue);		/* first: see writer_main */
 	atomic_store(&w->stopping, true);
-	pthread_join(w->thread, NULL);
+	for (;;) {
+		/* pthread_timedjoin_np() takes CLOCK_REALTIME. */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += WRITER_STOP_TICK_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if ((error = pthread_timedjoin_np(w->thread, NULL, &until)) ==
+		    0)
+			break;
+		if (error != ETIMEDOUT) {
+			pthread_join(w->thread, NULL);
+			break;
+		}
+		if (waiting != NULL)
+			waiting(arg);
+	}
 	checkpointer_stop(&w->ckpt, w->store);
 	*out = w->lost;
 }

@@ -2016,13 +2016,17 @@ finish_stop(struct daemon_proc *d, sqlite3 *h, char *sid)
 /*
  * A stop waiting for a locked store to take the queue refuses new
  * connections at once, rather than leaving them in the listen backlog
- * until the stop ends; the queued event is still stored.
+ * until the stop ends; the queued event is still stored. A second signal
+ * cannot hurry the stop, but the log says what it waits for.
  */
 START_TEST(test_stop_refuses_connections)
 {
 	struct daemon_proc *d = new_proc();
 	char *body = event_body("queued-at-stop");
 	char *sids[] = { "queued-at-stop" };
+	const char *again = "received Interrupt while stopping; the stop "
+	    "waits up to 20 s from its start for the store to take what is "
+	    "not yet written (1 events); a SIGKILL would lose it";
 	sqlite3 *h;
 	int s = -1, saved = 0;
 
@@ -2040,6 +2044,12 @@ START_TEST(test_stop_refuses_connections)
 	ck_assert_msg(s < 0 && saved == ECONNREFUSED, "a connection was "
 	    "taken 2 s into a stop: %s", strerror(saved));
 	ck_assert(alive(d));		/* still draining */
+	/* Ctrl-C again: it cannot hurry the stop, but is answered. */
+	ck_assert_int_eq(kill(d->pid, SIGINT), 0);
+	for (int i = 0; i < 100 && !log_has(d, again); i++)
+		tu_sleep_ms(20);
+	ck_assert_msg(log_has(d, again), "no line: %s", again);
+	ck_assert(alive(d));
 	finish_stop(d, h, sids[0]);
 	free(body);
 }
