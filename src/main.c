@@ -96,6 +96,7 @@ usage(FILE *fp)
 static _Noreturn void
 exit_printed(void)
 {
+	errno = 0;		/* ferror() alone sets none */
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "callhookd: output: %s\n", errno != 0 ?
 		    strerror(errno) : "write error");
