@@ -417,20 +417,36 @@ refuse_early(struct http *h, struct MHD_Connection *conn,
 }
 
 /*
- * A 415 says what the body may be coded as (RFC 7694 section 3): only as
- * sent.
+ * The header a refusal owes its client, or NULL. A 415 says what the body
+ * may be coded as (RFC 7694 section 3): only as sent. A 401 for the token
+ * names its scheme (RFC 9110 section 11.6.1). A bad signature has no
+ * registered scheme; its body says what is wrong.
  */
+static const char *
+refusal_header(unsigned status, enum reject_reason why, const char **val)
+{
+	if (status == MHD_HTTP_UNSUPPORTED_MEDIA_TYPE) {
+		*val = "identity";
+		return MHD_HTTP_HEADER_ACCEPT_ENCODING;
+	}
+	if (why == REJECT_UNAUTHORIZED) {
+		*val = "Bearer realm=\"callhookd\"";
+		return MHD_HTTP_HEADER_WWW_AUTHENTICATE;
+	}
+	return NULL;
+}
+
 static enum MHD_Result
 refuse(struct request *req, unsigned status, enum reject_reason why,
     const char *message)
 {
-	bool media = status == MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
+	const char *hdr, *val = NULL;
 
 	req->state = REQ_ANSWERED;
 	note_reject(req->http, &req->from, req->call_sid, status, why,
 	    message, req->body, req->len);
-	return answer(req->http, req->conn, status, message, media ?
-	    MHD_HTTP_HEADER_ACCEPT_ENCODING : NULL, "identity");
+	hdr = refusal_header(status, why, &val);
+	return answer(req->http, req->conn, status, message, hdr, val);
 }
 
 static enum MHD_Result

@@ -423,6 +423,9 @@ teardown(void)
 	tu_cleanup(&d);
 }
 
+/* The WWW-Authenticate of post()'s last answer, "" when it had none. */
+static char challenge[256];
+
 /* POST the seed fixture with extra header lines and a path suffix. */
 static int
 post(const char *query, const char *headers, const char *body)
@@ -444,6 +447,9 @@ post(const char *query, const char *headers, const char *body)
 	/* A refusal never echoes the secret. */
 	ck_assert_ptr_null(strstr(r.body, "s3cret"));
 	ck_assert_ptr_null(strstr(r.headers, "s3cret"));
+	if (tu_header(&r, "WWW-Authenticate", challenge, sizeof(challenge))
+	    != 0)
+		challenge[0] = '\0';
 	status = r.status;
 	tu_reply_free(&r);
 	return status;
@@ -491,11 +497,14 @@ START_TEST(test_token_e2e)
 
 	ck_assert_int_eq(tu_start(&d, "[auth]\ntoken = s3cret\n", NULL), 0);
 	ck_assert_int_eq(post("", "", b4), 401);
+	/* RFC 9110: a 401 names the scheme that would be let in. */
+	ck_assert_str_eq(challenge, "Bearer realm=\"callhookd\"");
 	ck_assert_int_eq(post("?token=wrong", "", b4), 401);
 	ck_assert_int_eq(post("", "Authorization: Bearer wrong\r\n", b4), 401);
 	ck_assert_int_eq(post("?token=s3cret", "", b1), 200);
 	ck_assert_int_eq(post("", "Authorization: Bearer s3cret\r\n", b2),
 	    200);
+	ck_assert_str_eq(challenge, "");
 	ck_assert_int_eq(post("", "X-Callhook-Token: s3cret\r\n", b3), 200);
 	/* Any one place right will do: a stale ?token= hides nothing. */
 	ck_assert_int_eq(post("?token=old", "Authorization: Bearer s3cret\r\n",
@@ -582,6 +591,7 @@ START_TEST(test_signature_e2e)
 	snprintf(hdr, sizeof(hdr), "webhook-id: msg_9\r\nwebhook-timestamp: "
 	    "%ld\r\nwebhook-signature: %s\r\n", now - 400, sig);
 	ck_assert_int_eq(post("", hdr, b), 401);	/* stale */
+	ck_assert_str_eq(challenge, "");	/* no Bearer to offer */
 	snprintf(hdr, sizeof(hdr), "webhook-id: msg_8\r\nwebhook-timestamp: "
 	    "%ld\r\nwebhook-signature: %s\r\n", now, sig);
 	ck_assert_int_eq(post("", hdr, b), 401);	/* other id */
