@@ -91,6 +91,10 @@ bench: all
 $(BUILD)/store_bench: $(BUILD)/bench/store_bench.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# How steady the server's CPU is while the benchmark runs (results.md).
+$(BUILD)/cpu_steady: $(BUILD)/bench/cpu_steady.o
+	$(CC) $(LDFLAGS) -o $@ $^
+
 $(BUILD)/bench/%.o: bench/%.c | $(BUILD)/bench
 	$(CC) $(CFLAGS) -c -o $@ $<
 
