@@ -782,16 +782,34 @@ check_syntax(struct loader *ld, const char *line)
 	return -EINVAL;
 }
 
+/*
+ * inih drops whatever follows a header's ']', so "[auth] token = x" on
+ * one line would leave the daemon running without a token. Only blanks
+ * or a comment may follow.
+ */
+static void
+check_after_header(struct loader *ld, const char *name, const char *rest)
+{
+	char msg[ERR_MAX];
+
+	rest += strspn(rest, " \t\r\n");
+	if (*rest == '\0' || *rest == ';' || *rest == '#')
+		return;
+	snprintf(msg, sizeof(msg), "text after the section header [%s] is "
+	    "ignored by the parser; put each key on a line of its own", name);
+	loader_error(ld, msg);
+}
+
 /* A section header naming no known section is reported here, once. */
 static void
 check_section(struct loader *ld, const char *line)
 {
 	char msg[ERR_MAX], name[64];	/* inih keeps 50 bytes of it */
-	size_t len;
+	size_t len, end;
 
 	if (line[0] != '[')
 		return;
-	len = strcspn(line + 1, "]");
+	end = len = strcspn(line + 1, "]");
 	if (len >= sizeof(name))
 		len = sizeof(name) - 1;
 	memcpy(name, line + 1, len);
@@ -800,7 +818,8 @@ check_section(struct loader *ld, const char *line)
 	if (ld->skip_section) {
 		unknown_section(name, NULL, msg, sizeof(msg));
 		loader_error(ld, msg);
-	}
+	} else if (line[1 + end] == ']')	/* check_syntax() saw it */
+		check_after_header(ld, name, line + 1 + end + 1);
 }
 
 /*

@@ -199,6 +199,22 @@ START_TEST(test_unknown_section)
 }
 END_TEST
 
+/* inih drops what follows ']': a key there would be lost unseen. */
+START_TEST(test_text_after_header)
+{
+	struct config cfg;
+	struct errs e;
+
+	expect_one_error("[http]\n[auth] token = s3cret\n", 2,
+	    "text after the section header [auth] is ignored");
+	expect_one_error("[store]database = x.db\n", 1,
+	    "[store] is ignored by the parser");
+	ck_assert_int_eq(load_text("[http] ; c\r\n[auth]\t# c\n[log]  \n"
+	    "level = warn\n", &cfg, &e), 0);
+	ck_assert_int_eq(cfg.log_level, LOG_WARN);
+}
+END_TEST
+
 START_TEST(test_key_outside_section)
 {
 	expect_one_error("listen = 127.0.0.1:1\n[http]\n", 1,
@@ -737,6 +753,7 @@ config_suite(void)
 	tcase_add_test(tc, test_every_key);
 	tcase_add_test(tc, test_indent_crlf_bom);
 	tcase_add_test(tc, test_unknown_section);
+	tcase_add_test(tc, test_text_after_header);
 	tcase_add_test(tc, test_key_outside_section);
 	tcase_add_test(tc, test_unknown_key);
 	tcase_add_test(tc, test_bad_size);
