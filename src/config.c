@@ -889,17 +889,48 @@ set_twice(struct loader *ld, const struct key *k)
 	return true;
 }
 
+/*
+ * Two ways a line of the file says more than its value, both of which
+ * inih keeps as part of it: a note after '#' (only " ;" starts a comment
+ * after a value) and quotes. "token = abc # note" would refuse every
+ * webhook that carries abc, "database = calls.db # main" would write a
+ * file of that name, and callhookd -t would call either fine. The
+ * message does not quote the value: it may be a secret.
+ */
+static const char *
+value_trap(const char *value)
+{
+	size_t len = strlen(value);
+
+	for (const char *p = value; (p = strchr(p, '#')) != NULL; p++)
+		if (p == value || isspace((unsigned char)p[-1]))
+			return "a '#' after a blank is part of the value, not "
+			    "a comment (only \" ;\" starts one there); put the "
+			    "note on a line of its own";
+	if (len >= 2 && (value[0] == '"' || value[0] == '\'') &&
+	    value[len - 1] == value[0])
+		return "the quotes would be part of the value; write it "
+		    "without them";
+	return NULL;
+}
+
 static int
 loader_pair(void *user, const char *section, const char *name,
     const char *value)
 {
 	struct loader *ld = user;
 	const struct key *k = find_key(section, name);
+	const char *trap;
 	char msg[ERR_MAX];
 	bool valid;
 
 	if (ld->skip_section || (k != NULL && set_twice(ld, k)))
 		return 1;
+	if (k != NULL && (trap = value_trap(value)) != NULL) {
+		snprintf(msg, sizeof(msg), "[%s] %s: %s", section, name, trap);
+		loader_error(ld, msg);
+		return 1;
+	}
 	/* Keep going after an error: every one in the file is worth telling. */
 	valid = config_validate(ld->cfg, msg, sizeof(msg)) == 0;
 	if (config_set(ld->cfg, section, name, value, msg, sizeof(msg)) != 0) {

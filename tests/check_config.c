@@ -215,6 +215,35 @@ START_TEST(test_text_after_header)
 }
 END_TEST
 
+/*
+ * A '#' note after a value, or quotes around it, would be part of it:
+ * a token no sender carries, a database file named with the note.
+ */
+START_TEST(test_value_traps)
+{
+	struct config cfg;
+	struct errs e;
+
+	expect_one_error("[auth]\ntoken = abc # note\n", 2,
+	    "[auth] token: a '#' after a blank is part of the value");
+	expect_one_error("[auth]\ntoken = # none\n", 2, "'#'");
+	expect_one_error("[store]\ndatabase = /d/calls.db\t# main\n", 2,
+	    "[store] database: a '#'");
+	expect_one_error("[auth]\ntoken = \"abc\"\n", 2,
+	    "[auth] token: the quotes would be part of the value");
+	expect_one_error("[store]\ndatabase = 'calls.db'\n", 2, "quotes");
+	/* The secret is not repeated in the message. */
+	ck_assert_int_eq(load_text("[auth]\nhmac_secret = s3c # x\n", &cfg,
+	    &e), -EINVAL);
+	ck_assert_ptr_null(strstr(e.msg[0], "s3c"));
+	/* '#' inside a word, a lone quote, and " ;" comments are fine. */
+	ck_assert_int_eq(load_text("[auth]\ntoken = a#b\"c ; note\n"
+	    "token_file =\n[http]\npath = /it's\n", &cfg, &e), 0);
+	ck_assert_str_eq(cfg.token, "a#b\"c");
+	ck_assert_str_eq(cfg.path, "/it's");
+}
+END_TEST
+
 START_TEST(test_key_outside_section)
 {
 	expect_one_error("listen = 127.0.0.1:1\n[http]\n", 1,
@@ -754,6 +783,7 @@ config_suite(void)
 	tcase_add_test(tc, test_indent_crlf_bom);
 	tcase_add_test(tc, test_unknown_section);
 	tcase_add_test(tc, test_text_after_header);
+	tcase_add_test(tc, test_value_traps);
 	tcase_add_test(tc, test_key_outside_section);
 	tcase_add_test(tc, test_unknown_key);
 	tcase_add_test(tc, test_bad_size);
