@@ -36,6 +36,7 @@
 
 #define ERR_MAX		256	/* room for one error message */
 #define SHOWN_MAX	64	/* how much of a bad value a message quotes */
+#define CONFIG_FILE_MAX	(1024 * 1024)	/* bytes; a full file is a few KB */
 
 #define KEY_EMPTY_OK	0x1	/* an empty value is meaningful ("not set") */
 
@@ -701,6 +702,7 @@ struct loader {
 	int		 line;		/* the line inih is working on */
 	int		 errors;
 	int		 read_errno;	/* set when a read failed */
+	size_t		 bytes;		/* read so far */
 	int		 skip_section;	/* bad [section], reported once */
 	int		 set_on[NITEMS(keys)];	/* the line of each key, or 0 */
 };
@@ -714,18 +716,34 @@ loader_error(struct loader *ld, const char *msg)
 }
 
 /*
+ * getc() with a limit on the file's size: "-c /dev/zero" (or a log file
+ * named by mistake) would otherwise be read forever, its one endless
+ * line drained by line_fits(). EOF past the limit, with read_errno set.
+ */
+static int
+loader_getc(struct loader *ld)
+{
+	if (ld->bytes >= CONFIG_FILE_MAX) {
+		ld->read_errno = EFBIG;
+		return EOF;
+	}
+	ld->bytes++;
+	return getc(ld->fp);
+}
+
+/*
  * fgets(), except that it returns the number of bytes read (0 at the end
  * of the file), so that a NUL byte in the line can be seen: inih would
  * take it as the end of the line, and a value such as "token = a\0b"
  * would silently become "a".
  */
 static size_t
-read_line(char *str, int num, FILE *fp)
+read_line(char *str, int num, struct loader *ld)
 {
 	size_t n = 0;
 	int c;
 
-	while (n + 1 < (size_t)num && (c = getc(fp)) != EOF) {
+	while (n + 1 < (size_t)num && (c = loader_getc(ld)) != EOF) {
 		str[n++] = (char)c;
 		if (c == '\n')
 			break;
@@ -740,16 +758,16 @@ read_line(char *str, int num, FILE *fp)
  * on the next line and our count stays inih's count.
  */
 static int
-line_fits(const char *str, size_t len, int num, FILE *fp)
+line_fits(const char *str, size_t len, int num, struct loader *ld)
 {
 	int c;
 
 	if (len < (size_t)num - 1 || str[len - 1] == '\n')
 		return 1;
-	c = getc(fp);
+	c = loader_getc(ld);
 	if (c == EOF || c == '\n')
 		return 1;
-	while ((c = getc(fp)) != EOF && c != '\n')
+	while ((c = loader_getc(ld)) != EOF && c != '\n')
 		;
 	return 0;
 }
@@ -833,13 +851,13 @@ loader_read(char *str, int num, void *stream)
 	struct loader *ld = stream;
 	size_t skip = 0, len;
 
-	if ((len = read_line(str, num, ld->fp)) == 0) {
+	if ((len = read_line(str, num, ld)) == 0 || ld->read_errno != 0) {
 		if (ferror(ld->fp))
 			ld->read_errno = errno != 0 ? errno : EIO;
 		return NULL;
 	}
 	ld->line++;
-	if (!line_fits(str, len, num, ld->fp)) {
+	if (!line_fits(str, len, num, ld)) {
 		char msg[ERR_MAX];
 
 		snprintf(msg, sizeof(msg), "line longer than %d characters",
@@ -963,7 +981,9 @@ config_load(struct config *cfg, const char *path, config_error_fn on_error,
 	if (ld.read_errno != 0) {
 		error = -ld.read_errno;
 		ld.line = 0;
-		loader_error(&ld, strerror(ld.read_errno));
+		loader_error(&ld, ld.read_errno == EFBIG ? "larger than "
+		    "1 MB: not a configuration file" :
+		    strerror(ld.read_errno));
 		goto fail;
 	}
 	if (rc != 0 && ld.errors == 0) {

@@ -174,6 +174,11 @@ parse_args(int argc, char **argv, struct options *o)
 		usage(stderr);
 		exit(2);
 	}
+	if (o->config_file != NULL && o->config_file[0] == '\0') {
+		fprintf(stderr, "callhookd: -c: the file name is empty\n");
+		usage(stderr);
+		exit(2);
+	}
 	check_option_values(o);
 	return 0;
 }

@@ -1237,6 +1237,17 @@ START_TEST(test_command_line)
 	    "device' %s/err", d.dir), 0);
 	ck_assert_int_eq(tu_sh("%s -V > /dev/full 2>/dev/null", bin), 1);
 	ck_assert_int_eq(tu_sh("%s --help > /dev/full 2>/dev/null", bin), 1);
+	/* Not a file at all: said so, not ": No such file or directory". */
+	ck_assert_int_eq(tu_sh("%s -t -c '' 2> %s/err", bin, d.dir), 2);
+	ck_assert_int_eq(tu_sh("grep -qx 'callhookd: -c: the file name is "
+	    "empty' %s/err", d.dir), 0);
+	/* A file without end is refused, not read forever. */
+	ck_assert_int_eq(tu_sh("timeout 20 %s -t -c /dev/zero 2> %s/err", bin,
+	    d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -qx 'callhookd: /dev/zero: larger than "
+	    "1 MB: not a configuration file' %s/err", d.dir), 0);
+	ck_assert_int_eq(tu_sh("%s -t -c /dev/null | grep -qx 'configuration "
+	    "OK'", bin), 0);
 	ck_assert_int_eq(tu_sh("printf '[http]\\nmax_body = lots\\n"
 	    "[store]\\nack = maybe\\n' > %s && %s -t -c %s 2> %s/err",
 	    d.ini, bin, d.ini, d.dir), 1);
