@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -746,6 +747,16 @@ main(int argc, char **argv)
 		exit_printed();
 	}
 	log_setup(d.cfg.log_level, d.cfg.log_format);
+	/*
+	 * Bodies and events past 128 KB are malloc'd and freed per request.
+	 * glibc raises its mmap threshold to the size of the first such
+	 * block freed, and from then on serves them from the heap, which
+	 * keeps every page they touched: forty clients posting 4 MB bodies
+	 * took the daemon to 160 MB, where the memory budget holds the
+	 * bodies to 12 MB. Fixed at glibc's default, such a block is mapped
+	 * for the request and unmapped at free().
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	signal(SIGPIPE, SIG_IGN);
 	/*
 	 * A write past a file size limit (LimitFSIZE=, ulimit -f) fails
