@@ -23,8 +23,12 @@ struct metrics;
 struct conns;
 struct conn;
 
-/* deadline_ns: for headers, and for a body with its trailer. */
-struct conns	*conns_new(uint64_t deadline_ns, struct metrics *m);
+/*
+ * deadline_ns: for headers, and for a body with its trailer. max: the
+ * connections libmicrohttpd keeps open at most; reaching it is logged.
+ */
+struct conns	*conns_new(uint64_t deadline_ns, unsigned max,
+		    struct metrics *m);
 /* Start the thread; best effort. 0 or -errno. */
 int		 conns_run(struct conns *c, struct MHD_Daemon *mhd);
 /*
@@ -33,6 +37,8 @@ int		 conns_run(struct conns *c, struct MHD_Daemon *mhd);
  */
 void		 conns_free(struct conns *c);
 
+/* How many are open. */
+unsigned	 conns_count(struct conns *c);
 /* A connection opened on fd: NULL, unwatched, when out of memory. */
 struct conn	*conns_open(struct conns *c, int fd);
 void		 conns_close(struct conns *c, struct conn *cn);

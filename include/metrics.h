@@ -54,6 +54,8 @@ struct metrics {
 							   them */
 	atomic_uint_fast64_t	connections_cut;	/* a request not in
 							   within the deadline */
+	atomic_uint_fast64_t	connections_full;	/* max_connections
+							   reached */
 	atomic_uint_fast64_t	last_event_ms;		/* wall clock */
 	atomic_uint_fast64_t	fts_backlog;		/* rows not yet indexed */
 	atomic_uint_fast64_t	wal_behind;		/* WAL pages not yet
@@ -72,6 +74,7 @@ struct gauges {
 	size_t	body_bytes;	/* of request bodies being received */
 	size_t	memory_budget;	/* the limit of each of the two */
 	size_t	rescue_bytes;	/* the rescue file's size, 0 if none */
+	size_t	connections;	/* open */
 };
 
 /* Render as Prometheus text: a malloc'd string (caller frees) or NULL. */

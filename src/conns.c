@@ -51,6 +51,7 @@
 #define TICK_MS		10
 #define TICK_FROM	120		/* connections */
 #define SWEEP_MS	1000
+#define FULL_LOG_MS	10000	/* between "max_connections reached" lines */
 
 enum phase { PH_HEADERS, PH_BODY, PH_EXEMPT, PH_CUT };
 
@@ -70,6 +71,8 @@ struct conns {
 	pthread_cond_t		 wake;
 	struct conn		*head;		/* the open ones */
 	unsigned		 count;
+	unsigned		 max;		/* max_connections */
+	uint64_t		 full_logged_ns; /* the MHD thread's */
 	uint64_t		 deadline_ns;
 	struct metrics		*metrics;
 	pthread_t		 thread;
@@ -79,7 +82,7 @@ struct conns {
 };
 
 struct conns *
-conns_new(uint64_t deadline_ns, struct metrics *m)
+conns_new(uint64_t deadline_ns, unsigned max, struct metrics *m)
 {
 	pthread_condattr_t attr;
 	struct conns *c;
@@ -87,6 +90,7 @@ conns_new(uint64_t deadline_ns, struct metrics *m)
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
 	c->deadline_ns = deadline_ns;
+	c->max = max;
 	c->metrics = m;
 	c->tick_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
@@ -252,10 +256,44 @@ conns_free(struct conns *c)
 	free(c);
 }
 
+unsigned
+conns_count(struct conns *c)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&c->lock);
+	n = c->count;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+/*
+ * At max_connections libmicrohttpd stops accepting, and new connections,
+ * a sender's webhooks among them, wait in the listen backlog without a
+ * word: the slow clients of conns_main() look like this, and so does a
+ * limit too low for the traffic. Counted each time, logged at most every
+ * FULL_LOG_MS: a client that holds the limit can reach it at will.
+ */
+static void
+note_full(struct conns *c)
+{
+	uint64_t now = now_mono_ns();
+
+	atomic_fetch_add(&c->metrics->connections_full, 1);
+	if (c->full_logged_ns != 0 &&
+	    now - c->full_logged_ns < FULL_LOG_MS * 1000000ULL)
+		return;
+	c->full_logged_ns = now;
+	log_warnx("max_connections (%u) reached: new connections wait until "
+	    "one closes (callhookd_connections_full_total counts each time)",
+	    c->max);
+}
+
 struct conn *
 conns_open(struct conns *c, int fd)
 {
 	struct conn *cn;
+	bool full;
 
 	if ((cn = calloc(1, sizeof(*cn))) == NULL)
 		return NULL;
@@ -267,7 +305,10 @@ conns_open(struct conns *c, int fd)
 	c->head = cn;
 	if (++c->count == 1 || c->count == TICK_FROM)
 		pthread_cond_signal(&c->wake);
+	full = c->count == c->max;
 	pthread_mutex_unlock(&c->lock);
+	if (full)
+		note_full(c);
 	return cn;
 }
 

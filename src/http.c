@@ -477,6 +477,7 @@ serve_metrics(struct http *h, struct MHD_Connection *conn)
 		.body_bytes = atomic_load(&h->body_bytes),
 		.memory_budget = config_memory_budget(&set->cfg),
 		.rescue_bytes = writer_rescue_bytes(h->writer),
+		.connections = conns_count(h->conns),
 	};
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -1514,7 +1515,8 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	deadline_ns = 2 * (uint64_t)cfg->timeout_ms * 1000000;
 	if ((h = calloc(1, sizeof(*h))) == NULL ||
 	    (h->received = received_response()) == NULL ||
-	    (h->conns = conns_new(deadline_ns, m)) == NULL) {
+	    (h->conns = conns_new(deadline_ns, cfg->max_connections,
+	    m)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}

@@ -160,6 +160,10 @@ render_counters(FILE *fp, struct metrics *m)
 	    "Connections closed for a request (headers, or body and trailer) "
 	    "not in within twice [http] timeout; a webhook's late body is "
 	    "also a too_slow reject.", &m->connections_cut);
+	render_counter(fp, "callhookd_connections_full_total",
+	    "Times the open connections reached [http] max_connections; "
+	    "new ones then wait in the listen backlog.",
+	    &m->connections_full);
 }
 
 static void
@@ -203,6 +207,8 @@ metrics_render(struct metrics *m, const struct gauges *g, size_t *len)
 	render_gauge(fp, "callhookd_memory_budget_bytes", "The limit of "
 	    "callhookd_queue_bytes, and of callhookd_body_bytes: past it, "
 	    "503 (one event is always let in).", g->memory_budget);
+	render_gauge(fp, "callhookd_connections", "Connections open; at "
+	    "[http] max_connections, new ones wait.", g->connections);
 	render_gauge(fp, "callhookd_rescue_file_bytes", "Size of "
 	    "DATABASE.unsaved.jsonl, where events the database would not "
 	    "take wait for callhook import (0: none).", g->rescue_bytes);

@@ -1195,6 +1195,46 @@ START_TEST(test_body_deadline)
 END_TEST
 
 /*
+ * At max_connections libmicrohttpd stops accepting, and a sender's
+ * connection waits in the listen backlog: without a word in the log or
+ * /metrics, an operator whose webhooks time out could not tell why. The
+ * one waiting is served once another closes.
+ */
+START_TEST(test_connections_full)
+{
+	const char *req = WEBHOOK_HEAD "Content-Length: 53\r\n\r\n"
+	    TINY_EVENT("full-wait");
+	struct pollfd p = { .events = POLLIN };
+	char buf[512];
+	int idle[3], i;
+	ssize_t n;
+
+	start_or_fail("[http]\nmax_connections = 3\n");
+	for (i = 0; i < 3; i++)
+		ck_assert_int_ge(idle[i] = tu_connect(d.port), 0);
+	for (i = 0; i < 100 && tu_sh("grep -q 'max_connections (3) reached: "
+	    "new connections wait' %s", d.log) != 0; i++)
+		tu_sleep_ms(20);
+	ck_assert_int_lt(i, 100);
+	ck_assert_int_ge(p.fd = tu_connect(d.port), 0);
+	ck_assert(write(p.fd, req, strlen(req)) == (ssize_t)strlen(req));
+	ck_assert_int_eq(poll(&p, 1, 300), 0);		/* it waits */
+	close(idle[0]);
+	ck_assert_int_eq(poll(&p, 1, 3000), 1);
+	ck_assert_int_gt(n = recv(p.fd, buf, sizeof(buf) - 1, 0), 0);
+	buf[n] = '\0';
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+	close(p.fd);
+	close(idle[1]);
+	close(idle[2]);
+	ck_assert_int_ge(tu_metric(d.port, "callhookd_connections_full_total"),
+	    1);
+	ck_assert_int_eq(tu_metric(d.port, "callhookd_connections"), 1);
+	stop_clean();
+}
+END_TEST
+
+/*
  * max_connections (1024 by default) with a shell's soft limit of open
  * files (often 1024): the start raises it to fit, and says so when the
  * hard limit is too low.
@@ -1758,6 +1798,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_body_deadline);
 	tcase_add_test(tc, test_one_daemon_per_database);
 	tcase_add_test(tc, test_open_files_fit);
+	tcase_add_test(tc, test_connections_full);
 	tcase_add_test(tc, test_refusals_log_bounded);
 	tcase_add_test(tc, test_refusal_names_call);
 	tcase_add_test(tc, test_command_line);
