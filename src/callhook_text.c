@@ -20,7 +20,13 @@
 #include "callhook.h"
 #include "event.h"
 
-#define DURATION_MAX_S	(9999 * 3600)
+/*
+ * The widest duration shown: a stats total is the talk time of every
+ * call (500,000 calls of a minute and a half are 12,000 hours), so only
+ * what no call centre reaches, or llround could not take, is cut.
+ */
+#define DURATION_MAX_H	99999999LL
+#define DURATION_MAX_S	((double)DURATION_MAX_H * 3600)
 
 void
 fmt_duration(double secs, char *buf, size_t len)
@@ -31,7 +37,7 @@ fmt_duration(double secs, char *buf, size_t len)
 		secs = 0;
 	/* No call; llround would overflow; a sum of huge ones is +inf. */
 	if (secs >= DURATION_MAX_S) {
-		snprintf(buf, len, ">%d:00:00", DURATION_MAX_S / 3600);
+		snprintf(buf, len, ">%lld:00:00", DURATION_MAX_H);
 		return;
 	}
 	s = llround(secs);

@@ -713,7 +713,7 @@ START_TEST(test_table_clean)
 	post_variant("call_ended.json", "callSid", "\"huge\"",
 	    "call_duration", "1e300", NULL);
 	ck_assert_int_eq(ch("show huge"), 0);
-	ck_assert_msg(strstr(out, ">9999:00:00") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, ">99999999:00:00") != NULL, "%s", out);
 	ck_assert_int_eq(ch("list --format json"), 0);
 	ck_assert(strstr(out, "\\u001b[2J") != NULL);
 	/* C1 too: U+009B is CSI to some terminals. */
@@ -1107,12 +1107,30 @@ START_TEST(test_stats_huge_duration)
 	post_variant("call_ended.json", "callSid", "\"huge-2\"",
 	    "call_duration", "1.5e308", NULL);
 	ck_assert_int_eq(ch("stats"), 0);
-	ck_assert_msg(strstr(out, ">9999:00:00") != NULL && strstr(out,
+	ck_assert_msg(strstr(out, ">99999999:00:00") != NULL && strstr(out,
 	    " 0:00") == NULL, "%s", out);
 	/* The median of two is their mean, which must not overflow. */
 	ck_assert_int_eq(ch("stats --format json"), 0);
 	ck_assert_msg(strstr(out, "\"median_duration\":1.5e+308,") != NULL,
 	    "%s", out);
+}
+END_TEST
+
+/*
+ * A total is the talk time of every call: half a million calls of a
+ * minute and a half pass 9999 hours, which showed as ">9999:00:00".
+ */
+START_TEST(test_stats_long_total)
+{
+	post_variant("call_ended.json", "callSid", "\"long-1\"",
+	    "call_duration", "36000000", NULL);
+	post_variant("call_ended.json", "callSid", "\"long-2\"",
+	    "call_duration", "5", NULL);
+	ck_assert_int_eq(ch("stats"), 0);
+	ck_assert_msg(strstr(out, " 10000:00:05 ") != NULL, "%s", out);
+	ck_assert_int_eq(ch("show long-1"), 0);
+	ck_assert_msg(strstr(out, "10000:00:00 (3.6e+07 s)") != NULL, "%s",
+	    out);
 }
 END_TEST
 
@@ -2074,6 +2092,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_stats);
 	tcase_add_test(tc, test_stats_nul_key);
 	tcase_add_test(tc, test_stats_huge_duration);
+	tcase_add_test(tc, test_stats_long_total);
 	tcase_add_test(tc, test_show);
 	tcase_add_test(tc, test_show_revisions_clean);
 	tcase_add_test(tc, test_json_as_sent);
