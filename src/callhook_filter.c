@@ -203,7 +203,11 @@ format_tm(const struct tm *tm, char *out)
 	    TIME_LEN - 1 ? 0 : -EINVAL;
 }
 
-/* "7d" and friends: both bounds are now minus that much, local time. */
+/*
+ * "7d" and friends: both bounds are now minus that much, local time. The
+ * limit, a hundred years, is on the time and not on the count, so that
+ * 43200m (30 days) is taken as 720h is.
+ */
 static int
 relative_time(const char *s, char *from, char *to)
 {
@@ -218,11 +222,13 @@ relative_time(const char *s, char *from, char *to)
 	errno = 0;
 	n = strtol(s, &end, 10);
 	if (end == s || !isdigit((unsigned char)*s) || errno != 0 ||
-	    end[0] == '\0' || end[1] != '\0' || n > 100L * 366)
+	    end[0] == '\0' || end[1] != '\0')
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (units[i].unit != *end)
 			continue;
+		if (n > 100L * 366 * 86400 / units[i].secs)
+			return -EINVAL;
 		t = time(NULL) - (time_t)n * units[i].secs;
 		if (localtime_r(&t, &tm) == NULL || format_tm(&tm, from) != 0)
 			return -EINVAL;

@@ -643,6 +643,10 @@ START_TEST(test_list_table)
 	ck_assert_int_eq(table_rows(), 1);
 	ck_assert_int_eq(ch("list --since 7d"), 0);
 	ck_assert_int_eq(table_rows(), 1);
+	/* 30 days in minutes are 30 days: the limit is a hundred years. */
+	ck_assert_int_eq(ch("list --since 43200m"), 0);
+	ck_assert_int_eq(table_rows(), 1);
+	expect_fail(ch("list --since 52704001m"), 2, "not a time");
 	ck_assert_int_eq(ch("list --until 12h"), 0);
 	ck_assert_int_eq(table_rows(), NCALLS - 1);
 	/* The last day there is: its end is not a date. */
