@@ -49,6 +49,7 @@
 #include "writer.h"
 
 #define MSG_MAX		256
+#define ROUTE_MAX	64	/* bytes of a method or path logged */
 #define RETRY_AFTER	"2"
 #define FIRST_BODY_CAP	4096
 
@@ -402,16 +403,60 @@ allow_header(unsigned status)
 	return status == MHD_HTTP_METHOD_NOT_ALLOWED ? "POST" : NULL;
 }
 
-/* Refuse a request that has no struct request (answered on its headers). */
+/*
+ * Part of a request line as a log shows it: at most ROUTE_MAX bytes, cut
+ * at "token" when asked, and what is not printable ASCII as '?'. out has
+ * room for ROUTE_MAX + 4 bytes.
+ */
+static void
+route_part(const char *p, bool cut_at_token, char *out)
+{
+	size_t n = 0;
+
+	for (; *p != '\0' && n < ROUTE_MAX; p++) {
+		if (cut_at_token && strncasecmp(p, "token", 5) == 0)
+			break;
+		out[n++] = *p > ' ' && *p < 0x7f ? *p : '?';
+	}
+	if (*p != '\0') {
+		memcpy(out + n, "...", 3);
+		n += 3;
+	}
+	out[n] = '\0';
+}
+
+/*
+ * The reason a 404 or 405 logs and keeps: with the method and path asked
+ * for, so that a sender posting to a mistyped URL can be told from a
+ * scanner. The path is cut at "token": a "&token=" typed for "?token="
+ * would put the secret in it (the query string is not part of it).
+ */
+static void
+route_reason(const char *message, const char *method, const char *url,
+    char *buf, size_t len)
+{
+	char m[ROUTE_MAX + 4], u[ROUTE_MAX + 4];
+
+	route_part(method, false, m);
+	route_part(url, true, u);
+	snprintf(buf, len, "%s: %s %s", message, m, u);
+}
+
+/*
+ * Refuse a request for a path or method not served, on its headers: it
+ * has no struct request.
+ */
 static enum MHD_Result
 refuse_early(struct http *h, struct MHD_Connection *conn,
     const struct settings *set, unsigned status, enum reject_reason why,
-    const char *message)
+    const char *message, const char *method, const char *url)
 {
+	char reason[MSG_MAX];
 	struct origin o;
 
 	origin_of(h, set, conn, &o);
-	note_reject(h, &o, NULL, status, why, message, NULL, 0);
+	route_reason(message, method, url, reason, sizeof(reason));
+	note_reject(h, &o, NULL, status, why, reason, NULL, 0);
 	return answer(h, conn, status, message, allow_header(status) ?
 	    MHD_HTTP_HEADER_ALLOW : NULL, allow_header(status));
 }
@@ -540,7 +585,7 @@ serve_other(struct http *h, struct MHD_Connection *conn, const char *url,
 		return MHD_YES;
 	}
 	return refuse_early(h, conn, atomic_load(&h->settings),
-	    MHD_HTTP_NOT_FOUND, REJECT_NOT_FOUND, "Not found");
+	    MHD_HTTP_NOT_FOUND, REJECT_NOT_FOUND, "Not found", method, url);
 }
 
 /*
@@ -1042,7 +1087,7 @@ begin_request(struct http *h, struct MHD_Connection *conn, const char *url,
 		return serve_other(h, conn, url, method, con_cls);
 	if (strcmp(method, "POST") != 0)
 		return refuse_early(h, conn, set, MHD_HTTP_METHOD_NOT_ALLOWED,
-		    REJECT_METHOD, "Method not allowed");
+		    REJECT_METHOD, "Method not allowed", method, url);
 	return begin_webhook(h, conn, version, set, con_cls);
 }
 

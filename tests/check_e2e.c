@@ -392,6 +392,11 @@ START_TEST(test_bad_requests)
 	    strlen(body), &r), 0);
 	expect_reply(&r, 404, NULL);
 	tu_reply_free(&r);
+	/* "&token=" typed for "?token=": the secret is part of the path. */
+	ck_assert_int_eq(tu_post(d.port, PATH "&token=s3cret", JSON, body,
+	    strlen(body), &r), 0);
+	expect_reply(&r, 404, NULL);
+	tu_reply_free(&r);
 
 	/* Over max_body by Content-Length, and while streaming (chunked). */
 	big = calloc(1, 5000);
@@ -418,6 +423,16 @@ START_TEST(test_bad_requests)
 	/* Rejects are written after the answer; a stop drains them. */
 	stop_clean();
 	ck_assert_int_ge(db_int("SELECT count(*) FROM rejects%s", ""), 10);
+	/* A 404 or 405 says what was asked for: a mistyped URL shows. */
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE reason = "
+	    "'%s'", "Not found: POST /webhook/other"), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE reason = "
+	    "'%s'", "Method not allowed: GET " PATH), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE reason = "
+	    "'%s'", "Not found: POST " PATH "&..."), 1);
+	ck_assert_int_ne(tu_sh("grep -q s3cret %s", d.log), 0);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE reason "
+	    "LIKE '%s'", "%s3cret%"), 0);
 	free(body);
 }
 END_TEST
