@@ -1432,6 +1432,8 @@ note_unfinished(struct request *req, struct MHD_Connection *conn,
 			    &req->http->metrics->responses[status], 1,
 			    memory_order_relaxed);
 		note_reject(req->http, &req->from, NULL, status, REJECT_INVALID,
+		    status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE ?
+		    "trailer too large for libmicrohttpd, connection closed" :
 		    "body framing refused by libmicrohttpd (a malformed "
 		    "chunk, or a chunk line too long), connection closed",
 		    req->body, req->len);

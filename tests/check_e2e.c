@@ -615,6 +615,26 @@ converse(const char *req, int want, int ms, bool *closed)
 #define TINY_EVENT(sid)	"{\"event\":\"call_ended\",\"data\":" \
 	"{\"callSid\":\"" sid "\"}}"
 
+/* A chunked body's trailer past libmicrohttpd's pool: its own 431. */
+static void
+expect_trailer_too_large(void)
+{
+	const char *head = WEBHOOK_HEAD "Transfer-Encoding: chunked\r\n\r\n"
+	    "30\r\n" TINY_EVENT("tr-1") "\r\n0\r\nX-Pad: ";
+	size_t hlen = strlen(head), pad = 20000;
+	struct reply r;
+	char *req;
+
+	ck_assert_ptr_nonnull(req = malloc(hlen + pad + 5));
+	memcpy(req, head, hlen);
+	memset(req + hlen, 'a', pad);
+	memcpy(req + hlen + pad, "\r\n\r\n", 5);
+	ck_assert_int_eq(tu_raw(d.port, req, hlen + pad + 4, &r), 0);
+	ck_assert_int_eq(r.status, 431);
+	tu_reply_free(&r);
+	free(req);
+}
+
 /*
  * What a proxy in front may read otherwise than libmicrohttpd is refused,
  * and then the connection closed (RFC 9112 section 6.1): a request with
@@ -654,6 +674,7 @@ START_TEST(test_framing_and_keepalive)
 	ck_assert_int_eq(tu_raw(d.port, req, strlen(req), &r), 0);
 	ck_assert_int_eq(r.status, 400);
 	tu_reply_free(&r);
+	expect_trailer_too_large();
 
 	out = converse("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 	    "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" WEBHOOK_HEAD
@@ -682,6 +703,8 @@ START_TEST(test_framing_and_keepalive)
 	free(out);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status = "
 	    "400 AND reason LIKE '%s'", "%by libmicrohttpd%"), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status = "
+	    "431 AND reason LIKE '%s'", "trailer too large%"), 1);
 }
 END_TEST
 
