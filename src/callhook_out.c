@@ -298,10 +298,15 @@ csv_field(FILE *fp, const char *s, size_t len)
 		return;
 	}
 	fputc('"', fp);
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '"')
+	while (len > 0) {
+		const char *q = memchr(s, '"', len);
+		size_t n = q == NULL ? len : (size_t)(q - s) + 1;
+
+		fwrite(s, 1, n, fp);	/* up to a quote, which is doubled */
+		if (q != NULL)
 			fputc('"', fp);
-		fputc(s[i], fp);
+		s += n;
+		len -= n;
 	}
 	fputc('"', fp);
 }

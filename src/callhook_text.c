@@ -106,6 +106,17 @@ cp_unsafe(unsigned cp)
 	    (cp >= 0x2066 && cp <= 0x2069);
 }
 
+/* Bytes of printable ASCII from p: text_clean() keeps them as they are. */
+static size_t
+plain_run(const unsigned char *p, const unsigned char *end)
+{
+	const unsigned char *q = p;
+
+	while (q < end && *q >= 0x20 && *q < 0x7F)
+		q++;
+	return (size_t)(q - p);
+}
+
 size_t
 text_clean(const char *s, size_t len, int flags, char *buf)
 {
@@ -114,6 +125,12 @@ text_clean(const char *s, size_t len, int flags, char *buf)
 	unsigned cp;
 
 	while (p < end) {
+		if ((n = plain_run(p, end)) > 0) {
+			memcpy(buf + o, p, n);
+			o += n;
+			p += n;
+			continue;
+		}
 		if ((n = utf8_decode(p, (size_t)(end - p), &cp)) == 0) {
 			cp = 0xFFFD;
 			n = 1;
