@@ -589,15 +589,34 @@ known_section(const char *section)
 	return 0;
 }
 
-/* "unknown key", listing the keys the section does have. */
+/* The section that has key, or NULL. */
+static const char *
+home_section(const char *key)
+{
+	for (size_t i = 0; i < NITEMS(keys); i++)
+		if (strcmp(keys[i].name, key) == 0)
+			return keys[i].section;
+	return NULL;
+}
+
+/*
+ * "unknown key", with the section it belongs in when it is another's
+ * ("[http] database" is the [store] key), else listing the keys the
+ * section does have.
+ */
 static int
 unknown_key(const char *section, const char *key, char *err, size_t errlen)
 {
-	const char *sep = "";
+	const char *sep = "", *home;
 	size_t n;
 
 	if (key[0] == '\0') {
 		snprintf(err, errlen, "[%s] a value without a key", section);
+		return -EINVAL;
+	}
+	if ((home = home_section(key)) != NULL) {
+		snprintf(err, errlen, "[%s] %s: unknown key in [%s]; it belongs "
+		    "under [%s]", section, key, section, home);
 		return -EINVAL;
 	}
 	n = (size_t)snprintf(err, errlen, "[%s] %s: unknown key (known keys: ",

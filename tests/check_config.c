@@ -257,6 +257,9 @@ START_TEST(test_unknown_key)
 	    "[http] lsten: unknown key (known keys: listen, path, max_body, "
 	    "timeout, max_connections)");
 	expect_one_error("[log]\n = 1\n", 2, "[log] a value without a key");
+	/* Another section's key: where it belongs, not this one's list. */
+	expect_one_error("[http]\ndatabase = x.db\n", 2, "[http] database: "
+	    "unknown key in [http]; it belongs under [store]");
 }
 END_TEST
 
