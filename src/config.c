@@ -15,6 +15,7 @@
  */
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <arpa/inet.h>
@@ -735,19 +736,20 @@ loader_error(struct loader *ld, const char *msg)
 }
 
 /*
- * getc() with a limit on the file's size: "-c /dev/zero" (or a log file
- * named by mistake) would otherwise be read forever, its one endless
- * line drained by line_fits(). EOF past the limit, with read_errno set.
+ * getc() with a limit on the file's size: "-c /dev/zero" would otherwise
+ * be read forever, its one endless line drained by line_fits(). EOF past
+ * the limit, with read_errno set; a file of exactly the limit is read.
  */
 static int
 loader_getc(struct loader *ld)
 {
-	if (ld->bytes >= CONFIG_FILE_MAX) {
+	int c = getc(ld->fp);
+
+	if (c != EOF && ++ld->bytes > CONFIG_FILE_MAX) {
 		ld->read_errno = EFBIG;
 		return EOF;
 	}
-	ld->bytes++;
-	return getc(ld->fp);
+	return c;
 }
 
 /*
@@ -879,6 +881,9 @@ loader_read(char *str, int num, void *stream)
 	if (!line_fits(str, len, num, ld)) {
 		char msg[ERR_MAX];
 
+		if (ld->read_errno != 0)
+			return NULL;	/* the size is the one error to tell */
+
 		snprintf(msg, sizeof(msg), "line longer than %d characters",
 		    num - 1);
 		loader_error(ld, msg);
@@ -986,7 +991,8 @@ config_load(struct config *cfg, const char *path, config_error_fn on_error,
 {
 	struct loader ld = { .path = path, .cfg = cfg, .on_error = on_error,
 	    .arg = arg };
-	int error, rc;
+	struct stat st;
+	int error, rc = 0;
 
 	/* "e": no descriptor of ours leaks into a child. */
 	ld.fp = fopen(path, "re");
@@ -996,7 +1002,16 @@ config_load(struct config *cfg, const char *path, config_error_fn on_error,
 			on_error(arg, path, 0, strerror(-error));
 		return error;
 	}
-	rc = ini_parse_stream(loader_read, &ld, loader_pair, &ld);
+	/*
+	 * A log or a database named by mistake is refused before its first
+	 * line: read, each of its lines would be an error of its own, some
+	 * thousands of them before the one that says what the file is.
+	 */
+	if (fstat(fileno(ld.fp), &st) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_size > CONFIG_FILE_MAX)
+		ld.read_errno = EFBIG;
+	else
+		rc = ini_parse_stream(loader_read, &ld, loader_pair, &ld);
 	if (ld.read_errno != 0) {
 		error = -ld.read_errno;
 		ld.line = 0;

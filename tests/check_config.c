@@ -244,6 +244,40 @@ START_TEST(test_value_traps)
 }
 END_TEST
 
+/*
+ * The limit is on what follows 1 MB: a file of exactly 1 MB is read. A
+ * bigger one (a log named by mistake) is refused before its first line,
+ * with the one error that says what it is, not one for each of its
+ * lines first.
+ */
+START_TEST(test_file_size_limit)
+{
+	static const char head[] = "[log]\nlevel = warn\n";
+	size_t size = 1024 * 1024, n = sizeof(head) - 1;
+	struct config cfg;
+	struct errs e;
+	char *text;
+
+	ck_assert_ptr_nonnull(text = malloc(size + 2));
+	memcpy(text, head, n);
+	memset(text + n, '\n', size - n);
+	text[size] = '\0';
+	ck_assert_int_eq(load_text(text, &cfg, &e), 0);
+	ck_assert_int_eq(cfg.log_level, LOG_WARN);
+	memcpy(text + size, "\n", 2);
+	ck_assert_int_eq(load_text(text, &cfg, &e), -EFBIG);
+	ck_assert_int_eq(e.n, 1);
+	ck_assert_str_eq(e.msg[0], "larger than 1 MB: not a configuration "
+	    "file");
+	for (n = 0; n < size; n += 4)		/* 1 MB is a multiple of 4 */
+		memcpy(text + n, "log\n", 4);
+	ck_assert_int_eq(load_text(text, &cfg, &e), -EFBIG);
+	ck_assert_int_eq(e.n, 1);
+	ck_assert_int_eq(e.line[0], 0);
+	free(text);
+}
+END_TEST
+
 START_TEST(test_key_outside_section)
 {
 	expect_one_error("listen = 127.0.0.1:1\n[http]\n", 1,
@@ -787,6 +821,7 @@ config_suite(void)
 	tcase_add_test(tc, test_unknown_section);
 	tcase_add_test(tc, test_text_after_header);
 	tcase_add_test(tc, test_value_traps);
+	tcase_add_test(tc, test_file_size_limit);
 	tcase_add_test(tc, test_key_outside_section);
 	tcase_add_test(tc, test_unknown_key);
 	tcase_add_test(tc, test_bad_size);
