@@ -393,6 +393,9 @@ parse_global(struct ch *ch, int argc, char **argv, int *first)
 		warnx("-d and -c cannot be used together");
 		return ch_usage(NULL);
 	}
+	/* As -d '' is, and as callhookd -c '' is: not ": No such file". */
+	if (conf != NULL && conf[0] == '\0')
+		return ch_usage_error(NULL, "-c: the file name is empty");
 	if (conf != NULL) {
 		if (config_load(&ch->cfg, conf, print_config_error, NULL) != 0)
 			return CH_FAIL;

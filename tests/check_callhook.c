@@ -538,6 +538,8 @@ START_TEST(test_errors)
 	expect_fail(ch("backup"), 2, "DEST is needed");
 	expect_fail(ch_on(NULL, "-d a -c b list"), 2, "cannot be used");
 	expect_fail(ch_on(NULL, "-d '' list"), 2, "-d: ");
+	expect_fail(ch_on(NULL, "-c '' list"), 2,
+	    "-c: the file name is empty");
 	expect_fail(ch_on(NULL, "-d :memory: list"), 2, "not a file path");
 	expect_fail(ch_on(NULL, "-d 'file:x?mode=ro' list"), 2,
 	    "not a file path");
