@@ -405,8 +405,9 @@ allow_header(unsigned status)
 
 /*
  * Part of a request line as a log shows it: at most ROUTE_MAX bytes, cut
- * at "token" when asked, and what is not printable ASCII as '?'. out has
- * room for ROUTE_MAX + 4 bytes.
+ * at "token" or at a '%' when asked (a path left escaped, as one holding
+ * %00 is, could spell "%74oken"), and what is not printable ASCII as
+ * '?'. out has room for ROUTE_MAX + 4 bytes.
  */
 static void
 route_part(const char *p, bool cut_at_token, char *out)
@@ -414,7 +415,8 @@ route_part(const char *p, bool cut_at_token, char *out)
 	size_t n = 0;
 
 	for (; *p != '\0' && n < ROUTE_MAX; p++) {
-		if (cut_at_token && strncasecmp(p, "token", 5) == 0)
+		if (cut_at_token && (*p == '%' ||
+		    strncasecmp(p, "token", 5) == 0))
 			break;
 		out[n++] = *p > ' ' && *p < 0x7f ? *p : '?';
 	}

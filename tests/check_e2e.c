@@ -397,6 +397,11 @@ START_TEST(test_bad_requests)
 	    strlen(body), &r), 0);
 	expect_reply(&r, 404, NULL);
 	tu_reply_free(&r);
+	/* A path with %00 stays escaped: "token" could hide as "%74oken". */
+	ck_assert_int_eq(tu_post(d.port, "/x%00%74oken=s3cret", JSON, body,
+	    strlen(body), &r), 0);
+	expect_reply(&r, 404, NULL);
+	tu_reply_free(&r);
 
 	/* Over max_body by Content-Length, and while streaming (chunked). */
 	big = calloc(1, 5000);
@@ -430,6 +435,8 @@ START_TEST(test_bad_requests)
 	    "'%s'", "Method not allowed: GET " PATH), 1);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE reason = "
 	    "'%s'", "Not found: POST " PATH "&..."), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE reason = "
+	    "'%s'", "Not found: POST /x..."), 1);
 	ck_assert_int_ne(tu_sh("grep -q s3cret %s", d.log), 0);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE reason "
 	    "LIKE '%s'", "%s3cret%"), 0);
