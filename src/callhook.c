@@ -39,15 +39,18 @@ struct command {
 	const char	*help;
 };
 
-#define FILTERS								\
+/* history's NUMBER is its --number: it takes the others only. */
+#define FILTERS_BUT_NUMBER(number)					\
 	"filters:\n"							\
 	"  --since T, --until T   call_time from T, to the end of T;\n"	\
 	"                         T is 2025-12-19, \"2025-12-19 16:00\", or\n" \
 	"                         7d, 12h, 30m, 2w ago (local time)\n"	\
 	"  --agent ID, --batch ID, --hangup REASON\n"			\
-	"  --number N             calls to or from N (any usual form)\n" \
+	number								\
 	"  --converted, --not-converted\n"				\
 	"  --country-code CC      for bare national numbers (default 91)\n"
+#define FILTERS	FILTERS_BUT_NUMBER(					\
+	"  --number N             calls to or from N (any usual form)\n")
 
 static const struct command commands[] = {
 	{ "list", cmd_list,
@@ -70,7 +73,7 @@ static const struct command commands[] = {
 	{ "history", cmd_history,
 	    "history NUMBER [filters] [--limit N] [--format table|csv|json]",
 	    "Every call to or from NUMBER, oldest first (--limit: the first\n"
-	    "N of them).\n" FILTERS },
+	    "N of them).\n" FILTERS_BUT_NUMBER("") },
 	{ "export", cmd_export,
 	    "export [--format csv|jsonl] [filters]",
 	    "Every matching call with all its fields, oldest first.\n"

@@ -902,6 +902,16 @@ START_TEST(test_history)
 	ck_assert_int_eq(table_rows(), 1);
 	ck_assert_int_eq(ch("history 14155550100 --agent nobody"), 0);
 	ck_assert_str_eq(err, "no calls to or from that number\n");
+	/*
+	 * Its NUMBER is the --number filter, so its help offers the other
+	 * filters only: the one it lists as well was a usage error.
+	 */
+	expect_fail(ch("history 919876543210 --number 918765432109"), 2,
+	    "--number and a NUMBER");
+	ck_assert_int_eq(ch("history --help"), 0);
+	ck_assert_msg(strstr(out, "--agent ID") != NULL && strstr(out,
+	    "--country-code CC") != NULL && strstr(out, "--number") == NULL,
+	    "%s", out);
 }
 END_TEST
 
