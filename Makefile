@@ -194,6 +194,7 @@ help:
 	@echo "               otherwise print the apt-get line)"
 	@echo "make run       deps, all, then start the daemon on its defaults"
 	@echo "               (127.0.0.1:8080, ./calls.db)"
+	@echo "make test-deps deps and what the tests need (nginx, clang, valgrind, ...)"
 	@echo "make check     test-deps, all, every test: plain, ASan+UBSan, TSan,"
 	@echo "               fuzzers, valgrind, the benchmark script for 1 s"
 	@echo "make test      the test suites once (CK_SUITES=\"e2e faults\" for some)"
