@@ -38,8 +38,9 @@ bool	auth_requires_token(const struct auth *a);
 bool	auth_requires_signature(const struct auth *a);
 
 /*
- * True when presented equals the token, compared in constant time (both
- * are hashed first, so not even the length leaks). False for NULL.
+ * True when presented equals the token or [auth] previous_token, compared
+ * in constant time (all are hashed first, so not even the length leaks).
+ * False for NULL.
  */
 bool	auth_token_ok(const struct auth *a, const char *presented);
 

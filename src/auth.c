@@ -41,6 +41,9 @@ struct cidr {
 struct auth {
 	unsigned char	 token_hash[SHA256_DIGEST_LENGTH];
 	bool		 has_token;
+	/* [auth] previous_token, taken too while senders move to the new */
+	unsigned char	 previous_hash[SHA256_DIGEST_LENGTH];
+	bool		 has_previous;
 	unsigned char	 secret[CONFIG_SECRET_MAX];
 	size_t		 secret_len;
 	bool		 has_secret;
@@ -262,6 +265,29 @@ read_token_file(const char *path, char *buf, size_t len, char *err,
 	return 0;
 }
 
+/*
+ * [auth] previous_token: the token being replaced, taken as well until
+ * every sender has the new one. Alone it would protect nothing, while
+ * its name says that a token is required.
+ */
+static int
+load_previous_token(struct auth *a, const struct config *cfg, char *err,
+    size_t errlen)
+{
+	if (cfg->previous_token[0] == '\0')
+		return 0;
+	if (!a->has_token) {
+		snprintf(err, errlen, "[auth] previous_token is set but no "
+		    "token is (token, token_file or CALLHOOKD_TOKEN): it is "
+		    "the one being replaced, taken only beside a token");
+		return -EINVAL;
+	}
+	SHA256((const unsigned char *)cfg->previous_token,
+	    token_len(cfg->previous_token), a->previous_hash);
+	a->has_previous = true;
+	return 0;
+}
+
 static int
 load_token(struct auth *a, const struct config *cfg, char *err,
     size_t errlen)
@@ -284,7 +310,7 @@ load_token(struct auth *a, const struct config *cfg, char *err,
 		}
 		snprintf(token, sizeof(token), "%s", env);
 	} else
-		return 0;
+		return load_previous_token(a, cfg, err, errlen);
 	if (token_len(token) == 0) {	/* or "" would pass */
 		if (cfg->token_file[0] != '\0')
 			snprintf(err, errlen, "[auth] token_file: %s holds only "
@@ -297,7 +323,7 @@ load_token(struct auth *a, const struct config *cfg, char *err,
 	SHA256((const unsigned char *)token, token_len(token), a->token_hash);
 	OPENSSL_cleanse(token, sizeof(token));
 	a->has_token = true;
-	return 0;
+	return load_previous_token(a, cfg, err, errlen);
 }
 
 /* config_set() has checked it: an error here is a caller's bypass. */
@@ -393,11 +419,16 @@ bool
 auth_token_ok(const struct auth *a, const char *presented)
 {
 	unsigned char h[SHA256_DIGEST_LENGTH];
+	bool current, previous;
 
 	if (presented == NULL)
 		return false;
 	SHA256((const unsigned char *)presented, token_len(presented), h);
-	return CRYPTO_memcmp(h, a->token_hash, sizeof(h)) == 0;
+	/* Both compared, whichever matches: no timing tells which. */
+	current = CRYPTO_memcmp(h, a->token_hash, sizeof(h)) == 0;
+	previous = a->has_previous &&
+	    CRYPTO_memcmp(h, a->previous_hash, sizeof(h)) == 0;
+	return current | previous;
 }
 
 static bool

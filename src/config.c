@@ -559,6 +559,8 @@ static const struct key keys[] = {
 	    KEY_EMPTY_OK },
 	{ "auth", "token_file", set_str, "a file path", F(token_file), 0, 0,
 	    KEY_EMPTY_OK },
+	{ "auth", "previous_token", set_str, "a string", F(previous_token),
+	    0, 0, KEY_EMPTY_OK },
 	{ "auth", "hmac_secret", set_secret, "a secret", F(hmac_secret), 0,
 	    0, KEY_EMPTY_OK },
 	{ "auth", "allow", set_cidrs, CIDR_FORM, F(allow), 0, 0,

@@ -236,14 +236,18 @@ check_credentials(const struct options *o, const struct config *cfg,
     bool running)
 {
 	static const char creds[] = "/run/credentials/";
+	static const char previous[] = "[auth] previous_token";
 	char err[512], warning[600];
 	int line, rc;
 
 	if ((rc = auth_check_token(cfg, err, sizeof(err))) == 0)
 		return 0;
-	/* Else CALLHOOKD_TOKEN's, which has no line. */
-	line = cfg->token_file[0] != '\0' ?
-	    config_line(cfg, "auth", "token_file") : 0;
+	/* The message names its key; CALLHOOKD_TOKEN has no line. */
+	if (strncmp(err, previous, sizeof(previous) - 1) == 0)
+		line = config_line(cfg, "auth", "previous_token");
+	else
+		line = cfg->token_file[0] != '\0' ?
+		    config_line(cfg, "auth", "token_file") : 0;
 	if (o->check_only && rc == -ENOENT && strncmp(cfg->token_file, creds,
 	    sizeof(creds) - 1) == 0) {
 		snprintf(warning, sizeof(warning), "warning: %s (not checked: "

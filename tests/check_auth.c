@@ -128,6 +128,44 @@ START_TEST(test_token_sources)
 }
 END_TEST
 
+/*
+ * Rotating the token: [auth] previous_token is taken beside the token,
+ * from wherever the token came, and alone it is an error rather than a
+ * daemon that takes any request.
+ */
+START_TEST(test_previous_token)
+{
+	const char *kv[][3] = { { "auth", "token", "n3w" },
+	    { "auth", "previous_token", "old \t" }, { NULL } };
+	const char *env_only[][3] = { { "auth", "previous_token", "old" },
+	    { NULL } };
+	struct auth *a = auth_from(kv);
+	struct config cfg;
+	char err[256];
+
+	ck_assert(auth_token_ok(a, "n3w"));
+	ck_assert(auth_token_ok(a, "old"));
+	ck_assert(auth_token_ok(a, "old "));
+	ck_assert(!auth_token_ok(a, "ol"));
+	ck_assert(!auth_token_ok(a, ""));
+	auth_free(a);
+
+	setenv("CALLHOOKD_TOKEN", "from-env", 1);
+	a = auth_from(env_only);
+	ck_assert(auth_token_ok(a, "from-env") && auth_token_ok(a, "old"));
+	auth_free(a);
+	unsetenv("CALLHOOKD_TOKEN");
+
+	config_defaults(&cfg);
+	ck_assert_int_eq(config_set(&cfg, "auth", "previous_token", "old",
+	    err, sizeof(err)), 0);
+	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(err, "previous_token is set but no token") !=
+	    NULL && strstr(err, "old") == NULL, "%s", err);
+	ck_assert_int_ne(auth_check_token(&cfg, err, sizeof(err)), 0);
+}
+END_TEST
+
 /* A token is never cut short: the right one would fail, a prefix pass. */
 START_TEST(test_token_limits)
 {
@@ -562,6 +600,47 @@ END_TEST
  * anyone could make the daemon hold max_body for each connection: with
  * Expect: 100-continue, 401 comes instead of "100 Continue".
  */
+/*
+ * A token rotated without a refused webhook: the new one is configured
+ * with the old as previous_token, senders move over, and a reload
+ * without previous_token then shuts the old one out.
+ */
+START_TEST(test_token_rotation_e2e)
+{
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+	char *b1 = body_with_sid("rot-1"), *b2 = body_with_sid("rot-2"),
+	    *b3 = body_with_sid("rot-3");
+
+	ck_assert_int_eq(tu_start(&d, "[auth]\ntoken = n3w\n"
+	    "previous_token = s3cret\n", NULL), 0);
+	ck_assert_int_eq(post("?token=s3cret", "", b1), 200);
+	ck_assert_int_eq(post("", "Authorization: Bearer n3w\r\n", b2), 200);
+	ck_assert_int_eq(post("?token=wrong", "", b3), 401);
+	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken = n3w\\n' > %s",
+	    d.ini), 0);
+	kill(d.pid, SIGHUP);
+	for (int i = 0; i < 200 && tu_sh("grep -q 'configuration applied' "
+	    "%s", d.log) != 0; i++)
+		usleep(10000);
+	ck_assert_int_eq(post("?token=s3cret", "", b3), 401);
+	ck_assert_int_eq(post("?token=n3w", "", b3), 200);
+	ck_assert(stored("rot-1", NULL) && stored("rot-2", NULL) &&
+	    stored("rot-3", NULL));
+	ck_assert_int_ne(tu_sh("grep -q s3cret %s", d.log), 0);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	/* Without a token, -t names the line, and not the value. */
+	ck_assert_int_eq(tu_sh("printf '[auth]\\nprevious_token = s3cret\\n' "
+	    "> %s && %s -t -c %s 2> %s/err", d.ini, bin, d.ini, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q '%s:2: \\[auth\\] previous_token is "
+	    "set but no token' %s/err && ! grep -q s3cret %s/err", d.ini,
+	    d.dir, d.dir), 0);
+	free(b1);
+	free(b2);
+	free(b3);
+}
+END_TEST
+
 static void
 expect_unsigned_refused_unread(void)
 {
@@ -709,6 +788,7 @@ auth_suite(void)
 	tcase_add_test(unit, test_token_compare);
 	tcase_add_test(unit, test_token_sources);
 	tcase_add_test(unit, test_token_limits);
+	tcase_add_test(unit, test_previous_token);
 	tcase_add_test(unit, test_cidr_allow);
 	tcase_add_test(unit, test_cidr_as_checked);
 	tcase_add_test(unit, test_cidr_mapped);
@@ -719,6 +799,7 @@ auth_suite(void)
 	tcase_add_checked_fixture(e2e, setup, teardown);
 	tcase_set_timeout(e2e, 60);
 	tcase_add_test(e2e, test_token_e2e);
+	tcase_add_test(e2e, test_token_rotation_e2e);
 	tcase_add_test(e2e, test_signature_e2e);
 	tcase_add_test(e2e, test_allow_and_proxies_e2e);
 	tcase_add_test(e2e, test_json_log_e2e);
