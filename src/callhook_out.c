@@ -201,6 +201,24 @@ val_real(const struct val *v)
 	return v->r;
 }
 
+/*
+ * The shortest text of d that reads back as d. 15 digits do not always
+ * (11.145000000000001, a duration a sender's float arithmetic makes,
+ * came out as 11.145), and cJSON's own check that they do allows an
+ * error in the last place: the largest double came out as a text that
+ * reads back as infinity.
+ */
+static void
+real_text(double d, char *buf, size_t len)
+{
+	for (int prec = 15; prec < 17; prec++) {
+		snprintf(buf, len, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			return;
+	}
+	snprintf(buf, len, "%.17g", d);
+}
+
 /* The text of a number, as CSV and tables show it. */
 static void
 number_text(const struct val *v, char *buf, size_t len)
@@ -208,7 +226,7 @@ number_text(const struct val *v, char *buf, size_t len)
 	if (v->t == V_INT)
 		snprintf(buf, len, "%lld", v->i);
 	else
-		snprintf(buf, len, "%.15g", v->r);
+		real_text(v->r, buf, len);
 }
 
 /* A table cell: clean text in a new string. */
@@ -480,8 +498,14 @@ json_value(const struct field *f, const struct val *v)
 		snprintf(num, sizeof(num), "%lld", (long long)v->i);
 		return cJSON_CreateRaw(num);
 	}
+	if (v->t == V_REAL && isfinite(v->r)) {
+		char num[32];
+
+		real_text(v->r, num, sizeof(num));
+		return cJSON_CreateRaw(num);
+	}
 	if (v->t == V_REAL)
-		return cJSON_CreateNumber(v->r);
+		return cJSON_CreateNull();	/* as cJSON prints inf and NaN */
 	/*
 	 * As JSON only when it is UTF-8: the bytes of its strings would go
 	 * out as they are, and the document must be UTF-8. event_json_valid()

@@ -1335,6 +1335,81 @@ START_TEST(test_json_as_sent)
 }
 END_TEST
 
+/*
+ * A duration the daemon keeps exactly comes out exactly, in CSV and
+ * JSON: printed with 15 digits (CSV) or by cJSON (whose check that its
+ * 15 digits read back allows an error of one unit in the last place),
+ * 11.145000000000001 came out as 11.145, and the largest double as
+ * 1.79769313486232e+308, which reads back as infinity.
+ */
+START_TEST(test_export_real_exact)
+{
+	static const char *const durs[] = {
+		"11.145000000000001", "0.30000000000000004",
+		"1.7976931348623157e308", "2.5",
+	};
+	static const char *const cmds[] = {
+		"export --format jsonl", "list --format json",
+		"show --format json real-0", "show --format json real-2",
+	};
+	char *seed = tu_fixture("call_ended.json", NULL), *a, *b;
+	char sid[32], dur[64];
+	cJSON *rows, *o, *arr;
+	char *line, *save = NULL;
+	int seen = 0;
+
+	/* Not through cJSON, which would print the number with 15 digits. */
+	for (int i = 0; i < 4; i++) {
+		snprintf(sid, sizeof(sid), "real-%d", i);
+		snprintf(dur, sizeof(dur), "\"call_duration\": %s", durs[i]);
+		a = tu_replace(seed, SID, sid);
+		b = tu_replace(a, "\"call_duration\": 120", dur);
+		post_ok(b);
+		free(b);
+		free(a);
+	}
+	free(seed);
+	ck_assert_int_eq(ch("export"), 0);
+	ck_assert_msg((rows = csv_parse(out)) != NULL, "not CSV");
+	for (int i = 0; i < cJSON_GetArraySize(rows) - 1; i++) {
+		const char *s = csv_get(rows, i, "call_sid");
+		int k = s[5] - '0';
+
+		ck_assert_msg(strtod(csv_get(rows, i, "call_duration"), NULL)
+		    == strtod(durs[k], NULL), "%s: %s, sent %s", s,
+		    csv_get(rows, i, "call_duration"), durs[k]);
+		seen++;
+	}
+	cJSON_Delete(rows);
+	ck_assert_int_eq(seen, 4);
+	for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+		ck_assert_int_eq(ch("%s", cmds[c]), 0);
+		if (c == 0) {
+			arr = cJSON_CreateArray();
+			for (line = strtok_r(out, "\n", &save); line != NULL;
+			    line = strtok_r(NULL, "\n", &save))
+				cJSON_AddItemToArray(arr, cJSON_Parse(line));
+		} else if ((arr = cJSON_Parse(out)) != NULL &&
+		    cJSON_IsObject(arr)) {
+			o = arr;
+			arr = cJSON_CreateArray();
+			cJSON_AddItemToArray(arr, o);
+		}
+		ck_assert_msg(arr != NULL, "%s: not JSON", cmds[c]);
+		cJSON_ArrayForEach(o, arr) {
+			const char *s = cJSON_GetObjectItem(o,
+			    "call_sid")->valuestring;
+
+			snprintf(sid, sizeof(sid), "%s", s);
+			ck_assert_msg(num(o, "call_duration") ==
+			    strtod(durs[sid[5] - '0'], NULL), "%s: %s: %.17g",
+			    cmds[c], sid, num(o, "call_duration"));
+		}
+		cJSON_Delete(arr);
+	}
+}
+END_TEST
+
 START_TEST(test_export)
 {
 	cJSON *rows, *o;
@@ -2113,6 +2188,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_show_revisions_clean);
 	tcase_add_test(tc, test_json_as_sent);
 	tcase_add_test(tc, test_export);
+	tcase_add_test(tc, test_export_real_exact);
 	tcase_add_test(tc, test_import);
 	tcase_add_test(tc, test_import_pretty);
 	tcase_add_test(tc, test_import_stops);
