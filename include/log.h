@@ -20,8 +20,18 @@
 int	log_level_from_name(const char *name);
 const char *log_level_name(int level);
 
-/* May be called again at any time (SIGHUP) from any thread. */
+/*
+ * May be called again at any time (SIGHUP) from any thread. Also looks
+ * whether standard error is the journal's stream ($JOURNAL_STREAM).
+ */
 void	log_setup(int level, enum log_format format);
+
+/*
+ * What starts a line of that level on standard error so that the journal
+ * stores it at its syslog priority ("<3>" for LOG_ERROR, which journald
+ * takes off), or "" when standard error is not the journal's stream.
+ */
+const char *log_priority_prefix(int level);
 int	log_enabled(int level);
 
 /*

@@ -14,6 +14,14 @@
  *
  * Control characters are escaped in both formats: a message cannot forge
  * a second line.
+ *
+ * Under systemd, standard error is the journal's stream, which stores
+ * every line at the stream's one priority (info) unless the line starts
+ * with a syslog priority, "<3>" for an error: without it, "journalctl
+ * -p warning" and alerts on priority saw no error or warning at all.
+ * So each line starts with one, which journald takes off, when
+ * $JOURNAL_STREAM says standard error is that stream (systemd.exec(5)),
+ * and nowhere else: in a terminal or a file it would be noise.
  */
 
 #include <errno.h>
@@ -21,10 +29,14 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "log.h"
 
@@ -34,8 +46,12 @@
 
 static atomic_int	log_level_cur = LOG_INFO;
 static atomic_int	log_format_cur = LOG_FORMAT_TEXT;
+static atomic_bool	log_journal;	/* stderr is the journal's stream */
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_priorities[] = {
+	SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG
+};
 
 struct line {
 	char	buf[LINE_MAX_BYTES];
@@ -60,9 +76,36 @@ log_level_name(int level)
 	return level_names[level];
 }
 
+/* $JOURNAL_STREAM is "DEVICE:INODE" of the stream systemd gave us. */
+static bool
+stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat sb;
+	int end = 0;
+
+	if (env == NULL || sscanf(env, "%llu:%llu%n", &dev, &ino, &end) != 2 ||
+	    env[end] != '\0' || fstat(STDERR_FILENO, &sb) != 0)
+		return false;
+	return (unsigned long long)sb.st_dev == dev &&
+	    (unsigned long long)sb.st_ino == ino;
+}
+
+const char *
+log_priority_prefix(int level)
+{
+	if (level < LOG_ERROR || level > LOG_DEBUG ||
+	    !atomic_load_explicit(&log_journal, memory_order_relaxed))
+		return "";
+	return level_priorities[level];
+}
+
 void
 log_setup(int level, enum log_format format)
 {
+	atomic_store_explicit(&log_journal, stderr_is_journal(),
+	    memory_order_relaxed);
 	atomic_store_explicit(&log_level_cur, level, memory_order_relaxed);
 	atomic_store_explicit(&log_format_cur, (int)format,
 	    memory_order_relaxed);
@@ -236,6 +279,7 @@ static void
 format_text(struct line *l, int level, const char *msg,
     const char *const *fields)
 {
+	put_str(l, log_priority_prefix(level));
 	put_time(l);
 	put_str(l, " ");
 	put_str(l, log_level_name(level));
@@ -251,6 +295,7 @@ static void
 format_json(struct line *l, int level, const char *msg,
     const char *const *fields)
 {
+	put_str(l, log_priority_prefix(level));
 	put_str(l, "{\"time\":\"");
 	put_time(l);
 	put_str(l, "\",\"level\":\"");

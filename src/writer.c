@@ -541,14 +541,18 @@ rescue_to_file(const char *path, mode_t mode, const struct job *head,
 
 /*
  * The last copy of an event no file would take: its body on standard
- * error (the journal under systemd), as the line UNSAVED_PREFIX body.
+ * error (the journal under systemd), as the line UNSAVED_PREFIX body, at
+ * the journal's error priority like the line that announces it.
  */
 static void
 print_unsaved(const struct event *ev)
 {
+	char prefix[sizeof(UNSAVED_PREFIX) + 8];
 	int error;
 
-	if ((error = write_line(STDERR_FILENO, UNSAVED_PREFIX, ev)) != 0)
+	snprintf(prefix, sizeof(prefix), "%s%s", log_priority_prefix(LOG_ERROR),
+	    UNSAVED_PREFIX);
+	if ((error = write_line(STDERR_FILENO, prefix, ev)) != 0)
 		log_errorx("cannot write callSid %s to standard error: %s",
 		    ev->call_sid, strerror(-error));
 }

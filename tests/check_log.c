@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -273,6 +274,63 @@ START_TEST(test_level_names)
 }
 END_TEST
 
+/*
+ * Under systemd, standard error is the journal's stream: each line
+ * starts with its syslog priority, which journald takes off and stores,
+ * or every error and warning was stored at info. Only when
+ * $JOURNAL_STREAM names standard error itself.
+ */
+START_TEST(test_journal_priority)
+{
+	char env[64], *line;
+	const char *out;
+	struct stat sb;
+	cJSON *obj;
+
+	capture_start();
+	ck_assert_int_eq(fstat(STDERR_FILENO, &sb), 0);
+	snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)sb.st_dev,
+	    (unsigned long long)sb.st_ino);
+	ck_assert_int_eq(setenv("JOURNAL_STREAM", env, 1), 0);
+	log_setup(LOG_DEBUG, LOG_FORMAT_TEXT);
+	ck_assert_str_eq(log_priority_prefix(LOG_ERROR), "<3>");
+	log_errorx("e");
+	log_warnx("w");
+	log_info("i");
+	log_debug("d");
+	log_setup(LOG_DEBUG, LOG_FORMAT_JSON);
+	log_warnx("j");
+	snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)sb.st_dev,
+	    (unsigned long long)sb.st_ino + 1);
+	ck_assert_int_eq(setenv("JOURNAL_STREAM", env, 1), 0);
+	log_setup(LOG_DEBUG, LOG_FORMAT_TEXT);
+	log_errorx("other stream");
+	ck_assert_int_eq(unsetenv("JOURNAL_STREAM"), 0);
+	log_setup(LOG_DEBUG, LOG_FORMAT_TEXT);
+	ck_assert_str_eq(log_priority_prefix(LOG_ERROR), "");
+	log_errorx("no stream");
+	out = capture_end();
+	ck_assert_int_eq(count_lines(out), 7);
+	ck_assert_msg(strncmp(out, "<3>", 3) == 0 && is_timestamp(out + 3),
+	    "%s", out);
+	ck_assert_ptr_nonnull(strstr(out, "Z error: e\n<4>"));
+	ck_assert_ptr_nonnull(strstr(out, "Z warn: w\n<6>"));
+	ck_assert_ptr_nonnull(strstr(out, "Z info: i\n<7>"));
+	ck_assert_ptr_nonnull(line = strstr(out, "Z debug: d\n<4>{"));
+	line = strchr(line, '\n') + 4;
+	*strchr(line, '\n') = '\0';
+	obj = parse_line(line);
+	ck_assert_str_eq(member(obj, "msg"), "j");
+	cJSON_Delete(obj);
+	line += strlen(line) + 1;
+	ck_assert_msg(is_timestamp(line) && strstr(line, " error: other "
+	    "stream\n") != NULL, "%s", line);
+	line = strchr(line, '\n') + 1;
+	ck_assert_msg(is_timestamp(line) && strstr(line, " error: no "
+	    "stream\n") != NULL, "%s", line);
+}
+END_TEST
+
 /* A line that does not fit is cut, stays one line, and stays JSON. */
 START_TEST(test_truncation)
 {
@@ -441,6 +499,7 @@ log_suite(void)
 	tcase_add_test(tc, test_strerror);
 	tcase_add_test(tc, test_levels);
 	tcase_add_test(tc, test_level_names);
+	tcase_add_test(tc, test_journal_priority);
 	tcase_add_test(tc, test_truncation);
 	tcase_add_test(tc, test_truncation_utf8);
 	tcase_add_test(tc, test_threads);
