@@ -65,7 +65,11 @@ void	writer_stop(struct writer *w, struct writer_losses *out,
  */
 void	writer_free(struct writer *w);
 
-/* "ok", or the store's last error, copied into buf. True when ok. */
+/*
+ * "ok", or the store's last error, copied into buf (WRITER_HEALTH_MAX
+ * bytes hold all of it). True when ok.
+ */
+#define WRITER_HEALTH_MAX	512
 bool	writer_health(struct writer *w, char *buf, size_t len);
 
 /*

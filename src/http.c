@@ -139,21 +139,79 @@ copy_text(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
+/*
+ * The length of the UTF-8 character at s (2 to 4 bytes), or 0 when s
+ * does not start a whole, valid one (RFC 3629).
+ */
+static size_t
+utf8_char(const unsigned char *s)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/*
+ * A JSON string's contents, cut at a character when out is full. What
+ * is not UTF-8 becomes U+FFFD: the store's messages name the database's
+ * path, which need not be UTF-8, and arrive cut at a byte count, which
+ * can split a character; either made /healthz's answer not JSON.
+ */
 static void
 json_escape(const char *s, char *out, size_t outlen)
 {
-	size_t o = 0;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0, n;
 
-	for (; *s != '\0' && o + 7 < outlen; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\') {
+	for (; *p != '\0'; p += n) {
+		n = 1;
+		if (*p == '"' || *p == '\\') {
+			if (o + 3 > outlen)
+				break;
 			out[o++] = '\\';
-			out[o++] = (char)c;
-		} else if (c < 0x20) {
-			o += (size_t)snprintf(out + o, outlen - o, "\\u%04x", c);
+			out[o++] = (char)*p;
+		} else if (*p < 0x20) {
+			if (o + 7 > outlen)
+				break;
+			o += (size_t)snprintf(out + o, outlen - o, "\\u%04x",
+			    *p);
+		} else if (*p < 0x80) {
+			if (o + 2 > outlen)
+				break;
+			out[o++] = (char)*p;
+		} else if ((n = utf8_char(p)) == 0) {
+			if (o + 7 > outlen)
+				break;
+			memcpy(out + o, "\\ufffd", 6);
+			o += 6;
+			n = 1;
 		} else {
-			out[o++] = (char)c;
+			if (o + n + 1 > outlen)
+				break;
+			memcpy(out + o, p, n);
+			o += n;
 		}
 	}
 	out[o] = '\0';
@@ -499,7 +557,9 @@ refuse(struct request *req, unsigned status, enum reject_reason why,
 static enum MHD_Result
 serve_health(struct http *h, struct MHD_Connection *conn)
 {
-	char store[200], esc[400], json[512];
+	/* The whole of the writer's message: its end says what to do. */
+	char store[WRITER_HEALTH_MAX], esc[sizeof(store) * 2],
+	    json[sizeof(esc) + 64];
 	bool ok = writer_health(h->writer, store, sizeof(store));
 	int n;
 

@@ -136,7 +136,7 @@ struct writer {
 	uint64_t		 stop_ns;
 	struct writer_losses	 lost;
 	pthread_mutex_t		 health_lock;
-	char			 health[512];	/* "" when ok; store_errmsg() */
+	char			 health[WRITER_HEALTH_MAX]; /* "" when ok */
 	uint64_t		 fts_row_ns;	/* indexing time per row, EWMA */
 	int			 fts_retry_ms;	/* after failures, else 0 */
 	char			 kept_sid[128];	/* last logged as kept */

@@ -2596,6 +2596,67 @@ START_TEST(test_database_removed)
 }
 END_TEST
 
+/* Well-formed UTF-8 by its lead and continuation bytes. */
+static bool
+is_utf8(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, n;
+
+	while (i < len) {
+		n = p[i] < 0x80 ? 1 : p[i] >= 0xc2 && p[i] <= 0xdf ? 2 :
+		    p[i] >= 0xe0 && p[i] <= 0xef ? 3 :
+		    p[i] >= 0xf0 && p[i] <= 0xf4 ? 4 : 0;
+		if (n == 0 || i + n > len)
+			return false;
+		for (size_t k = 1; k < n; k++)
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+		i += n;
+	}
+	return true;
+}
+
+/*
+ * The same under a long database path that is not all UTF-8 (a byte of
+ * a Latin-1 name): /healthz cut the store's message at 199 bytes, inside
+ * a character or before the remedy at its end, and passed the path's
+ * bytes as they were, so its answer was not JSON.
+ */
+START_TEST(test_database_removed_long_path)
+{
+	struct daemon_proc *d = new_proc();
+	char dir[400], db[420], store[1024];
+	const char *extra[] = { "--database", db, NULL };
+	struct reply r;
+	size_t n;
+
+	n = (size_t)snprintf(dir, sizeof(dir), "%s/\xff", d->dir);
+	for (int i = 0; i < 60; i++)
+		n += (size_t)snprintf(dir + n, sizeof(dir) - n, "\xc3\xa9");
+	ck_assert_uint_lt(n, sizeof(dir));
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(db, sizeof(db), "%s/calls.db", dir);
+	ck_assert_int_eq(tu_start(d, NULL, extra), 0);
+	note_pid(d);
+	ck_assert_int_eq(unlink(db), 0);
+	for (int waited = 0; waited < 3000; waited += 50) {
+		if (health(d->port, store, sizeof(store), NULL) == 503)
+			break;
+		tu_sleep_ms(50);
+	}
+	ck_assert_int_eq(tu_get(d->port, "/healthz", &r), 0);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_msg(is_utf8(r.body, r.len), "healthz not UTF-8: %s", r.body);
+	ck_assert_int_eq(health(d->port, store, sizeof(store), NULL), 503);
+	n = strlen(store);
+	ck_assert_msg(n > 12 && strcmp(store + n - 12, "opened again") == 0,
+	    "healthz cut: %s", store);
+	tu_reply_free(&r);
+	proc_stop(d, SIGKILL);
+}
+END_TEST
+
 /*
  * The WAL removed while the daemon runs: its commits went on into the
  * removed file, with 200s and /healthz ok, and a kill -9 then lost them
@@ -2961,6 +3022,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_rescue_disk_full);
 	tcase_add_test(tc, test_rejects_bounded_while_failing);
 	tcase_add_test(tc, test_database_removed);
+	tcase_add_test(tc, test_database_removed_long_path);
 	tcase_add_test(tc, test_wal_removed);
 	tcase_add_test(tc, test_database_removed_idle);
 	tcase_add_test(tc, test_wal_removed_idle);
