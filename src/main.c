@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,26 @@ struct options {
 	const char	*log_level;
 	int		 check_only;
 };
+
+/*
+ * A line on standard error before the log is set up, "callhookd: ...":
+ * at the journal's error priority under systemd (log_priority_prefix()),
+ * so that "journalctl -p err" shows why a start stopped.
+ */
+static void
+print_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+print_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%scallhookd: ", log_priority_prefix(LOG_ERROR));
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
 
 static void
 usage(FILE *fp)
@@ -99,8 +120,8 @@ exit_printed(void)
 {
 	errno = 0;		/* ferror() alone sets none */
 	if (fflush(stdout) == EOF || ferror(stdout)) {
-		fprintf(stderr, "callhookd: output: %s\n", errno != 0 ?
-		    strerror(errno) : "write error");
+		print_err("output: %s", errno != 0 ? strerror(errno) :
+		    "write error");
 		exit(1);
 	}
 	exit(0);
@@ -130,7 +151,7 @@ check_option_values(const struct options *o)
 		    opts[i].section, opts[i].key, opts[i].value, err,
 		    sizeof(err)) == 0)
 			continue;
-		fprintf(stderr, "callhookd: %s: %s\n", opts[i].flag, err);
+		print_err("%s: %s", opts[i].flag, err);
 		usage(stderr);
 		exit(2);
 	}
@@ -170,13 +191,12 @@ parse_args(int argc, char **argv, struct options *o)
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "callhookd: unexpected argument: %s\n",
-		    argv[optind]);
+		print_err("unexpected argument: %s", argv[optind]);
 		usage(stderr);
 		exit(2);
 	}
 	if (o->config_file != NULL && o->config_file[0] == '\0') {
-		fprintf(stderr, "callhookd: -c: the file name is empty\n");
+		print_err("-c: the file name is empty");
 		usage(stderr);
 		exit(2);
 	}
@@ -203,7 +223,7 @@ tell_config_error(bool running, const char *file, int line,
 	if (running)
 		log_errorx("%s%s", where, msg);
 	else
-		fprintf(stderr, "callhookd: %s%s\n", where, msg);
+		print_err("%s%s", where, msg);
 }
 
 /* config_load()'s: arg is non-NULL once the daemon runs. */
@@ -268,7 +288,7 @@ apply_override(struct config *cfg, const char *section, const char *key,
 	if (value == NULL || config_set(cfg, section, key, value, err,
 	    sizeof(err)) == 0)
 		return 0;
-	fprintf(stderr, "callhookd: %s: %s\n", flag, err);
+	print_err("%s: %s", flag, err);
 	return -1;
 }
 
@@ -292,8 +312,8 @@ load_config(const struct options *o, struct config *cfg, bool running)
 	bad |= apply_override(cfg, "log", "level", o->log_level,
 	    "--log-level");
 	if (!bad && config_validate(cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "callhookd: %s: %s\n",
-		    o->config_file ? o->config_file : "configuration", err);
+		print_err("%s: %s", o->config_file ? o->config_file :
+		    "configuration", err);
 		bad = 1;
 	}
 	if (check_credentials(o, cfg, running) != 0)
@@ -742,6 +762,8 @@ main(int argc, char **argv)
 	sigset_t set;
 	int rc;
 
+	/* The defaults, until the configuration is read: see print_err(). */
+	log_setup(LOG_INFO, LOG_FORMAT_TEXT);
 	parse_args(argc, argv, &o);
 	rc = load_config(&o, &d.cfg, false);
 	if (check_listen(&o, &d.cfg) != 0 || rc != 0)

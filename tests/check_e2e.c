@@ -1385,6 +1385,34 @@ START_TEST(test_one_daemon_per_database)
 }
 END_TEST
 
+/*
+ * A start that stops on its configuration says why at the journal's
+ * error priority when standard error is the journal ($JOURNAL_STREAM, as
+ * systemd sets it), as the log's lines do: "journalctl -p err" showed
+ * systemd's "Failed to start" and not the cause. Elsewhere, no prefix.
+ */
+START_TEST(test_start_error_priority)
+{
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+
+	ck_assert_int_eq(tu_sh("printf '[http]\\nlsten = x\\n' > %s && "
+	    ": > %s/err && JOURNAL_STREAM=$(stat -L -c %%d:%%i %s/err) "
+	    "%s -c %s 2>> %s/err", d.ini, d.dir, d.dir, bin, d.ini, d.dir),
+	    1);
+	ck_assert_int_eq(tu_sh("grep -q '^<3>callhookd: %s:2: \\[http\\] "
+	    "lsten: unknown key' %s/err", d.ini, d.dir), 0);
+	ck_assert_int_eq(tu_sh(": > %s/err && JOURNAL_STREAM=$(stat -L -c "
+	    "%%d:%%i %s/err) %s --log-level loud 2>> %s/err", d.dir, d.dir,
+	    bin, d.dir), 2);
+	ck_assert_int_eq(tu_sh("grep -q '^<3>callhookd: --log-level: ' "
+	    "%s/err", d.dir), 0);
+	ck_assert_int_eq(tu_sh("%s -c %s 2> %s/err", bin, d.ini, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q '^callhookd: %s:2: ' %s/err", d.ini,
+	    d.dir), 0);
+}
+END_TEST
+
 START_TEST(test_command_line)
 {
 	char cmd[1024];
@@ -1851,6 +1879,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_refusals_log_bounded);
 	tcase_add_test(tc, test_refusal_names_call);
 	tcase_add_test(tc, test_command_line);
+	tcase_add_test(tc, test_start_error_priority);
 	tcase_add_test(tc, test_value_errors_at_their_line);
 	tcase_add_test(tc, test_unix_socket_in_use);
 	tcase_add_test(tc, test_reloads_bounded);
