@@ -140,40 +140,6 @@ copy_text(char *dst, size_t size, const char *src)
 }
 
 /*
- * The length of the UTF-8 character at s (2 to 4 bytes), or 0 when s
- * does not start a whole, valid one (RFC 3629).
- */
-static size_t
-utf8_char(const unsigned char *s)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return n;
-}
-
-/*
  * A JSON string's contents, cut at a character when out is full. What
  * is not UTF-8 becomes U+FFFD: the store's messages name the database's
  * path, which need not be UTF-8, and arrive cut at a byte count, which
@@ -183,9 +149,10 @@ static void
 json_escape(const char *s, char *out, size_t outlen)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *end = p + strlen(s);
 	size_t o = 0, n;
 
-	for (; *p != '\0'; p += n) {
+	for (; p < end; p += n) {
 		n = 1;
 		if (*p == '"' || *p == '\\') {
 			if (o + 3 > outlen)
@@ -201,7 +168,8 @@ json_escape(const char *s, char *out, size_t outlen)
 			if (o + 2 > outlen)
 				break;
 			out[o++] = (char)*p;
-		} else if ((n = utf8_char(p)) == 0) {
+		} else if ((n = event_utf8_seq((const char *)p,
+		    (size_t)(end - p))) == 0) {
 			if (o + 7 > outlen)
 				break;
 			memcpy(out + o, "\\ufffd", 6);
