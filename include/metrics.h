@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define METRICS_BUCKETS		12
+#define METRICS_BUCKETS		15
 
 struct histogram {
 	const uint64_t		*bounds;	/* METRICS_BUCKETS - 1 upper bounds */

@@ -15,12 +15,17 @@
 #include "metrics.h"
 #include "version.h"
 
-/* Upper bounds; the last bucket is +Inf. Latencies in microseconds. */
+/*
+ * Upper bounds; the last bucket is +Inf. Latencies in microseconds, up
+ * to 2.5 s: a held webhook is answered by 4.5 s and CallKaro waits 5 s,
+ * so how close the answers come to that must show, not end in +Inf.
+ */
 static const uint64_t latency_bounds[METRICS_BUCKETS - 1] = {
-	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+	250000, 500000, 1000000, 2500000
 };
 static const uint64_t size_bounds[METRICS_BUCKETS - 1] = {
-	1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096
+	1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192
 };
 
 /* Always rendered; any other status once it has been sent. */

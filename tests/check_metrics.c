@@ -72,6 +72,9 @@ START_TEST(test_count_is_inf_bucket)
 	text = render(m);
 	HAS(text, "\ncallhookd_commit_seconds_bucket{le=\"0.0001\"} 1\n");
 	HAS(text, "\ncallhookd_commit_seconds_bucket{le=\"0.0005\"} 2\n");
+	/* Between 1 s and the 4.5 s of a held webhook's deadline. */
+	HAS(text, "\ncallhookd_commit_seconds_bucket{le=\"1\"} 2\n");
+	HAS(text, "\ncallhookd_commit_seconds_bucket{le=\"2.5\"} 3\n");
 	HAS(text, "\ncallhookd_commit_seconds_bucket{le=\"+Inf\"} 3\n");
 	HAS(text, "\ncallhookd_commit_seconds_count 3\n");
 	free(text);
