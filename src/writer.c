@@ -235,7 +235,7 @@ failure_health(struct writer *w, uint64_t *locked_since)
  * Write one job inside the open transaction. -EAGAIN aborts the batch;
  * an event SQLite can never take is set aside (set_aside()) and answered
  * 503, and its job stays in the batch without it. A reject SQLite
- * refuses is dropped.
+ * refuses is dropped, and counted as one.
  */
 static int
 write_job(struct writer *w, struct batch *b, struct job *job)
@@ -245,6 +245,8 @@ write_job(struct writer *w, struct batch *b, struct job *job)
 
 	if (job->reject != NULL) {
 		rc = store_put_reject(w->store, job->reject);
+		if (rc != 0 && rc != -EAGAIN)
+			atomic_fetch_add(&w->metrics->rejects_dropped, 1);
 		return rc == -EAGAIN ? rc : 0;
 	}
 	if (job->event == NULL)		/* failed in an earlier try */
@@ -821,9 +823,11 @@ give_up_stuck(struct writer *w, struct batch *b)
 	if (job->event != NULL && !set_aside(w, job, store_errmsg(w->store),
 	    false))
 		return;
-	if (job->reject != NULL)
+	if (job->reject != NULL) {
 		log_warnx("a refused request cannot be recorded in the "
 		    "rejects table (%s): dropped", store_errmsg(w->store));
+		atomic_fetch_add(&w->metrics->rejects_dropped, 1);
+	}
 	give_up_batch(w, b);
 }
 

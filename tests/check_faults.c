@@ -2787,6 +2787,39 @@ START_TEST(test_rejects_bounded_while_failing)
 }
 END_TEST
 
+/*
+ * A refusal that SQLite will not take into rejects (here a trigger
+ * forbids every row) is counted as dropped, as one the budget refused
+ * is: it was dropped without a trace, while the webhooks go on.
+ */
+START_TEST(test_reject_refused_by_sqlite_counted)
+{
+	struct daemon_proc *d = new_proc();
+	struct reply r;
+	char *body;
+	sqlite3 *db;
+
+	start_or_fail(d, NULL);
+	ck_assert_int_eq(sqlite3_open(d->db, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "CREATE TRIGGER no_rejects BEFORE "
+	    "INSERT ON rejects BEGIN SELECT RAISE(ABORT, 'no'); END", NULL,
+	    NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(tu_post(d->port, PATH, JSON, "{", 1, &r), 0);
+		ck_assert_int_eq(r.status, 400);
+		tu_reply_free(&r);
+	}
+	post_accepted(d->port, body = event_body("after-refused-rejects"));
+	free(body);
+	await_metric(d->port, "callhookd_rejects_dropped_total", 3);
+	stop_clean(d);
+	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM rejects"), 0);
+	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM calls WHERE "
+	    "call_sid = 'after-refused-rejects'"), 1);
+}
+END_TEST
+
 /* CPU time (clock ticks) of pid's thread named comm, or -1. */
 static long long
 thread_ticks(pid_t pid, const char *comm)
@@ -3021,6 +3054,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_rescue_file);
 	tcase_add_test(tc, test_rescue_disk_full);
 	tcase_add_test(tc, test_rejects_bounded_while_failing);
+	tcase_add_test(tc, test_reject_refused_by_sqlite_counted);
 	tcase_add_test(tc, test_database_removed);
 	tcase_add_test(tc, test_database_removed_long_path);
 	tcase_add_test(tc, test_wal_removed);
