@@ -441,16 +441,24 @@ lock_database(struct daemon *d)
 
 	database_path(d->cfg.database, real);
 	snprintf(path, sizeof(path), "%s.lock", real);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	/*
+	 * Never through a symlink: the file is cut and written, and a link
+	 * planted by whoever can write the directory would have a daemon
+	 * run as root cut the file it names.
+	 */
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 	/* flock() needs no write: say a lock file root left by hand. */
 	if (fd < 0 && errno == EACCES &&
-	    (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0)
+	    (fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0)
 		writable = false;
 	if (fd < 0) {
 		char why[CONFIG_STR_MAX + 200];
 
+		if (errno == ELOOP)
+			log_errorx("%s is a symbolic link, not a lock file: "
+			    "remove it", path);
 		/* Its directory's fault, as a rule: say it as the store would. */
-		if (store_cannot_write(d->cfg.database, why, sizeof(why)))
+		else if (store_cannot_write(d->cfg.database, why, sizeof(why)))
 			log_errorx("%s: %s", d->cfg.database, why);
 		else if (store_cannot_write(path, why, sizeof(why)))
 			log_errorx("%s: %s", path, why);

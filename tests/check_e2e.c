@@ -1413,6 +1413,29 @@ START_TEST(test_start_error_priority)
 }
 END_TEST
 
+/*
+ * The lock file is cut and its pid written: a symlink planted in its
+ * place by whoever can write the database's directory must not have the
+ * daemon (root, started by hand) cut the file it names. The start is
+ * refused, saying why, and the file named is left as it was.
+ */
+START_TEST(test_lock_file_symlink)
+{
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+
+	ck_assert_int_eq(tu_sh("echo precious > %s/victim && ln -s victim "
+	    "%s.lock", d.dir, d.db), 0);
+	ck_assert_int_eq(tu_sh("timeout 10 %s --listen 127.0.0.1:0 --database "
+	    "%s 2> %s/err", bin, d.db, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q '%s.lock is a symbolic link, not a "
+	    "lock file: remove it' %s/err", d.db, d.dir), 0);
+	ck_assert_int_eq(tu_sh("test \"$(cat %s/victim)\" = precious",
+	    d.dir), 0);
+	ck_assert_int_eq(access(d.db, F_OK), -1);
+}
+END_TEST
+
 START_TEST(test_command_line)
 {
 	char cmd[1024];
@@ -1874,6 +1897,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_128_ready_at_once);
 	tcase_add_test(tc, test_body_deadline);
 	tcase_add_test(tc, test_one_daemon_per_database);
+	tcase_add_test(tc, test_lock_file_symlink);
 	tcase_add_test(tc, test_open_files_fit);
 	tcase_add_test(tc, test_connections_full);
 	tcase_add_test(tc, test_refusals_log_bounded);
