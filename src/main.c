@@ -524,7 +524,7 @@ warn_rescue_waiting(const struct daemon *d)
 {
 	struct stat sb;
 
-	if (stat(d->rescue, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	if (lstat(d->rescue, &sb) == 0 && S_ISREG(sb.st_mode) &&
 	    sb.st_size > 0)
 		log_warnx("%s holds %lld bytes of events not stored by an "
 		    "earlier run; move it aside, then load it with: callhook "

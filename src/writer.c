@@ -190,8 +190,9 @@ writer_rescue_bytes(const struct writer *w)
 {
 	struct stat sb;
 
+	/* lstat: a symlink there is never written through (rescue_to_file). */
 	if (w == NULL || w->opt.rescue_path == NULL ||
-	    stat(w->opt.rescue_path, &sb) != 0 || !S_ISREG(sb.st_mode))
+	    lstat(w->opt.rescue_path, &sb) != 0 || !S_ISREG(sb.st_mode))
 		return 0;
 	return (size_t)sb.st_size;
 }
@@ -506,11 +507,14 @@ rescue_to_file(const char *path, mode_t mode, const struct job *head,
 	/*
 	 * The bodies hold what the database does: no wider access. Opened
 	 * to read too, for end_torn_line(); write-only if only that is let.
+	 * Never through a symlink: one planted by whoever can write the
+	 * directory would have a daemon run as root append senders' bodies
+	 * to the file it names (a shell's rc file runs their "$(...)").
 	 */
-	if ((fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC,
-	    mode != 0 ? mode : 0600)) < 0 && (errno != EACCES || (fd =
-	    open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-	    mode != 0 ? mode : 0600)) < 0))
+	if ((fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW |
+	    O_CLOEXEC, mode != 0 ? mode : 0600)) < 0 && (errno != EACCES ||
+	    (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+	    O_CLOEXEC, mode != 0 ? mode : 0600)) < 0))
 		return -errno;
 	if (fstat(fd, &st) != 0) {
 		error = -errno;

@@ -2523,6 +2523,57 @@ START_TEST(test_poison_kept_without_rescue_file)
 }
 END_TEST
 
+/*
+ * The stuck event of poison_event with a symlink at its rescue file's
+ * name, planted by whoever can write the database's directory: the
+ * daemon (root, started by hand) must not append the senders' bodies to
+ * the file it names. The event is kept, as for a rescue file that cannot
+ * be written, and set aside once the link is gone.
+ */
+START_TEST(test_poison_rescue_file_symlink)
+{
+	struct daemon_proc *d = new_proc();
+	char path[400], victim[400], sid[32], *body, *text, *after[1];
+
+	snprintf(path, sizeof(path), "%s.unsaved.jsonl", d->db);
+	snprintf(victim, sizeof(victim), "%s.victim", d->db);
+	ck_assert_int_eq(tu_sh("echo precious > %s && ln -s %s %s", victim,
+	    victim, path), 0);
+	start_size_limited(d, "[store]\nack = enqueue\n");
+	post_accepted(d->port, body = big_event_body("link-big",
+	    POISON_BYTES));
+	free(body);
+	await_metric(d->port, "callhookd_commit_failures_total", 1);
+	after[0] = "link-after";
+	post_accepted(d->port, body = event_body(after[0]));
+	free(body);
+	ck_assert_int_eq(wait_stored(d->db, after, 1, 5000, sid,
+	    sizeof(sid)), 0);
+	/* The big one is isolated, and tried alone, after the rest. */
+	for (int i = 0; i < 250 && !log_has(d, "kept, and tried again"); i++)
+		tu_sleep_ms(20);
+	ck_assert(log_has(d, "nor set aside in"));
+	ck_assert(log_has(d, "(Too many levels of symbolic links): kept, "
+	    "and tried again"));
+	ck_assert_int_eq(tu_metric(d->port, "callhookd_events_set_aside_total"),
+	    0);
+	/* Nor is the file it names taken for a rescue file anywhere. */
+	ck_assert_int_eq(tu_metric(d->port, "callhookd_rescue_file_bytes"), 0);
+	ck_assert(!log_has(d, "of events not stored by an earlier run"));
+	ck_assert_ptr_nonnull(text = tu_read_file(victim, NULL));
+	ck_assert_str_eq(text, "precious\n");
+	free(text);
+	ck_assert_int_eq(unlink(path), 0);
+	post_accepted(d->port, body = event_body("link-last"));
+	free(body);
+	await_metric(d->port, "callhookd_events_set_aside_total", 1);
+	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
+	ck_assert_ptr_nonnull(strstr(text, "\\\"link-big\\\""));
+	free(text);
+	stop_clean(d);
+}
+END_TEST
+
 START_TEST(test_poison_event_commit)
 {
 	poison_event(NULL, 503);
@@ -3067,6 +3118,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_no_room_is_not_poison);
 	tcase_add_test(tc, test_disk_full_is_not_poison);
 	tcase_add_test(tc, test_poison_kept_without_rescue_file);
+	tcase_add_test(tc, test_poison_rescue_file_symlink);
 	tcase_add_test(tc, test_rescue_after_torn_line);
 	tcase_add_test(tc, test_wal_held_back);
 	tcase_add_test(tc, test_wal_left_by_crash_is_not_held_back);
