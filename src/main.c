@@ -491,8 +491,9 @@ lock_database(struct daemon *d)
  * database's files for two connections, epoll, the log) fit in
  * FDS_SPARE. A shell's soft limit of 1024 is below the default
  * max_connections, so raise it towards the hard limit; the unit's
- * LimitNOFILE= already covers the default, and its syscall filter
- * forbids raising it.
+ * LimitNOFILE= already covers the default, and sets the hard limit too,
+ * which an unprivileged process cannot raise. (Its syscall filter takes
+ * setrlimit away, but glibc calls prlimit64, which it leaves.)
  */
 #define FDS_SPARE	64
 
