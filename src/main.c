@@ -783,6 +783,13 @@ main(int argc, char **argv)
 	}
 	log_setup(d.cfg.log_level, d.cfg.log_format);
 	/*
+	 * The database holds transcripts and phone numbers: whatever the
+	 * umask, no file of the daemon's is for others (the unit's UMask=
+	 * is 0027 already; a shell's 022 made them world-readable). Group
+	 * read stays for operators' callhook.
+	 */
+	umask(umask(0) | 027);
+	/*
 	 * Bodies and events past 128 KB are malloc'd and freed per request.
 	 * glibc raises its mmap threshold to the size of the first such
 	 * block freed, and from then on serves them from the heap, which

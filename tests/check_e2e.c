@@ -6,6 +6,7 @@
 
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <check.h>
@@ -1320,6 +1321,31 @@ END_TEST
  * it: opening the store builds or drops the full-text index, which broke
  * the first daemon's every insert. One that cannot listen leaves nothing.
  */
+/*
+ * Under a shell's umask of 022 the database, its -wal and -shm and the
+ * lock file came out 0644: every local user could read the transcripts
+ * and phone numbers. The daemon keeps others out whatever the umask.
+ */
+START_TEST(test_files_not_for_others)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm", ".lock" };
+	mode_t old = umask(022);
+	char path[sizeof(d.db) + 8];
+	struct stat sb;
+
+	start_or_fail(NULL);
+	umask(old);
+	post_expect(TINY_EVENT("mode-1"), 200, "Webhook received");
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		snprintf(path, sizeof(path), "%s%s", d.db, suffixes[i]);
+		ck_assert_int_eq(stat(path, &sb), 0);
+		ck_assert_msg((sb.st_mode & 0777) == 0640, "%s: %o", path,
+		    (unsigned)(sb.st_mode & 0777));
+	}
+	stop_clean();
+}
+END_TEST
+
 START_TEST(test_one_daemon_per_database)
 {
 	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
@@ -1898,6 +1924,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_body_deadline);
 	tcase_add_test(tc, test_one_daemon_per_database);
 	tcase_add_test(tc, test_lock_file_symlink);
+	tcase_add_test(tc, test_files_not_for_others);
 	tcase_add_test(tc, test_open_files_fit);
 	tcase_add_test(tc, test_connections_full);
 	tcase_add_test(tc, test_refusals_log_bounded);
