@@ -28,6 +28,13 @@ int	listen_open(const char *addr, int *fd, bool *passed, char *desc,
  */
 int	listen_check(const char *addr, char *err, size_t errlen);
 
+/*
+ * True when only this host can connect to the listening socket fd: a
+ * unix socket, or a loopback address (127.0.0.0/8, ::1, or 127.x mapped
+ * into IPv6).
+ */
+bool	listen_is_local(int fd);
+
 /* Split "HOST:PORT" / "[V6]:PORT" into host and port. 0 or -EINVAL. */
 int	listen_split(const char *addr, char *host, size_t hostlen,
 	    char *port, size_t portlen);

@@ -81,6 +81,30 @@ describe(int fd, char *desc, size_t len)
 	}
 }
 
+bool
+listen_is_local(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	const struct in6_addr *a6;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return false;
+	switch (ss.ss_family) {
+	case AF_UNIX:
+		return true;
+	case AF_INET:
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >>
+		    24) == 127;
+	case AF_INET6:
+		a6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a6) ||
+		    (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+	default:
+		return false;
+	}
+}
+
 /*
  * A socket file at the path is taken over only when nobody listens on
  * it: a stale one from an earlier run. 0, or -EADDRINUSE when a live

@@ -332,6 +332,8 @@ struct daemon {
 	int		 lock_fd;	/* DATABASE.lock, held; or -1 */
 	bool		 socket_passed;	/* by systemd, and kept by it */
 	bool		 started;	/* up and listening */
+	bool		 local;		/* only this host can connect */
+	char		 where[300];	/* the listening socket, described */
 };
 
 static void
@@ -532,6 +534,26 @@ warn_rescue_waiting(const struct daemon *d)
 		    "import FILE", d->rescue, (long long)sb.st_size);
 }
 
+/*
+ * Behind nginx the daemon listens on loopback, where the proxy is the
+ * gate. Reachable from other hosts with no token, signature or allow
+ * list, anyone who finds the port can store calls: say so, at each start
+ * and reload, as a default that looks safe should not hide it.
+ */
+static void
+warn_if_open(const struct daemon *d, const struct config *cfg)
+{
+	const char *env = getenv("CALLHOOKD_TOKEN");
+
+	if (d->local || cfg->token[0] != '\0' || cfg->token_file[0] != '\0' ||
+	    (env != NULL && env[0] != '\0') || cfg->hmac_secret[0] != '\0' ||
+	    cfg->allow[0] != '\0')
+		return;
+	log_warnx("listening on %s with no token, hmac_secret or allow "
+	    "list: anyone who can reach it can store calls; set [auth] "
+	    "token (see callhookd.ini(5))", d->where);
+}
+
 static int
 start(struct daemon *d)
 {
@@ -544,7 +566,7 @@ start(struct daemon *d)
 		.stop_timeout_ms = STOP_TIMEOUT_MS,
 		.rescue_path = d->rescue, .on_loop = watchdog_ping,
 	};
-	char err[512], where[300];
+	char err[512];
 	struct stat sb;
 	int fd, rc;
 
@@ -555,11 +577,12 @@ start(struct daemon *d)
 	if (lock_database(d) != 0)
 		return -1;
 	fit_open_files(d->cfg.max_connections);
-	if (listen_open(d->cfg.listen, &fd, &d->socket_passed, where,
-	    sizeof(where), err, sizeof(err)) != 0) {
+	if (listen_open(d->cfg.listen, &fd, &d->socket_passed, d->where,
+	    sizeof(d->where), err, sizeof(err)) != 0) {
 		log_errorx("%s", err);
 		return -1;
 	}
+	d->local = listen_is_local(fd);
 	if ((rc = store_open(&d->store, &so, err, sizeof(err))) != 0) {
 		close(fd);
 		log_errorx("%s", err);
@@ -591,8 +614,9 @@ start(struct daemon *d)
 	}
 	d->started = true;
 	log_info("callhookd %s listening on %s, path %s, database %s, "
-	    "ack %s", CALLHOOKD_VERSION, where, d->cfg.path, d->cfg.database,
-	    d->cfg.ack == ACK_COMMIT ? "commit" : "enqueue");
+	    "ack %s", CALLHOOKD_VERSION, d->where, d->cfg.path,
+	    d->cfg.database, d->cfg.ack == ACK_COMMIT ? "commit" : "enqueue");
+	warn_if_open(d, &d->cfg);
 	warn_rescue_waiting(d);
 	sd_notify(0, "READY=1");
 	return 0;
@@ -651,6 +675,7 @@ reload(struct daemon *d, const struct options *o)
 		queue_set_memory(d->queue, config_memory_budget(&cfg));
 		warn_restart_keys(&d->cfg, &cfg);
 		log_info("reload: configuration applied");
+		warn_if_open(d, &cfg);
 	}
 	sd_notify(0, "READY=1");
 }

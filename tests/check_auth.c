@@ -641,6 +641,40 @@ START_TEST(test_token_rotation_e2e)
 }
 END_TEST
 
+/*
+ * Reachable from other hosts with no token, signature or allow list,
+ * anyone can store calls: a warning at the start and at a reload that
+ * makes it so. None on loopback (nginx in front is the gate) or with a
+ * token.
+ */
+START_TEST(test_open_to_anyone_warned)
+{
+	static const char warn[] = "with no token, hmac_secret or allow list: "
+	    "anyone who can reach it can store calls";
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+	/* Start with -c $D/F, copy $D/R to $D/ini, SIGHUP; the log in err. */
+	static const char run[] = "D=%s && printf '[auth]\\ntoken = s3cret\\n' "
+	    "> $D/token.ini && printf '' > $D/none.ini && { %s -c $D/%s "
+	    "--listen %s --database $D/calls.db 2> $D/err & pid=$!; } && "
+	    "sleep 1 && cp $D/%s $D/ini && kill -HUP $pid && sleep 1 && "
+	    "kill $pid && wait $pid";
+
+	/* Loopback: nginx in front is the gate. */
+	ck_assert_int_eq(tu_sh(run, d.dir, bin, "none.ini", "127.0.0.1:0",
+	    "none.ini"), 0);
+	ck_assert_int_eq(tu_sh("! grep -q '%s' %s/err", warn, d.dir), 0);
+	/* A token, then a reload that drops it. */
+	ck_assert_int_eq(tu_sh("cp %s/token.ini %s/ini", d.dir, d.dir), 0);
+	ck_assert_int_eq(tu_sh(run, d.dir, bin, "ini", "0.0.0.0:0",
+	    "none.ini"), 0);
+	ck_assert_int_eq(tu_sh("grep -c '%s' %s/err | grep -qx 1 && grep -q "
+	    "'configuration applied' %s/err", warn, d.dir, d.dir), 0);
+	ck_assert_int_eq(tu_sh("grep -q 'listening on 0.0.0.0:[0-9]* %s' "
+	    "%s/err", warn, d.dir), 0);
+}
+END_TEST
+
 static void
 expect_unsigned_refused_unread(void)
 {
@@ -800,6 +834,7 @@ auth_suite(void)
 	tcase_set_timeout(e2e, 60);
 	tcase_add_test(e2e, test_token_e2e);
 	tcase_add_test(e2e, test_token_rotation_e2e);
+	tcase_add_test(e2e, test_open_to_anyone_warned);
 	tcase_add_test(e2e, test_signature_e2e);
 	tcase_add_test(e2e, test_allow_and_proxies_e2e);
 	tcase_add_test(e2e, test_json_log_e2e);
