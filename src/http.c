@@ -80,6 +80,8 @@ struct http {
 	atomic_uint_fast64_t	 next_id;	/* request ids */
 	atomic_uint_fast64_t	 refusals_logged[REJECT_REASONS]; /* see
 						   log_refusal() */
+	atomic_uint_fast64_t	 refusals_unlogged[REJECT_REASONS]; /* since
+						   the last line logged */
 	atomic_uint_fast64_t	 gone_logged;	/* see log_gone() */
 	uint64_t		 id_base;	/* start time, tells runs apart */
 	struct MHD_Response	*received;	/* the shared 200 */
@@ -320,7 +322,9 @@ overload(enum reject_reason why)
  * At most one log line a second for each overload reason, and ten for
  * each other: thousands of identical lines a second would cost the
  * receiver more than the requests, and let any client flood the journal.
- * /metrics and the rejects table still count every one.
+ * /metrics and the rejects table still count every one, and the next
+ * line logged for a reason says how many of it were not
+ * (unlogged=N).
  */
 static bool
 within_rate(atomic_uint_fast64_t *slot, uint64_t max)
@@ -376,11 +380,17 @@ note_reject(struct http *h, const struct origin *o, const char *call_sid,
 {
 	struct reject *rj;
 	struct job *job;
-	char code[8], id[48], sid[EVENT_CALL_SID_MAX + 1];
+	char code[8], id[48], sid[EVENT_CALL_SID_MAX + 1], skipped[24];
 	const char *fields[] = { "req", NULL, "remote", o->remote,
-	    "status", code, "reason", reason, NULL, NULL, NULL, NULL };
+	    "status", code, "reason", reason, NULL, NULL, NULL, NULL, NULL,
+	    NULL };
+	size_t f = 8;
+	uint64_t unlogged;
 
-	if (log_refusal(h, why)) {
+	if (!log_refusal(h, why))
+		atomic_fetch_add_explicit(&h->refusals_unlogged[why], 1,
+		    memory_order_relaxed);
+	else {
 		/*
 		 * A refused body's callSid, so that a missing call can be
 		 * found by its id: read again only for the lines logged,
@@ -392,8 +402,16 @@ note_reject(struct http *h, const struct origin *o, const char *call_sid,
 			call_sid = sid;
 		}
 		if (call_sid != NULL && call_sid[0] != '\0') {
-			fields[8] = "callSid";
-			fields[9] = call_sid;
+			fields[f++] = "callSid";
+			fields[f++] = call_sid;
+		}
+		/* So that a quiet log does not pass for a quiet sender. */
+		if ((unlogged = atomic_exchange_explicit(
+		    &h->refusals_unlogged[why], 0, memory_order_relaxed)) > 0) {
+			snprintf(skipped, sizeof(skipped), "%llu",
+			    (unsigned long long)unlogged);
+			fields[f++] = "unlogged";
+			fields[f++] = skipped;
 		}
 		snprintf(code, sizeof(code), "%u", status);
 		fields[1] = request_id(h, o, id, sizeof(id));
