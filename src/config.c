@@ -40,6 +40,7 @@
 #define CONFIG_FILE_MAX	(1024 * 1024)	/* bytes; a full file is a few KB */
 
 #define KEY_EMPTY_OK	0x1	/* an empty value is meaningful ("not set") */
+#define KEY_LIST	0x2	/* a list: each line of it in the file adds */
 
 struct key;
 typedef int (*setter_fn)(struct config *, const struct key *, const char *,
@@ -564,9 +565,9 @@ static const struct key keys[] = {
 	{ "auth", "hmac_secret", set_secret, "a secret", F(hmac_secret), 0,
 	    0, KEY_EMPTY_OK },
 	{ "auth", "allow", set_cidrs, CIDR_FORM, F(allow), 0, 0,
-	    KEY_EMPTY_OK },
+	    KEY_EMPTY_OK | KEY_LIST },
 	{ "auth", "trusted_proxies", set_cidrs, CIDR_FORM,
-	    F(trusted_proxies), 0, 0, KEY_EMPTY_OK },
+	    F(trusted_proxies), 0, 0, KEY_EMPTY_OK | KEY_LIST },
 	{ "store", "database", set_database,
 	    "a file path (not :memory: or a file: URI)", F(database), 0, 0,
 	    0 },
@@ -915,7 +916,7 @@ loader_read(char *str, int num, void *stream)
 /*
  * A key set twice in the file: the later line would win unseen, say a
  * database path overridden forty lines down. An error, as an unknown key
- * is.
+ * is; but a list's lines add up (list_line()).
  */
 static bool
 set_twice(struct loader *ld, const struct key *k)
@@ -927,6 +928,8 @@ set_twice(struct loader *ld, const struct key *k)
 		ld->set_on[i] = ld->line;
 		return false;
 	}
+	if (k->flags & KEY_LIST)
+		return false;
 	snprintf(msg, sizeof(msg), "[%s] %s: set again (first on line %d); "
 	    "keep one", k->section, k->name, ld->set_on[i]);
 	loader_error(ld, msg);
@@ -958,6 +961,26 @@ value_trap(const char *value)
 	return NULL;
 }
 
+/*
+ * A list's value on a later line of the file goes after those before:
+ * inih takes lines of up to 199 characters, about ten CIDRs, so a longer
+ * allow list is written on several. NULL when the whole is too long.
+ */
+static const char *
+list_line(struct loader *ld, const struct key *k, const char *value,
+    char *buf, size_t len)
+{
+	const char *sofar = field(ld->cfg, k);
+	int n;
+
+	if (ld->set_on[k - keys] == ld->line || sofar[0] == '\0')
+		return value;
+	if (value[0] == '\0')
+		return sofar;
+	n = snprintf(buf, len, "%s, %s", sofar, value);
+	return n >= 0 && (size_t)n < len ? buf : NULL;
+}
+
 static int
 loader_pair(void *user, const char *section, const char *name,
     const char *value)
@@ -965,13 +988,21 @@ loader_pair(void *user, const char *section, const char *name,
 	struct loader *ld = user;
 	const struct key *k = find_key(section, name);
 	const char *trap;
-	char msg[ERR_MAX];
+	char msg[ERR_MAX], joined[CONFIG_STR_MAX];
 	bool valid;
 
 	if (ld->skip_section || (k != NULL && set_twice(ld, k)))
 		return 1;
 	if (k != NULL && (trap = value_trap(value)) != NULL) {
 		snprintf(msg, sizeof(msg), "[%s] %s: %s", section, name, trap);
+		loader_error(ld, msg);
+		return 1;
+	}
+	if (k != NULL && (k->flags & KEY_LIST) && (value = list_line(ld, k,
+	    value, joined, sizeof(joined))) == NULL) {
+		snprintf(msg, sizeof(msg), "[%s] %s: the lines of the list "
+		    "come to more than %d characters", section, name,
+		    CONFIG_STR_MAX - 1);
 		loader_error(ld, msg);
 		return 1;
 	}

@@ -703,6 +703,40 @@ START_TEST(test_set_twice)
 }
 END_TEST
 
+/*
+ * A list's lines add up: a line holds 199 characters, about ten CIDRs,
+ * and a sender's addresses may be more. The first line in the file
+ * replaces the default; an empty one adds nothing.
+ */
+START_TEST(test_list_lines)
+{
+	struct config cfg;
+	struct errs e;
+	char text[4096];
+	int n;
+
+	ck_assert_int_eq(load_text("[auth]\nallow = 10.0.0.0/8, 10.1.0.0/16\n"
+	    "trusted_proxies = 192.0.2.1/32\nallow =\nallow = 2001:db8::/32"
+	    "\ntrusted_proxies = 192.0.2.2/32\n", &cfg, &e), 0);
+	ck_assert_int_eq(e.n, 0);
+	ck_assert_str_eq(cfg.allow, "10.0.0.0/8, 10.1.0.0/16, 2001:db8::/32");
+	ck_assert_str_eq(cfg.trusted_proxies, "192.0.2.1/32, 192.0.2.2/32");
+	ck_assert_int_eq(config_line(&cfg, "auth", "allow"), 5);
+	/* Each line is checked; past CONFIG_STR_MAX in all, an error. */
+	expect_one_error("[auth]\nallow = 10.0.0.0/8\nallow = 10.0.0.0/33\n",
+	    3, "[auth] allow:");
+	n = snprintf(text, sizeof(text), "[auth]\n");
+	/* 37 lines come to 1,014 characters; the 38th is one too many. */
+	for (int i = 0; i < 38; i++)
+		n += snprintf(text + n, sizeof(text) - (size_t)n,
+		    "allow = 10.%d.0.0/16, 10.%d.1.0/24\n", i, i);
+	ck_assert_int_eq(load_text(text, &cfg, &e), -EINVAL);
+	ck_assert_msg(e.n == 1 && strstr(e.msg[0], "the lines of the list "
+	    "come to more than 1023 characters") != NULL, "%d: %s", e.n,
+	    e.msg[0]);
+}
+END_TEST
+
 START_TEST(test_parse_size)
 {
 	static const struct {
@@ -846,6 +880,7 @@ config_suite(void)
 	tcase_add_test(tc, test_key_line);
 	tcase_add_test(tc, test_validate);
 	tcase_add_test(tc, test_set_twice);
+	tcase_add_test(tc, test_list_lines);
 	tcase_add_test(tc, test_parse_size);
 	tcase_add_test(tc, test_parse_duration);
 	tcase_add_test(tc, test_example_file);
