@@ -116,6 +116,7 @@ struct batch {
 	size_t		 rejects;
 	size_t		 bytes;		/* what the events hold (queue.h) */
 	uint64_t	 stored, duplicates, revisions;
+	uint64_t	 rejects_refused;	/* by SQLite, in this try */
 };
 
 /* The writer's backing off after failed commits; all 0 after a good one. */
@@ -236,7 +237,8 @@ failure_health(struct writer *w, uint64_t *locked_since)
  * Write one job inside the open transaction. -EAGAIN aborts the batch;
  * an event SQLite can never take is set aside (set_aside()) and answered
  * 503, and its job stays in the batch without it. A reject SQLite
- * refuses is dropped, and counted as one.
+ * refuses is dropped, and counted as one once the batch commits: a try
+ * that fails writes it again.
  */
 static int
 write_job(struct writer *w, struct batch *b, struct job *job)
@@ -247,7 +249,7 @@ write_job(struct writer *w, struct batch *b, struct job *job)
 	if (job->reject != NULL) {
 		rc = store_put_reject(w->store, job->reject);
 		if (rc != 0 && rc != -EAGAIN)
-			atomic_fetch_add(&w->metrics->rejects_dropped, 1);
+			b->rejects_refused++;
 		return rc == -EAGAIN ? rc : 0;
 	}
 	if (job->event == NULL)		/* failed in an earlier try */
@@ -299,7 +301,7 @@ write_batch(struct writer *w, struct batch *b)
 	struct job *job, *run[STORE_RUN_MAX];
 	int n = 0, rc;
 
-	b->stored = b->duplicates = b->revisions = 0;
+	b->stored = b->duplicates = b->revisions = b->rejects_refused = 0;
 	if ((rc = store_begin(w->store)) != 0)
 		return rc;
 	for (job = b->head; job != NULL; job = job->next) {
@@ -366,6 +368,7 @@ finish_batch(struct writer *w, struct batch *b, uint64_t commit_us)
 	atomic_fetch_add(&m->events_stored, b->stored);
 	atomic_fetch_add(&m->duplicates, b->duplicates);
 	atomic_fetch_add(&m->revisions, b->revisions);
+	atomic_fetch_add(&m->rejects_dropped, b->rejects_refused);
 	atomic_fetch_add(&m->commits, 1);
 	if (b->events > 0) {
 		metrics_observe(&m->batch_size, b->events);

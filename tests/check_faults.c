@@ -2871,6 +2871,50 @@ START_TEST(test_reject_refused_by_sqlite_counted)
 }
 END_TEST
 
+/*
+ * The same refusal in a batch that fails for another of its jobs (an
+ * event too big for the file size limit): each failed try wrote the
+ * reject, was refused, and counted it again, so that the three dropped
+ * here read as a dozen or more, more than were ever refused. Counted
+ * once, when the batch that dropped it commits.
+ */
+START_TEST(test_reject_refused_counted_once)
+{
+	struct daemon_proc *d = new_proc();
+	char sid[32], *body, *after[1] = { "after-poison" };
+	struct reply r;
+	sqlite3 *db;
+
+	start_size_limited(d, "[store]\nack = enqueue\n");
+	ck_assert_int_eq(sqlite3_open(d->db, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "CREATE TRIGGER no_rejects BEFORE "
+	    "INSERT ON rejects BEGIN SELECT RAISE(ABORT, 'no'); END", NULL,
+	    NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	post_accepted(d->port, body = big_event_body("poison-big",
+	    POISON_BYTES));
+	free(body);
+	/* The rejects join the failing batch's next try. */
+	await_metric(d->port, "callhookd_commit_failures_total", 1);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(tu_post(d->port, PATH, JSON, "{", 1, &r), 0);
+		ck_assert_int_eq(r.status, 400);
+		tu_reply_free(&r);
+	}
+	/* Another call's rows: the evidence for setting the big one aside. */
+	post_accepted(d->port, body = event_body(after[0]));
+	free(body);
+	ck_assert_int_eq(wait_stored(d->db, after, 1, 5000, sid,
+	    sizeof(sid)), 0);
+	await_metric(d->port, "callhookd_events_set_aside_total", 1);
+	ck_assert_int_ge(tu_metric(d->port, "callhookd_commit_failures_total"),
+	    2);
+	ck_assert_int_eq(tu_metric(d->port, "callhookd_rejects_dropped_total"),
+	    3);
+	stop_clean(d);
+}
+END_TEST
+
 /* CPU time (clock ticks) of pid's thread named comm, or -1. */
 static long long
 thread_ticks(pid_t pid, const char *comm)
@@ -3106,6 +3150,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_rescue_disk_full);
 	tcase_add_test(tc, test_rejects_bounded_while_failing);
 	tcase_add_test(tc, test_reject_refused_by_sqlite_counted);
+	tcase_add_test(tc, test_reject_refused_counted_once);
 	tcase_add_test(tc, test_database_removed);
 	tcase_add_test(tc, test_database_removed_long_path);
 	tcase_add_test(tc, test_wal_removed);
