@@ -653,12 +653,18 @@ START_TEST(test_open_to_anyone_warned)
 	    "anyone who can reach it can store calls";
 	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
 	    "build/callhookd";
-	/* Start with -c $D/F, copy $D/R to $D/ini, SIGHUP; the log in err. */
+	/*
+	 * Start with -c $D/F, copy $D/R to $D/ini, SIGHUP; the log in err.
+	 * Each step waits for its line, not a second: a SIGHUP before the
+	 * daemon blocks it would kill a daemon slow to start.
+	 */
 	static const char run[] = "D=%s && printf '[auth]\\ntoken = s3cret\\n' "
 	    "> $D/token.ini && printf '' > $D/none.ini && { %s -c $D/%s "
 	    "--listen %s --database $D/calls.db 2> $D/err & pid=$!; } && "
-	    "sleep 1 && cp $D/%s $D/ini && kill -HUP $pid && sleep 1 && "
-	    "kill $pid && wait $pid";
+	    "for i in $(seq 400); do grep -q 'listening on' $D/err && break; "
+	    "sleep 0.05; done && cp $D/%s $D/ini && kill -HUP $pid && "
+	    "for i in $(seq 400); do grep -q 'configuration applied' $D/err "
+	    "&& break; sleep 0.05; done && kill $pid && wait $pid";
 
 	/* Loopback: nginx in front is the gate. */
 	ck_assert_int_eq(tu_sh(run, d.dir, bin, "none.ini", "127.0.0.1:0",
