@@ -596,11 +596,6 @@ START_TEST(test_token_e2e)
 END_TEST
 
 /*
- * Without its signature headers a body is refused before it is read, or
- * anyone could make the daemon hold max_body for each connection: with
- * Expect: 100-continue, 401 comes instead of "100 Continue".
- */
-/*
  * A token rotated without a refused webhook: the new one is configured
  * with the old as previous_token, senders move over, and a reload
  * without previous_token then shuts the old one out.
@@ -681,6 +676,11 @@ START_TEST(test_open_to_anyone_warned)
 }
 END_TEST
 
+/*
+ * Without its signature headers a body is refused before it is read, or
+ * anyone could make the daemon hold max_body for each connection: with
+ * Expect: 100-continue, 401 comes instead of "100 Continue".
+ */
 static void
 expect_unsigned_refused_unread(void)
 {

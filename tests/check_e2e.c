@@ -1327,11 +1327,6 @@ START_TEST(test_open_files_fit)
 END_TEST
 
 /*
- * A second daemon on the same file, whatever it then does, must not touch
- * it: opening the store builds or drops the full-text index, which broke
- * the first daemon's every insert. One that cannot listen leaves nothing.
- */
-/*
  * Under a shell's umask of 022 the database, its -wal and -shm and the
  * lock file came out 0644: every local user could read the transcripts
  * and phone numbers. The daemon keeps others out whatever the umask.
@@ -1356,6 +1351,11 @@ START_TEST(test_files_not_for_others)
 }
 END_TEST
 
+/*
+ * A second daemon on the same file, whatever it then does, must not touch
+ * it: opening the store builds or drops the full-text index, which broke
+ * the first daemon's every insert. One that cannot listen leaves nothing.
+ */
 START_TEST(test_one_daemon_per_database)
 {
 	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
