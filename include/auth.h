@@ -44,6 +44,14 @@ bool	auth_requires_signature(const struct auth *a);
  */
 bool	auth_token_ok(const struct auth *a, const char *presented);
 
+/* Which token presented is, the better last (see auth_token_ok()). */
+enum auth_token {
+	AUTH_TOKEN_NONE,
+	AUTH_TOKEN_PREVIOUS,	/* [auth] previous_token */
+	AUTH_TOKEN_CURRENT,
+};
+enum auth_token auth_token_match(const struct auth *a, const char *presented);
+
 enum auth_sig {
 	AUTH_SIG_OK,
 	AUTH_SIG_MISSING,	/* a header is absent */

@@ -47,6 +47,7 @@ struct metrics {
 	atomic_uint_fast64_t	revisions;
 	atomic_uint_fast64_t	type_mismatches;
 	atomic_uint_fast64_t	rejects_dropped;	/* rejects queue full */
+	atomic_uint_fast64_t	previous_token;	/* let in by it */
 	atomic_uint_fast64_t	commits;
 	atomic_uint_fast64_t	commit_failures;
 	atomic_uint_fast64_t	events_set_aside;	/* to the rescue file,

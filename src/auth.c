@@ -415,20 +415,27 @@ auth_requires_signature(const struct auth *a)
 	return a->has_secret;
 }
 
-bool
-auth_token_ok(const struct auth *a, const char *presented)
+enum auth_token
+auth_token_match(const struct auth *a, const char *presented)
 {
 	unsigned char h[SHA256_DIGEST_LENGTH];
 	bool current, previous;
 
 	if (presented == NULL)
-		return false;
+		return AUTH_TOKEN_NONE;
 	SHA256((const unsigned char *)presented, token_len(presented), h);
 	/* Both compared, whichever matches: no timing tells which. */
 	current = CRYPTO_memcmp(h, a->token_hash, sizeof(h)) == 0;
 	previous = a->has_previous &&
 	    CRYPTO_memcmp(h, a->previous_hash, sizeof(h)) == 0;
-	return current | previous;
+	return current ? AUTH_TOKEN_CURRENT : previous ? AUTH_TOKEN_PREVIOUS :
+	    AUTH_TOKEN_NONE;
+}
+
+bool
+auth_token_ok(const struct auth *a, const char *presented)
+{
+	return auth_token_match(a, presented) != AUTH_TOKEN_NONE;
 }
 
 static bool

@@ -798,21 +798,25 @@ content_length(struct MHD_Connection *conn)
 /*
  * The token, in the URL, a Bearer header or X-Callhook-Token: any one
  * right will do, so that a stale ?token= left in a URL does not hide the
- * right header.
+ * right header. The best of them: the current token, else the previous
+ * one (counted, so that an operator sees when no sender uses it).
  */
-static bool
+static enum auth_token
 token_presented(const struct auth *a, struct MHD_Connection *conn)
 {
-	const char *v;
+	const char *places[3], *v;
+	enum auth_token best = AUTH_TOKEN_NONE, m;
 
-	v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
-	if (v != NULL && auth_token_ok(a, v))
-		return true;
+	places[0] = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+	    "token");
 	v = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
-	if (v != NULL && strncasecmp(v, "Bearer ", 7) == 0 &&
-	    auth_token_ok(a, v + 7 + strspn(v + 7, " ")))	/* 1*SP */
-		return true;
-	return auth_token_ok(a, header(conn, "X-Callhook-Token"));
+	places[1] = v != NULL && strncasecmp(v, "Bearer ", 7) == 0 ?
+	    v + 7 + strspn(v + 7, " ") : NULL;		/* 1*SP */
+	places[2] = header(conn, "X-Callhook-Token");
+	for (size_t i = 0; i < 3 && best != AUTH_TOKEN_CURRENT; i++)
+		if ((m = auth_token_match(a, places[i])) > best)
+			best = m;
+	return best;
 }
 
 /*
@@ -989,6 +993,7 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 {
 	long long clen = content_length(conn);
 	enum reject_reason why;
+	enum auth_token token;
 	struct request *req;
 	const char *refusal;
 	char msg[MSG_MAX];
@@ -1001,9 +1006,13 @@ begin_webhook(struct http *h, struct MHD_Connection *conn,
 		return refuse(req, MHD_HTTP_FORBIDDEN, REJECT_FORBIDDEN,
 		    "client address not allowed");
 	if (auth_requires_token(set->auth) &&
-	    !token_presented(set->auth, conn))
-		return refuse(req, MHD_HTTP_UNAUTHORIZED, REJECT_UNAUTHORIZED,
-		    "missing or wrong token");
+	    (token = token_presented(set->auth, conn)) != AUTH_TOKEN_CURRENT) {
+		if (token == AUTH_TOKEN_NONE)
+			return refuse(req, MHD_HTTP_UNAUTHORIZED,
+			    REJECT_UNAUTHORIZED, "missing or wrong token");
+		atomic_fetch_add_explicit(&h->metrics->previous_token, 1,
+		    memory_order_relaxed);
+	}
 	if ((status = framing_refusal(conn, version, &refusal, &why)) != 0)
 		return refuse(req, status, why, refusal);
 	if (clen > (long long)set->cfg.max_body)

@@ -150,6 +150,9 @@ render_counters(FILE *fp, struct metrics *m)
 	render_counter(fp, "callhookd_type_mismatches_total",
 	    "Known fields of the wrong type, kept leniently.",
 	    &m->type_mismatches);
+	render_counter(fp, "callhookd_previous_token_total",
+	    "Webhook requests let in by [auth] previous_token.",
+	    &m->previous_token);
 	render_counter(fp, "callhookd_rejects_dropped_total",
 	    "Refused requests not recorded in the rejects table.",
 	    &m->rejects_dropped);

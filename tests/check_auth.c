@@ -148,6 +148,9 @@ START_TEST(test_previous_token)
 	ck_assert(auth_token_ok(a, "old "));
 	ck_assert(!auth_token_ok(a, "ol"));
 	ck_assert(!auth_token_ok(a, ""));
+	ck_assert_int_eq(auth_token_match(a, "n3w"), AUTH_TOKEN_CURRENT);
+	ck_assert_int_eq(auth_token_match(a, "old"), AUTH_TOKEN_PREVIOUS);
+	ck_assert_int_eq(auth_token_match(a, "n3"), AUTH_TOKEN_NONE);
 	auth_free(a);
 
 	setenv("CALLHOOKD_TOKEN", "from-env", 1);
@@ -612,6 +615,12 @@ START_TEST(test_token_rotation_e2e)
 	ck_assert_int_eq(post("?token=s3cret", "", b1), 200);
 	ck_assert_int_eq(post("", "Authorization: Bearer n3w\r\n", b2), 200);
 	ck_assert_int_eq(post("?token=wrong", "", b3), 401);
+	/* A stale ?token= beside the new header is no use of the old. */
+	ck_assert_int_eq(post("?token=s3cret", "Authorization: Bearer n3w\r\n",
+	    b2), 200);
+	/* What tells when no sender uses the old one any more. */
+	ck_assert_int_eq(tu_metric(d.port, "callhookd_previous_token_total"),
+	    1);
 	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken = n3w\\n' > %s",
 	    d.ini), 0);
 	kill(d.pid, SIGHUP);
