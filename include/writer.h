@@ -67,7 +67,8 @@ void	writer_free(struct writer *w);
 
 /*
  * "ok", or the store's last error, copied into buf (WRITER_HEALTH_MAX
- * bytes hold all of it). True when ok.
+ * bytes hold all the writer keeps of it, which is all of it unless the
+ * database's path is very long). True when ok.
  */
 #define WRITER_HEALTH_MAX	512
 bool	writer_health(struct writer *w, char *buf, size_t len);

@@ -202,11 +202,12 @@ val_real(const struct val *v)
 }
 
 /*
- * The shortest text of d that reads back as d. 15 digits do not always
- * (11.145000000000001, a duration a sender's float arithmetic makes,
- * came out as 11.145), and cJSON's own check that they do allows an
- * error in the last place: the largest double came out as a text that
- * reads back as infinity.
+ * d in 15 significant digits, or 16 or 17 when it takes them to read
+ * back as d (not always the shortest text: 5e-324 comes out with 15).
+ * 15 alone lost digits (11.145000000000001, a duration a sender's float
+ * arithmetic makes, came out as 11.145), and cJSON's own check that they
+ * do allows an error in the last place: the largest double came out as
+ * a text that reads back as infinity.
  */
 static void
 real_text(double d, char *buf, size_t len)

@@ -543,7 +543,7 @@ refuse(struct request *req, unsigned status, enum reject_reason why,
 static enum MHD_Result
 serve_health(struct http *h, struct MHD_Connection *conn)
 {
-	/* The whole of the writer's message: its end says what to do. */
+	/* All the writer keeps of its message: the end says what to do. */
 	char store[WRITER_HEALTH_MAX], esc[sizeof(store) * 2],
 	    json[sizeof(esc) + 64];
 	bool ok = writer_health(h->writer, store, sizeof(store));
