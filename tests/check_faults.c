@@ -2478,6 +2478,26 @@ log_count(const struct daemon_proc *d, const char *needle)
 }
 
 /*
+ * Once the rescue file at path can be written, the next event's commit
+ * sets the stuck event kept_sid aside there.
+ */
+static void
+expect_set_aside_next(struct daemon_proc *d, const char *path,
+    const char *next_sid, const char *kept_sid)
+{
+	char quoted[64], *body, *text;
+
+	post_accepted(d->port, body = event_body(next_sid));
+	free(body);
+	await_metric(d->port, "callhookd_events_set_aside_total", 1);
+	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
+	snprintf(quoted, sizeof(quoted), "\\\"%s\\\"", kept_sid);
+	ck_assert_msg(strstr(text, quoted) != NULL, "%s lacks %s", path,
+	    quoted);
+	free(text);
+}
+
+/*
  * The stuck event of poison_event with its rescue file unwritable (a
  * directory in its place): it is kept, not lost, other calls' events go
  * on being stored, the log says so once however many isolations pass,
@@ -2488,7 +2508,7 @@ log_count(const struct daemon_proc *d, const char *needle)
 START_TEST(test_poison_kept_without_rescue_file)
 {
 	struct daemon_proc *d = new_proc();
-	char path[400], sid[32], *body, *text, *after[KEPT_AFTER];
+	char path[400], sid[32], *body, *after[KEPT_AFTER];
 
 	snprintf(path, sizeof(path), "%s.unsaved.jsonl", d->db);
 	ck_assert_int_eq(mkdir(path, 0700), 0);
@@ -2511,12 +2531,7 @@ START_TEST(test_poison_kept_without_rescue_file)
 	ck_assert_int_eq(log_count(d, "callSid kept-big cannot be stored"), 1);
 	ck_assert(log_has(d, "kept, and tried again"));
 	ck_assert_int_eq(rmdir(path), 0);
-	post_accepted(d->port, body = event_body("kept-last"));
-	free(body);
-	await_metric(d->port, "callhookd_events_set_aside_total", 1);
-	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
-	ck_assert_ptr_nonnull(strstr(text, "\\\"kept-big\\\""));
-	free(text);
+	expect_set_aside_next(d, path, "kept-last", "kept-big");
 	stop_clean(d);
 	for (int i = 0; i < KEPT_AFTER; i++)
 		free(after[i]);
@@ -2564,12 +2579,7 @@ START_TEST(test_poison_rescue_file_symlink)
 	ck_assert_str_eq(text, "precious\n");
 	free(text);
 	ck_assert_int_eq(unlink(path), 0);
-	post_accepted(d->port, body = event_body("link-last"));
-	free(body);
-	await_metric(d->port, "callhookd_events_set_aside_total", 1);
-	ck_assert_ptr_nonnull(text = tu_read_file(path, NULL));
-	ck_assert_ptr_nonnull(strstr(text, "\\\"link-big\\\""));
-	free(text);
+	expect_set_aside_next(d, path, "link-last", "link-big");
 	stop_clean(d);
 }
 END_TEST
