@@ -540,6 +540,34 @@ warn_rescue_waiting(const struct daemon *d)
  * list, anyone who finds the port can store calls: say so, at each start
  * and reload, as a default that looks safe should not hide it.
  */
+/* A CIDR of an allow list, len bytes, that holds every address. */
+static bool
+every_address(const char *cidr, size_t len)
+{
+	while (len > 0 && (cidr[len - 1] == ' ' || cidr[len - 1] == '\t'))
+		len--;
+	return len >= 2 && cidr[len - 2] == '/' && cidr[len - 1] == '0';
+}
+
+/* An allow list (checked by config.c) that leaves some address out. */
+static bool
+allow_limits(const char *allow)
+{
+	const char *p = allow;
+	size_t len;
+
+	if (*p == '\0')
+		return false;
+	for (;;) {
+		len = strcspn(p, ",");
+		if (every_address(p, len))	/* 0.0.0.0/0, ::/0 */
+			return false;
+		if (p[len] == '\0')
+			return true;
+		p += len + 1;
+	}
+}
+
 static void
 warn_if_open(const struct daemon *d, const struct config *cfg)
 {
@@ -547,7 +575,7 @@ warn_if_open(const struct daemon *d, const struct config *cfg)
 
 	if (d->local || cfg->token[0] != '\0' || cfg->token_file[0] != '\0' ||
 	    (env != NULL && env[0] != '\0') || cfg->hmac_secret[0] != '\0' ||
-	    cfg->allow[0] != '\0')
+	    allow_limits(cfg->allow))
 		return;
 	log_warnx("listening on %s with no token, hmac_secret or allow "
 	    "list: anyone who can reach it can store calls; set [auth] "

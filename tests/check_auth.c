@@ -648,8 +648,8 @@ END_TEST
 /*
  * Reachable from other hosts with no token, signature or allow list,
  * anyone can store calls: a warning at the start and at a reload that
- * makes it so. None on loopback (nginx in front is the gate) or with a
- * token.
+ * makes it so. None on loopback (nginx in front is the gate), with a
+ * token, or with an allow list that leaves some address out.
  */
 START_TEST(test_open_to_anyone_warned)
 {
@@ -682,6 +682,14 @@ START_TEST(test_open_to_anyone_warned)
 	    "'configuration applied' %s/err", warn, d.dir, d.dir), 0);
 	ck_assert_int_eq(tu_sh("grep -q 'listening on 0.0.0.0:[0-9]* %s' "
 	    "%s/err", warn, d.dir), 0);
+	/* An allow list of every address is none; one that limits is. */
+	ck_assert_int_eq(tu_sh("printf '[auth]\\nallow = 10.0.0.0/8, ::/0\\n' > "
+	    "%s/ini && printf '[auth]\\nallow = 10.0.0.0/8, ::1\\n' > "
+	    "%s/some.ini", d.dir, d.dir), 0);
+	ck_assert_int_eq(tu_sh(run, d.dir, bin, "ini", "0.0.0.0:0",
+	    "some.ini"), 0);
+	ck_assert_int_eq(tu_sh("grep -c '%s' %s/err | grep -qx 1 && grep -q "
+	    "'configuration applied' %s/err", warn, d.dir, d.dir), 0);
 }
 END_TEST
 
