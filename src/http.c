@@ -83,6 +83,7 @@ struct http {
 	atomic_uint_fast64_t	 refusals_unlogged[REJECT_REASONS]; /* since
 						   the last line logged */
 	atomic_uint_fast64_t	 gone_logged;	/* see log_gone() */
+	atomic_uint_fast64_t	 accept_warned;	/* second of; see mhd_log() */
 	uint64_t		 id_base;	/* start time, tells runs apart */
 	struct MHD_Response	*received;	/* the shared 200 */
 	struct conns		*conns;
@@ -108,6 +109,7 @@ enum req_state { REQ_RECEIVING, REQ_TOO_BIG, REQ_NO_ROOM, REQ_HELD,
 
 #define TOO_BIG_SLACK	(256 * 1024)
 #define LOG_REFUSALS_MAX 10	/* log lines a second, for each reason */
+#define ACCEPT_WARN_S	10	/* at most one warning of failed accepts */
 #define NO_ROOM		"too many request bodies being received, retry later"
 
 struct request {
@@ -1524,18 +1526,38 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	atomic_fetch_sub(&h->in_flight, 1);
 }
 
+/*
+ * libmicrohttpd's messages are about clients, as a rule (a reset, a bad
+ * request line), and at debug: any client could flood the log. But a
+ * failed accept() is the daemon's own trouble, out of open files most
+ * often, and while it lasts new connections, a sender's among them, wait
+ * or fail: a warning, at most one every ACCEPT_WARN_S.
+ */
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct http *h = cls;
+	uint64_t now = now_mono_ns() / 1000000000ULL, last;
 	char line[512];
 	size_t n;
 
-	(void)cls;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	n = strlen(line);
 	while (n > 0 && line[n - 1] == '\n')
 		line[--n] = '\0';
-	log_debug("libmicrohttpd: %s", line);
+	if (strncmp(line, "Hit process or system resource limit", 36) != 0 &&
+	    strncmp(line, "Error accepting connection", 26) != 0) {
+		log_debug("libmicrohttpd: %s", line);
+		return;
+	}
+	last = atomic_load(&h->accept_warned);
+	if ((last == 0 || now - last >= ACCEPT_WARN_S) &&
+	    atomic_compare_exchange_strong(&h->accept_warned, &last, now))
+		log_warnx("libmicrohttpd: %s; %u connections open (see "
+		    "LimitNOFILE=, ulimit -n and max_connections)", line,
+		    conns_count(h->conns));
+	else
+		log_debug("libmicrohttpd: %s", line);
 }
 
 static struct settings *
@@ -1634,7 +1656,7 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	h->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG,
 	    0, NULL, NULL, on_request, h,
-	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
 	    /*
 	     * libmicrohttpd clears a connection's whole pool after every
 	     * request: 16 KB (headers up to about 14 KB), not its default

@@ -8,8 +8,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <check.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1327,6 +1329,56 @@ START_TEST(test_open_files_fit)
 END_TEST
 
 /*
+ * Out of open files, accept() fails and new connections wait or fail:
+ * the daemon's own trouble, which libmicrohttpd told at debug only. It
+ * is a warning now, once however many accepts fail.
+ */
+START_TEST(test_accept_failure_warned)
+{
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+	char err[sizeof(d.dir) + 8], *text = NULL, *p;
+	int fds[60], port = 0, n = 0;
+	pid_t pid;
+
+	snprintf(err, sizeof(err), "%s/err", d.dir);
+	if ((pid = fork()) == 0) {
+		struct rlimit rl = { 40, 40 };
+		int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		dup2(fd, 2);
+		setrlimit(RLIMIT_NOFILE, &rl);
+		execl(bin, bin, "--listen", "127.0.0.1:0", "--database", d.db,
+		    (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500 && port == 0; i++, tu_sleep_ms(10)) {
+		free(text);
+		if ((text = tu_read_file(err, NULL)) != NULL &&
+		    (p = strstr(text, "listening on 127.0.0.1:")) != NULL)
+			port = atoi(p + 23);
+	}
+	ck_assert_int_gt(port, 0);
+	while (n < 60 && (fds[n] = tu_connect(port)) >= 0)
+		n++;
+	for (int i = 0; i < 300 && strstr(text, "Error accepting") == NULL;
+	    i++, tu_sleep_ms(10)) {
+		free(text);
+		ck_assert_ptr_nonnull(text = tu_read_file(err, NULL));
+	}
+	ck_assert_msg(strstr(text, "warn: libmicrohttpd: Error accepting "
+	    "connection: Too many open files; ") != NULL, "%s", text);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	kill(pid, SIGTERM);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	free(text);
+	ck_assert_int_eq(tu_sh("grep -c 'warn: libmicrohttpd' %s | grep -qx 1",
+	    err), 0);
+}
+END_TEST
+
+/*
  * Under a shell's umask of 022 the database, its -wal and -shm and the
  * lock file came out 0644: every local user could read the transcripts
  * and phone numbers. The daemon keeps others out whatever the umask.
@@ -1936,6 +1988,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_lock_file_symlink);
 	tcase_add_test(tc, test_files_not_for_others);
 	tcase_add_test(tc, test_open_files_fit);
+	tcase_add_test(tc, test_accept_failure_warned);
 	tcase_add_test(tc, test_connections_full);
 	tcase_add_test(tc, test_refusals_log_bounded);
 	tcase_add_test(tc, test_refusal_names_call);
