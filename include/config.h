@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #define CONFIG_STR_MAX	1024
-#define CONFIG_KEYS	19	/* the keys config.c knows */
+#define CONFIG_KEYS	20	/* the keys config.c knows */
 #define CONFIG_SECRET_MAX	512	/* bytes of a decoded hmac_secret */
 
 enum ack_mode { ACK_COMMIT, ACK_ENQUEUE };
@@ -28,6 +28,7 @@ struct config {
 	char		token[CONFIG_STR_MAX];
 	char		token_file[CONFIG_STR_MAX];
 	char		previous_token[CONFIG_STR_MAX];	/* also taken */
+	char		previous_token_file[CONFIG_STR_MAX];
 	char		hmac_secret[CONFIG_STR_MAX];
 	char		allow[CONFIG_STR_MAX];
 	char		trusted_proxies[CONFIG_STR_MAX];

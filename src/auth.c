@@ -219,71 +219,94 @@ token_len(const char *s)
 	return len;
 }
 
+/*
+ * A token from a file, named in messages by its key (token_file or
+ * previous_token_file): a trailing newline is dropped, and a file empty,
+ * cut short or holding a NUL is an error rather than a token that takes
+ * the wrong requests.
+ */
 static int
-read_token_file(const char *path, char *buf, size_t len, char *err,
-    size_t errlen)
+read_token_file(const char *key, const char *path, char *buf, size_t len,
+    char *err, size_t errlen)
 {
-	FILE *fp = fopen(path, "r");
+	FILE *fp = fopen(path, "re");
 	size_t n;
 	int rc;
 
 	if (fp == NULL) {
 		rc = -errno;
-		snprintf(err, errlen, "[auth] token_file: %s: %s", path,
+		snprintf(err, errlen, "[auth] %s: %s: %s", key, path,
 		    strerror(-rc));
 		return rc;
 	}
 	n = fread(buf, 1, len - 1, fp);
 	buf[n] = '\0';
 	if (ferror(fp)) {
-		snprintf(err, errlen, "[auth] token_file: %s: %s", path,
+		snprintf(err, errlen, "[auth] %s: %s: %s", key, path,
 		    strerror(errno));
 		fclose(fp);
 		return -EINVAL;
 	}
 	/* A token cut short would refuse the right one, and take a prefix. */
 	if (n == len - 1 && !only_line_ends(fp)) {
-		snprintf(err, errlen, "[auth] token_file: %s: longer than %zu "
-		    "bytes", path, len - 1);
+		snprintf(err, errlen, "[auth] %s: %s: longer than %zu bytes",
+		    key, path, len - 1);
 		fclose(fp);
 		return -EINVAL;
 	}
 	fclose(fp);
 	/* The token is hashed as a string: it would end at the NUL. */
 	if (memchr(buf, '\0', n) != NULL) {
-		snprintf(err, errlen, "[auth] token_file: %s holds a NUL byte "
-		    "(a token is text, sent in a header or the URL: make one "
-		    "with openssl rand -hex 32)", path);
+		snprintf(err, errlen, "[auth] %s: %s holds a NUL byte (a "
+		    "token is text, sent in a header or the URL: make one "
+		    "with openssl rand -hex 32)", key, path);
 		return -EINVAL;
 	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
 	if (n == 0) {
-		snprintf(err, errlen, "[auth] token_file: %s is empty", path);
+		snprintf(err, errlen, "[auth] %s: %s is empty", key, path);
+		return -EINVAL;
+	}
+	if (token_len(buf) == 0) {	/* or "" would pass */
+		snprintf(err, errlen, "[auth] %s: %s holds only blanks", key,
+		    path);
 		return -EINVAL;
 	}
 	return 0;
 }
 
 /*
- * [auth] previous_token: the token being replaced, taken as well until
- * every sender has the new one. Alone it would protect nothing, while
- * its name says that a token is required.
+ * [auth] previous_token or previous_token_file: the token being
+ * replaced, taken as well until every sender has the new one. Alone it
+ * would protect nothing, while its name says that a token is required.
  */
 static int
 load_previous_token(struct auth *a, const struct config *cfg, char *err,
     size_t errlen)
 {
-	if (cfg->previous_token[0] == '\0')
+	const char *file = cfg->previous_token_file;
+	char token[TOKEN_MAX];
+	int rc;
+
+	if (cfg->previous_token[0] == '\0' && file[0] == '\0')
 		return 0;
 	if (!a->has_token) {
-		snprintf(err, errlen, "[auth] previous_token is set but no "
-		    "token is (token, token_file or CALLHOOKD_TOKEN): it is "
-		    "the one being replaced, taken only beside a token");
+		snprintf(err, errlen, "[auth] %s is set but no token is "
+		    "(token, token_file or CALLHOOKD_TOKEN): it is the one "
+		    "being replaced, taken only beside a token",
+		    file[0] != '\0' ? "previous_token_file" :
+		    "previous_token");
 		return -EINVAL;
 	}
-	SHA256((const unsigned char *)cfg->previous_token,
-	    token_len(cfg->previous_token), a->previous_hash);
+	if (file[0] == '\0')
+		snprintf(token, sizeof(token), "%s", cfg->previous_token);
+	else if ((rc = read_token_file("previous_token_file", file, token,
+	    sizeof(token), err, errlen)) != 0)
+		return rc;
+	SHA256((const unsigned char *)token, token_len(token),
+	    a->previous_hash);
+	OPENSSL_cleanse(token, sizeof(token));
 	a->has_previous = true;
 	return 0;
 }
@@ -299,8 +322,8 @@ load_token(struct auth *a, const struct config *cfg, char *err,
 	if (cfg->token[0] != '\0')
 		snprintf(token, sizeof(token), "%s", cfg->token);
 	else if (cfg->token_file[0] != '\0') {
-		if ((rc = read_token_file(cfg->token_file, token,
-		    sizeof(token), err, errlen)) != 0)
+		if ((rc = read_token_file("token_file", cfg->token_file,
+		    token, sizeof(token), err, errlen)) != 0)
 			return rc;
 	} else if (env != NULL && *env != '\0') {
 		if (strlen(env) >= sizeof(token)) {
@@ -312,12 +335,8 @@ load_token(struct auth *a, const struct config *cfg, char *err,
 	} else
 		return load_previous_token(a, cfg, err, errlen);
 	if (token_len(token) == 0) {	/* or "" would pass */
-		if (cfg->token_file[0] != '\0')
-			snprintf(err, errlen, "[auth] token_file: %s holds only "
-			    "blanks", cfg->token_file);
-		else
-			snprintf(err, errlen, "the token (CALLHOOKD_TOKEN) is "
-			    "only blanks");
+		snprintf(err, errlen, "the token (CALLHOOKD_TOKEN) is only "
+		    "blanks");
 		return -EINVAL;
 	}
 	SHA256((const unsigned char *)token, token_len(token), a->token_hash);

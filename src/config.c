@@ -562,6 +562,8 @@ static const struct key keys[] = {
 	    KEY_EMPTY_OK },
 	{ "auth", "previous_token", set_str, "a string", F(previous_token),
 	    0, 0, KEY_EMPTY_OK },
+	{ "auth", "previous_token_file", set_str, "a file path",
+	    F(previous_token_file), 0, 0, KEY_EMPTY_OK },
 	{ "auth", "hmac_secret", set_secret, "a secret", F(hmac_secret), 0,
 	    0, KEY_EMPTY_OK },
 	{ "auth", "allow", set_cidrs, CIDR_FORM, F(allow), 0, 0,
@@ -710,6 +712,12 @@ config_validate(const struct config *cfg, char *err, size_t errlen)
 	if (cfg->token[0] != '\0' && cfg->token_file[0] != '\0') {
 		snprintf(err, errlen,
 		    "[auth] token and token_file are both set; use one");
+		return -EINVAL;
+	}
+	if (cfg->previous_token[0] != '\0' &&
+	    cfg->previous_token_file[0] != '\0') {
+		snprintf(err, errlen, "[auth] previous_token and "
+		    "previous_token_file are both set; use one");
 		return -EINVAL;
 	}
 	return 0;

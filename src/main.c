@@ -256,20 +256,26 @@ check_credentials(const struct options *o, const struct config *cfg,
     bool running)
 {
 	static const char creds[] = "/run/credentials/";
-	static const char previous[] = "[auth] previous_token";
-	char err[512], warning[600];
-	int line, rc;
+	static const char *const keys[] = { "previous_token_file",
+	    "previous_token", "token_file" };
+	const char *key = NULL, *file;
+	char err[512], warning[600], named[64];
+	int line = 0, rc;
+	size_t i;
 
 	if ((rc = auth_check_token(cfg, err, sizeof(err))) == 0)
 		return 0;
-	/* The message names its key; CALLHOOKD_TOKEN has no line. */
-	if (strncmp(err, previous, sizeof(previous) - 1) == 0)
-		line = config_line(cfg, "auth", "previous_token");
-	else
-		line = cfg->token_file[0] != '\0' ?
-		    config_line(cfg, "auth", "token_file") : 0;
-	if (o->check_only && rc == -ENOENT && strncmp(cfg->token_file, creds,
-	    sizeof(creds) - 1) == 0) {
+	/* The message names its key, or is CALLHOOKD_TOKEN's: no line. */
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]) && key == NULL; i++) {
+		snprintf(named, sizeof(named), "[auth] %s", keys[i]);
+		if (strncmp(err, named, strlen(named)) == 0)
+			key = keys[i];
+	}
+	if (key != NULL)
+		line = config_line(cfg, "auth", key);
+	file = key == keys[0] ? cfg->previous_token_file : cfg->token_file;
+	if (o->check_only && rc == -ENOENT && key != NULL && key != keys[1] &&
+	    strncmp(file, creds, sizeof(creds) - 1) == 0) {
 		snprintf(warning, sizeof(warning), "warning: %s (not checked: "
 		    "systemd makes it when the service starts)", err);
 		print_value_error(o, line, NULL, warning, running);

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -166,6 +167,47 @@ START_TEST(test_previous_token)
 	ck_assert_msg(strstr(err, "previous_token is set but no token") !=
 	    NULL && strstr(err, "old") == NULL, "%s", err);
 	ck_assert_int_ne(auth_check_token(&cfg, err, sizeof(err)), 0);
+}
+END_TEST
+
+/*
+ * The old token from a file (a credential beside the new one's), read
+ * as token_file is, and named by its own key when it cannot be.
+ */
+START_TEST(test_previous_token_file)
+{
+	char path[] = "/tmp/callhookd-old-XXXXXX";
+	int fd = mkstemp(path);
+	struct config cfg;
+	struct auth *a;
+	char err[256];
+
+	ck_assert(write(fd, "old-one\n", 8) == 8);
+	close(fd);
+	config_defaults(&cfg);
+	ck_assert_int_eq(config_set(&cfg, "auth", "previous_token_file", path,
+	    err, sizeof(err)), 0);
+	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(err, "previous_token_file is set but no token")
+	    != NULL, "%s", err);
+	ck_assert_int_eq(config_set(&cfg, "auth", "token", "n3w", err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert_int_eq(auth_token_match(a, "n3w"), AUTH_TOKEN_CURRENT);
+	ck_assert_int_eq(auth_token_match(a, "old-one"), AUTH_TOKEN_PREVIOUS);
+	ck_assert_int_eq(auth_token_match(a, "old-one\n"), AUTH_TOKEN_NONE);
+	auth_free(a);
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert(write(fd, " \t\n", 3) == 3);
+	close(fd);
+	ck_assert_int_ne(auth_new(&a, &cfg, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(err, "[auth] previous_token_file: ") == err &&
+	    strstr(err, "holds only blanks") != NULL, "%s", err);
+	unlink(path);
+	ck_assert_int_eq(auth_check_token(&cfg, err, sizeof(err)), -ENOENT);
+	ck_assert_msg(strstr(err, "[auth] previous_token_file: ") == err &&
+	    strstr(err, "No such file") != NULL, "%s", err);
 }
 END_TEST
 
@@ -609,6 +651,7 @@ START_TEST(test_token_rotation_e2e)
 	    "build/callhookd";
 	char *b1 = body_with_sid("rot-1"), *b2 = body_with_sid("rot-2"),
 	    *b3 = body_with_sid("rot-3");
+	char ini[1024];
 
 	ck_assert_int_eq(tu_start(&d, "[auth]\ntoken = n3w\n"
 	    "previous_token = s3cret\n", NULL), 0);
@@ -639,6 +682,25 @@ START_TEST(test_token_rotation_e2e)
 	ck_assert_int_eq(tu_sh("grep -q '%s:2: \\[auth\\] previous_token is "
 	    "set but no token' %s/err && ! grep -q s3cret %s/err", d.ini,
 	    d.dir, d.dir), 0);
+	/*
+	 * Both tokens in files, as credentials: the old one is taken from
+	 * its file, and a file that is not there is told at its line.
+	 */
+	ck_assert_int_eq(tu_sh("printf 'n3w\\n' > %s/new && printf 's3cret\\n' "
+	    "> %s/old", d.dir, d.dir), 0);
+	snprintf(ini, sizeof(ini), "[auth]\ntoken_file = %s/new\n"
+	    "previous_token_file = %s/old\n", d.dir, d.dir);
+	ck_assert_int_eq(tu_start(&d, ini, NULL), 0);
+	ck_assert_int_eq(post("?token=s3cret", "", b1), 200);
+	ck_assert_int_eq(post("?token=n3w", "", b2), 200);
+	ck_assert_int_eq(post("?token=old", "", b3), 401);
+	ck_assert_int_eq(tu_metric(d.port, "callhookd_previous_token_total"),
+	    1);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	ck_assert_int_eq(tu_sh("rm %s/old && %s -t -c %s 2> %s/err", d.dir, bin,
+	    d.ini, d.dir), 1);
+	ck_assert_int_eq(tu_sh("grep -q '%s:3: \\[auth\\] previous_token_file: "
+	    "%s/old: No such file' %s/err", d.ini, d.dir, d.dir), 0);
 	free(b1);
 	free(b2);
 	free(b3);
@@ -846,6 +908,7 @@ auth_suite(void)
 	tcase_add_test(unit, test_token_sources);
 	tcase_add_test(unit, test_token_limits);
 	tcase_add_test(unit, test_previous_token);
+	tcase_add_test(unit, test_previous_token_file);
 	tcase_add_test(unit, test_cidr_allow);
 	tcase_add_test(unit, test_cidr_as_checked);
 	tcase_add_test(unit, test_cidr_mapped);

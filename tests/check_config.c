@@ -98,6 +98,8 @@ assert_defaults(const struct config *cfg)
 	ck_assert_uint_eq(cfg->max_connections, 1024);
 	ck_assert_str_eq(cfg->token, "");
 	ck_assert_str_eq(cfg->token_file, "");
+	ck_assert_str_eq(cfg->previous_token, "");
+	ck_assert_str_eq(cfg->previous_token_file, "");
 	ck_assert_str_eq(cfg->hmac_secret, "");
 	ck_assert_str_eq(cfg->allow, "");
 	ck_assert_str_eq(cfg->trusted_proxies, "127.0.0.1/32, ::1/128");
@@ -689,6 +691,10 @@ START_TEST(test_validate)
 	expect_one_error("[auth]\ntoken = t\n\ntoken_file = /x\n"
 	    "allow = 10.0.0.0/8\nhmac_secret = s\n", 4,
 	    "token and token_file");
+	/* The old token too comes from one place. */
+	expect_one_error("[auth]\ntoken = t\nprevious_token_file = /x\n"
+	    "previous_token = o\n", 4,
+	    "previous_token and previous_token_file");
 }
 END_TEST
 
@@ -809,8 +815,9 @@ set_all_odd(struct config *cfg)
 		{ "http", "listen", "10.1.1.1:1" }, { "http", "path", "/o" },
 		{ "http", "max_body", "1K" }, { "http", "timeout", "1h" },
 		{ "http", "max_connections", "3" }, { "auth", "token", "o" },
-		{ "auth", "token_file", "o" }, { "auth", "hmac_secret", "o" },
-		{ "auth", "allow", "::/0" }, { "auth", "trusted_proxies", "" },
+		{ "auth", "token_file", "o" }, { "auth", "previous_token", "o" },
+		{ "auth", "previous_token_file", "o" },
+		{ "auth", "hmac_secret", "o" }, { "auth", "allow", "::/0" }, { "auth", "trusted_proxies", "" },
 		{ "store", "database", "o.db" }, { "store", "ack", "enqueue" },
 		{ "store", "sync", "full" }, { "store", "queue", "3" },
 		{ "store", "fts", "off" }, { "store", "strict", "on" },

@@ -48,7 +48,7 @@ static void
 check_strings(const struct config *c)
 {
 	const char *s[] = { c->listen, c->path, c->token, c->token_file,
-	    c->hmac_secret, c->allow, c->trusted_proxies, c->database };
+	    c->previous_token, c->previous_token_file, c->hmac_secret, c->allow, c->trusted_proxies, c->database };
 
 	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
 		if (strnlen(s[i], CONFIG_STR_MAX) >= CONFIG_STR_MAX)
@@ -121,7 +121,8 @@ fuzz_values(const uint8_t *data, size_t size)
 		{ "http", "listen" }, { "http", "path" },
 		{ "http", "max_body" }, { "http", "timeout" },
 		{ "http", "max_connections" }, { "auth", "token" },
-		{ "auth", "token_file" }, { "auth", "hmac_secret" },
+		{ "auth", "token_file" }, { "auth", "previous_token" },
+		{ "auth", "previous_token_file" }, { "auth", "hmac_secret" },
 		{ "auth", "allow" }, { "auth", "trusted_proxies" },
 		{ "store", "database" }, { "store", "ack" }, { "store", "sync" },
 		{ "store", "queue" }, { "store", "fts" }, { "store", "strict" },
