@@ -58,7 +58,7 @@ static const struct command commands[] = {
 	    "The latest calls, newest first (50 unless --limit; 0: all).\n"
 	    FILTERS },
 	{ "show", cmd_show,
-	    "show CALLSID [--revisions] [--format json]",
+	    "show CALLSID [--revisions] [--format table|json]",
 	    "Every field of one call; --revisions adds the earlier bodies.\n" },
 	{ "search", cmd_search,
 	    "search QUERY [filters] [--limit N] [--format table|csv|json]",
