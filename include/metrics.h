@@ -36,6 +36,7 @@ enum reject_reason {
 	REJECT_SHUTTING_DOWN,
 	REJECT_BODIES_FULL,	/* the memory for bodies being received */
 	REJECT_TOO_SLOW,	/* a body not in within 2 x timeout */
+	REJECT_CLIENT_CLOSED,	/* the client went before its whole body */
 	REJECT_REASONS
 };
 

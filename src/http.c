@@ -51,6 +51,7 @@
 #define MSG_MAX		256
 #define ROUTE_MAX	64	/* bytes of a method or path logged */
 #define RETRY_AFTER	"2"
+#define STATUS_CLIENT_CLOSED 499	/* nginx's: a client gone before its answer */
 #define FIRST_BODY_CAP	4096
 
 /*
@@ -1471,6 +1472,23 @@ library_answer(struct MHD_Connection *conn)
 	return ci != NULL ? ci->http_status : 0;
 }
 
+/*
+ * A sender that closed its connection mid-body (a proxy or a client that
+ * timed out, a network that failed) got no answer and will send again,
+ * if it retries: 499, nginx's status for it, so that a missing call can
+ * be traced to the connection that carried it.
+ */
+static void
+note_client_closed(struct request *req)
+{
+	char reason[128];
+
+	snprintf(reason, sizeof(reason), "the client closed the connection "
+	    "after %zu bytes of the body; nothing was answered", req->len);
+	note_reject(req->http, &req->from, NULL, STATUS_CLIENT_CLOSED,
+	    REJECT_CLIENT_CLOSED, reason, req->body, req->len);
+}
+
 /* A webhook whose body never came whole: in rejects, with the cause. */
 static void
 note_unfinished(struct request *req, struct MHD_Connection *conn,
@@ -1485,6 +1503,10 @@ note_unfinished(struct request *req, struct MHD_Connection *conn,
 		    MHD_HTTP_REQUEST_TIMEOUT, REJECT_TOO_SLOW, "body stopped "
 		    "coming (idle timeout, connection closed)", req->body,
 		    req->len);
+	else if (req->state == REQ_RECEIVING &&
+	    (toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ||
+	    toe == MHD_REQUEST_TERMINATED_READ_ERROR))
+		note_client_closed(req);
 	else if ((status = library_answer(conn)) != 0) {
 		if (status < 600)
 			atomic_fetch_add_explicit(

@@ -37,7 +37,7 @@ static const char *const reject_names[REJECT_REASONS] = {
 	"not_found", "method", "media_type", "too_large", "forbidden",
 	"unauthorized", "signature", "invalid", "unknown_event", "queue_full",
 	"store_busy", "store_failed", "shutting_down", "bodies_full",
-	"too_slow",
+	"too_slow", "client_closed",
 };
 
 void

@@ -1252,6 +1252,59 @@ START_TEST(test_body_deadline)
 }
 END_TEST
 
+#define CLIENT_CLOSED "callhookd_rejects_total{reason=\"client_closed\"}"
+
+/* Sends head and part, then closes: with a reset when reset is true. */
+static void
+close_mid_body(const char *head, const char *part, bool reset)
+{
+	struct linger hard = { .l_onoff = 1, .l_linger = 0 };
+	int fd;
+
+	ck_assert_int_ge(fd = tu_connect(d.port), 0);
+	ck_assert(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
+	ck_assert(write(fd, part, strlen(part)) == (ssize_t)strlen(part));
+	tu_sleep_ms(50);	/* read apart from the close */
+	if (reset)
+		ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard,
+		    sizeof(hard)), 0);
+	close(fd);
+}
+
+/*
+ * A sender gone mid-body (its timeout, a proxy's, a failed network) got
+ * no answer: kept in rejects as 499 with what came of the body, so that
+ * a missing call can be traced to its connection. A request that came
+ * whole and was answered leaves no row when its connection closes.
+ */
+START_TEST(test_client_closed_mid_body)
+{
+	const char *head = "POST " PATH " HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+	const char *whole = "{\"event\":\"call_ended\",\"data\":"
+	    "{\"callSid\":\"whole-1\"}}";
+	struct reply r;
+
+	start_or_fail(NULL);
+	close_mid_body(head, "{\"event\":\"call", false);
+	close_mid_body(head, "{\"ev", true);
+	ck_assert_int_eq(metric_when(CLIENT_CLOSED, 2), 2);
+	ck_assert_int_eq(tu_post(d.port, PATH, JSON, whole, strlen(whole),
+	    &r), 0);
+	expect_reply(&r, 200, "Webhook received");
+	tu_reply_free(&r);
+	tu_sleep_ms(100);
+	ck_assert_int_eq(tu_metric(d.port, CLIENT_CLOSED), 2);
+	stop_clean();
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status ="
+	    " 499 AND reason LIKE %s", "'the client closed the connection "
+	    "after 14 bytes%'"), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status ="
+	    " 499 AND body = CAST(%s AS BLOB)", "'{\"ev'"), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects%s", ""), 2);
+}
+END_TEST
+
 /*
  * At max_connections libmicrohttpd stops accepting, and a sender's
  * connection waits in the listen backlog: without a word in the log or
@@ -1984,6 +2037,7 @@ e2e_suite(void)
 #endif
 	tcase_add_test(tc, test_128_ready_at_once);
 	tcase_add_test(tc, test_body_deadline);
+	tcase_add_test(tc, test_client_closed_mid_body);
 	tcase_add_test(tc, test_one_daemon_per_database);
 	tcase_add_test(tc, test_lock_file_symlink);
 	tcase_add_test(tc, test_files_not_for_others);
