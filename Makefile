@@ -21,7 +21,7 @@ LDFLAGS	+= -fsanitize=$(SANITIZE)
 endif
 CFLAGS	+= -MMD -MP
 
-LIB_SRC	 = src/config.c src/log.c src/event.c src/store.c src/walbuf.c src/queue.c \
+LIB_SRC	 = src/config.c src/dblock.c src/log.c src/event.c src/store.c src/walbuf.c src/queue.c \
 	   src/ticket.c src/writer.c src/metrics.c src/http.c src/listen.c src/auth.c \
 	   src/conns.c
 LIB_OBJ	 = $(LIB_SRC:src/%.c=$(BUILD)/%.o)

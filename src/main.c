@@ -9,7 +9,6 @@
  * connections, then close the server and the database.
  */
 
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -30,6 +29,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "dblock.h"
 #include "http.h"
 #include "listen.h"
 #include "log.h"
@@ -49,7 +49,6 @@
  */
 #define WRITER_LOCK_WAIT_MS	100
 #define HTTP_DRAIN_MS		3000	/* for answers in flight at stop */
-#define MAX_SYMLINKS		40	/* Linux's, for the lock's name */
 
 struct options {
 	const char	*config_file;
@@ -335,7 +334,7 @@ struct daemon {
 	struct writer	*writer;
 	struct http	*http;
 	char		 rescue[CONFIG_STR_MAX + 32];
-	int		 lock_fd;	/* DATABASE.lock, held; or -1 */
+	struct dblock	 lock;		/* DATABASE.lock */
 	bool		 socket_passed;	/* by systemd, and kept by it */
 	bool		 started;	/* up and listening */
 	bool		 local;		/* only this host can connect */
@@ -355,143 +354,36 @@ watchdog_ping(void)
 	}
 }
 
-/* The holder's pid as its lock file says, if that process lives. */
-static void
-lock_holder(int fd, char *pid, size_t size)
-{
-	ssize_t n = pread(fd, pid, size - 1, 0);
-	long v;
-
-	pid[n > 0 ? strcspn(pid, "\n") : 0] = '\0';
-	/* A holder that could not write it left an older one's there. */
-	if ((v = strtol(pid, NULL, 10)) <= 0 || (kill((pid_t)v, 0) != 0 &&
-	    errno == ESRCH))
-		snprintf(pid, size, "unknown");
-}
-
-/*
- * Where the symlink at link points, made absolute against its directory
- * when relative; false when link is not a symlink.
- */
-static bool
-follow_link(char link[PATH_MAX])
-{
-	char to[PATH_MAX], *slash;
-	ssize_t n;
-
-	if ((n = readlink(link, to, PATH_MAX - 1)) < 0)
-		return false;
-	to[n] = '\0';
-	if (to[0] != '/' && (slash = strrchr(link, '/')) != NULL)
-		snprintf(slash + 1, (size_t)(PATH_MAX - (slash + 1 - link)),
-		    "%s", to);
-	else
-		memcpy(link, to, (size_t)n + 1);
-	return true;
-}
-
-/*
- * The database's own path, for its lock's name: through symlinks, even
- * to a file that does not exist yet (the first start makes it), so that
- * two names of one database are one lock. The path as given when its
- * directory cannot be resolved either.
- */
-static void
-database_path(const char *db, char real[PATH_MAX])
-{
-	char link[PATH_MAX], dir[PATH_MAX];
-	const char *name;
-	size_t len;
-	int hops;
-
-	snprintf(link, sizeof(link), "%s", db);
-	for (hops = 0; hops < MAX_SYMLINKS; hops++) {
-		if (realpath(link, real) != NULL)
-			return;
-		if (!follow_link(link))
-			break;
-	}
-	/* Not there (yet): its directory's real path, and its name. */
-	if ((name = strrchr(link, '/')) == NULL) {
-		snprintf(dir, sizeof(dir), ".");
-		name = link;
-	} else {
-		/* "/x": the directory is "/", not "". */
-		snprintf(dir, sizeof(dir), "%.*s", name == link ? 1 :
-		    (int)(name - link), link);
-		name++;
-	}
-	if (hops == MAX_SYMLINKS || realpath(dir, real) == NULL) {
-		snprintf(real, PATH_MAX, "%s", db);
-		return;
-	}
-	len = strlen(real);
-	if ((size_t)snprintf(real + len, PATH_MAX - len, "%s%s",
-	    real[len - 1] == '/' ? "" : "/", name) >= PATH_MAX - len)
-		snprintf(real, PATH_MAX, "%s", db);
-}
-
 /*
  * One daemon per database. Opening the store changes the file (the
  * full-text index follows fts), so a second daemon, even one that would
  * then fail to listen, must not get that far: it would drop or build the
- * index under the first. flock() on a file of its own, not on the
- * database, whose descriptors SQLite's POSIX locks must not share; the
- * kernel lets go of it when the process ends, however it ends.
+ * index under the first. Nor may one start while callhook restore
+ * replaces the file (dblock.h).
  */
 static int
 lock_database(struct daemon *d)
 {
-	char path[PATH_MAX + 8], real[PATH_MAX], pid[32] = "";
-	bool writable = true;
-	ssize_t n;
-	int fd;
+	char msg[PATH_MAX + 300];
+	int error;
 
-	database_path(d->cfg.database, real);
-	snprintf(path, sizeof(path), "%s.lock", real);
-	/*
-	 * Never through a symlink: the file is cut and written, and a link
-	 * planted by whoever can write the directory would have a daemon
-	 * run as root cut the file it names.
-	 */
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-	/* flock() needs no write: say a lock file root left by hand. */
-	if (fd < 0 && errno == EACCES &&
-	    (fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0)
-		writable = false;
-	if (fd < 0) {
-		char why[CONFIG_STR_MAX + 200];
-
-		if (errno == ELOOP)
-			log_errorx("%s is a symbolic link, not a lock file: "
-			    "remove it", path);
-		/* Its directory's fault, as a rule: say it as the store would. */
-		else if (store_cannot_write(d->cfg.database, why, sizeof(why)))
-			log_errorx("%s: %s", d->cfg.database, why);
-		else if (store_cannot_write(path, why, sizeof(why)))
-			log_errorx("%s: %s", path, why);
-		else
-			log_error("%s", path);
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		if (errno != EWOULDBLOCK)
-			log_error("%s: flock", path);
-		else {
-			lock_holder(fd, pid, sizeof(pid));
-			log_errorx("%s is in use by another callhookd (pid %s, "
-			    "which holds %s): one daemon per database",
-			    d->cfg.database, pid, path);
-		}
-		close(fd);
-		return -1;
-	}
-	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (writable && (ftruncate(fd, 0) != 0 ||
-	    pwrite(fd, pid, (size_t)n, 0) != n))
-		log_warn("%s: cannot write the pid", path);
-	d->lock_fd = fd;
-	return 0;
+	error = dblock_take(&d->lock, d->cfg.database, NULL);
+	if (error == -EWOULDBLOCK && d->lock.holder[0] != '\0')
+		log_errorx("%s is in use by %s (pid %s, which holds %s): "
+		    "start callhookd once it is done", d->cfg.database,
+		    d->lock.holder, d->lock.holder_pid, d->lock.path);
+	else if (error == -EWOULDBLOCK)
+		log_errorx("%s is in use by another callhookd (pid %s, which "
+		    "holds %s): one daemon per database", d->cfg.database,
+		    d->lock.holder_pid, d->lock.path);
+	else if (error != 0) {
+		dblock_error(&d->lock, d->cfg.database, error, msg,
+		    sizeof(msg));
+		log_errorx("%s", msg);
+	} else if (d->lock.pid_error != 0)
+		log_warnx("%s: cannot write the pid: %s", d->lock.path,
+		    strerror(d->lock.pid_error));
+	return error == 0 ? 0 : -1;
 }
 
 /*
@@ -754,8 +646,7 @@ stop(struct daemon *d, const sigset_t *signals)
 	writer_free(d->writer);		/* after: answers ask its health */
 	queue_free(d->queue);
 	store_close(d->store);
-	if (d->lock_fd >= 0)
-		close(d->lock_fd);	/* after the store: the next may start */
+	dblock_release(&d->lock);	/* after the store: the next may start */
 	if (lost.rescued > 0)
 		log_errorx("%zu events could not be written to the database "
 		    "and were saved to %s; load them with: callhook import %s",
@@ -826,7 +717,7 @@ int
 main(int argc, char **argv)
 {
 	struct options o = { 0 };
-	struct daemon d = { .lock_fd = -1 };
+	struct daemon d = { .lock = { .fd = -1 } };
 	sigset_t set;
 	int rc;
 
