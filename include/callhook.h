@@ -9,7 +9,7 @@
  * widths, cleaning) and callhook_progress.c. The commands live in
  * callhook_query.c (list, search, history, export, rejects),
  * callhook_show.c, callhook_stats.c and callhook_admin.c (import, prune,
- * backup).
+ * backup, restore).
  */
 
 #include <stdbool.h>
@@ -44,6 +44,18 @@ struct ch {
  */
 int	ch_open_read(struct ch *ch);
 int	ch_open_write(struct ch *ch, bool create);
+/*
+ * Open another file than cfg.database read-only into ch->st (restore's
+ * backup), with the same checks as ch_open_read() but for the file's
+ * existence, which the caller has looked at.
+ */
+int	ch_open_other(struct ch *ch, const char *path);
+/*
+ * Whether cfg.database may be replaced by restore: a regular file, or
+ * nothing, unless it is a relative path from -c that is not here.
+ * 0, or a negative errno with the reason on stderr.
+ */
+int	ch_check_replaceable(const struct ch *ch);
 
 /* The commands. Each parses its own argv (argv[0] is its name). */
 int	cmd_list(struct ch *, int, char **);
@@ -56,6 +68,7 @@ int	cmd_stats(struct ch *, int, char **);
 int	cmd_import(struct ch *, int, char **);
 int	cmd_prune(struct ch *, int, char **);
 int	cmd_backup(struct ch *, int, char **);
+int	cmd_restore(struct ch *, int, char **);
 
 /* "usage: callhook ..." for a command (NULL: the general one) on stderr. */
 int	ch_usage(const char *cmd);

@@ -1,6 +1,6 @@
 /*
- * callhook: the command-line tool that reads (and, for import, prune and
- * backup, writes) the database that callhookd keeps.
+ * callhook: the command-line tool that reads (and, for import, prune,
+ * backup and restore, writes) the database that callhookd keeps.
  *
  * This file parses the options that come before the command (-d, -c),
  * finds the database, opens it through the store module and calls the
@@ -93,6 +93,13 @@ static const struct command commands[] = {
 	    "backup [--force] DEST",
 	    "A consistent copy of the database, taken while the daemon runs.\n"
 	    "DEST must not exist unless --force.\n" },
+	{ "restore", cmd_restore,
+	    "restore BACKUP",
+	    "Replace the database with BACKUP, a copy made by backup, while\n"
+	    "callhookd is stopped (callhookd.socket too): refused while it\n"
+	    "runs. BACKUP is checked first; the replaced file, -wal and -shm\n"
+	    "are kept as DB.replaced-TIME, and the copy gets their owner and\n"
+	    "mode.\n" },
 	{ "rejects", cmd_rejects,
 	    "rejects [--limit N] [--format table|csv|json]",
 	    "The latest refused webhook requests, newest first.\n" },
@@ -120,7 +127,7 @@ ch_usage(const char *cmd)
 	else
 		fprintf(stderr, "usage: callhook [-d DB | -c CONFIG] COMMAND "
 		    "[ARGS]\n       commands: list show search stats history "
-		    "export import prune backup rejects\n");
+		    "export import prune backup restore rejects\n");
 	return CH_USAGE;
 }
 
@@ -238,10 +245,10 @@ check_exists(const struct ch *ch)
 }
 
 static int
-open_store(struct ch *ch, bool readonly, bool fts)
+open_store(struct ch *ch, const char *path, bool readonly, bool fts)
 {
 	struct store_options opt = {
-		.path = ch->cfg.database, .readonly = readonly,
+		.path = path, .readonly = readonly,
 		.sync_full = ch->cfg.sync_full, .fts = fts, .known_dup = true,
 		.busy_timeout_ms = BUSY_TIMEOUT_MS,
 	};
@@ -262,7 +269,25 @@ ch_open_read(struct ch *ch)
 {
 	if (check_exists(ch) != 0)
 		return -ENOENT;
-	return open_store(ch, true, false);
+	return open_store(ch, ch->cfg.database, true, false);
+}
+
+int
+ch_open_other(struct ch *ch, const char *path)
+{
+	return open_store(ch, path, true, false);
+}
+
+int
+ch_check_replaceable(const struct ch *ch)
+{
+	struct stat sb;
+
+	if (stat(ch->cfg.database, &sb) == 0)
+		return check_regular(ch->cfg.database, &sb);
+	if (errno == ENOENT && ch->relative_in == NULL)
+		return 0;
+	return check_exists(ch);
 }
 
 /* Whether the file has the full-text index, or -1 when it cannot tell. */
@@ -310,7 +335,7 @@ ch_open_write(struct ch *ch, bool create)
 		return -EINVAL;
 	/* An empty file (touch) is a new database, for import as for SQLite. */
 	if (exists && !(create && no_data(ch->cfg.database, &sb))) {
-		if (open_store(ch, true, false) != 0)
+		if (open_store(ch, ch->cfg.database, true, false) != 0)
 			return -EINVAL;
 		if ((have = fts_state(ch)) >= 0)
 			fts = have > 0;
@@ -319,7 +344,7 @@ ch_open_write(struct ch *ch, bool create)
 		ch->db = NULL;
 	} else if (!create || ch->relative_in != NULL)
 		return check_exists(ch);
-	return open_store(ch, false, fts);
+	return open_store(ch, ch->cfg.database, false, fts);
 }
 
 /* Colour follows https://no-color.org: any non-empty NO_COLOR turns it off. */

@@ -1,5 +1,5 @@
 /*
- * The commands that write: import, prune, and backup.
+ * The commands that write: import, prune, backup and restore.
  *
  * import and prune share the file with a running daemon, whose writer
  * waits 100 ms for the lock before it backs off and tries again, and
@@ -20,6 +20,14 @@
  * so DEST is never a half-written database. SIGINT, SIGTERM and SIGHUP
  * stop the copy between two steps; the temporary file is removed, and
  * then the signal ends callhook as it would have.
+ *
+ * restore is backup the other way round, with the daemon stopped: it
+ * takes DATABASE.lock as the daemon does, so that no daemon starts on
+ * the file while it is replaced, copies the backup the same way into a
+ * temporary file beside the database, moves the database and the files
+ * SQLite keeps beside it aside under one new name, and renames the copy
+ * into place. An old -wal left beside the copy would be written into it
+ * at the next open, and corrupt it.
  */
 
 #include <err.h>
@@ -40,6 +48,7 @@
 #include <cjson/cJSON.h>
 
 #include "callhook.h"
+#include "dblock.h"
 #include "event.h"
 #include "metrics.h"
 
@@ -870,6 +879,15 @@ backup_copy(struct ch *ch, sqlite3 *dst, const char *dest)
 	return 0;
 }
 
+/*
+ * The database and the files SQLite keeps beside it, the WAL first: a
+ * restore moves them in this order, so that one stopped half way (kill
+ * -9, a power cut) never leaves an old -wal beside a database it does
+ * not belong to.
+ */
+static const char *const db_files[] = { "-wal", "-shm", "-journal", "" };
+#define NDB_FILES	(sizeof(db_files) / sizeof(db_files[0]))
+
 static bool
 same_file(const char *a, const char *b)
 {
@@ -902,14 +920,12 @@ resolved_name(const char *path, char *out, size_t outlen)
 static bool
 is_database_file(const char *dest, const char *db)
 {
-	static const char *const suffixes[] = { "", "-wal", "-shm",
-	    "-journal" };
 	char d[PATH_MAX], real[PATH_MAX], name[PATH_MAX + 16];
 
 	if (realpath(db, real) == NULL || !resolved_name(dest, d, sizeof(d)))
 		return same_file(dest, db);
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-		snprintf(name, sizeof(name), "%s%s", real, suffixes[i]);
+	for (size_t i = 0; i < NDB_FILES; i++) {
+		snprintf(name, sizeof(name), "%s%s", real, db_files[i]);
 		if (strcmp(d, name) == 0 || same_file(dest, name))
 			return true;
 	}
@@ -943,24 +959,34 @@ backup_dest_ok(const char *dest, bool force)
 }
 
 /*
- * Move the finished copy into place. Without --force, never over a file
- * that appeared meanwhile: RENAME_NOREPLACE, or where the file system
- * lacks it, link() and unlink(), which fail on an existing name too.
+ * rename() that never replaces a file: RENAME_NOREPLACE, or where the
+ * file system lacks it, link() and unlink(), which fail on an existing
+ * name too. 0 or -errno.
+ */
+static int
+rename_noreplace(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) != 0 &&
+	    ((errno != EINVAL && errno != ENOSYS) || link(from, to) != 0 ||
+	    unlink(from) != 0))
+		return -errno;
+	return 0;
+}
+
+/*
+ * Move the finished copy into place; without --force, never over a file
+ * that appeared meanwhile.
  */
 static int
 backup_place(const char *tmp, const char *dest, bool force)
 {
+	int error;
+
 	if (force)
 		return rename(tmp, dest) == 0 ? 0 : -errno;
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_NOREPLACE) != 0 &&
-	    ((errno != EINVAL && errno != ENOSYS) || link(tmp, dest) != 0 ||
-	    unlink(tmp) != 0)) {
-		if (errno != EEXIST)
-			return -errno;
+	if ((error = rename_noreplace(tmp, dest)) == -EEXIST)
 		warnx("%s exists; --force replaces it", dest);
-		return -EEXIST;
-	}
-	return 0;
+	return error;
 }
 
 /* The temporary copy, and the journal SQLite may leave beside it. */
@@ -1085,4 +1111,461 @@ cmd_backup(struct ch *ch, int argc, char **argv)
 	if (backup_stop)
 		backup_raise();
 	return CH_FAIL;
+}
+
+/* restore */
+
+#define SHM_DMS_BYTE	128	/* SQLite's "DMS" lock byte in the -shm */
+#define ASIDE_TRIES	100
+#define NO_DATABASE	(NDB_FILES - 1)	/* db_files[] index of "" */
+
+struct restore {
+	const char	*backup;		/* as given */
+	char		 db[PATH_MAX];		/* the database's real path */
+	char		 tmp[PATH_MAX];		/* the copy, until placed */
+	char		 aside[PATH_MAX + 48];	/* DB.replaced-TIME[.N] */
+	bool		 moved[NDB_FILES];	/* now at aside + suffix */
+	bool		 placed;		/* the copy is at db */
+	char		 step[2 * PATH_MAX + 128]; /* what failed */
+	uid_t		 uid;			/* what the copy gets */
+	gid_t		 gid;
+	mode_t		 mode;
+	long long	 calls;			/* in the backup */
+	struct dblock	 lock;
+};
+
+static int
+restore_args(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
+		return c == 'h' ? ch_help("restore") : ch_usage("restore");
+	return ch_operands("restore", argc, argv, 1, "BACKUP");
+}
+
+/*
+ * BACKUP is a file of its own: not a symbolic link, a directory, a
+ * device or a FIFO, and not the database or a file SQLite keeps beside
+ * it, by any name, which the restore would move aside.
+ */
+static int
+restore_source_ok(const struct ch *ch, const char *path)
+{
+	struct stat sb;
+
+	if (lstat(path, &sb) == -1) {
+		warnx("%s: %s", path, errno == ENOENT ? "no such file" :
+		    strerror(errno));
+		return -ENOENT;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		warnx("%s is not a regular file (a symbolic link, a directory, "
+		    "a device or a FIFO); give the backup's own file", path);
+		return -EINVAL;
+	}
+	if (is_database_file(path, ch->cfg.database)) {
+		warnx("%s is the database or one of its files (-wal, -shm, "
+		    "-journal); give a backup made by callhook backup", path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+restore_lock(const struct ch *ch, struct restore *rs)
+{
+	char msg[PATH_MAX + 300];
+	int error;
+
+	error = dblock_take(&rs->lock, ch->cfg.database, "callhook restore");
+	if (error == -EWOULDBLOCK && rs->lock.holder[0] == '\0')
+		warnx("%s is in use by callhookd (pid %s, which holds %s): "
+		    "stop callhookd and callhookd.socket first (systemctl "
+		    "stop callhookd.socket callhookd)", ch->cfg.database,
+		    rs->lock.holder_pid, rs->lock.path);
+	else if (error == -EWOULDBLOCK)
+		warnx("%s is in use by %s (pid %s, which holds %s)",
+		    ch->cfg.database, rs->lock.holder, rs->lock.holder_pid,
+		    rs->lock.path);
+	else if (error != 0) {
+		dblock_error(&rs->lock, ch->cfg.database, error, msg,
+		    sizeof(msg));
+		warnx("%s", msg);
+	}
+	return error;
+}
+
+/*
+ * Whether another process has the database open (callhook import or
+ * prune, an sqlite3 shell), which would go on writing into the file
+ * moved aside. Every connection to a WAL database holds a read lock on
+ * one byte of the -shm file for as long as it is open (SQLite's "DMS"
+ * lock); a -shm that cannot be opened tells nothing.
+ */
+static int
+restore_check_unused(const struct restore *rs)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+	    .l_start = SHM_DMS_BYTE, .l_len = 1 };
+	char shm[PATH_MAX + 8];
+	int fd, rc;
+
+	snprintf(shm, sizeof(shm), "%s-shm", rs->db);
+	fd = open(shm, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1)
+		return 0;
+	rc = fcntl(fd, F_GETLK, &fl);
+	close(fd);
+	if (rc == -1 || fl.l_type == F_UNLCK)
+		return 0;
+	warnx("%s is open in another process (pid %ld: callhook import or "
+	    "prune, an sqlite3 shell?), which would go on writing into the "
+	    "replaced file; end it first", rs->db, (long)fl.l_pid);
+	return -EBUSY;
+}
+
+/* SQLite's text for the operator, on one line. */
+static void
+one_line(char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s == '\n' || *s == '\r' || *s == '\t')
+			*s = ' ';
+}
+
+/* Refuse a backup SQLite finds damaged, with its first complaint. */
+static int
+restore_quick_check(struct ch *ch, const struct restore *rs)
+{
+	sqlite3_stmt *stmt = NULL;
+	const unsigned char *text;
+	char why[256];
+	int rc;
+
+	rc = sqlite3_prepare_v2(ch->db, "PRAGMA quick_check(1)", -1, &stmt,
+	    NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(stmt);
+	text = rc == SQLITE_ROW ? sqlite3_column_text(stmt, 0) : NULL;
+	snprintf(why, sizeof(why), "%s", text != NULL ? (const char *)text :
+	    sqlite3_errmsg(ch->db));
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_ROW && strcmp(why, "ok") == 0)
+		return 0;
+	one_line(why);
+	if (rc == SQLITE_ROW || (rc & 0xff) == SQLITE_CORRUPT ||
+	    (rc & 0xff) == SQLITE_NOTADB)
+		warnx("%s is damaged (PRAGMA quick_check: %s); restore another "
+		    "backup", rs->backup, why);
+	else
+		warnx("%s: %s", rs->backup, why);
+	return -EINVAL;
+}
+
+/*
+ * The backup is whole and a callhookd database: store_open() has
+ * refused another file, an empty one, or a schema newer than this
+ * program's (an older one is migrated by callhookd at its start).
+ */
+static int
+restore_check_source(struct ch *ch, struct restore *rs)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	if (restore_quick_check(ch, rs) != 0)
+		return -EINVAL;
+	rc = sqlite3_prepare_v2(ch->db, "SELECT count(*) FROM calls", -1,
+	    &stmt, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		rs->calls = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (strstr(sqlite3_errmsg(ch->db), "no such table") != NULL)
+		warnx("%s has no calls table, so it is not a backup of a "
+		    "callhookd database", rs->backup);
+	else
+		warnx("%s: %s", rs->backup, sqlite3_errmsg(ch->db));
+	return -EINVAL;
+}
+
+/*
+ * What the copy gets: the owner, group and mode of the database it
+ * replaces or, when there is none, its directory's owner and group and
+ * mode 0640, so that a restore run as root leaves a file the daemon's
+ * user can open.
+ */
+static int
+restore_owner(struct restore *rs)
+{
+	char dir[PATH_MAX];
+	struct stat sb;
+
+	rs->mode = 0640;
+	if (stat(rs->db, &sb) == 0)
+		rs->mode = sb.st_mode & 0777;
+	else if (errno == ENOENT) {
+		snprintf(dir, sizeof(dir), "%s", rs->db);
+		if (stat(dirname(dir), &sb) == -1) {
+			warn("%s", dir);
+			return -1;
+		}
+	} else {
+		warn("%s", rs->db);
+		return -1;
+	}
+	rs->uid = sb.st_uid;
+	rs->gid = sb.st_gid;
+	return 0;
+}
+
+/* Before the copy, so that its fsync covers them too. */
+static int
+restore_give_owner(const struct restore *rs)
+{
+	if (chown(rs->tmp, rs->uid, rs->gid) == 0 &&
+	    chmod(rs->tmp, rs->mode) == 0)
+		return 0;
+	warn("%s: cannot give the copy the database's owner (uid %u, gid %u)"
+	    " and mode (%03o); run restore as root or as that owner",
+	    rs->tmp, (unsigned)rs->uid, (unsigned)rs->gid,
+	    (unsigned)rs->mode);
+	return -1;
+}
+
+/*
+ * DB.replaced-YYYYMMDDTHHMMSSZ, with .2, .3 after it when a restore in
+ * the same second took that name: none of its files may exist yet.
+ */
+static int
+restore_aside_name(struct restore *rs)
+{
+	char stamp[32], name[sizeof(rs->aside) + 16];
+	time_t now = time(NULL);
+	struct stat sb;
+	struct tm tm;
+	size_t i;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	for (int n = 1; n <= ASIDE_TRIES; n++) {
+		if (n == 1)
+			snprintf(rs->aside, sizeof(rs->aside),
+			    "%s.replaced-%s", rs->db, stamp);
+		else
+			snprintf(rs->aside, sizeof(rs->aside),
+			    "%s.replaced-%s.%d", rs->db, stamp, n);
+		for (i = 0; i < NDB_FILES; i++) {
+			snprintf(name, sizeof(name), "%s%s", rs->aside,
+			    db_files[i]);
+			if (lstat(name, &sb) == 0)
+				break;
+			if (errno != ENOENT) {
+				warn("%s", name);
+				return -1;
+			}
+		}
+		if (i == NDB_FILES)
+			return 0;
+	}
+	warnx("%s: %d restores this second already", rs->aside, ASIDE_TRIES);
+	return -1;
+}
+
+/*
+ * Move the database's files aside, WAL first, then the copy into its
+ * place, never over a file, and make that durable. On failure, rs->step
+ * says what failed, and rs->moved and rs->placed what was done.
+ */
+static int
+restore_swap(struct restore *rs)
+{
+	char from[PATH_MAX + 16], to[sizeof(rs->aside) + 16];
+	char dir[PATH_MAX];
+	struct stat sb;
+	int error;
+
+	for (size_t i = 0; i < NDB_FILES; i++) {
+		snprintf(from, sizeof(from), "%s%s", rs->db, db_files[i]);
+		snprintf(to, sizeof(to), "%s%s", rs->aside, db_files[i]);
+		snprintf(rs->step, sizeof(rs->step), "moving %s to %s", from,
+		    to);
+		if (lstat(from, &sb) == -1) {
+			if (errno == ENOENT)
+				continue;
+			return -errno;
+		}
+		if ((error = rename_noreplace(from, to)) != 0)
+			return error;
+		rs->moved[i] = true;
+	}
+	snprintf(rs->step, sizeof(rs->step), "moving %s to %s", rs->tmp,
+	    rs->db);
+	if ((error = rename_noreplace(rs->tmp, rs->db)) != 0)
+		return error;
+	rs->placed = true;
+	snprintf(dir, sizeof(dir), "%s", rs->db);
+	snprintf(rs->step, sizeof(rs->step), "fsync of %s", dirname(dir));
+	return sync_path(dir, O_RDONLY | O_DIRECTORY);
+}
+
+/*
+ * Undo what restore_swap() did, saying why it stopped and where the
+ * files are now.
+ */
+static void
+restore_undo(struct restore *rs, int error)
+{
+	char from[sizeof(rs->aside) + 16], to[PATH_MAX + 16], dir[PATH_MAX];
+	bool back = true;
+
+	warnx("restore stopped: %s: %s", rs->step, strerror(-error));
+	if (rs->placed && rename(rs->db, rs->tmp) != 0) {
+		warn("%s, the copy of %s, could not be moved back to %s; the "
+		    "files it replaced are at %s", rs->db, rs->backup, rs->tmp,
+		    rs->aside);
+		return;
+	}
+	for (size_t i = NDB_FILES; i-- > 0;) {
+		if (!rs->moved[i])
+			continue;
+		snprintf(from, sizeof(from), "%s%s", rs->aside, db_files[i]);
+		snprintf(to, sizeof(to), "%s%s", rs->db, db_files[i]);
+		if (rename_noreplace(from, to) != 0) {
+			warn("%s could not be put back as %s", from, to);
+			back = false;
+		}
+	}
+	backup_discard(rs->tmp);
+	snprintf(dir, sizeof(dir), "%s", rs->db);
+	sync_path(dirname(dir), O_RDONLY | O_DIRECTORY);
+	if (back)
+		warnx("%s and its files are back as they were", rs->db);
+}
+
+/* A lock file made here, by root, is the database's owner's. */
+static void
+restore_lock_owner(const struct restore *rs)
+{
+	if (rs->lock.created && geteuid() == 0 &&
+	    fchown(rs->lock.fd, rs->uid, rs->gid) != 0)
+		warn("%s", rs->lock.path);
+}
+
+/*
+ * DATABASE.unsaved.jsonl, named by the daemon from the path it was
+ * given, which may be this one or the real one.
+ */
+static bool
+restore_unsaved(const struct ch *ch, const struct restore *rs, char *path,
+    size_t size)
+{
+	const char *names[] = { ch->cfg.database, rs->db };
+	struct stat sb;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, size, "%s.unsaved.jsonl", names[i]);
+		if (lstat(path, &sb) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+restore_report(const struct ch *ch, const struct restore *rs)
+{
+	char with[64] = "", unsaved[PATH_MAX + 32];
+
+	for (size_t i = 0; i < NO_DATABASE; i++)
+		if (rs->moved[i])
+			snprintf(with + strlen(with), sizeof(with) -
+			    strlen(with), "%s%s", with[0] != '\0' ? ", " : "",
+			    db_files[i]);
+	printf("%s: restored from %s (%lld calls); ", ch->cfg.database,
+	    rs->backup, rs->calls);
+	if (rs->moved[NO_DATABASE])
+		printf("the replaced database is now %s%s%s%s\n", rs->aside,
+		    with[0] != '\0' ? " (with its " : "", with,
+		    with[0] != '\0' ? ")" : "");
+	else if (with[0] != '\0')
+		printf("there was no database to replace, only its %s, now "
+		    "beside it as %s-*\n", with, rs->aside);
+	else
+		printf("there was no database to replace\n");
+	if (restore_unsaved(ch, rs, unsaved, sizeof(unsaved)))
+		printf("%s holds events callhookd set aside, which are in "
+		    "neither file: load them with callhook import\n", unsaved);
+}
+
+/* The restore, once DATABASE.lock is held. */
+static int
+restore_locked(struct ch *ch, struct restore *rs)
+{
+	int error;
+
+	if (restore_check_unused(rs) != 0 ||
+	    ch_open_other(ch, rs->backup) != 0 ||
+	    restore_check_source(ch, rs) != 0 || restore_owner(rs) != 0)
+		return CH_FAIL;
+	backup_catch_signals();
+	if (backup_temp(ch, rs->db, rs->tmp, sizeof(rs->tmp)) != 0)
+		return CH_FAIL;
+	if (restore_give_owner(rs) != 0)
+		error = -EPERM;
+	else if ((error = backup_to_file(ch, rs->tmp, rs->db)) != 0 &&
+	    error != -EIO && error != -EINTR)
+		warnx("%s: %s", rs->tmp, strerror(-error));
+	if (error == 0 && backup_stop)
+		error = -EINTR;
+	if (error == 0 && restore_aside_name(rs) != 0)
+		error = -EEXIST;
+	/* Again: an import may have begun during the copy. */
+	if (error == 0 && restore_check_unused(rs) != 0)
+		error = -EBUSY;
+	if (error != 0) {
+		backup_discard(rs->tmp);
+		return CH_FAIL;
+	}
+	/*
+	 * From here a signal waits until the end: the rest is a few
+	 * renames, and is never left half done.
+	 */
+	if ((error = restore_swap(rs)) != 0) {
+		restore_undo(rs, error);
+		return CH_FAIL;
+	}
+	restore_lock_owner(rs);
+	restore_report(ch, rs);
+	return CH_OK;
+}
+
+int
+cmd_restore(struct ch *ch, int argc, char **argv)
+{
+	struct restore rs;
+	int rc;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.lock.fd = -1;
+	if ((rc = restore_args(argc, argv)) >= 0)
+		return rc;
+	rs.backup = argv[optind];
+	if (ch_check_replaceable(ch) != 0 ||
+	    restore_source_ok(ch, rs.backup) != 0)
+		return CH_FAIL;
+	dblock_database_path(ch->cfg.database, rs.db);
+	if (restore_lock(ch, &rs) != 0)
+		return CH_FAIL;
+	rc = restore_locked(ch, &rs);
+	dblock_release(&rs.lock);
+	/* Stopped by a signal: die of it, now that the copy is gone. */
+	if (rc != CH_OK && backup_stop)
+		backup_raise();
+	return rc;
 }

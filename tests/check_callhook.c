@@ -556,6 +556,7 @@ START_TEST(test_errors)
 	ck_assert(strstr(out, "--since") != NULL);
 	ck_assert_int_eq(ch_on(NULL, "--help"), 0);
 	ck_assert(strstr(out, "rejects") != NULL);
+	ck_assert(strstr(out, "restore BACKUP") != NULL);
 	/* As callhook(1) has them: every option, and no -c, no config. */
 	ck_assert_msg(strstr(out, "-d, --database DB") != NULL && strstr(out,
 	    "-c, --config CONFIG") != NULL && strstr(out, "-V, --version") !=
@@ -2094,6 +2095,417 @@ START_TEST(test_wal_readonly_fs)
 END_TEST
 
 /*
+ * restore. Backups go into bk/, so that a listing of the test's
+ * directory shows only the database's files, out, err and the log.
+ */
+static char *
+restore_backup(void)
+{
+	char *b = tmp_path("bk/b.db");
+
+	ck_assert_int_eq(tu_sh("mkdir -p '%s/bk'", d.dir), 0);
+	ck_assert_int_eq(ch("backup '%s'", b), 0);
+	return b;
+}
+
+/*
+ * What a refused restore must leave as it was: the names in the
+ * directory, and every byte of the database and its WAL. (Counting
+ * rows would open the file and could change it.)
+ */
+static char *
+restore_snapshot(void)
+{
+	char *snap;
+
+	ck_assert_int_eq(tu_sh("cd '%s' && { ls -a; cksum calls.db "
+	    "calls.db-wal 2>&1; true; } >bk/snap", d.dir), 0);
+	snap = tu_read_file(tmp_path("bk/snap"), NULL);
+	ck_assert_ptr_nonnull(snap);
+	return snap;
+}
+
+static void
+expect_unchanged(const char *before, const char *what)
+{
+	char *now = restore_snapshot();
+
+	ck_assert_msg(strcmp(before, now) == 0, "%s changed the files:\n"
+	    "%s\nnow:\n%s", what, before, now);
+	free(now);
+}
+
+/* The moved-aside database's path, from the output of a restore. */
+static char *
+replaced_name(void)
+{
+	static char name[400];
+	const char *p = strstr(out, " is now ");
+	size_t n;
+
+	ck_assert_msg(p != NULL, "%s", out);
+	p += strlen(" is now ");
+	n = strcspn(p, " \n");
+	ck_assert(n < sizeof(name));
+	memcpy(name, p, n);
+	name[n] = '\0';
+	return name;
+}
+
+/*
+ * Refused while callhookd runs on the database (it holds
+ * DATABASE.lock), and while another process has the file open: the
+ * first would go on writing its new events into the file moved aside.
+ * Nothing changes, and the daemon goes on.
+ */
+START_TEST(test_restore_refused_running)
+{
+	char *b, *before, *after, lock[400];
+	struct stat st1, st2;
+	sqlite3 *h;
+
+	fill();
+	b = restore_backup();
+	post_variant("call_ended.json", "callSid", "\"not-in-backup\"", NULL);
+	ck_assert_int_eq(ch("export --format jsonl"), 0);
+	before = strdup(out);
+	ck_assert_int_eq(stat(d.db, &st1), 0);
+	expect_fail(ch("restore '%s'", b), 1, "is in use by callhookd");
+	snprintf(lock, sizeof(lock), "(pid %d, which holds %s.lock): stop "
+	    "callhookd and callhookd.socket first", (int)d.pid, d.db);
+	ck_assert_msg(strstr(err, lock) != NULL, "%s", err);
+	ck_assert_int_eq(stat(d.db, &st2), 0);
+	ck_assert(st1.st_ino == st2.st_ino);
+	ck_assert_int_eq(tu_sh("ls '%s' | grep -q 'tmp-\\|replaced'", d.dir),
+	    1);
+	ck_assert_int_eq(ch("export --format jsonl"), 0);
+	ck_assert_str_eq(out, before);
+	ck_assert_int_eq(count_lines(out), NCALLS + 1);
+	free(before);
+	post_variant("call_ended.json", "callSid", "\"after-refusal\"", NULL);
+
+	/* Stopped, but the file open here (an sqlite3 shell, say). */
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	ck_assert_int_eq(sqlite3_open_v2(d.db, &h, SQLITE_OPEN_READONLY,
+	    NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(h, "SELECT count(*) FROM calls", NULL,
+	    NULL, NULL), SQLITE_OK);
+	before = restore_snapshot();
+	snprintf(lock, sizeof(lock), "is open in another process (pid %d",
+	    (int)getpid());
+	expect_fail(ch("restore '%s'", b), 1, lock);
+	expect_unchanged(before, "a restore under an open connection");
+	sqlite3_close(h);
+	free(before);
+	ck_assert_int_eq(ch("export --format jsonl"), 0);
+	after = strstr(out, "after-refusal");
+	ck_assert_msg(after != NULL, "%s", out);
+}
+END_TEST
+
+/*
+ * The daemon stopped: the database becomes the backup, with the owner,
+ * group and mode the replaced file had; the replaced file and its -wal
+ * and -shm stay, under one name, with all their rows; a file of events
+ * set aside is named, and left. The daemon then runs on the restored
+ * file.
+ */
+START_TEST(test_restore)
+{
+	char *b, *aside, path[500], *unsaved;
+	long long nb;
+	struct stat sb;
+	int root = geteuid() == 0;
+
+	fill();
+	b = restore_backup();
+	nb = db_int(b, "SELECT count(*) FROM calls");
+	ck_assert_int_eq(nb, NCALLS);
+	for (int i = 0; i < 5; i++) {
+		snprintf(path, sizeof(path), "\"later-%d\"", i);
+		post_variant("call_ended.json", "callSid", path, NULL);
+	}
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	if (root)
+		ck_assert_int_eq(tu_sh("chown 65534:65534 '%s' && chmod 600 "
+		    "'%s'", d.db, d.db), 0);
+	unsaved = tmp_path("calls.db.unsaved.jsonl");
+	write_file(unsaved, "{\"event\":\"call_ended\"}\n");
+
+	ck_assert_int_eq(ch("restore '%s'", b), 0);
+	ck_assert_msg(count_lines(out) == 2 && err[0] == '\0', "%s%s", out,
+	    err);
+	ck_assert_msg(strstr(out, "restored from ") != NULL && strstr(out,
+	    "(7 calls)") != NULL && strstr(out, "(with its -wal, -shm)") !=
+	    NULL, "%s", out);
+	ck_assert_msg(strstr(out, "calls.db.unsaved.jsonl holds events "
+	    "callhookd set aside, which are in neither file") != NULL, "%s",
+	    out);
+	aside = replaced_name();
+	ck_assert_msg(strncmp(aside, d.dir, strlen(d.dir)) == 0 &&
+	    strstr(aside, "/calls.db.replaced-") != NULL, "%s", aside);
+	snprintf(path, sizeof(path), "%s-wal", aside);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s-shm", aside);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	/* Nothing SQLite keeps beside a database is left beside the copy. */
+	snprintf(path, sizeof(path), "%s-wal", d.db);
+	ck_assert_int_eq(access(path, F_OK), -1);
+	ck_assert_int_eq(tu_sh("ls '%s' | grep -q tmp-", d.dir), 1);
+	ck_assert_int_eq(stat(d.db, &sb), 0);
+	ck_assert_msg((sb.st_mode & 0777) == (root ? 0600u : 0640u),
+	    "mode %o", (unsigned)(sb.st_mode & 0777));
+	if (root)
+		ck_assert(sb.st_uid == 65534 && sb.st_gid == 65534);
+	free(out);
+	ck_assert_ptr_nonnull(out = tu_read_file(unsaved, NULL));
+	ck_assert_str_eq(out, "{\"event\":\"call_ended\"}\n");
+
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), nb);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"
+	    " WHERE call_sid LIKE 'later-%'"), 0);
+	ck_assert_int_eq(db_int(aside, "SELECT count(*) FROM calls"), nb + 5);
+	ck_assert_int_eq(db_int(aside, "SELECT count(*) FROM"
+	    " pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+	ck_assert_int_eq(tu_start(&d, NULL, NULL), 0);
+	post_variant("call_ended.json", "callSid", "\"after-restore\"", NULL);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), nb + 1);
+	ck_assert_int_eq(ch("search zebra"), 0);
+	ck_assert_msg(strstr(out, "v-old") != NULL, "%s", out);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	expect_fts_intact(d.db);
+
+	/* No database yet: its directory's owner and group, mode 0640. */
+	ck_assert_int_eq(tu_sh("mkdir '%s/new' && chown 65534:65534 '%s/new'"
+	    " 2>/dev/null || test $(id -u) != 0", d.dir, d.dir), 0);
+	ck_assert_int_eq(ch_on(tmp_path("new/calls.db"), "restore '%s'", b),
+	    0);
+	ck_assert_msg(strstr(out, "there was no database to replace\n") !=
+	    NULL && count_lines(out) == 1, "%s", out);
+	ck_assert_int_eq(stat(tmp_path("new/calls.db"), &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0640);
+	if (root)
+		ck_assert(sb.st_uid == 65534 && sb.st_gid == 65534);
+	ck_assert_int_eq(db_int(tmp_path("new/calls.db"),
+	    "SELECT count(*) FROM calls"), nb);
+	/* Again at once: another name for the second file moved aside. */
+	ck_assert_int_eq(ch_on(tmp_path("new/calls.db"), "restore '%s'", b),
+	    0);
+	ck_assert_int_eq(ch_on(tmp_path("new/calls.db"), "restore '%s'", b),
+	    0);
+	ck_assert_int_eq(tu_sh("test $(ls '%s/new' | grep -c "
+	    "'^calls.db.replaced-[0-9]*T[0-9]*Z\\(.[23]\\)\\?$') = 2", d.dir),
+	    0);
+}
+END_TEST
+
+/*
+ * A backup that is not one, or is damaged, is refused before anything
+ * is touched, saying which file and why.
+ */
+START_TEST(test_restore_bad_backup)
+{
+	static const struct {
+		const char	*file;
+		const char	*says;
+	} refused[] = {
+		{ "bk/text.db", "text.db is not a callhookd database" },
+		{ "bk/other.db", "other.db is not a callhookd database" },
+		{ "bk/empty.db", "empty.db is empty" },
+		{ "bk/newer.db", "newer.db has schema version 99, newer than "
+		    "this program's" },
+		{ "bk/link.db", "link.db is not a regular file" },
+		{ "bk/fifo.db", "fifo.db is not a regular file" },
+		{ "bk", "bk is not a regular file" },
+		{ "bk/nope.db", "nope.db: no such file" },
+	};
+	char *b, *bad, *before;
+
+	fill();
+	b = restore_backup();
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	/* Bytes overwritten in its third page, the first of a table's. */
+	bad = tmp_path("bk/damaged.db");
+	ck_assert_int_eq(tu_sh("cp '%s' '%s' && head -c 3000 /dev/zero | "
+	    "tr '\\0' x | dd of='%s' bs=1 seek=8200 conv=notrunc "
+	    "2>/dev/null", b, bad, bad), 0);
+	write_file(tmp_path("bk/text.db"), "hello, this is not SQLite\n");
+	ck_assert_int_eq(tu_sh("cp '%s' '%s'", b, tmp_path("bk/newer.db")),
+	    0);
+	db_exec(tmp_path("bk/newer.db"), "PRAGMA user_version = 99");
+	db_exec(tmp_path("bk/other.db"), "CREATE TABLE t (x)");
+	ck_assert_int_eq(symlink(b, tmp_path("bk/link.db")), 0);
+	ck_assert_int_eq(mkfifo(tmp_path("bk/fifo.db"), 0600), 0);
+	write_file(tmp_path("bk/empty.db"), "");
+	before = restore_snapshot();
+
+	expect_fail(ch("restore '%s'", bad), 1, "damaged.db is damaged "
+	    "(PRAGMA quick_check: ");
+	expect_unchanged(before, "a damaged backup");
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		expect_fail(ch("restore '%s'", tmp_path(refused[i].file)), 1,
+		    refused[i].says);
+	expect_fail(ch("restore '%s'", d.db), 1,
+	    "is the database or one of its files");
+	expect_fail(ch("restore '%s/./calls.db-wal'", d.dir), 1,
+	    "is the database or one of its files");
+	ck_assert_int_eq(link(d.db, tmp_path("bk/hard.db")), 0);
+	expect_fail(ch("restore '%s'", tmp_path("bk/hard.db")), 1,
+	    "is the database or one of its files");
+	expect_unchanged(before, "a refused backup");
+	free(before);
+	expect_fail(ch("restore"), 2, "BACKUP is needed");
+	expect_fail(ch("restore a b"), 2, "unexpected argument: b");
+	expect_fail(ch("restore --force x"), 2, "unrecognized option");
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), NCALLS);
+}
+END_TEST
+
+/*
+ * The trap of the README's old procedure: a daemon killed under load
+ * leaves a -wal with the old file's last commits, which the next open
+ * wrote into the backup put in its place, corrupting it. restore moves
+ * it aside with the file; callhookd then starts on the backup, whole.
+ */
+START_TEST(test_restore_after_kill)
+{
+	char *b, *aside, sid[32], wal[400];
+	struct stat sb;
+	pthread_t t;
+	int posted = 0;
+
+	fill();
+	b = restore_backup();
+	for (int i = 0; i < 30; i++) {
+		snprintf(sid, sizeof(sid), "\"after-%d\"", i);
+		post_variant("call_ended_long.json", "callSid", sid, NULL);
+	}
+	atomic_store(&posting, 1);
+	pthread_create(&t, NULL, poster, &posted);
+	tu_sleep_ms(300);
+	ck_assert_int_eq(tu_stop(&d, SIGKILL), 128 + SIGKILL);
+	atomic_store(&posting, 0);
+	pthread_join(t, NULL);
+	snprintf(wal, sizeof(wal), "%s-wal", d.db);
+	ck_assert_int_eq(stat(wal, &sb), 0);
+	ck_assert_int_gt(sb.st_size, 0);
+
+	ck_assert_int_eq(ch("restore '%s'", b), 0);
+	aside = replaced_name();
+	ck_assert_int_eq(tu_start(&d, NULL, NULL), 0);
+	post_variant("call_ended.json", "callSid", "\"later-1\"", NULL);
+	post_variant("call_ended.json", "callSid", "\"later-2\"", NULL);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM"
+	    " pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"),
+	    NCALLS + 2);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"
+	    " WHERE call_sid LIKE 'later-%'"), 2);
+	expect_fts_intact(d.db);
+	/* What the killed daemon had committed is in the file moved aside. */
+	ck_assert_int_eq(db_int(aside, "SELECT count(*) FROM calls"
+	    " WHERE call_sid LIKE 'after-%'"), 30);
+	ck_assert_int_eq(db_int(aside, "SELECT count(*) FROM"
+	    " pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+}
+END_TEST
+
+/* A backup of an older schema is restored as it is; callhookd migrates. */
+START_TEST(test_restore_old_schema)
+{
+	char *b, *log;
+
+	fill();
+	b = restore_backup();
+	db_exec(b, "PRAGMA user_version = 2");
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	ck_assert_int_eq(ch("restore '%s'", b), 0);
+	ck_assert_int_eq(db_int(d.db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(tu_start(&d, NULL, NULL), 0);
+	ck_assert_ptr_nonnull(log = tu_read_file(d.log, NULL));
+	ck_assert_msg(strstr(log, "migrated from schema version 2 to ") !=
+	    NULL, "%s", log);
+	free(log);
+	ck_assert_int_gt(db_int(d.db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), NCALLS);
+}
+END_TEST
+
+/*
+ * While a restore runs, a callhookd started on the database (socket
+ * activation) stops at once, saying why, rather than creating a new
+ * file that the restore would then replace, 200'd events and all. The
+ * restore is held still (SIGSTOP) while the daemon tries.
+ */
+START_TEST(test_restore_keeps_daemon_out)
+{
+	const char *bin = getenv("CALLHOOKD") ? getenv("CALLHOOKD") :
+	    "build/callhookd";
+	char *b, abs[PATH_MAX], absd[PATH_MAX], want[200], *text;
+
+	ck_assert_ptr_nonnull(realpath(callhook(), abs));
+	ck_assert_ptr_nonnull(realpath(bin, absd));
+	fill();
+	b = restore_backup();
+	db_exec(b, "CREATE TABLE pad (x); WITH RECURSIVE n(i) AS (SELECT 1"
+	    " UNION ALL SELECT i + 1 FROM n WHERE i < 64) INSERT INTO pad"
+	    " SELECT zeroblob(1048576) FROM n");
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	ck_assert_int_eq(tu_sh("cd '%s' && { '%s' -d calls.db restore '%s' "
+	    ">rout 2>&1 & pid=$!; until grep -qs 'callhook restore' "
+	    "calls.db.lock || test -s rout; do :; done; kill -STOP $pid; "
+	    "echo $pid >rpid; "
+	    "timeout 10 '%s' --listen 127.0.0.1:0 --database calls.db "
+	    "2>derr; echo $? >dstatus; kill -CONT $pid; wait $pid; }", d.dir,
+	    abs, b, absd), 0);
+	ck_assert_ptr_nonnull(text = tu_read_file(tmp_path("dstatus"), NULL));
+	ck_assert_str_eq(text, "1\n");
+	free(text);
+	ck_assert_ptr_nonnull(text = tu_read_file(tmp_path("rpid"), NULL));
+	snprintf(want, sizeof(want), "calls.db is in use by callhook restore "
+	    "(pid %d, which holds ", atoi(text));
+	free(text);
+	ck_assert_ptr_nonnull(text = tu_read_file(tmp_path("derr"), NULL));
+	ck_assert_msg(strstr(text, want) != NULL, "%s", text);
+	free(text);
+	ck_assert_int_eq(tu_start(&d, NULL, NULL), 0);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), NCALLS);
+}
+END_TEST
+
+/*
+ * A restore that fails after it has begun to move the database's files
+ * puts them back. Here uid 65534 may move the database and its -wal,
+ * which it owns, but not the -shm, which root owns, in a sticky
+ * directory.
+ */
+START_TEST(test_restore_undone)
+{
+	char *b, *before;
+
+	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
+		return;
+	fill();
+	b = restore_backup();
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	ck_assert_int_eq(tu_sh("cd '%s' && chmod 1777 . && chmod 777 bk && "
+	    "chown 65534:65534 calls.db calls.db-wal calls.db.lock bk/b.db && "
+	    "chmod 644 calls.db-shm", d.dir), 0);
+	before = restore_snapshot();
+	ck_assert_int_eq(ch_env(NOBODY, d.db, "restore '%s'", b), 1);
+	ck_assert_msg(strstr(err, "restore stopped: moving ") != NULL &&
+	    strstr(err, "calls.db-shm to ") != NULL && strstr(err,
+	    "Operation not permitted") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, "calls.db and its files are back as they "
+	    "were") != NULL, "%s", err);
+	expect_unchanged(before, "an undone restore");
+	free(before);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), NCALLS);
+}
+END_TEST
+
+/*
  * A NUL in a refused body, which the reason names: \u0000 in JSON, the
  * byte itself in CSV to a file.
  */
@@ -2204,6 +2616,13 @@ callhook_suite(void)
 	tcase_add_test(tc, test_wal_dir_unwritable);
 	tcase_add_test(tc, test_unreadable_file);
 	tcase_add_test(tc, test_wal_readonly_fs);
+	tcase_add_test(tc, test_restore_refused_running);
+	tcase_add_test(tc, test_restore);
+	tcase_add_test(tc, test_restore_bad_backup);
+	tcase_add_test(tc, test_restore_after_kill);
+	tcase_add_test(tc, test_restore_old_schema);
+	tcase_add_test(tc, test_restore_keeps_daemon_out);
+	tcase_add_test(tc, test_restore_undone);
 	tcase_add_test(tc, test_rejects);
 	suite_add_tcase(s, tc);
 	return s;
