@@ -1449,7 +1449,10 @@ restore_undo(struct restore *rs, int error)
 		warnx("%s and its files are back as they were", rs->db);
 }
 
-/* A lock file made here, by root, is the database's owner's. */
+/*
+ * A lock file made here, by root, is the database's owner's, whether the
+ * restore then succeeds or not: left root's, it would stop the daemon.
+ */
 static void
 restore_lock_owner(const struct restore *rs)
 {
@@ -1509,9 +1512,12 @@ restore_locked(struct ch *ch, struct restore *rs)
 {
 	int error;
 
+	if (restore_owner(rs) != 0)
+		return CH_FAIL;
+	restore_lock_owner(rs);
 	if (restore_check_unused(rs) != 0 ||
 	    ch_open_other(ch, rs->backup) != 0 ||
-	    restore_check_source(ch, rs) != 0 || restore_owner(rs) != 0)
+	    restore_check_source(ch, rs) != 0)
 		return CH_FAIL;
 	backup_catch_signals();
 	if (backup_temp(ch, rs->db, rs->tmp, sizeof(rs->tmp)) != 0)
@@ -1540,7 +1546,6 @@ restore_locked(struct ch *ch, struct restore *rs)
 		restore_undo(rs, error);
 		return CH_FAIL;
 	}
-	restore_lock_owner(rs);
 	restore_report(ch, rs);
 	return CH_OK;
 }

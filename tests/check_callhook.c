@@ -2358,6 +2358,15 @@ START_TEST(test_restore_bad_backup)
 	expect_fail(ch("restore a b"), 2, "unexpected argument: b");
 	expect_fail(ch("restore --force x"), 2, "unrecognized option");
 	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), NCALLS);
+	/* A lock file a refused restore made as root is left the owner's. */
+	if (geteuid() == 0) {
+		ck_assert_int_eq(tu_sh("rm '%s.lock' && chown 65534:65534 '%s'",
+		    d.db, d.db), 0);
+		expect_fail(ch("restore '%s'", tmp_path("bk/damaged.db")), 1,
+		    "is damaged");
+		ck_assert_int_eq(tu_sh("test \"$(stat -c %%u:%%g '%s.lock')\" = "
+		    "65534:65534", d.db), 0);
+	}
 }
 END_TEST
 
