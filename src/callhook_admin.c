@@ -30,13 +30,17 @@
  * at the next open, and corrupt it.
  */
 
+#include <sys/prctl.h>
+
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <libgen.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1131,6 +1135,9 @@ struct restore {
 	gid_t		 gid;
 	mode_t		 mode;
 	long long	 calls;			/* in the backup */
+	uid_t		 as_uid;		/* root works as this user */
+	gid_t		 root_gid;		/* the egid before */
+	char		 as_dir[PATH_MAX];	/* who owns this; or "" */
 	struct dblock	 lock;
 };
 
@@ -1192,7 +1199,12 @@ restore_lock(const struct ch *ch, struct restore *rs)
 		warnx("%s is in use by %s (pid %s, which holds %s)",
 		    ch->cfg.database, rs->lock.holder, rs->lock.holder_pid,
 		    rs->lock.path);
-	else if (error != 0) {
+	else if (error != 0 && rs->as_dir[0] != '\0') {
+		dblock_error(&rs->lock, ch->cfg.database, error, msg,
+		    sizeof(msg));
+		warnx("%s (run as root, restore works as uid %u, the owner of "
+		    "%s)", msg, (unsigned)rs->as_uid, rs->as_dir);
+	} else if (error != 0) {
 		dblock_error(&rs->lock, ch->cfg.database, error, msg,
 		    sizeof(msg));
 		warnx("%s", msg);
@@ -1325,17 +1337,39 @@ restore_owner(struct restore *rs)
 	return 0;
 }
 
-/* Before the copy, so that its fsync covers them too. */
+/*
+ * The copy's temporary file beside the database, with the owner, group
+ * and mode it is to have, given through its descriptor: by name, a link
+ * put in its place meanwhile would take them to another file. Before
+ * the copy, so that its fsync covers them too. 0, or -1 said on stderr.
+ */
 static int
-restore_give_owner(const struct restore *rs)
+restore_temp(struct restore *rs)
 {
-	if (chown(rs->tmp, rs->uid, rs->gid) == 0 &&
-	    chmod(rs->tmp, rs->mode) == 0)
+	int fd;
+
+	if (snprintf(rs->tmp, sizeof(rs->tmp), "%s.tmp-XXXXXX", rs->db) >=
+	    (int)sizeof(rs->tmp) || (fd = mkstemp(rs->tmp)) == -1) {
+		warn("%s", rs->db);
+		return -1;
+	}
+	if (fchown(fd, rs->uid, rs->gid) == 0 && fchmod(fd, rs->mode) == 0) {
+		close(fd);
 		return 0;
-	warn("%s: cannot give the copy the database's owner (uid %u, gid %u)"
-	    " and mode (%03o); run restore as root or as that owner",
-	    rs->tmp, (unsigned)rs->uid, (unsigned)rs->gid,
-	    (unsigned)rs->mode);
+	}
+	if (rs->as_dir[0] != '\0')
+		warn("%s: cannot give the copy the database's owner (uid %u, "
+		    "gid %u) and mode (%03o): run as root, restore works as "
+		    "uid %u, the owner of %s; give the database to that user "
+		    "first", rs->tmp, (unsigned)rs->uid, (unsigned)rs->gid,
+		    (unsigned)rs->mode, (unsigned)rs->as_uid, rs->as_dir);
+	else
+		warn("%s: cannot give the copy the database's owner (uid %u, "
+		    "gid %u) and mode (%03o); run restore as root or as that "
+		    "owner", rs->tmp, (unsigned)rs->uid, (unsigned)rs->gid,
+		    (unsigned)rs->mode);
+	close(fd);
+	unlink(rs->tmp);
 	return -1;
 }
 
@@ -1506,6 +1540,93 @@ restore_report(const struct ch *ch, const struct restore *rs)
 		    "neither file: load them with callhook import\n", unsaved);
 }
 
+/*
+ * The absolute path of the database's directory, as given: the cwd
+ * before a relative one.
+ */
+static int
+restore_dir_path(const struct ch *ch, char *path, size_t size)
+{
+	char copy[PATH_MAX], cwd[PATH_MAX];
+	const char *dir;
+
+	snprintf(copy, sizeof(copy), "%s", ch->cfg.database);
+	dir = dirname(copy);
+	if (dir[0] == '/')
+		return snprintf(path, size, "%s", dir) < (int)size ? 0 : -1;
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return -1;
+	return snprintf(path, size, "%s/%s", cwd, dir) < (int)size ? 0 : -1;
+}
+
+/*
+ * Run as root, restore works as the user who owns the database's
+ * directory (the daemon's /var/lib/callhookd), when that is not root.
+ * That user can leave links there to files only root may write: under
+ * the database's name (root would replace the file it names), or under
+ * the copy's temporary name while the copy is made (root would write
+ * over it). As that user, a link leads nowhere they could not go. The
+ * user is the owner of the first directory on the way to the database
+ * (through links) that is not root's, as below it that user can change
+ * anything. Only the effective ids change, so that user can neither
+ * signal nor trace this process. 0, or -1 said on stderr.
+ */
+static int
+restore_act_as_owner(const struct ch *ch, struct restore *rs)
+{
+	char path[PATH_MAX];
+	struct passwd *pw;
+	struct stat sb;
+	gid_t gid;
+	size_t i, len;
+	char c;
+
+	if (geteuid() != 0)
+		return 0;
+	if (restore_dir_path(ch, path, sizeof(path)) != 0) {
+		warn("%s", ch->cfg.database);
+		return -1;
+	}
+	len = strlen(path);
+	for (i = 1; i <= len; i++) {
+		if ((c = path[i]) != '/' && c != '\0')
+			continue;
+		path[i] = '\0';
+		if (stat(path, &sb) != 0)
+			return 0;	/* nothing below, no link to follow */
+		if (sb.st_uid != 0)
+			break;
+		path[i] = c;
+	}
+	if (i > len)
+		return 0;
+	snprintf(rs->as_dir, sizeof(rs->as_dir), "%s", path);
+	rs->as_uid = sb.st_uid;
+	rs->root_gid = getegid();
+	pw = getpwuid(sb.st_uid);
+	gid = pw != NULL ? pw->pw_gid : sb.st_gid;
+	if ((pw != NULL ? initgroups(pw->pw_name, gid) :
+	    setgroups(1, &gid)) != 0 || setegid(gid) != 0 ||
+	    seteuid(sb.st_uid) != 0) {
+		warn("cannot act as uid %u, the owner of %s",
+		    (unsigned)sb.st_uid, rs->as_dir);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Root again once done, and as dumpable as before (a change of ids
+ * clears it), for what inspects the process as it ends (LeakSanitizer).
+ */
+static void
+restore_act_done(const struct restore *rs)
+{
+	if (rs->as_dir[0] != '\0' && seteuid(0) == 0 &&
+	    setegid(rs->root_gid) == 0)
+		prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+}
+
 /* The restore, once DATABASE.lock is held. */
 static int
 restore_locked(struct ch *ch, struct restore *rs)
@@ -1515,16 +1636,12 @@ restore_locked(struct ch *ch, struct restore *rs)
 	if (restore_owner(rs) != 0)
 		return CH_FAIL;
 	restore_lock_owner(rs);
-	if (restore_check_unused(rs) != 0 ||
-	    ch_open_other(ch, rs->backup) != 0 ||
-	    restore_check_source(ch, rs) != 0)
+	if (restore_check_unused(rs) != 0)
 		return CH_FAIL;
 	backup_catch_signals();
-	if (backup_temp(ch, rs->db, rs->tmp, sizeof(rs->tmp)) != 0)
+	if (restore_temp(rs) != 0)
 		return CH_FAIL;
-	if (restore_give_owner(rs) != 0)
-		error = -EPERM;
-	else if ((error = backup_to_file(ch, rs->tmp, rs->db)) != 0 &&
+	if ((error = backup_to_file(ch, rs->tmp, rs->db)) != 0 &&
 	    error != -EIO && error != -EINTR)
 		warnx("%s: %s", rs->tmp, strerror(-error));
 	if (error == 0 && backup_stop)
@@ -1561,14 +1678,20 @@ cmd_restore(struct ch *ch, int argc, char **argv)
 	if ((rc = restore_args(argc, argv)) >= 0)
 		return rc;
 	rs.backup = argv[optind];
+	/* The backup is opened before root acts as another user. */
 	if (ch_check_replaceable(ch) != 0 ||
-	    restore_source_ok(ch, rs.backup) != 0)
+	    restore_source_ok(ch, rs.backup) != 0 ||
+	    ch_open_other(ch, rs.backup) != 0 ||
+	    restore_check_source(ch, &rs) != 0 ||
+	    restore_act_as_owner(ch, &rs) != 0)
 		return CH_FAIL;
 	dblock_database_path(ch->cfg.database, rs.db);
-	if (restore_lock(ch, &rs) != 0)
-		return CH_FAIL;
-	rc = restore_locked(ch, &rs);
-	dblock_release(&rs.lock);
+	if (restore_lock(ch, &rs) == 0) {
+		rc = restore_locked(ch, &rs);
+		dblock_release(&rs.lock);
+	} else
+		rc = CH_FAIL;
+	restore_act_done(&rs);
 	/* Stopped by a signal: die of it, now that the copy is gone. */
 	if (rc != CH_OK && backup_stop)
 		backup_raise();

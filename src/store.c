@@ -731,11 +731,11 @@ store_cannot_write(const char *path, char *why, size_t len)
 			    strerror(saved));
 		return true;
 	}
-	if (access(dir, W_OK | X_OK) == -1) {
+	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) == -1) {
 		snprintf(name, sizeof(name), "directory %s", dir);
 		what = name;
-	} else if (access(path, F_OK) == -1 ||
-	    access(path, R_OK | W_OK) == 0)
+	} else if (faccessat(AT_FDCWD, path, F_OK, AT_EACCESS) == -1 ||
+	    faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) == 0)
 		return false;
 	saved = errno;
 	if (saved == EROFS)

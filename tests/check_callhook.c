@@ -2275,9 +2275,14 @@ START_TEST(test_restore)
 	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
 	expect_fts_intact(d.db);
 
-	/* No database yet: its directory's owner and group, mode 0640. */
-	ck_assert_int_eq(tu_sh("mkdir '%s/new' && chown 65534:65534 '%s/new'"
-	    " 2>/dev/null || test $(id -u) != 0", d.dir, d.dir), 0);
+	/*
+	 * No database yet: its directory's owner and group, mode 0640. Run
+	 * as root, restore works there as that owner, who (as the daemon
+	 * does) must get through the test's directory.
+	 */
+	ck_assert_int_eq(tu_sh("chmod 711 '%s' && mkdir '%s/new' && "
+	    "chown 65534:65534 '%s/new' 2>/dev/null || test $(id -u) != 0",
+	    d.dir, d.dir, d.dir), 0);
 	ck_assert_int_eq(ch_on(tmp_path("new/calls.db"), "restore '%s'", b),
 	    0);
 	ck_assert_msg(strstr(out, "there was no database to replace\n") !=
@@ -2358,12 +2363,25 @@ START_TEST(test_restore_bad_backup)
 	expect_fail(ch("restore a b"), 2, "unexpected argument: b");
 	expect_fail(ch("restore --force x"), 2, "unrecognized option");
 	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), NCALLS);
-	/* A lock file a refused restore made as root is left the owner's. */
+	/*
+	 * A lock file a refused restore made as root is left the owner's.
+	 * (A bad backup is refused before the lock is taken.)
+	 */
 	if (geteuid() == 0) {
+		sqlite3 *h;
+
 		ck_assert_int_eq(tu_sh("rm '%s.lock' && chown 65534:65534 '%s'",
 		    d.db, d.db), 0);
 		expect_fail(ch("restore '%s'", tmp_path("bk/damaged.db")), 1,
 		    "is damaged");
+		ck_assert_int_eq(tu_sh("test ! -e '%s.lock'", d.db), 0);
+		ck_assert_int_eq(sqlite3_open_v2(d.db, &h, SQLITE_OPEN_READONLY,
+		    NULL), SQLITE_OK);
+		ck_assert_int_eq(sqlite3_exec(h, "SELECT count(*) FROM calls",
+		    NULL, NULL, NULL), SQLITE_OK);
+		expect_fail(ch("restore '%s'", tmp_path("bk/b.db")), 1,
+		    "is open in another process");
+		sqlite3_close(h);
 		ck_assert_int_eq(tu_sh("test \"$(stat -c %%u:%%g '%s.lock')\" = "
 		    "65534:65534", d.db), 0);
 	}
@@ -2514,6 +2532,70 @@ START_TEST(test_restore_undone)
 }
 END_TEST
 
+/* victim is still root's 0600 file holding "precious", and alone. */
+static void
+expect_victim_intact(const char *what)
+{
+	struct stat sb;
+	char *text;
+
+	ck_assert_int_eq(stat(tmp_path("victim"), &sb), 0);
+	ck_assert_msg(sb.st_uid == 0 && sb.st_gid == 0 &&
+	    (sb.st_mode & 0777) == 0600, "%s: victim is now %u:%u %o", what,
+	    (unsigned)sb.st_uid, (unsigned)sb.st_gid,
+	    (unsigned)(sb.st_mode & 0777));
+	ck_assert_ptr_nonnull(text = tu_read_file(tmp_path("victim"), NULL));
+	ck_assert_msg(strcmp(text, "precious\n") == 0, "%s: victim "
+	    "overwritten", what);
+	free(text);
+	ck_assert_int_eq(tu_sh("ls '%s' | grep -q 'victim.'", d.dir), 1);
+}
+
+/*
+ * Run as root on a database in a directory its user owns (the daemon's
+ * /var/lib/callhookd), a restore must not follow the links that user
+ * can leave there to files only root may touch: a database name linked
+ * to one (root would replace it), or the copy's temporary name swapped
+ * for one while it is made (root would give it away and write over it;
+ * strace widens that window, when there is strace).
+ */
+START_TEST(test_restore_links_planted)
+{
+	char *b, bin[PATH_MAX];
+
+	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
+		return;
+	fill();
+	b = restore_backup();
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	/* The daemon, as 65534, must get through to its directory too. */
+	ck_assert_int_eq(tu_sh("cd '%s' && chmod 711 . && chmod 755 bk && "
+	    "mkdir u && cp calls.db u/ && chown -R 65534:65534 u && "
+	    "chmod 750 u && printf 'precious\\n' >victim && chmod 600 victim",
+	    d.dir), 0);
+
+	ck_assert_int_eq(tu_sh("%s ln -s '%s' '%s'", NOBODY,
+	    tmp_path("victim"), tmp_path("u/link.db")), 0);
+	ck_assert_int_eq(ch_on(tmp_path("u/link.db"), "restore '%s'", b), 1);
+	expect_victim_intact("a database name linked to it");
+	ck_assert_msg(strstr(err, "not writable by uid 65534") != NULL &&
+	    strstr(err, "(run as root, restore works as uid 65534, the owner "
+	    "of ") != NULL, "%s", err);
+
+	if (tu_sh("command -v strace >/dev/null") != 0)
+		return;
+	ck_assert_ptr_nonnull(realpath(callhook(), bin));
+	ck_assert_int_eq(tu_sh("cd '%s/u' && { %s sh -c 'i=0; until f=$(ls -d "
+	    "calls.db.tmp-* 2>/dev/null) || test $i = 3000; do i=$((i+1)); "
+	    "sleep 0.002; done; rm -f \"$f\" && ln -s ../victim \"$f\"' & "
+	    "strace -qq -o /dev/null -e trace=chown,fchown,fchownat,chmod,"
+	    "fchmod,fchmodat -e inject=chown,fchown,fchownat,chmod,fchmod,"
+	    "fchmodat:delay_enter=300000 '%s' -d calls.db restore '%s' "
+	    ">/dev/null 2>&1; wait; }", d.dir, NOBODY, bin, b), 0);
+	expect_victim_intact("the copy's name swapped for a link to it");
+}
+END_TEST
+
 /*
  * A NUL in a refused body, which the reason names: \u0000 in JSON, the
  * byte itself in CSV to a file.
@@ -2632,6 +2714,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_restore_old_schema);
 	tcase_add_test(tc, test_restore_keeps_daemon_out);
 	tcase_add_test(tc, test_restore_undone);
+	tcase_add_test(tc, test_restore_links_planted);
 	tcase_add_test(tc, test_rejects);
 	suite_add_tcase(s, tc);
 	return s;
