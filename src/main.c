@@ -245,8 +245,37 @@ print_value_error(const struct options *o, int line, const char *flag,
 	    msg);
 }
 
+static int	check_credentials(const struct options *, const struct config *,
+		    bool);
+
 /*
- * The token file must be readable, or the daemon would stop only after
+ * The old token's file, when -t could not read the new one's: it is
+ * read at the start all the same, beside whatever the new token is.
+ */
+static int
+check_previous_credentials(const struct options *o, const struct config *cfg,
+    bool running)
+{
+	struct config *beside;
+	int rc;
+
+	if (cfg->previous_token[0] == '\0' &&
+	    cfg->previous_token_file[0] == '\0')
+		return 0;
+	if ((beside = malloc(sizeof(*beside))) == NULL) {
+		print_err("%s", strerror(ENOMEM));
+		return -1;
+	}
+	*beside = *cfg;
+	snprintf(beside->token, sizeof(beside->token), "unread");
+	beside->token_file[0] = '\0';
+	rc = check_credentials(o, beside, running);
+	free(beside);
+	return rc;
+}
+
+/*
+ * The token files must be readable, or the daemon would stop only after
  * making the database. systemd's credentials directory exists only while
  * the service runs, so for -t a file missing there is a warning.
  */
@@ -278,7 +307,8 @@ check_credentials(const struct options *o, const struct config *cfg,
 		snprintf(warning, sizeof(warning), "warning: %s (not checked: "
 		    "systemd makes it when the service starts)", err);
 		print_value_error(o, line, NULL, warning, running);
-		return 0;
+		return key == keys[2] ? check_previous_credentials(o, cfg,
+		    running) : 0;
 	}
 	print_value_error(o, line, NULL, err, running);
 	return -1;

@@ -701,6 +701,21 @@ START_TEST(test_token_rotation_e2e)
 	    d.ini, d.dir), 1);
 	ck_assert_int_eq(tu_sh("grep -q '%s:3: \\[auth\\] previous_token_file: "
 	    "%s/old: No such file' %s/err", d.ini, d.dir, d.dir), 0);
+	/*
+	 * The new token's credential is not there before the service
+	 * starts: -t warns, and still reads the old token's file, which the
+	 * start would.
+	 */
+	ck_assert_int_eq(tu_sh("printf '[auth]\\ntoken_file = /run/credentials/"
+	    "callhookd-test.service/token\\nprevious_token_file = %s/old\\n' "
+	    "> %s && %s -t -c %s 2> %s/err", d.dir, d.ini, bin, d.ini, d.dir),
+	    1);
+	ck_assert_int_eq(tu_sh("grep -q '%s:2: warning: \\[auth\\] token_file: "
+	    "' %s/err && grep -q '%s:3: \\[auth\\] previous_token_file: "
+	    "%s/old: No such file' %s/err", d.ini, d.dir, d.ini, d.dir, d.dir),
+	    0);
+	ck_assert_int_eq(tu_sh("printf 's3cret\\n' > %s/old && %s -t -c %s "
+	    "2>&1 | grep -q 'configuration OK'", d.dir, bin, d.ini), 0);
 	free(b1);
 	free(b2);
 	free(b3);
