@@ -25,9 +25,10 @@
  * takes DATABASE.lock as the daemon does, so that no daemon starts on
  * the file while it is replaced, copies the backup the same way into a
  * temporary file beside the database, moves the database and the files
- * SQLite keeps beside it aside under one new name, and renames the copy
- * into place. An old -wal left beside the copy would be written into it
- * at the next open, and corrupt it.
+ * SQLite keeps beside it aside under one new name (hard links first, so
+ * that they are whole under one name at every step), and renames the
+ * copy into place. An old -wal left beside the copy would be written
+ * into it at the next open, and corrupt it.
  */
 
 #include <sys/prctl.h>
@@ -884,10 +885,9 @@ backup_copy(struct ch *ch, sqlite3 *dst, const char *dest)
 }
 
 /*
- * The database and the files SQLite keeps beside it, the WAL first: a
- * restore moves them in this order, so that one stopped half way (kill
- * -9, a power cut) never leaves an old -wal beside a database it does
- * not belong to.
+ * The database and the files SQLite keeps beside it, in the order a
+ * restore gives them the name they are kept under: the database last
+ * (restore_swap).
  */
 static const char *const db_files[] = { "-wal", "-shm", "-journal", "" };
 #define NDB_FILES	(sizeof(db_files) / sizeof(db_files[0]))
@@ -1129,6 +1129,7 @@ struct restore {
 	char		 tmp[PATH_MAX];		/* the copy, until placed */
 	char		 aside[PATH_MAX + 48];	/* DB.replaced-TIME[.N] */
 	bool		 moved[NDB_FILES];	/* now at aside + suffix */
+	bool		 gone[NDB_FILES];	/* and no more at db + suffix */
 	bool		 placed;		/* the copy is at db */
 	char		 step[2 * PATH_MAX + 128]; /* what failed */
 	uid_t		 uid;			/* what the copy gets */
@@ -1412,52 +1413,84 @@ restore_aside_name(struct restore *rs)
 	return -1;
 }
 
+/* The name of db_files[i] of the database, and of the one aside. */
+static void
+restore_names(const struct restore *rs, size_t i, char *live, size_t llen,
+    char *aside, size_t alen)
+{
+	snprintf(live, llen, "%s%s", rs->db, db_files[i]);
+	snprintf(aside, alen, "%s%s", rs->aside, db_files[i]);
+}
+
 /*
- * Move the database's files aside, WAL first, then the copy into its
- * place, never over a file, and make that durable. On failure, rs->step
- * says what failed, and rs->moved and rs->placed what was done.
+ * Put the copy in the database's place so that, wherever it stops (kill
+ * -9, a power cut), the replaced files are whole under one name: the
+ * aside name gets them as hard links first, the database last, so that
+ * a database under that name has its -wal; then their own names go, the
+ * database's first (a -wal left without its database is dropped by
+ * SQLite, while the database without its -wal would lose the commits in
+ * it); the copy comes last, as the -wal would be written into it. On
+ * failure, rs->step says what failed, and rs->moved, rs->gone and
+ * rs->placed what was done.
  */
 static int
 restore_swap(struct restore *rs)
 {
-	char from[PATH_MAX + 16], to[sizeof(rs->aside) + 16];
-	char dir[PATH_MAX];
+	char live[PATH_MAX + 16], aside[sizeof(rs->aside) + 16];
+	char copy[PATH_MAX];
+	const char *dir;
 	struct stat sb;
+	size_t i;
 	int error;
 
-	for (size_t i = 0; i < NDB_FILES; i++) {
-		snprintf(from, sizeof(from), "%s%s", rs->db, db_files[i]);
-		snprintf(to, sizeof(to), "%s%s", rs->aside, db_files[i]);
-		snprintf(rs->step, sizeof(rs->step), "moving %s to %s", from,
-		    to);
-		if (lstat(from, &sb) == -1) {
+	snprintf(copy, sizeof(copy), "%s", rs->db);
+	dir = dirname(copy);
+	for (i = 0; i < NDB_FILES; i++) {
+		restore_names(rs, i, live, sizeof(live), aside, sizeof(aside));
+		snprintf(rs->step, sizeof(rs->step), "linking %s to %s", live,
+		    aside);
+		if (lstat(live, &sb) == -1) {
 			if (errno == ENOENT)
 				continue;
 			return -errno;
 		}
-		if ((error = rename_noreplace(from, to)) != 0)
-			return error;
+		if (link(live, aside) != 0)
+			return -errno;
 		rs->moved[i] = true;
+	}
+	snprintf(rs->step, sizeof(rs->step), "fsync of %s", dir);
+	if ((error = sync_path(dir, O_RDONLY | O_DIRECTORY)) != 0)
+		return error;
+	for (i = NDB_FILES; i-- > 0;) {
+		if (!rs->moved[i])
+			continue;
+		restore_names(rs, i, live, sizeof(live), aside, sizeof(aside));
+		snprintf(rs->step, sizeof(rs->step), "removing %s (kept as %s)",
+		    live, aside);
+		if (unlink(live) != 0)
+			return -errno;
+		rs->gone[i] = true;
 	}
 	snprintf(rs->step, sizeof(rs->step), "moving %s to %s", rs->tmp,
 	    rs->db);
 	if ((error = rename_noreplace(rs->tmp, rs->db)) != 0)
 		return error;
 	rs->placed = true;
-	snprintf(dir, sizeof(dir), "%s", rs->db);
-	snprintf(rs->step, sizeof(rs->step), "fsync of %s", dirname(dir));
+	snprintf(rs->step, sizeof(rs->step), "fsync of %s", dir);
 	return sync_path(dir, O_RDONLY | O_DIRECTORY);
 }
 
 /*
  * Undo what restore_swap() did, saying why it stopped and where the
- * files are now.
+ * files are now. The names aside go only once every file is back.
  */
 static void
 restore_undo(struct restore *rs, int error)
 {
-	char from[sizeof(rs->aside) + 16], to[PATH_MAX + 16], dir[PATH_MAX];
+	char live[PATH_MAX + 16], aside[sizeof(rs->aside) + 16];
+	char dir[PATH_MAX];
 	bool back = true;
+	size_t i;
 
 	warnx("restore stopped: %s: %s", rs->step, strerror(-error));
 	if (rs->placed && rename(rs->db, rs->tmp) != 0) {
@@ -1466,13 +1499,18 @@ restore_undo(struct restore *rs, int error)
 		    rs->aside);
 		return;
 	}
-	for (size_t i = NDB_FILES; i-- > 0;) {
-		if (!rs->moved[i])
-			continue;
-		snprintf(from, sizeof(from), "%s%s", rs->aside, db_files[i]);
-		snprintf(to, sizeof(to), "%s%s", rs->db, db_files[i]);
-		if (rename_noreplace(from, to) != 0) {
-			warn("%s could not be put back as %s", from, to);
+	for (i = 0; i < NDB_FILES; i++) {
+		restore_names(rs, i, live, sizeof(live), aside, sizeof(aside));
+		if (rs->gone[i] && link(aside, live) != 0) {
+			warn("%s could not be put back as %s", aside, live);
+			back = false;
+		}
+	}
+	for (i = 0; back && i < NDB_FILES; i++) {
+		restore_names(rs, i, live, sizeof(live), aside, sizeof(aside));
+		if (rs->moved[i] && unlink(aside) != 0) {
+			warn("%s, another name of %s, could not be removed",
+			    aside, live);
 			back = false;
 		}
 	}

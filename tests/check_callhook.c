@@ -10,6 +10,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <glob.h>
 #include <limits.h>
 #include <locale.h>
 #include <pthread.h>
@@ -2503,15 +2504,17 @@ END_TEST
 
 /*
  * A restore that fails after it has begun to move the database's files
- * puts them back. Here uid 65534 may move the database and its -wal,
- * which it owns, but not the -shm, which root owns, in a sticky
- * directory.
+ * puts them back. Here uid 65534 may give the database and its -wal,
+ * which it owns, their name aside (a hard link), but not the -shm,
+ * which root owns (fs.protected_hardlinks).
  */
 START_TEST(test_restore_undone)
 {
 	char *b, *before;
 
-	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0)
+	/* Without it, the link is made and cannot be removed again. */
+	if (geteuid() != 0 || tu_sh("command -v setpriv >/dev/null") != 0 ||
+	    tu_sh("grep -qx 1 /proc/sys/fs/protected_hardlinks") != 0)
 		return;
 	fill();
 	b = restore_backup();
@@ -2521,7 +2524,7 @@ START_TEST(test_restore_undone)
 	    "chmod 644 calls.db-shm", d.dir), 0);
 	before = restore_snapshot();
 	ck_assert_int_eq(ch_env(NOBODY, d.db, "restore '%s'", b), 1);
-	ck_assert_msg(strstr(err, "restore stopped: moving ") != NULL &&
+	ck_assert_msg(strstr(err, "restore stopped: linking ") != NULL &&
 	    strstr(err, "calls.db-shm to ") != NULL && strstr(err,
 	    "Operation not permitted") != NULL, "%s", err);
 	ck_assert_msg(strstr(err, "calls.db and its files are back as they "
@@ -2529,6 +2532,91 @@ START_TEST(test_restore_undone)
 	expect_unchanged(before, "an undone restore");
 	free(before);
 	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), NCALLS);
+}
+END_TEST
+
+/*
+ * After a restore was killed: the replaced files whole under one name
+ * (in place, or moved aside together), and the database either those
+ * files, the backup, or not there (callhookd then makes a new one; SQLite
+ * drops a -wal left without its file). callhookd starts on it, and
+ * SQLite finds it whole.
+ */
+static void
+expect_whole_after_kill(long long all, long long nb, const char *when)
+{
+	long long live = -1, n;
+	int whole = 0;
+	glob_t g = { 0 };
+
+	if (access(d.db, F_OK) == 0) {
+		live = db_int(d.db, "SELECT count(*) FROM calls");
+		whole += live == all;
+		ck_assert_msg(live == all || live == nb, "%s: the database has "
+		    "%lld calls, neither the %lld it had nor the backup's %lld",
+		    when, live, all, nb);
+	}
+	n = glob(tmp_path("calls.db.replaced-*"), 0, NULL, &g);
+	ck_assert(n == 0 || n == GLOB_NOMATCH);
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		const char *p = g.gl_pathv[i], *dash = strrchr(p, '-');
+
+		if (strcmp(dash, "-wal") == 0 || strcmp(dash, "-shm") == 0 ||
+		    strcmp(dash, "-journal") == 0)
+			continue;
+		n = db_int(p, "SELECT count(*) FROM calls");
+		whole += n == all;
+	}
+	globfree(&g);
+	ck_assert_msg(whole >= 1, "%s: no file holds the %lld calls the "
+	    "database had (it has %lld)", when, all, live);
+	ck_assert_int_eq(tu_start(&d, NULL, NULL), 0);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM"
+	    " pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+}
+
+/*
+ * A restore killed at any step (kill -9, or a power cut, which leaves
+ * the renames done so far): strace kills it at each call that adds,
+ * removes or renames a name, on a database whose -wal holds commits
+ * (its daemon was killed). Moving the -wal aside before the database
+ * left the database, for a moment, without the commits of its -wal,
+ * and nothing whole under any name.
+ */
+START_TEST(test_restore_killed_anywhere)
+{
+	static const char *const calls[] = { "link", "unlink", "rename",
+	    "renameat2" };
+	char *b, bin[PATH_MAX], sid[32], when[64];
+	long long all;
+
+	if (tu_sh("command -v strace >/dev/null") != 0)
+		return;
+	ck_assert_ptr_nonnull(realpath(callhook(), bin));
+	fill();
+	b = strdup(restore_backup());
+	for (int i = 0; i < 30; i++) {
+		snprintf(sid, sizeof(sid), "\"after-%d\"", i);
+		post_variant("call_ended_long.json", "callSid", sid, NULL);
+	}
+	ck_assert_int_eq(tu_stop(&d, SIGKILL), 128 + SIGKILL);
+	all = NCALLS + 30;
+	ck_assert_int_eq(tu_sh("cd '%s' && test -s calls.db-wal && mkdir keep "
+	    "&& cp calls.db calls.db-wal calls.db-shm keep/", d.dir), 0);
+	for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++) {
+		for (int k = 1; k <= 4; k++) {
+			ck_assert_int_eq(tu_sh("cd '%s' && rm -f calls.db* && "
+			    "cp keep/* . && strace -qq -o /dev/null -e trace=%s "
+			    "-e inject=%s:signal=KILL:when=%d '%s' -d calls.db "
+			    "restore '%s' >/dev/null 2>&1; true", d.dir,
+			    calls[c], calls[c], k, bin, b), 0);
+			snprintf(when, sizeof(when), "killed at %s #%d",
+			    calls[c], k);
+			expect_whole_after_kill(all, NCALLS, when);
+		}
+	}
+	free(b);
 }
 END_TEST
 
@@ -2715,6 +2803,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_restore_keeps_daemon_out);
 	tcase_add_test(tc, test_restore_undone);
 	tcase_add_test(tc, test_restore_links_planted);
+	tcase_add_test(tc, test_restore_killed_anywhere);
 	tcase_add_test(tc, test_rejects);
 	suite_add_tcase(s, tc);
 	return s;
