@@ -1476,17 +1476,37 @@ library_answer(struct MHD_Connection *conn)
  * A sender that closed its connection mid-body (a proxy or a client that
  * timed out, a network that failed) got no answer and will send again,
  * if it retries: 499, nginx's status for it, so that a missing call can
- * be traced to the connection that carried it.
+ * be traced to the connection that carried it. A body already refused
+ * while the rest was discarded keeps the refusal it would have had.
  */
 static void
 note_client_closed(struct request *req)
 {
-	char reason[128];
+	static const char gone[] = "; the client closed the connection "
+	    "before its end";
+	char reason[160];
 
-	snprintf(reason, sizeof(reason), "the client closed the connection "
-	    "after %zu bytes of the body; nothing was answered", req->len);
-	note_reject(req->http, &req->from, NULL, STATUS_CLIENT_CLOSED,
-	    REJECT_CLIENT_CLOSED, reason, req->body, req->len);
+	switch (req->state) {
+	case REQ_TOO_BIG:
+		snprintf(reason, sizeof(reason), "body exceeds max_body%s",
+		    gone);
+		note_reject(req->http, &req->from, NULL,
+		    MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE, reason,
+		    req->body, req->len);
+		break;
+	case REQ_NO_ROOM:
+		snprintf(reason, sizeof(reason), "%s%s", NO_ROOM, gone);
+		note_reject(req->http, &req->from, NULL,
+		    MHD_HTTP_SERVICE_UNAVAILABLE, REJECT_BODIES_FULL, reason,
+		    req->body, req->len);
+		break;
+	default:
+		snprintf(reason, sizeof(reason), "the client closed the "
+		    "connection after %zu bytes of the body; nothing was "
+		    "answered", req->len);
+		note_reject(req->http, &req->from, NULL, STATUS_CLIENT_CLOSED,
+		    REJECT_CLIENT_CLOSED, reason, req->body, req->len);
+	}
 }
 
 /* A webhook whose body never came whole: in rejects, with the cause. */
@@ -1503,9 +1523,8 @@ note_unfinished(struct request *req, struct MHD_Connection *conn,
 		    MHD_HTTP_REQUEST_TIMEOUT, REJECT_TOO_SLOW, "body stopped "
 		    "coming (idle timeout, connection closed)", req->body,
 		    req->len);
-	else if (req->state == REQ_RECEIVING &&
-	    (toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ||
-	    toe == MHD_REQUEST_TERMINATED_READ_ERROR))
+	else if (toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ||
+	    toe == MHD_REQUEST_TERMINATED_READ_ERROR)
 		note_client_closed(req);
 	else if ((status = library_answer(conn)) != 0) {
 		if (status < 600)

@@ -1253,6 +1253,7 @@ START_TEST(test_body_deadline)
 END_TEST
 
 #define CLIENT_CLOSED "callhookd_rejects_total{reason=\"client_closed\"}"
+#define TOO_LARGE "callhookd_rejects_total{reason=\"too_large\"}"
 
 /* Sends head and part, then closes: with a reset when reset is true. */
 static void
@@ -1285,10 +1286,17 @@ START_TEST(test_client_closed_mid_body)
 	    "{\"callSid\":\"whole-1\"}}";
 	struct reply r;
 
-	start_or_fail(NULL);
+	char big[1200 + 16];
+
+	start_or_fail("[http]\nmax_body = 1K\n");
 	close_mid_body(head, "{\"event\":\"call", false);
 	close_mid_body(head, "{\"ev", true);
 	ck_assert_int_eq(metric_when(CLIENT_CLOSED, 2), 2);
+	/* A streamed body past max_body, its rest being discarded. */
+	snprintf(big, sizeof(big), "4b0\r\n%01200d", 0);
+	close_mid_body(WEBHOOK_HEAD "Transfer-Encoding: chunked\r\n\r\n", big,
+	    false);
+	ck_assert_int_eq(metric_when(TOO_LARGE, 1), 1);
 	ck_assert_int_eq(tu_post(d.port, PATH, JSON, whole, strlen(whole),
 	    &r), 0);
 	expect_reply(&r, 200, "Webhook received");
@@ -1301,7 +1309,10 @@ START_TEST(test_client_closed_mid_body)
 	    "after 14 bytes%'"), 1);
 	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status ="
 	    " 499 AND body = CAST(%s AS BLOB)", "'{\"ev'"), 1);
-	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects%s", ""), 2);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects WHERE status ="
+	    " 413 AND reason = %s", "'body exceeds max_body; the client "
+	    "closed the connection before its end'"), 1);
+	ck_assert_int_eq(db_int("SELECT count(*) FROM rejects%s", ""), 3);
 }
 END_TEST
 
