@@ -2306,6 +2306,96 @@ START_TEST(test_restore)
 END_TEST
 
 /*
+ * The events stored after the backup, in the replaced file, carried into
+ * the restored one with the command of README "Backups and restoring"
+ * and callhook(1): new calls, and bodies changed since (with the
+ * revisions between), once; the calls that did not change keep their
+ * deliveries; a second run changes nothing.
+ */
+#define CARRY_SQL "ATTACH '%s' AS restored;" \
+	" SELECT json_quote(payload) FROM (SELECT call_sid, revision, payload" \
+	" FROM call_revisions UNION ALL SELECT call_sid, revision, payload" \
+	" FROM calls) AS h WHERE NOT EXISTS (SELECT 1 FROM restored.calls AS c" \
+	" WHERE c.call_sid = h.call_sid AND c.payload = h.payload)" \
+	" AND NOT EXISTS (SELECT 1 FROM restored.call_revisions AS r" \
+	" WHERE r.call_sid = h.call_sid AND r.payload = h.payload)" \
+	" ORDER BY h.call_sid, h.revision"
+
+/* The command, on the daemon's database: import's summary in out. */
+static int
+carry(const char *aside)
+{
+	int rc;
+
+	rc = tu_sh("sqlite3 -readonly '%s' \"" CARRY_SQL "\" | '%s' -d '%s'"
+	    " import - >'%s/out' 2>'%s/err'", aside, d.db, callhook(), d.db,
+	    d.dir, d.dir);
+	free(out);
+	ck_assert_ptr_nonnull(out = tu_read_file(tmp_path("out"), NULL));
+	free(err);
+	ck_assert_ptr_nonnull(err = tu_read_file(tmp_path("err"), NULL));
+	return rc;
+}
+
+/* As many rows of table in db as in the attached file a, body for body. */
+static void
+expect_same_bodies(const char *a, const char *table, const char *key,
+    long long n)
+{
+	ck_assert_int_eq(tu_sh("test \"$(sqlite3 '%s' \"ATTACH '%s' AS a;"
+	    " SELECT count(*) FROM %s c JOIN a.%s x USING (%s)"
+	    " WHERE c.payload = x.payload\")\" = %lld", d.db, a, table, table,
+	    key, n), 0);
+}
+
+START_TEST(test_restore_carry)
+{
+	char *b, *aside;
+	long long nb;
+
+	fill();
+	b = restore_backup();
+	nb = db_int(b, "SELECT count(*) FROM calls");
+	post_variant("call_ended.json", "callSid", "\"later-0\"", NULL);
+	post_variant("call_ended.json", "callSid", "\"later-0\"",
+	    "call_duration", "7", NULL);
+	post_variant("call_ended.json", "callSid", "\"later-1\"", NULL);
+	post_variant("call_ended.json", "callSid", "\"v-b1\"",
+	    "transcription", "\"changed once\"", NULL);
+	post_variant("call_ended.json", "callSid", "\"v-b1\"",
+	    "transcription", "\"changed twice\"", NULL);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	ck_assert_int_eq(ch("restore '%s'", b), 0);
+	aside = strdup(replaced_name());
+	ck_assert_int_eq(tu_start(&d, NULL, NULL), 0);
+
+	ck_assert_int_eq(carry(aside), 0);
+	ck_assert_msg(strstr(out, "5 lines: 2 stored, 0 duplicates, 3 "
+	    "revisions, 0 refused") != NULL, "%s%s", out, err);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls"), nb + 2);
+	expect_same_bodies(aside, "calls", "call_sid", nb + 2);
+	expect_same_bodies(aside, "call_revisions", "call_sid, revision", 3);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM call_revisions"),
+	    3);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM calls WHERE"
+	    " (remote_addr = 'import') <> (call_sid LIKE 'later-%' OR"
+	    " call_sid = 'v-b1')"), 0);
+	ck_assert_int_eq(db_int(d.db, "SELECT sum(deliveries) FROM calls"
+	    " WHERE remote_addr <> 'import'"), db_int(b, "SELECT"
+	    " sum(deliveries) FROM calls WHERE call_sid <> 'v-b1'"));
+
+	ck_assert_int_eq(carry(aside), 0);
+	ck_assert_msg(strstr(out, "0 lines: 0 stored") != NULL, "%s%s", out,
+	    err);
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	expect_fts_intact(d.db);
+	ck_assert_int_eq(db_int(d.db, "SELECT count(*) FROM"
+	    " pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+	free(aside);
+}
+END_TEST
+
+/*
  * A backup that is not one, or is damaged, is refused before anything
  * is touched, saying which file and why.
  */
@@ -2802,6 +2892,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_restore_old_schema);
 	tcase_add_test(tc, test_restore_keeps_daemon_out);
 	tcase_add_test(tc, test_restore_undone);
+	tcase_add_test(tc, test_restore_carry);
 	tcase_add_test(tc, test_restore_links_planted);
 	tcase_add_test(tc, test_restore_killed_anywhere);
 	tcase_add_test(tc, test_rejects);
