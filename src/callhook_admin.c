@@ -1564,11 +1564,14 @@ restore_report(const struct ch *ch, const struct restore *rs)
 			    db_files[i]);
 	printf("%s: restored from %s (%lld calls); ", ch->cfg.database,
 	    rs->backup, rs->calls);
-	if (rs->moved[NO_DATABASE])
+	if (rs->moved[NO_DATABASE]) {
 		printf("the replaced database is now %s%s%s%s\n", rs->aside,
 		    with[0] != '\0' ? " (with its " : "", with,
 		    with[0] != '\0' ? ")" : "");
-	else if (with[0] != '\0')
+		printf("calls stored after the backup was made are only in "
+		    "that file: callhook(1), restore, shows how to carry them "
+		    "over once callhookd runs\n");
+	} else if (with[0] != '\0')
 		printf("there was no database to replace, only its %s, now "
 		    "beside it as %s-*\n", with, rs->aside);
 	else

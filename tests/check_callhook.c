@@ -2234,11 +2234,12 @@ START_TEST(test_restore)
 	write_file(unsaved, "{\"event\":\"call_ended\"}\n");
 
 	ck_assert_int_eq(ch("restore '%s'", b), 0);
-	ck_assert_msg(count_lines(out) == 2 && err[0] == '\0', "%s%s", out,
+	ck_assert_msg(count_lines(out) == 3 && err[0] == '\0', "%s%s", out,
 	    err);
 	ck_assert_msg(strstr(out, "restored from ") != NULL && strstr(out,
 	    "(7 calls)") != NULL && strstr(out, "(with its -wal, -shm)") !=
-	    NULL, "%s", out);
+	    NULL && strstr(out, "calls stored after the backup was made are "
+	    "only in that file") != NULL, "%s", out);
 	ck_assert_msg(strstr(out, "calls.db.unsaved.jsonl holds events "
 	    "callhookd set aside, which are in neither file") != NULL, "%s",
 	    out);
