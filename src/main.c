@@ -684,8 +684,10 @@ stop(struct daemon *d, const sigset_t *signals)
 	if (lost.unsaved > 0)
 		log_errorx("%zu events could be written neither to the "
 		    "database nor to %s; their bodies are the lines "
-		    "\"callhookd: unsaved event: \" above", lost.unsaved,
-		    d->rescue);
+		    "\"callhookd: unsaved event: \" above: load them, "
+		    "without that prefix, with callhook import - (the "
+		    "README, \"ack = commit or enqueue\", has the command)",
+		    lost.unsaved, d->rescue);
 	if (lost.set_aside > 0)
 		log_warnx("%zu events the database would not take were set "
 		    "aside while running; the log says which, why, and where",

@@ -1973,6 +1973,8 @@ START_TEST(test_rescue_disk_full)
 	ck_assert_int_eq(proc_stop(d, SIGTERM), 1);
 	ck_assert(log_has(d, "5 events could be written neither to the "
 	    "database nor to"));
+	ck_assert(log_has(d, "load them, without that prefix, with callhook "
+	    "import -"));
 	ck_assert(!log_has(d, "were saved to"));
 	ck_assert_ptr_nonnull(log = tu_read_file(d->log, NULL));
 	for (int i = 0; i < 5; i++) {
