@@ -58,7 +58,16 @@
  * here at 4.6 s, the second wave's arrival at 4.5 s having cut the
  * writer's pause short for a last lock wait.
  */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/*
+ * Sanitizers slow every thread several times over, and make check runs
+ * four daemons at once on two cores: an ASan run saw 4.601 s. The plain
+ * build keeps the narrow slack that tells the old 4.6 s from 4.5 s.
+ */
+#define ACK_SLACK_MS	150
+#else
 #define ACK_SLACK_MS	50
+#endif
 
 static bool torture;
 static char *seed;		/* tests/fixtures/call_ended.json */
