@@ -33,6 +33,12 @@ void	auth_free(struct auth *a);
  * checks before it touches the database. 0, or auth_new()'s error.
  */
 int	auth_check_token(const struct config *cfg, char *err, size_t errlen);
+/*
+ * The same for [auth] previous_token(_file) alone, as if a token were
+ * set: for callhookd -t when the token's own file is not there yet.
+ */
+int	auth_check_previous_token(const struct config *cfg, char *err,
+	    size_t errlen);
 
 bool	auth_requires_token(const struct auth *a);
 bool	auth_requires_signature(const struct auth *a);

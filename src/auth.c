@@ -383,6 +383,18 @@ auth_check_token(const struct config *cfg, char *err, size_t errlen)
 }
 
 int
+auth_check_previous_token(const struct config *cfg, char *err,
+    size_t errlen)
+{
+	struct auth a = { .has_token = true };
+	int rc;
+
+	rc = load_previous_token(&a, cfg, err, errlen);
+	OPENSSL_cleanse(&a, sizeof(a));
+	return rc;
+}
+
+int
 auth_new(struct auth **out, const struct config *cfg, char *err,
     size_t errlen)
 {

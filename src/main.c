@@ -245,54 +245,24 @@ print_value_error(const struct options *o, int line, const char *flag,
 	    msg);
 }
 
-static int	check_credentials(const struct options *, const struct config *,
-		    bool);
-
 /*
- * The old token's file, when -t could not read the new one's: it is
- * read at the start all the same, beside whatever the new token is.
+ * Say what a token could not be read for, at its key's line. A file
+ * missing under systemd's credentials directory is only a warning for
+ * -t, since that directory exists only while the service runs: 0 then,
+ * else -1.
  */
 static int
-check_previous_credentials(const struct options *o, const struct config *cfg,
-    bool running)
-{
-	struct config *beside;
-	int rc;
-
-	if (cfg->previous_token[0] == '\0' &&
-	    cfg->previous_token_file[0] == '\0')
-		return 0;
-	if ((beside = malloc(sizeof(*beside))) == NULL) {
-		print_err("%s", strerror(ENOMEM));
-		return -1;
-	}
-	*beside = *cfg;
-	snprintf(beside->token, sizeof(beside->token), "unread");
-	beside->token_file[0] = '\0';
-	rc = check_credentials(o, beside, running);
-	free(beside);
-	return rc;
-}
-
-/*
- * The token files must be readable, or the daemon would stop only after
- * making the database. systemd's credentials directory exists only while
- * the service runs, so for -t a file missing there is a warning.
- */
-static int
-check_credentials(const struct options *o, const struct config *cfg,
-    bool running)
+tell_token_error(const struct options *o, const struct config *cfg,
+    bool running, int rc, const char *err)
 {
 	static const char creds[] = "/run/credentials/";
 	static const char *const keys[] = { "previous_token_file",
 	    "previous_token", "token_file" };
 	const char *key = NULL, *file;
-	char err[512], warning[600], named[64];
-	int line = 0, rc;
+	char warning[600], named[64];
+	int line = 0;
 	size_t i;
 
-	if ((rc = auth_check_token(cfg, err, sizeof(err))) == 0)
-		return 0;
 	/* The message names its key, or is CALLHOOKD_TOKEN's: no line. */
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]) && key == NULL; i++) {
 		snprintf(named, sizeof(named), "[auth] %s", keys[i]);
@@ -307,11 +277,33 @@ check_credentials(const struct options *o, const struct config *cfg,
 		snprintf(warning, sizeof(warning), "warning: %s (not checked: "
 		    "systemd makes it when the service starts)", err);
 		print_value_error(o, line, NULL, warning, running);
-		return key == keys[2] ? check_previous_credentials(o, cfg,
-		    running) : 0;
+		return 0;
 	}
 	print_value_error(o, line, NULL, err, running);
 	return -1;
+}
+
+/*
+ * The token files must be readable, or the daemon would stop only after
+ * making the database. When -t could not read the token's credential,
+ * the old token's file is read all the same, as the start will.
+ */
+static int
+check_credentials(const struct options *o, const struct config *cfg,
+    bool running)
+{
+	static const char token_file[] = "[auth] token_file";
+	char err[512];
+	int rc;
+
+	if ((rc = auth_check_token(cfg, err, sizeof(err))) == 0)
+		return 0;
+	if (tell_token_error(o, cfg, running, rc, err) != 0)
+		return -1;
+	if (strncmp(err, token_file, sizeof(token_file) - 1) != 0 ||
+	    (rc = auth_check_previous_token(cfg, err, sizeof(err))) == 0)
+		return 0;
+	return tell_token_error(o, cfg, running, rc, err);
 }
 
 static int
