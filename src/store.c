@@ -1074,18 +1074,34 @@ wal_files_needed(struct store *st, const struct store_options *opt,
 }
 
 /*
- * A file the reader may not read: SQLite says only "unable to open
- * database file", and the -shm and -wal files are then beside the point.
+ * A file the reader may not read, the database or the -wal or -shm that
+ * SQLite must read beside it: SQLite says only "unable to open database
+ * file", and whether the directory is writable is then beside the point.
  */
 static bool
 cannot_read(const char *path, char *why, size_t len)
 {
-	if (faccessat(AT_FDCWD, path, R_OK, AT_EACCESS) == 0 ||
-	    errno == ENOENT)
-		return false;
-	snprintf(why, len, "the file is not readable by uid %u (%s)",
-	    (unsigned)geteuid(), strerror(errno));
-	return true;
+	static const char *const suffix[] = { "", "-wal", "-shm" };
+	char name[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+		if (snprintf(name, sizeof(name), "%s%s", path, suffix[i]) >=
+		    (int)sizeof(name) ||
+		    faccessat(AT_FDCWD, name, R_OK, AT_EACCESS) == 0 ||
+		    errno == ENOENT)
+			continue;
+		if (i == 0)
+			snprintf(why, len, "the file is not readable by uid "
+			    "%u (%s)", (unsigned)geteuid(), strerror(errno));
+		else
+			snprintf(why, len, "its %s file is not readable by uid "
+			    "%u (%s), and SQLite must read it beside a WAL "
+			    "database; give it the database's owner, group and "
+			    "mode", suffix[i], (unsigned)geteuid(),
+			    strerror(errno));
+		return true;
+	}
+	return false;
 }
 
 /*

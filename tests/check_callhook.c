@@ -2051,6 +2051,32 @@ START_TEST(test_unreadable_file)
 END_TEST
 
 /*
+ * A -wal or -shm file beside the database that the reader may not read:
+ * SQLite must read both, and the message names the one, not the
+ * directory (which the reader may not write either, here).
+ */
+START_TEST(test_unreadable_side_files)
+{
+	static const char *const side[][2] = {
+		{ "-wal", "b.db: its -wal file is not readable by uid 65534 "
+		    "(Permission denied), and SQLite must read it beside a WAL "
+		    "database; give it the database's owner, group and mode" },
+		{ "-shm", "b.db: its -shm file is not readable by uid 65534" },
+	};
+	char *db;
+
+	if ((db = copy_for_nobody("644")) == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++) {
+		ck_assert_int_eq(tu_sh("touch '%s-wal' '%s-shm' && chmod 644 "
+		    "'%s-wal' '%s-shm' && chmod 600 '%s%s'", db, db, db, db,
+		    db, side[i][0]), 0);
+		expect_fail(ch_env(NOBODY, db, "list"), 1, side[i][1]);
+	}
+}
+END_TEST
+
+/*
  * A WAL database on a read-only file system (a mounted backup volume):
  * SQLite cannot create the -wal there either, and says only "unable to
  * open database file"; the message says why. The commands run before
@@ -2885,6 +2911,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_copy_bodies);
 	tcase_add_test(tc, test_wal_dir_unwritable);
 	tcase_add_test(tc, test_unreadable_file);
+	tcase_add_test(tc, test_unreadable_side_files);
 	tcase_add_test(tc, test_wal_readonly_fs);
 	tcase_add_test(tc, test_restore_refused_running);
 	tcase_add_test(tc, test_restore);
