@@ -1171,11 +1171,60 @@ store_open(struct store **out, const struct store_options *opt,
 	return error;
 }
 
+/*
+ * The copy of the WAL into the database that SQLite makes at the last
+ * close, made first so that a failure is told: SQLite's own fails in
+ * silence, and whoever then finds a big -wal must know to keep it. wrote:
+ * st is the connection that writes events (the checkpointer's close,
+ * before it, would only say the same). A read-only connection cannot
+ * copy, and wrote nothing to leave.
+ */
+static void
+checkpoint_at_close(struct store *st, bool wrote)
+{
+	const char *path;
+	int rc;
+
+	if (st->db == NULL || sqlite3_db_readonly(st->db, "main") != 0)
+		return;
+	path = sqlite3_db_filename(st->db, "main");
+	/*
+	 * A file removed or replaced while open (a restore by mv): SQLite
+	 * then leaves the WAL at close, under the path's name, and the next
+	 * open would replay it into the file now at the path, corrupting
+	 * it. Copy it into the file it belongs to and empty it first.
+	 */
+	if (file_moved(st)) {
+		if (sqlite3_wal_checkpoint_v2(st->db, "main",
+		    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) != SQLITE_OK)
+			log_errorx("%s was replaced while open, and its WAL "
+			    "could not be copied into the file it belongs to "
+			    "(%s; another process still has it open?): the "
+			    "next open would apply that file's last writes to "
+			    "the file now at this path. Stop that process and "
+			    "remove %s-wal before the next start", path,
+			    sqlite3_errmsg(st->db), path);
+		return;
+	}
+	if (!wrote || path == NULL || path[0] == '\0')
+		return;
+	rc = sqlite3_wal_checkpoint_v2(st->db, "main",
+	    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		log_warnx("%s: its WAL could not be copied into it at close "
+		    "(%s): the commits it holds stay in %s-wal, and the next "
+		    "open applies them; keep that file with the database",
+		    path, sqlite3_errmsg(st->db), path);
+}
+
 void
 store_close(struct store *st)
 {
+	bool wrote;
+
 	if (st == NULL)
 		return;
+	wrote = st->insert != NULL;
 	if (st->db != NULL && !sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_finalize(st->dup);
@@ -1195,23 +1244,7 @@ store_close(struct store *st)
 	sqlite3_finalize(st->begin);
 	sqlite3_finalize(st->commit);
 	sqlite3_finalize(st->rollback);
-	/*
-	 * A file removed or replaced while open (a restore by mv): SQLite
-	 * then leaves the WAL at close, under the path's name, and the next
-	 * open would replay it into the file now at the path, corrupting
-	 * it. Copy it into the file it belongs to and empty it first. (A
-	 * read-only connection cannot, and wrote nothing to leave.)
-	 */
-	if (st->db != NULL && sqlite3_db_readonly(st->db, "main") == 0 &&
-	    file_moved(st) && sqlite3_wal_checkpoint_v2(st->db, "main",
-	    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) != SQLITE_OK)
-		log_errorx("%s was replaced while open, and its WAL could not "
-		    "be copied into the file it belongs to (%s; another "
-		    "process still has it open?): the next open would apply "
-		    "that file's last writes to the file now at this path. "
-		    "Stop that process and remove %s-wal before the next start",
-		    sqlite3_db_filename(st->db, "main"),
-		    sqlite3_errmsg(st->db), sqlite3_db_filename(st->db, "main"));
+	checkpoint_at_close(st, wrote);
 	sqlite3_close_v2(st->db);
 	free(st);
 }

@@ -3111,6 +3111,54 @@ START_TEST(test_stop_on_full_disk_is_quiet)
 END_TEST
 
 /*
+ * A stop whose last copy of the WAL into the database fails (a file size
+ * limit at the database's size; a full disk alike): SQLite's own copy at
+ * close fails in silence, and an operator who finds a big -wal must know
+ * to keep it. The log says so, the stop is still clean, and the next
+ * start has every event.
+ */
+START_TEST(test_last_checkpoint_fails)
+{
+	struct daemon_proc *d = new_proc();
+	char *sids[6], first[32];
+	struct rlimit rl;
+	struct stat sb;
+	sqlite3 *reader;
+
+	start_or_fail(d, NULL);
+	reader = hold_wal(d, "last-ckpt", 6, 128 * 1024);
+	ck_assert_int_eq(tu_wait_indexed(d->port, 10000), 0);
+	sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(reader);
+	ck_assert_int_eq(stat(d->db, &sb), 0);
+	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, NULL, &rl), 0);
+	rl.rlim_cur = (rlim_t)sb.st_size;
+	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, &rl, NULL), 0);
+	stop_clean(d);
+	ck_assert_msg(log_has(d, "calls.db: its WAL could not be copied into "
+	    "it at close (disk I/O error): the commits it holds stay in "),
+	    "no warning of the failed last checkpoint");
+	ck_assert(log_has(d, "calls.db-wal, and the next open applies them; "
+	    "keep that file with the database"));
+	start_or_fail(d, NULL);
+	for (int i = 0; i < 6; i++) {
+		char sid[32];
+
+		snprintf(sid, sizeof(sid), "last-ckpt-%d", i);
+		sids[i] = strdup(sid);
+	}
+	ck_assert_msg(db_missing(d->db, sids, 6, first, sizeof(first)) == 0,
+	    "%s lost", first);
+	stop_clean(d);
+	ck_assert_int_eq(log_count(d, "could not be copied into it at close"),
+	    1);
+	expect_integrity(d->db);
+	for (int i = 0; i < 6; i++)
+		free(sids[i]);
+}
+END_TEST
+
+/*
  * A WAL that cannot grow (here a file size limit at its size; a full
  * disk alike) after checkpoints a reader held back: once the reader is
  * gone, one checkpoint copying the rest lets SQLite start the WAL over,
@@ -3190,6 +3238,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_wal_left_by_crash_is_not_held_back);
 	tcase_add_test(tc, test_wal_cannot_grow);
 	tcase_add_test(tc, test_stop_on_full_disk_is_quiet);
+	tcase_add_test(tc, test_last_checkpoint_fails);
 	suite_add_tcase(s, tc);
 	return s;
 }
