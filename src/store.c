@@ -74,6 +74,7 @@
 #define ROW_PARAMS		25	/* ?1..?25: bind_key, bind_fields */
 #define RUN_SIZES		5	/* runs of 2, 4, 8, 16, 32 rows */
 #define RUN_BYTES		(128 * 1024)	/* of bodies: see run_size */
+#define nitems(a)		(sizeof(a) / sizeof((a)[0]))
 _Static_assert(2 << (RUN_SIZES - 1) == STORE_RUN_MAX, "run sizes");
 #ifndef SQLITE_DEFAULT_WAL_AUTOCHECKPOINT
 #define SQLITE_DEFAULT_WAL_AUTOCHECKPOINT 1000
@@ -109,9 +110,11 @@ struct store {
 	bool		 for_all;	/* the last failure: the store's
 					   state, whatever is written */
 	bool		 damaged;	/* SQLite found the file corrupt */
-	bool		 wal_known;	/* a writer's WAL, as opened: */
-	dev_t		 wal_dev;
-	ino_t		 wal_ino;
+	struct side_file {		/* a writer's -wal and -shm, */
+		bool	 known;		/* as opened */
+		dev_t	 dev;
+		ino_t	 ino;
+	}		 side[2];
 	int		 migrated_from;	/* store_migrated_from() */
 	int		 busy_ms;	/* as opened */
 	int		 busy_now_ms;	/* store_limit_lock_wait */
@@ -593,41 +596,54 @@ file_moved(struct store *st)
 }
 
 /*
- * The same for the WAL, as it was once the store was open: commits go on
- * into a removed one, which no reader finds and which a kill -9 takes
- * with them (a clean stop still copies it into the database through its
- * descriptor). SQLite's own check covers the database file only, and the
- * WAL stays the same file while the daemon's connections keep it open
+ * The same for the -wal and -shm files, as they were once the store was
+ * open. Commits go on into a removed WAL, which no reader finds and which
+ * a kill -9 takes with them (a clean stop still copies it into the
+ * database through its descriptor). Without the -shm the next process to
+ * open the database makes a new one, blind to the daemon's WAL index and
+ * locks: its readers may read a WAL the daemon is rewriting, and its
+ * writes (callhook import) go where the daemon's do, damaging the file.
+ * SQLite's own check covers the database file only, and the -wal and
+ * -shm stay the same files while the daemon's connections keep them open
  * (and, with SQLITE_FCNTL_PERSIST_WAL, after).
  */
+static const char *const side_suffix[] = { "-wal", "-shm" };
+
 static void
-note_wal(struct store *st)
+note_side_files(struct store *st)
 {
 	char path[PATH_MAX];
 	struct stat sb;
 
-	st->wal_known = snprintf(path, sizeof(path), "%s-wal",
-	    sqlite3_db_filename(st->db, "main")) < (int)sizeof(path) &&
-	    stat(path, &sb) == 0;
-	if (st->wal_known) {
-		st->wal_dev = sb.st_dev;
-		st->wal_ino = sb.st_ino;
+	for (size_t i = 0; i < nitems(st->side); i++) {
+		st->side[i].known = snprintf(path, sizeof(path), "%s%s",
+		    sqlite3_db_filename(st->db, "main"), side_suffix[i]) <
+		    (int)sizeof(path) && stat(path, &sb) == 0;
+		if (st->side[i].known) {
+			st->side[i].dev = sb.st_dev;
+			st->side[i].ino = sb.st_ino;
+		}
 	}
 }
 
-static bool
-wal_moved(struct store *st)
+/* The first of the -wal and -shm files removed or replaced, or NULL. */
+static const char *
+side_file_moved(struct store *st)
 {
 	char path[PATH_MAX];
 	struct stat sb;
 
-	if (!st->wal_known)
-		return false;
-	snprintf(path, sizeof(path), "%s-wal",
-	    sqlite3_db_filename(st->db, "main"));
-	if (stat(path, &sb) == -1)
-		return errno == ENOENT;
-	return sb.st_dev != st->wal_dev || sb.st_ino != st->wal_ino;
+	for (size_t i = 0; i < nitems(st->side); i++) {
+		if (!st->side[i].known)
+			continue;
+		snprintf(path, sizeof(path), "%s%s",
+		    sqlite3_db_filename(st->db, "main"), side_suffix[i]);
+		if (stat(path, &sb) == -1 ? errno == ENOENT :
+		    sb.st_dev != st->side[i].dev ||
+		    sb.st_ino != st->side[i].ino)
+			return side_suffix[i];
+	}
+	return NULL;
 }
 
 /*
@@ -638,7 +654,7 @@ wal_moved(struct store *st)
 static int
 check_file(struct store *st)
 {
-	const char *path = sqlite3_db_filename(st->db, "main");
+	const char *path = sqlite3_db_filename(st->db, "main"), *side;
 
 	if (file_moved(st)) {
 		seterr(st->err, sizeof(st->err), "%s was removed or replaced "
@@ -646,10 +662,13 @@ check_file(struct store *st)
 		    "once it is opened again", path);
 		return -ESTALE;
 	}
-	if (wal_moved(st)) {
-		seterr(st->err, sizeof(st->err), "%s-wal was removed or "
+	if ((side = side_file_moved(st)) != NULL) {
+		seterr(st->err, sizeof(st->err), "%s%s was removed or "
 		    "replaced while in use; restart callhookd (a clean stop "
-		    "copies what it holds into the database)", path);
+		    "copies what the WAL holds into the database)%s", path,
+		    side, strcmp(side, "-shm") == 0 ? ", and until then open "
+		    "the database with nothing else: a writer would damage "
+		    "it" : "");
 		return -ESTALE;
 	}
 	return 0;
@@ -1084,7 +1103,7 @@ cannot_read(const char *path, char *why, size_t len)
 	static const char *const suffix[] = { "", "-wal", "-shm" };
 	char name[PATH_MAX];
 
-	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+	for (size_t i = 0; i < nitems(suffix); i++) {
 		if (snprintf(name, sizeof(name), "%s%s", path, suffix[i]) >=
 		    (int)sizeof(name) ||
 		    faccessat(AT_FDCWD, name, R_OK, AT_EACCESS) == 0 ||
@@ -1161,7 +1180,7 @@ store_open(struct store **out, const struct store_options *opt,
 	if (error != 0)
 		goto fail;
 	if (!opt->readonly)
-		note_wal(st);
+		note_side_files(st);
 	st->err[0] = '\0';
 	*out = st;
 	return 0;

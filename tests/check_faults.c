@@ -2730,16 +2730,17 @@ START_TEST(test_database_removed_long_path)
 END_TEST
 
 /*
- * The WAL removed while the daemon runs: its commits went on into the
- * removed file, with 200s and /healthz ok, and a kill -9 then lost them
- * and the schema. Now 503 and /healthz say so, and a clean stop copies
- * what the WAL held into the database.
+ * A -wal or -shm file removed while in use: answered 503 at the next
+ * event, and /healthz names it, until a restart. Commits into a removed
+ * WAL would be lost at a kill -9; without the -shm, the next process to
+ * open the database (callhook import) would write blind to the daemon's.
  */
-START_TEST(test_wal_removed)
+static void
+side_file_removed(const char *suffix, const char *says)
 {
 	struct daemon_proc *d = new_proc();
-	char store[200], *before = event_body("wal-before"),
-	    *after = event_body("wal-after");
+	char store[300], *before = event_body("side-before"),
+	    *after = event_body("side-after");
 	struct reply r;
 
 	start_or_fail(d, NULL);
@@ -2747,19 +2748,36 @@ START_TEST(test_wal_removed)
 	    &r), 0);
 	ck_assert_int_eq(r.status, 200);
 	tu_reply_free(&r);
-	ck_assert_int_eq(tu_sh("rm '%s-wal'", d->db), 0);
+	ck_assert_int_eq(tu_sh("rm '%s%s'", d->db, suffix), 0);
 	ck_assert_int_eq(tu_post(d->port, PATH, JSON, after, strlen(after),
 	    &r), 0);
-	expect_503(&r, "WAL removed");
+	expect_503(&r, suffix);
 	tu_reply_free(&r);
 	ck_assert_int_eq(health(d->port, store, sizeof(store), NULL), 503);
-	ck_assert_msg(strstr(store, "-wal was removed or replaced while in "
-	    "use") != NULL, "healthz: %s", store);
+	ck_assert_msg(strstr(store, says) != NULL, "healthz: %s", store);
 	proc_stop(d, SIGTERM);
 	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM calls WHERE "
-	    "call_sid = 'wal-before'"), 1);
+	    "call_sid = 'side-before'"), 1);
+	start_or_fail(d, NULL);
+	post_accepted(d->port, after);
+	stop_clean(d);
+	expect_integrity(d->db);
 	free(before);
 	free(after);
+}
+
+START_TEST(test_wal_removed)
+{
+	side_file_removed("-wal", "-wal was removed or replaced while in use");
+}
+END_TEST
+
+START_TEST(test_shm_removed)
+{
+	side_file_removed("-shm", "-shm was removed or replaced while in use; "
+	    "restart callhookd (a clean stop copies what the WAL holds into "
+	    "the database), and until then open the database with nothing "
+	    "else: a writer would damage it");
 }
 END_TEST
 
@@ -2799,6 +2817,13 @@ START_TEST(test_wal_removed_idle)
 {
 	removed_while_idle("rm '%s-wal' && : '%s' '%s'",
 	    "-wal was removed or replaced while in use");
+}
+END_TEST
+
+START_TEST(test_shm_removed_idle)
+{
+	removed_while_idle("rm '%s-shm' && : '%s' '%s'",
+	    "-shm was removed or replaced while in use");
 }
 END_TEST
 
@@ -3223,8 +3248,10 @@ faults_suite(void)
 	tcase_add_test(tc, test_database_removed);
 	tcase_add_test(tc, test_database_removed_long_path);
 	tcase_add_test(tc, test_wal_removed);
+	tcase_add_test(tc, test_shm_removed);
 	tcase_add_test(tc, test_database_removed_idle);
 	tcase_add_test(tc, test_wal_removed_idle);
+	tcase_add_test(tc, test_shm_removed_idle);
 	tcase_add_test(tc, test_wal_behind_after_checkpoint);
 	tcase_add_test(tc, test_poison_event_commit);
 	tcase_add_test(tc, test_poison_event_enqueue);
