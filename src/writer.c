@@ -140,6 +140,8 @@ struct writer {
 	char			 health[WRITER_HEALTH_MAX]; /* "" when ok */
 	uint64_t		 fts_row_ns;	/* indexing time per row, EWMA */
 	int			 fts_retry_ms;	/* after failures, else 0 */
+	uint64_t		 fts_locked_since; /* see fts_failed() */
+	bool			 fts_logged;	/* this failure, as a warning */
 	char			 kept_sid[128];	/* last logged as kept */
 	struct checkpointer	 ckpt;
 };
@@ -924,6 +926,33 @@ gather(struct writer *w, struct batch *b)
 	}
 }
 
+/*
+ * After a failed indexing transaction: warn once, except for a lock held
+ * by another connection that has not yet lasted LOCK_GRACE_MS, as
+ * failure_health() does for events. callhook import and prune hold the
+ * lock about 50 ms at a time, past the writer's 100 ms wait on a loaded
+ * machine; that logged "full-text indexing failed" during routine
+ * imports. A stop does not wait for the lock to go: it says so at once.
+ */
+static void
+fts_failed(struct writer *w)
+{
+	uint64_t now = now_mono_ns();
+	bool stopping = atomic_load(&w->stopping);
+
+	if (!store_locked_out(w->store))
+		w->fts_locked_since = 0;
+	else if (w->fts_locked_since == 0)
+		w->fts_locked_since = now;
+	if (w->fts_logged || (!stopping && w->fts_locked_since != 0 &&
+	    now - w->fts_locked_since < LOCK_GRACE_MS * 1000000ULL))
+		return;
+	w->fts_logged = true;
+	log_warnx("full-text indexing failed, %s: %s", stopping ?
+	    "the next start indexes the rest" : "will retry",
+	    store_errmsg(w->store));
+}
+
 /* Index up to max_rows waiting rows: false when it failed. */
 static bool
 index_some(struct writer *w, int max_rows)
@@ -936,18 +965,16 @@ index_some(struct writer *w, int max_rows)
 	if (rc != 0 && store_damaged(w->store))
 		set_health(w, store_errmsg(w->store));
 	if (rc != 0) {
+		fts_failed(w);
 		/* Back off, so a lasting failure is a slow poll. */
-		if (w->fts_retry_ms == 0)
-			log_warnx("full-text indexing failed, %s: %s",
-			    atomic_load(&w->stopping) ? "the next start "
-			    "indexes the rest" : "will retry",
-			    store_errmsg(w->store));
 		w->fts_retry_ms = w->fts_retry_ms == 0 ? FTS_QUIET_MS :
 		    w->fts_retry_ms * 2 > FTS_RETRY_MAX_MS ?
 		    FTS_RETRY_MAX_MS : w->fts_retry_ms * 2;
 	} else {
-		if (w->fts_retry_ms != 0)
+		if (w->fts_logged)
 			log_info("full-text indexing resumed");
+		w->fts_logged = false;
+		w->fts_locked_since = 0;
 		w->fts_retry_ms = 0;
 		if (n > 0)
 			w->fts_row_ns = (w->fts_row_ns * 7 +
