@@ -87,6 +87,7 @@ struct http {
 	atomic_uint_fast64_t	 accept_warned;	/* second of; see mhd_log() */
 	uint64_t		 id_base;	/* start time, tells runs apart */
 	struct MHD_Response	*received;	/* the shared 200 */
+	struct MHD_Response	*received_closing; /* during the stop */
 	struct conns		*conns;
 };
 
@@ -289,6 +290,9 @@ queue_json(struct http *h, struct MHD_Connection *conn, unsigned status,
 	    "application/json");
 	if (hdr != NULL)
 		MHD_add_response_header(r, hdr, val);
+	if (atomic_load(&h->stopping) && (hdr == NULL ||
+	    strcasecmp(hdr, MHD_HTTP_HEADER_CONNECTION) != 0))
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER,
 		    RETRY_AFTER);
@@ -1249,7 +1253,8 @@ answer_stored(struct request *req)
 	enum MHD_Result ret;
 
 	req->state = REQ_ANSWERED;
-	ret = MHD_queue_response(req->conn, MHD_HTTP_OK, h->received);
+	ret = MHD_queue_response(req->conn, MHD_HTTP_OK,
+	    atomic_load(&h->stopping) ? h->received_closing : h->received);
 	atomic_fetch_add_explicit(&h->metrics->responses[200], 1,
 	    memory_order_relaxed);
 	if (log_enabled(LOG_DEBUG)) {
@@ -1633,8 +1638,14 @@ settings_free(struct settings *s)
 	}
 }
 
+/*
+ * The shared 200. Once the stop has begun, answers close their
+ * connection (closing): a sender reconnects, to the next daemon under
+ * socket activation, rather than taking 503 "shutting down" on a kept
+ * connection for as long as the drain lasts.
+ */
 static struct MHD_Response *
-received_response(void)
+received_response(bool closing)
 {
 	static const char body[] =
 	    "{\"status\":\"success\",\"message\":\"Webhook received\"}";
@@ -1642,9 +1653,12 @@ received_response(void)
 
 	r = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body,
 	    MHD_RESPMEM_PERSISTENT);
-	if (r != NULL)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-		    "application/json");
+	if (r == NULL)
+		return NULL;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+	    "application/json");
+	if (closing)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	return r;
 }
 
@@ -1681,7 +1695,8 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 	/* timeout is read at start only, as libmicrohttpd's idle timeout. */
 	deadline_ns = 2 * (uint64_t)cfg->timeout_ms * 1000000;
 	if ((h = calloc(1, sizeof(*h))) == NULL ||
-	    (h->received = received_response()) == NULL ||
+	    (h->received = received_response(false)) == NULL ||
+	    (h->received_closing = received_response(true)) == NULL ||
 	    (h->conns = conns_new(deadline_ns, cfg->max_connections,
 	    m)) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -1724,6 +1739,8 @@ http_start(int fd, const struct config *cfg, struct queue *q,
 fail:
 	if (h != NULL && h->received != NULL)
 		MHD_destroy_response(h->received);
+	if (h != NULL && h->received_closing != NULL)
+		MHD_destroy_response(h->received_closing);
 	if (h != NULL)
 		conns_free(h->conns);
 	free(h);
@@ -1787,6 +1804,7 @@ http_stop(struct http *h, unsigned timeout_ms)
 	if (h->fd >= 0)
 		close(h->fd);
 	MHD_destroy_response(h->received);
+	MHD_destroy_response(h->received_closing);
 	settings_free(atomic_load(&h->settings));
 	free(h);
 }

@@ -2111,6 +2111,79 @@ START_TEST(test_stop_refuses_connections)
 }
 END_TEST
 
+/*
+ * A connection kept alive across the start of a stop: its next answer
+ * says "Connection: close" and closes it, so that the sender reconnects
+ * (to the next daemon, under socket activation) rather than taking 503
+ * after 503 on a connection that the stop keeps open while it waits.
+ */
+START_TEST(test_stop_closes_kept_connections)
+{
+	struct daemon_proc *d = new_proc();
+	char *first = event_body("kept-first"), *queued = event_body(
+	    "kept-queued"), *late = event_body("kept-late"), val[32];
+	struct tu_conn c;
+	struct reply r;
+	sqlite3 *h;
+
+	start_or_fail(d, "[store]\nack = enqueue\n");
+	ck_assert_int_eq(tu_conn_open(&c, d->port, 5000), 0);
+	ck_assert_int_eq(tu_conn_post(&c, PATH, first, strlen(first), &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_msg(tu_header(&r, "Connection", val, sizeof(val)) != 0,
+	    "Connection: %s before the stop", val);
+	tu_reply_free(&r);
+	h = lock_db(d->db);
+	post_accepted(d->port, queued);		/* the stop waits for it */
+	ck_assert_int_eq(kill(d->pid, SIGTERM), 0);
+	for (int i = 0; i < 100 && !log_has(d, "stopping"); i++)
+		tu_sleep_ms(20);
+	ck_assert_int_eq(tu_conn_post(&c, PATH, late, strlen(late), &r), 0);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_msg(tu_header(&r, "Connection", val, sizeof(val)) == 0 &&
+	    strcasecmp(val, "close") == 0, "no Connection: close on the 503 "
+	    "of a stop:\n%s", r.headers);
+	tu_reply_free(&r);
+	ck_assert_int_eq(c.fd, -1);
+	finish_stop(d, h, "kept-queued");
+	free(first);
+	free(queued);
+	free(late);
+}
+END_TEST
+
+/*
+ * The same for a request held for its commit when the stop begins: its
+ * 200 closes the connection too.
+ */
+START_TEST(test_stop_closes_held_connection)
+{
+	struct daemon_proc *d = new_proc();
+	struct poster p;
+	char val[32];
+	sqlite3 *h;
+
+	start_or_fail(d, NULL);
+	h = lock_db(d->db);
+	poster_start(&p, d->port, "held-at-stop", 0, NULL);
+	tu_sleep_ms(300);			/* held: the store is locked */
+	ck_assert_int_eq(kill(d->pid, SIGTERM), 0);
+	for (int i = 0; i < 100 && !log_has(d, "stopping"); i++)
+		tu_sleep_ms(20);
+	unlock_db(h);
+	poster_join(&p);
+	ck_assert_msg(p.rc == 0 && p.r.status == 200, "%d %d", p.rc,
+	    p.r.status);
+	ck_assert_msg(tu_header(&p.r, "Connection", val, sizeof(val)) == 0 &&
+	    strcasecmp(val, "close") == 0, "no Connection: close on a 200 "
+	    "during the stop:\n%s", p.r.headers);
+	ck_assert_int_eq(proc_stop(d, SIGTERM), 0);
+	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM calls WHERE "
+	    "call_sid = 'held-at-stop'"), 1);
+	poster_done(&p);
+}
+END_TEST
+
 /* A connection to unix:path, or -1. */
 static int
 unix_connect(const char *path)
@@ -3278,6 +3351,8 @@ faults_suite(void)
 	tcase_add_test(tc, test_lock_held);
 	tcase_add_test(tc, test_slow_body_due);
 	tcase_add_test(tc, test_stop_refuses_connections);
+	tcase_add_test(tc, test_stop_closes_kept_connections);
+	tcase_add_test(tc, test_stop_closes_held_connection);
 	tcase_add_test(tc, test_stop_unix_backlog);
 	tcase_add_test(tc, test_lock_brief);
 	tcase_add_test(tc, test_lock_brief_fts);
