@@ -1257,8 +1257,9 @@ on_commit(void *arg, int pages)
 		return;
 	if (behind >= WAL_WARN_PAGES && !c->wal_warned)
 		log_warnx("%d pages of the WAL are not yet copied into the "
-		    "database: a long read transaction (an sqlite3 shell "
-		    "left open?) holds checkpoints back", behind);
+		    "database: a long read transaction holds checkpoints "
+		    "back (a callhook backup or export of a big file, or an "
+		    "sqlite3 shell left open?)", behind);
 	c->wal_warned = behind >= WAL_WARN_PAGES;
 }
 
