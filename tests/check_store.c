@@ -1725,30 +1725,39 @@ START_TEST(test_wal_files_kept)
 }
 END_TEST
 
+/*
+ * The next version is the one met in practice (callhookd upgraded, then
+ * rolled back); 99 is one far off.
+ */
+static const int newer_versions[] = { STORE_SCHEMA_VERSION + 1, 99 };
+
 START_TEST(test_newer_refused)
 {
 	struct store *st;
 	sqlite3 *db;
-	char err[256], want[4400];
+	char err[256], want[4400], name[32], pragma[64];
+	int v = newer_versions[_i];
 
-	store_close(open_ok("calls.db", true));
-	db = raw_open("calls.db");
-	exec_ok(db, "PRAGMA user_version = 99");
+	snprintf(name, sizeof(name), "calls-v%d.db", v);
+	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v);
+	store_close(open_ok(name, true));
+	db = raw_open(name);
+	exec_ok(db, pragma);
 	sqlite3_close(db);
 
-	snprintf(want, sizeof(want), "%s has schema version 99, newer than "
-	    "this program's %d; upgrade callhookd", path("calls.db"),
+	snprintf(want, sizeof(want), "%s has schema version %d, newer than "
+	    "this program's %d; upgrade callhookd", path(name), v,
 	    STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(try_open(&st, "calls.db", true, false, err,
+	ck_assert_int_eq(try_open(&st, name, true, false, err,
 	    sizeof(err)), -ENOTSUP);
 	ck_assert_ptr_null(st);
 	ck_assert_str_eq(err, want);
-	ck_assert_int_eq(try_open(&st, "calls.db", true, true, err,
+	ck_assert_int_eq(try_open(&st, name, true, true, err,
 	    sizeof(err)), -ENOTSUP);
 	ck_assert_str_eq(err, want);
 
-	db = raw_open("calls.db");
-	ck_assert_int_eq(int_of(db, "PRAGMA user_version"), 99);
+	db = raw_open(name);
+	ck_assert_int_eq(int_of(db, "PRAGMA user_version"), v);
 	sqlite3_close(db);
 }
 END_TEST
@@ -2287,7 +2296,8 @@ store_suite(void)
 	tcase_add_test(tc, test_corrupt_for_all);
 	tcase_add_test(tc, test_corrupt_fts);
 	tcase_add_test(tc, test_wal_files_kept);
-	tcase_add_test(tc, test_newer_refused);
+	tcase_add_loop_test(tc, test_newer_refused, 0,
+	    (int)(sizeof(newer_versions) / sizeof(newer_versions[0])));
 	tcase_add_test(tc, test_unwritable);
 	tcase_add_test(tc, test_foreign_refused);
 	tcase_add_test(tc, test_readonly);
