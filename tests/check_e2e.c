@@ -372,6 +372,18 @@ START_TEST(test_bad_requests)
 	ck_assert_int_eq(tu_post(d.port, PATH, "text/plain", body,
 	    strlen(body), &r), 0);
 	expect_reply(&r, 415, NULL);
+	/* Every answer is JSON, and says so: refusals too. */
+	ck_assert_int_eq(tu_header(&r, "Content-Type", hdr, sizeof(hdr)), 0);
+	ck_assert_str_eq(hdr, "application/json");
+	tu_reply_free(&r);
+	/* application/json itself, not a longer name that starts with it. */
+	ck_assert_int_eq(tu_post(d.port, PATH, "application/jsonx", body,
+	    strlen(body), &r), 0);
+	expect_reply(&r, 415, NULL);
+	tu_reply_free(&r);
+	ck_assert_int_eq(tu_post(d.port, PATH, "application/json-seq", body,
+	    strlen(body), &r), 0);
+	expect_reply(&r, 415, NULL);
 	tu_reply_free(&r);
 	ck_assert_int_eq(tu_post(d.port, PATH, "application/json; charset="
 	    "utf-8", body, strlen(body), &r), 0);
@@ -419,6 +431,27 @@ START_TEST(test_bad_requests)
 		    "Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n",
 		    4000, big + 999);
 
+		ck_assert_int_eq(tu_raw(d.port, req, (size_t)n, &r), 0);
+		expect_reply(&r, 413, NULL);
+		tu_reply_free(&r);
+		/*
+		 * The bound itself, streamed: max_body bytes are read (and
+		 * refused as no JSON), one more is a 413.
+		 */
+		big[2048] = '\0';
+		n = snprintf(req, sizeof(req), "POST " PATH " HTTP/1.1\r\n"
+		    "Host: x\r\nContent-Type: application/json\r\n"
+		    "Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n",
+		    2048, big);
+		ck_assert_int_eq(tu_raw(d.port, req, (size_t)n, &r), 0);
+		expect_reply(&r, 400, NULL);
+		tu_reply_free(&r);
+		big[2048] = ' ';
+		big[2049] = '\0';
+		n = snprintf(req, sizeof(req), "POST " PATH " HTTP/1.1\r\n"
+		    "Host: x\r\nContent-Type: application/json\r\n"
+		    "Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n",
+		    2049, big);
 		ck_assert_int_eq(tu_raw(d.port, req, (size_t)n, &r), 0);
 		expect_reply(&r, 413, NULL);
 		tu_reply_free(&r);
