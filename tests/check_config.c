@@ -309,6 +309,38 @@ START_TEST(test_bad_size)
 }
 END_TEST
 
+/*
+ * Each bounded key at its edges: the bound is taken, one unit past it is
+ * not. A bound that moved by one passed when only far values were tried.
+ */
+START_TEST(test_bounds)
+{
+	static const char *const edges[][4] = {
+		/* section, key, the bound, one past it */
+		{ "http", "max_body", "1K", "1023" },
+		{ "http", "max_body", "1G", "1073741825" },
+		{ "http", "timeout", "1s", "999ms" },
+		{ "http", "timeout", "1h", "3600001ms" },
+		{ "http", "max_connections", "1", "0" },
+		{ "http", "max_connections", "1000000", "1000001" },
+		{ "store", "queue", "1", "0" },
+		{ "store", "queue", "10000000", "10000001" },
+	};
+	struct config cfg;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		config_defaults(&cfg);
+		ck_assert_msg(config_set(&cfg, edges[i][0], edges[i][1],
+		    edges[i][2], err, sizeof(err)) == 0, "%s = %s: %s",
+		    edges[i][1], edges[i][2], err);
+		ck_assert_msg(config_set(&cfg, edges[i][0], edges[i][1],
+		    edges[i][3], err, sizeof(err)) == -EINVAL,
+		    "%s = %s taken", edges[i][1], edges[i][3]);
+	}
+}
+END_TEST
+
 START_TEST(test_bad_duration)
 {
 	expect_one_error("[http]\ntimeout = 30sec\n", 2,
@@ -866,6 +898,7 @@ config_suite(void)
 	tcase_add_test(tc, test_key_outside_section);
 	tcase_add_test(tc, test_unknown_key);
 	tcase_add_test(tc, test_bad_size);
+	tcase_add_test(tc, test_bounds);
 	tcase_add_test(tc, test_bad_duration);
 	tcase_add_test(tc, test_bad_bool);
 	tcase_add_test(tc, test_bad_enum);
