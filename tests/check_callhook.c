@@ -1716,6 +1716,44 @@ START_TEST(test_prune_stops)
 END_TEST
 
 /*
+ * "Older than" is strict: a call at the cut-off itself is not older, and
+ * stays whole, with or without --transcripts-only.
+ */
+START_TEST(test_prune_cutoff)
+{
+	static const char *const times[] = { "\"2024-12-31 23:59:59\"",
+	    "\"2025-01-01 00:00:00\"", "\"2025-01-01 00:00:01\"" };
+	char *jsonl = tmp_path("edge.jsonl"), *newdb = tmp_path("edge.db");
+	char sid[32], *line;
+	FILE *fp;
+
+	ck_assert_ptr_nonnull(fp = fopen(jsonl, "w"));
+	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+		snprintf(sid, sizeof(sid), "\"edge-%zu\"", i);
+		line = variant("call_ended.json", "callSid", sid, "time",
+		    times[i], NULL);
+		fprintf(fp, "%s\n", line);
+		free(line);
+	}
+	fclose(fp);
+	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 0);
+	ck_assert_int_eq(ch_on(newdb, "prune --older-than 2025-01-01 "
+	    "--transcripts-only"), 0);
+	ck_assert_str_eq(out, "1 transcriptions blanked (call_time before "
+	    "2025-01-01 00:00:00)\n");
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls WHERE "
+	    "transcription IS NULL AND call_sid = 'edge-0'"), 1);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls WHERE "
+	    "transcription IS NOT NULL"), 2);
+	ck_assert_int_eq(ch_on(newdb, "prune --older-than 2025-01-01"), 0);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls"), 2);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls WHERE "
+	    "call_sid = 'edge-1'"), 1);
+	expect_fts_intact(newdb);
+}
+END_TEST
+
+/*
  * Batches (at most 500 rows) that end inside a group of calls with one
  * call_time go on where they stopped: each call once, none skipped.
  */
@@ -2902,6 +2940,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_import_stops);
 	tcase_add_test(tc, test_import_follows);
 	tcase_add_test(tc, test_import_quoted);
+	tcase_add_test(tc, test_prune_cutoff);
 	tcase_add_test(tc, test_prune_shared_time);
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_prune_stops);
