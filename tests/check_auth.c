@@ -476,6 +476,10 @@ START_TEST(test_signature_unit)
 	snprintf(several, sizeof(several), "v1,bm9wZQ== %s v2,x", sig);
 	ck_assert_int_eq(auth_check_signature(a, "msg_1", ts, several, body,
 	    strlen(body), now), AUTH_SIG_OK);
+	/* The HMAC of the scheme is version v1: another version is not it. */
+	snprintf(several, sizeof(several), "v2,%s", sig + 3);
+	ck_assert_int_eq(auth_check_signature(a, "msg_1", ts, several, body,
+	    strlen(body), now), AUTH_SIG_BAD);
 	ck_assert_int_eq(auth_check_signature(a, "msg_2", ts, sig, body,
 	    strlen(body), now), AUTH_SIG_BAD);
 	ck_assert_int_eq(auth_check_signature(a, "msg_1", ts, sig, body,
