@@ -665,6 +665,53 @@ START_TEST(test_list_table)
 END_TEST
 
 /*
+ * --agent, --batch and --hangup are exact matches, --converted and
+ * --not-converted read conversion_status as sent (a call without it is
+ * neither), and list shows 50 calls unless --limit says otherwise (0:
+ * all). fill()'s few calls could not tell these from near misses.
+ */
+START_TEST(test_filters_exact)
+{
+	char *jsonl = tmp_path("many.jsonl"), *newdb = tmp_path("many.db");
+	char sid[32], *line;
+	FILE *fp;
+
+	ck_assert_ptr_nonnull(fp = fopen(jsonl, "w"));
+	for (int i = 0; i < 50; i++) {
+		snprintf(sid, sizeof(sid), "\"many-%d\"", i);
+		line = variant("call_ended.json", "callSid", sid, "agent",
+		    "\"agent-B\"", "conversion_status", "true", NULL);
+		fprintf(fp, "%s\n", line);
+		free(line);
+	}
+	line = variant("call_ended.json", "callSid", "\"unknown\"", "agent",
+	    "\"agent-C\"", "conversion_status", NULL, NULL);
+	fprintf(fp, "%s\n", line);
+	free(line);
+	fclose(fp);
+	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 0);
+
+	ck_assert_int_eq(ch_on(newdb, "list"), 0);
+	ck_assert_int_eq(table_rows(), 50);
+	ck_assert_int_eq(ch_on(newdb, "list --limit 0"), 0);
+	ck_assert_int_eq(table_rows(), 51);
+	/* Exact: no case folding, no LIKE or GLOB wildcards. */
+	ck_assert_int_eq(ch_on(newdb, "list --agent AGENT-B"), 0);
+	ck_assert_str_eq(err, "no calls\n");
+	ck_assert_int_eq(ch_on(newdb, "list --agent 'agent-%%'"), 0);
+	ck_assert_str_eq(err, "no calls\n");
+	ck_assert_int_eq(ch_on(newdb, "list --agent 'agent-?'"), 0);
+	ck_assert_str_eq(err, "no calls\n");
+	ck_assert_int_eq(ch_on(newdb, "list --agent agent-C"), 0);
+	ck_assert_int_eq(table_rows(), 1);
+	ck_assert_int_eq(ch_on(newdb, "list --not-converted"), 0);
+	ck_assert_str_eq(err, "no calls\n");
+	ck_assert_int_eq(ch_on(newdb, "list --converted --limit 0"), 0);
+	ck_assert_int_eq(table_rows(), 50);
+}
+END_TEST
+
+/*
  * A call_time in another form than "YYYY-MM-DD HH:MM:SS" is kept as sent,
  * and cut like any long value rather than widening the table.
  */
@@ -1449,7 +1496,7 @@ START_TEST(test_import)
 {
 	char *jsonl = tmp_path("in.jsonl"), *newdb = tmp_path("imported.db");
 	FILE *fp;
-	char *a, *b, *b2, want[1600];
+	char *a, *b, *b2, want[2200];
 
 	a = variant("call_ended.json", NULL);
 	b = variant("call_ended_inbound.json", NULL);
@@ -1516,6 +1563,19 @@ START_TEST(test_import)
 	    tmp_path("small.ini"), tmp_path("big.jsonl")), 1);
 	ck_assert_msg(strstr(err, "big.jsonl:1: 1154 bytes, over max_body "
 	    "(1024; -c takes the daemon's)") != NULL, "%s", err);
+	/* The same bound as the daemon's: max_body bytes, not one more. */
+	snprintf(want, sizeof(want), "{\"event\":\"call_ended\",\"data\":"
+	    "{\"callSid\":\"edge\",\"pad\":\"%0967d\"}}\n{\"event\":"
+	    "\"call_ended\",\"data\":{\"callSid\":\"over\",\"pad\":"
+	    "\"%0968d\"}}\n", 0, 0);
+	write_file(tmp_path("edge.jsonl"), want);
+	ck_assert_int_eq(ch_env("", NULL, "-c '%s' import '%s'",
+	    tmp_path("small.ini"), tmp_path("edge.jsonl")), 1);
+	ck_assert_msg(strstr(err, "edge.jsonl:2: 1025 bytes, over max_body")
+	    != NULL, "%s", err);
+	ck_assert_msg(strstr(err, "edge.jsonl:1:") == NULL, "%s", err);
+	ck_assert_int_eq(db_int(newdb, "SELECT count(*) FROM calls WHERE"
+	    " call_sid = 'edge'"), 1);
 	/* An empty file (touch) is a new database to import into. */
 	write_file(tmp_path("touched.db"), "");
 	ck_assert_int_eq(ch_on(tmp_path("touched.db"), "import '%s'", jsonl),
@@ -2917,6 +2977,7 @@ callhook_suite(void)
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_config);
 	tcase_add_test(tc, test_list_table);
+	tcase_add_test(tc, test_filters_exact);
 	tcase_add_test(tc, test_list_time_forms);
 	tcase_add_test(tc, test_table_clean);
 	tcase_add_test(tc, test_table_bidi);
