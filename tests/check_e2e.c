@@ -284,6 +284,16 @@ START_TEST(test_duplicate_and_revision)
 		ck_assert_str_eq(old, body);
 		free(old);
 	}
+	/*
+	 * Counted apart (README, Metrics and logs), with a second duplicate
+	 * so that the two counts differ: a 200 is never ahead of /metrics,
+	 * so commit mode's counts are there already.
+	 */
+	post_expect(changed, 200, "Webhook received");
+	ck_assert_int_eq(tu_metric(d.port, "callhookd_events_stored_total"),
+	    1);
+	ck_assert_int_eq(tu_metric(d.port, "callhookd_duplicates_total"), 2);
+	ck_assert_int_eq(tu_metric(d.port, "callhookd_revisions_total"), 1);
 	/* The commits went through the WAL, not yet all checkpointed. */
 	ck_assert_int_gt(tu_metric(d.port, "callhookd_wal_pages_behind"), 0);
 	stop_clean();
