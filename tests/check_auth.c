@@ -580,7 +580,7 @@ START_TEST(test_token_e2e)
 	char *b1 = body_with_sid("tok-1"), *b2 = body_with_sid("tok-2"),
 	    *b3 = body_with_sid("tok-3"), *b4 = body_with_sid("tok-4"),
 	    *b5 = body_with_sid("tok-5"), *b6 = body_with_sid("tok-6"),
-	    *b7 = body_with_sid("tok-7");
+	    *b7 = body_with_sid("tok-7"), *b8 = body_with_sid("tok-8");
 
 	ck_assert_int_eq(tu_start(&d, "[auth]\ntoken = s3cret\n", NULL), 0);
 	ck_assert_int_eq(post("", "", b4), 401);
@@ -603,9 +603,13 @@ START_TEST(test_token_e2e)
 	    200);
 	ck_assert_int_eq(post("", "X-Callhook-Token: s3cret \t\r\n", b6),
 	    200);
+	/* The scheme's name is case-insensitive (RFC 9110 section 11.1). */
+	ck_assert_int_eq(post("", "Authorization: bearer s3cret\r\n", b8),
+	    200);
 	ck_assert(stored("tok-1", NULL) && stored("tok-2", NULL) &&
 	    stored("tok-3", NULL) && stored("tok-5", NULL) &&
-	    stored("tok-6", NULL) && stored("tok-7", NULL));
+	    stored("tok-6", NULL) && stored("tok-7", NULL) &&
+	    stored("tok-8", NULL));
 	ck_assert(!stored("tok-4", NULL));
 	/* The secret is not in the log either. */
 	ck_assert_int_ne(tu_sh("grep -q s3cret %s", d.log), 0);
@@ -639,6 +643,7 @@ START_TEST(test_token_e2e)
 	free(b5);
 	free(b6);
 	free(b7);
+	free(b8);
 	free(b3);
 	free(b4);
 }
