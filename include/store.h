@@ -148,14 +148,16 @@ int	store_open_checkpointer(struct store **out, struct store *of,
 /*
  * Copy what the WAL holds into the database file, as far as other
  * connections allow without waiting (SQLITE_CHECKPOINT_PASSIVE): 0 with
- * the pages in the WAL and the pages copied so far, or -EAGAIN/-EIO.
+ * the pages in the WAL and the pages copied so far, or -EAGAIN/-EIO;
+ * -ESTALE, copying nothing, once the -shm was removed or replaced (a
+ * checkpoint by the WAL index it held would damage the file).
  */
 int	store_checkpoint(struct store *st, int *wal_pages, int *copied);
 /*
  * Copy the whole WAL into the database, waiting up to the busy timeout
  * for readers to leave it, so that the next transaction writes it from
  * its start (a RESTART checkpoint). 0, or -EAGAIN when readers kept
- * some of it, or the error that did.
+ * some of it, or the error that did (-ESTALE as store_checkpoint()).
  */
 int	store_restart_wal(struct store *st);
 

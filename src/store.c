@@ -647,6 +647,22 @@ side_file_moved(struct store *st)
 }
 
 /*
+ * The -shm removed or replaced, the -wal still in place: another process
+ * may since have written through a new -shm, blind to this connection's
+ * WAL index, and a checkpoint by that stale index would copy its frames
+ * over the wrong pages, cut the file to the old size and empty the WAL
+ * that holds its commits. No checkpoint then: ours are in the WAL too,
+ * and the next open rebuilds the index from it.
+ */
+static bool
+shm_moved(struct store *st)
+{
+	const char *side = side_file_moved(st);
+
+	return side != NULL && strcmp(side, "-shm") == 0;
+}
+
+/*
  * Still the file at its path? One removed or replaced (a restore by mv,
  * say) would take every later commit to a file nobody can open: a 200
  * for an event that is gone. -ESTALE then, for as long as it lasts.
@@ -664,11 +680,10 @@ check_file(struct store *st)
 	}
 	if ((side = side_file_moved(st)) != NULL) {
 		seterr(st->err, sizeof(st->err), "%s%s was removed or "
-		    "replaced while in use; restart callhookd (a clean stop "
-		    "copies what the WAL holds into the database)%s", path,
-		    side, strcmp(side, "-shm") == 0 ? ", and until then open "
-		    "the database with nothing else: a writer would damage "
-		    "it" : "");
+		    "replaced while in use; restart callhookd (%s)", path,
+		    side, strcmp(side, "-shm") == 0 ? "the WAL keeps what it "
+		    "holds, and the next start applies it" : "a clean stop "
+		    "copies what the WAL holds into the database");
 		return -ESTALE;
 	}
 	return 0;
@@ -1225,6 +1240,11 @@ checkpoint_at_close(struct store *st, bool wrote)
 			    sqlite3_errmsg(st->db), path);
 		return;
 	}
+	if (shm_moved(st)) {
+		sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+		    NULL);
+		return;
+	}
 	if (!wrote || path == NULL || path[0] == '\0')
 		return;
 	rc = sqlite3_wal_checkpoint_v2(st->db, "main",
@@ -1320,6 +1340,7 @@ store_open_checkpointer(struct store **out, struct store *of, char *err,
 	if ((error = open_db(st, &opt)) != 0)
 		goto fail;
 	keep_wal_files(st->db);
+	memcpy(st->side, of->side, sizeof(st->side));	/* shm_moved() */
 	/* Checkpoints fsync as the file's writer does. */
 	rc = sqlite3_exec(st->db, of->sync_full ? "PRAGMA synchronous = FULL" :
 	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
@@ -1340,6 +1361,8 @@ store_checkpoint(struct store *st, int *wal_pages, int *copied)
 {
 	int rc;
 
+	if (shm_moved(st))
+		return check_file(st);
 	rc = sqlite3_wal_checkpoint_v2(st->db, "main",
 	    SQLITE_CHECKPOINT_PASSIVE, wal_pages, copied);
 	if (rc != SQLITE_OK)
@@ -1352,6 +1375,8 @@ store_restart_wal(struct store *st)
 {
 	int pages = -1, copied = -2, rc;
 
+	if (shm_moved(st))
+		return check_file(st);
 	rc = sqlite3_wal_checkpoint_v2(st->db, "main",
 	    SQLITE_CHECKPOINT_RESTART, &pages, &copied);
 	if (rc != SQLITE_OK)

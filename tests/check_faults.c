@@ -2892,9 +2892,80 @@ END_TEST
 START_TEST(test_shm_removed)
 {
 	side_file_removed("-shm", "-shm was removed or replaced while in use; "
-	    "restart callhookd (a clean stop copies what the WAL holds into "
-	    "the database), and until then open the database with nothing "
-	    "else: a writer would damage it");
+	    "restart callhookd (the WAL keeps what it holds, and the next "
+	    "start applies it)");
+}
+END_TEST
+
+/*
+ * A -shm removed, then the database written by another process (callhook
+ * import) through the new -shm it made, the WAL started over: the
+ * daemon's checkpoints went on by its own, stale WAL index, putting the
+ * writer's pages where its old ones were and cutting the file to its old
+ * size ("invalid page number"), and emptied at the stop the WAL that held
+ * the writer's last commits. Both the checkpointer, woken by the failed
+ * commit of the next event (then a kill -9), and the stop must leave the
+ * WAL to the next open, which rebuilds the index from it.
+ */
+static void
+shm_removed_then_written(bool event_then_kill)
+{
+	struct daemon_proc *d = new_proc();
+	char *before = event_body("shm-before"), *big, sid[32], store[300];
+	sqlite3 *h;
+
+	start_or_fail(d, event_then_kill ? "[store]\nack = enqueue\n" : NULL);
+	for (int i = 0; i < 20; i++) {
+		snprintf(sid, sizeof(sid), "shm-big-%d", i);
+		big = big_event_body(sid, 32 * 1024);
+		post_accepted(d->port, big);
+		free(big);
+	}
+	post_accepted(d->port, before);
+	ck_assert_int_eq(tu_sh("rm '%s-shm'", d->db), 0);
+	for (int waited = 0; waited < 3000 && health(d->port, store,
+	    sizeof(store), NULL) != 503; waited += 50)
+		tu_sleep_ms(50);
+	ck_assert_msg(strstr(store, "-shm was removed") != NULL, "healthz: %s",
+	    store);
+	h = db_open(d->db, true);
+	ck_assert_msg(sqlite3_exec(h, "WITH RECURSIVE n(i) AS (SELECT 1 "
+	    "UNION ALL SELECT i + 1 FROM n WHERE i < 200) INSERT INTO calls "
+	    "(call_sid, event, transcription, payload, first_received_at, "
+	    "received_at) SELECT 'outside-' || i, 'call_ended', "
+	    "hex(randomblob(4000)), '{}', '2026-01-01T00:00:00.000Z', "
+	    "'2026-01-01T00:00:00.000Z' FROM n; PRAGMA wal_checkpoint; "
+	    "INSERT INTO calls (call_sid, event, transcription, payload, "
+	    "first_received_at, received_at) VALUES ('outside-last', "
+	    "'call_ended', '', '{}', '2026-01-01T00:00:00.000Z', "
+	    "'2026-01-01T00:00:00.000Z')", NULL, NULL, NULL) == SQLITE_OK,
+	    "%s", sqlite3_errmsg(h));
+	sqlite3_close(h);
+	if (event_then_kill) {
+		big = event_body("shm-after");
+		post_accepted(d->port, big);	/* ack = enqueue */
+		free(big);
+		tu_sleep_ms(500);		/* the checkpointer's turn */
+		proc_stop(d, SIGKILL);
+	} else
+		ck_assert_int_eq(proc_stop(d, SIGTERM), 0);
+	expect_integrity(d->db);
+	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM calls WHERE "
+	    "call_sid LIKE 'outside-%'"), 201);
+	ck_assert_int_eq(db_int(d->db, "SELECT count(*) FROM calls WHERE "
+	    "call_sid LIKE 'shm-big-%' OR call_sid = 'shm-before'"), 21);
+	free(before);
+}
+
+START_TEST(test_shm_removed_then_written)
+{
+	shm_removed_then_written(false);
+}
+END_TEST
+
+START_TEST(test_shm_removed_then_written_kill)
+{
+	shm_removed_then_written(true);
 }
 END_TEST
 
@@ -3376,6 +3447,8 @@ faults_suite(void)
 	tcase_add_test(tc, test_database_removed_long_path);
 	tcase_add_test(tc, test_wal_removed);
 	tcase_add_test(tc, test_shm_removed);
+	tcase_add_test(tc, test_shm_removed_then_written);
+	tcase_add_test(tc, test_shm_removed_then_written_kill);
 	tcase_add_test(tc, test_database_removed_idle);
 	tcase_add_test(tc, test_wal_removed_idle);
 	tcase_add_test(tc, test_shm_removed_idle);
