@@ -1249,7 +1249,7 @@ checkpoint_at_close(struct store *st, bool wrote)
 		return;
 	rc = sqlite3_wal_checkpoint_v2(st->db, "main",
 	    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+	if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
 		log_warnx("%s: its WAL could not be copied into it at close "
 		    "(%s): the commits it holds stay in %s-wal, and the next "
 		    "open applies them; keep that file with the database",

@@ -928,8 +928,8 @@ gather(struct writer *w, struct batch *b)
 
 /*
  * After a failed indexing transaction: warn once, except for a lock held
- * by another connection that has not yet lasted LOCK_GRACE_MS, as
- * failure_health() does for events. callhook import and prune hold the
+ * by another connection while LOCK_GRACE_MS have not passed since the
+ * first attempt it failed, as failure_health() does for events. callhook import and prune hold the
  * lock about 50 ms at a time, past the writer's 100 ms wait on a loaded
  * machine; that logged "full-text indexing failed" during routine
  * imports. A stop does not wait for the lock to go: it says so at once.
