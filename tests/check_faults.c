@@ -2922,6 +2922,8 @@ shm_removed_then_written(bool event_then_kill)
 		free(big);
 	}
 	post_accepted(d->port, before);
+	/* Committed, not only queued (ack = enqueue): a kill -9 follows. */
+	await_metric(d->port, "callhookd_events_stored_total", 21);
 	ck_assert_int_eq(tu_sh("rm '%s-shm'", d->db), 0);
 	for (int waited = 0; waited < 3000 && health(d->port, store,
 	    sizeof(store), NULL) != 503; waited += 50)
