@@ -265,13 +265,34 @@ put_text_field(struct line *l, const char *key, const char *value)
 		put_closing(l, "\"");
 }
 
+/*
+ * The fields that are counts or codes, written as JSON numbers so that
+ * a reader can compare them (jq 'select(.status >= 500)'); text lines
+ * cannot tell the two apart. Only when the value is a plain decimal.
+ */
+static bool
+is_number_field(const char *key, const char *value)
+{
+	static const char *const keys[] = { "status", "unlogged", NULL };
+	size_t n = strspn(value, "0123456789");
+
+	if (n == 0 || value[n] != '\0' || n > 15 ||
+	    (value[0] == '0' && n > 1))
+		return false;
+	for (const char *const *k = keys; *k != NULL; k++)
+		if (strcmp(key, *k) == 0)
+			return true;
+	return false;
+}
+
 static void
 put_json_field(struct line *l, const char *key, const char *value)
 {
 	size_t mark = l->len;
 
 	if (!put_str(l, ",") || !put_json_string(l, key) || l->full ||
-	    !put_str(l, ":") || !put_json_string(l, value))
+	    !put_str(l, ":") || !(is_number_field(key, value) ?
+	    put_str(l, value) : put_json_string(l, value)))
 		l->len = mark;
 }
 

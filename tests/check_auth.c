@@ -909,8 +909,8 @@ START_TEST(test_json_log_e2e)
 	 */
 	ck_assert_int_eq(tu_sh("python3 -c 'import json,sys\n"
 	    "lines=[json.loads(l) for l in open(sys.argv[1])]\n"
-	    "ok=[l for l in lines if l.get(\"status\")==\"200\"]\n"
-	    "bad=[l for l in lines if l.get(\"status\")==\"401\"]\n"
+	    "ok=[l for l in lines if l.get(\"status\")==200]\n"
+	    "bad=[l for l in lines if l.get(\"status\")==401]\n"
 	    "assert ok and ok[0][\"callSid\"]==\"log-1\" and ok[0][\"req\"]\n"
 	    "assert bad and bad[0][\"req\"] and bad[0][\"level\"]==\"warn\"\n"
 	    "import re\n"

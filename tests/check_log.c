@@ -168,7 +168,8 @@ START_TEST(test_json_line)
 {
 	static const char *const fields[] = {
 		"sid", "CA123", "ctl", "a\x01" "b\x1f", "skip", NULL,
-		"quote", "\"\\/", "utf8", "caf\xc3\xa9", NULL
+		"quote", "\"\\/", "utf8", "caf\xc3\xa9", "status", "413",
+		"unlogged", "12", "req", "42", NULL
 	};
 	const char *out;
 	cJSON *obj;
@@ -190,7 +191,30 @@ START_TEST(test_json_line)
 	ck_assert_str_eq(member(obj, "quote"), "\"\\/");
 	ck_assert_str_eq(member(obj, "utf8"), "caf\xc3\xa9");
 	ck_assert_ptr_null(cJSON_GetObjectItem(obj, "skip"));
-	ck_assert_int_eq(cJSON_GetArraySize(obj), 7);
+	/* Codes and counts are numbers; other fields stay strings. */
+	ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(obj, "status")));
+	ck_assert_int_eq(cJSON_GetObjectItem(obj, "status")->valueint, 413);
+	ck_assert_int_eq(cJSON_GetObjectItem(obj, "unlogged")->valueint, 12);
+	ck_assert_str_eq(member(obj, "req"), "42");
+	ck_assert_int_eq(cJSON_GetArraySize(obj), 10);
+	cJSON_Delete(obj);
+}
+END_TEST
+
+/* A status that is not a plain decimal is written as it came. */
+START_TEST(test_json_odd_number)
+{
+	static const char *const fields[] = {
+		"status", "007", "unlogged", "1e3", NULL
+	};
+	cJSON *obj;
+
+	log_setup(LOG_DEBUG, LOG_FORMAT_JSON);
+	capture_start();
+	log_fields(LOG_WARN, "odd", fields);
+	obj = parse_line(capture_end());
+	ck_assert_str_eq(member(obj, "status"), "007");
+	ck_assert_str_eq(member(obj, "unlogged"), "1e3");
 	cJSON_Delete(obj);
 }
 END_TEST
@@ -495,6 +519,7 @@ log_suite(void)
 	tcase_add_test(tc, test_text_fields);
 	tcase_add_test(tc, test_text_control_chars);
 	tcase_add_test(tc, test_json_line);
+	tcase_add_test(tc, test_json_odd_number);
 	tcase_add_test(tc, test_json_printf);
 	tcase_add_test(tc, test_strerror);
 	tcase_add_test(tc, test_levels);
