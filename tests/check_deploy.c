@@ -1339,6 +1339,18 @@ START_TEST(test_nginx_proxy)
 	ck_assert_msg(strstr(log, TOKEN) == NULL, "token in the access "
 	    "log:\n%s", tail(log));
 	free(log);
+
+	/* The daemon down: nginx's 502 is JSON too, not its HTML page. */
+	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
+	status = curl("-H 'Content-Type: application/json' --data-binary "
+	    "@tests/fixtures/call_ended.json", PATH "?token=" TOKEN, &body);
+	ck_assert_msg(status == 502, "status %d: %s", status, body);
+	ck_assert_str_eq(body, "{\"status\":\"error\",\"message\":"
+	    "\"callhookd is not running\"}\n");
+	free(body);
+	ck_assert_int_eq(curl("", "/healthz", &body), 502);
+	ck_assert(strstr(body, "\"status\":\"error\"") != NULL);
+	free(body);
 }
 END_TEST
 
