@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -502,6 +503,23 @@ warn_if_open(const struct daemon *d, const struct config *cfg)
 	    "token (see callhookd.ini(5))", d->where);
 }
 
+/*
+ * SQLite finds a database's -wal and -shm by the name it was opened by,
+ * and DATABASE.lock is named from the path too: a process that opens
+ * the same file by another name (a second daemon, an sqlite3 shell)
+ * writes a WAL of its own, blind to this one, and can damage the file.
+ */
+static void
+warn_if_linked(const char *database, const struct stat *sb)
+{
+	if (sb->st_nlink > 1)
+		log_warnx("%s has %ju hard links: a process that opens it by "
+		    "another name (a second callhookd, an sqlite3 shell) "
+		    "uses a -wal and -shm of its own and can damage it; keep "
+		    "one name (find -samefile lists the others)", database,
+		    (uintmax_t)sb->st_nlink);
+}
+
 static int
 start(struct daemon *d)
 {
@@ -540,8 +558,10 @@ start(struct daemon *d)
 		log_info("%s: migrated from schema version %d to %d; a "
 		    "callhookd older than this one refuses the file now",
 		    d->cfg.database, rc, STORE_SCHEMA_VERSION);
-	if (stat(d->cfg.database, &sb) == 0)
+	if (stat(d->cfg.database, &sb) == 0) {
 		wo.rescue_mode = sb.st_mode & 0666;
+		warn_if_linked(d->cfg.database, &sb);
+	}
 	if ((d->queue = queue_new(d->cfg.queue, REJECT_QUEUE)) == NULL) {
 		close(fd);
 		log_error("cannot make the queue");

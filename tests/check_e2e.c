@@ -1573,6 +1573,25 @@ START_TEST(test_one_daemon_per_database)
 END_TEST
 
 /*
+ * A second name for the database (a hard link) escapes DATABASE.lock,
+ * named from the path, and SQLite finds the -wal and -shm by name: a
+ * process on the other name would write a WAL of its own. The start
+ * says so; a file with one name gets no such line.
+ */
+START_TEST(test_hard_link_warned)
+{
+	start_or_fail(NULL);
+	stop_clean();
+	ck_assert_int_ne(tu_sh("grep -q 'hard links' %s", d.log), 0);
+	ck_assert_int_eq(tu_sh("ln %s %s/other.db", d.db, d.dir), 0);
+	start_or_fail(NULL);
+	ck_assert_int_eq(tu_sh("grep -qF 'warn: %s has 2 hard links: a "
+	    "process that opens it by another name' %s", d.db, d.log), 0);
+	stop_clean();
+}
+END_TEST
+
+/*
  * A start that stops on its configuration says why at the journal's
  * error priority when standard error is the journal ($JOURNAL_STREAM, as
  * systemd sets it), as the log's lines do: "journalctl -p err" showed
@@ -2085,6 +2104,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_body_deadline);
 	tcase_add_test(tc, test_client_closed_mid_body);
 	tcase_add_test(tc, test_one_daemon_per_database);
+	tcase_add_test(tc, test_hard_link_warned);
 	tcase_add_test(tc, test_lock_file_symlink);
 	tcase_add_test(tc, test_files_not_for_others);
 	tcase_add_test(tc, test_open_files_fit);
