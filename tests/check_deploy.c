@@ -1346,7 +1346,7 @@ START_TEST(test_nginx_proxy)
 	    "@tests/fixtures/call_ended.json", PATH "?token=" TOKEN, &body);
 	ck_assert_msg(status == 502, "status %d: %s", status, body);
 	ck_assert_str_eq(body, "{\"status\":\"error\",\"message\":"
-	    "\"callhookd is not running\"}\n");
+	    "\"callhookd could not be reached\"}\n");
 	free(body);
 	ck_assert_int_eq(curl("", "/healthz", &body), 502);
 	ck_assert(strstr(body, "\"status\":\"error\"") != NULL);
