@@ -53,5 +53,11 @@ bool		 conn_request_in(struct conn *cn);
 void		 conn_request_done(struct conn *cn);
 /* True when the deadline closed cn. */
 bool		 conn_cut(const struct conn *cn);
+/*
+ * cn's request was refused as late by its reader, at a byte that came
+ * past the deadline before the sweep did: it is marked and counted as
+ * cut, once, as the sweep would have (libmicrohttpd then closes it).
+ */
+void		 conns_cut_late(struct conns *c, struct conn *cn);
 
 #endif

@@ -370,3 +370,19 @@ conn_cut(const struct conn *cn)
 {
 	return cn != NULL && PHASE(atomic_load(&cn->word)) == PH_CUT;
 }
+
+void
+conns_cut_late(struct conns *c, struct conn *cn)
+{
+	uint64_t w;
+
+	if (cn == NULL)
+		return;
+	w = atomic_load(&cn->word);
+	do {
+		if (PHASE(w) == PH_CUT)
+			return;		/* the sweep came first, and counted */
+	} while (!atomic_compare_exchange_weak(&cn->word, &w,
+	    WORD(SINCE(w), PH_CUT)));
+	atomic_fetch_add(&c->metrics->connections_cut, 1);
+}

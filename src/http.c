@@ -1197,12 +1197,17 @@ refuse_late(struct request *req)
 	return MHD_NO;
 }
 
-/* The deadline, checked whenever a body's bytes come; conns.c sweeps. */
+/*
+ * The deadline, checked whenever a body's bytes come; conns.c sweeps.
+ * Refused here, before the sweep, the connection is counted as cut all
+ * the same.
+ */
 static enum MHD_Result
 check_deadline(struct request *req)
 {
 	if (now_mono_ns() - req->started_ns <= req->http->body_deadline_ns)
 		return MHD_YES;
+	conns_cut_late(req->http->conns, req->watch);
 	return refuse_late(req);
 }
 
