@@ -1045,6 +1045,32 @@ START_TEST(test_install_prefix)
 }
 END_TEST
 
+/*
+ * make -n prints what a target would do. GNU make runs a recipe line that
+ * names $(MAKE) all the same, so the bench recipe must not: make -n bench
+ * (or make -n check, which makes bench) ran bench/run, the whole benchmark
+ * once its helpers were built, and replaced bench/results.md.
+ */
+START_TEST(test_make_n_bench_runs_nothing)
+{
+	char build[sizeof(d.dir) + 16], *out;
+	int rc;
+
+	/* An empty build directory: what bench/run would find there, it
+	 * says ("bench: ... not built") before it gives up. */
+	snprintf(build, sizeof(build), "%s/build", d.dir);
+	rc = run(&out, "env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make -n "
+	    "--no-print-directory bench BUILD='%s'", build);
+	ck_assert_msg(rc == 0, "make -n bench: exit %d:\n%s", rc, tail(out));
+	ck_assert_msg(strstr(out, "\nbench: ") == NULL &&
+	    strncmp(out, "bench: ", 7) != 0, "make -n bench ran bench/run:"
+	    "\n%s", tail(out));
+	ck_assert_msg(access(build, F_OK) != 0, "make -n bench made %s",
+	    build);
+	free(out);
+}
+END_TEST
+
 /* The sysusers file creates a system user whose home is the state dir. */
 START_TEST(test_sysusers)
 {
@@ -1423,6 +1449,7 @@ deploy_suite(void)
 	tcase_add_test(install, test_install_keeps_config_and_uninstall);
 	tcase_add_test(install, test_install_prefix);
 	tcase_add_test(install, test_sysusers);
+	tcase_add_test(install, test_make_n_bench_runs_nothing);
 	tcase_add_test(man, test_man_pages_render);
 	tcase_add_test(man, test_man_ini_keys);
 	tcase_add_test(man, test_man_ini_forms);
