@@ -3,7 +3,8 @@
 
 /*
  * A call_ended webhook body turned into a typed record. This is the only
- * module that sees cJSON: the rest of the daemon handles struct event.
+ * module that parses with cJSON: the rest of the daemon handles struct
+ * event (writer.c only quotes a body with it, for the rescue file).
  */
 
 #include <stdbool.h>
