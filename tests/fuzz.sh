@@ -1,7 +1,8 @@
 #!/bin/sh
 # Build the libFuzzer targets with clang (ASan + UBSan) and run each for
 # FUZZ_SECONDS (default 10), seeded from the bodies of tests/corpus/*.http,
-# tests/fixtures and config.example.ini. Everything it writes (binaries,
+# tests/fixtures and config.example.ini (the auth target from a few
+# requests' headers written here). Everything it writes (binaries,
 # the growing corpus, crash files, logs) goes under build/fuzz/, never
 # into tests/. Exits non-zero when a target crashes, with the input that
 # did it left in build/fuzz/ and named in the message.
@@ -19,8 +20,8 @@ if ! command -v "$cc" >/dev/null 2>&1; then
 	exit 1
 fi
 
-mkdir -p "$out/seeds-event" "$out/seeds-config" "$out/corpus-event" \
-    "$out/corpus-config"
+mkdir -p "$out/seeds-event" "$out/seeds-config" "$out/seeds-auth" \
+    "$out/corpus-event" "$out/corpus-config" "$out/corpus-auth"
 
 flags="-g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Wall -Wextra \
 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
@@ -32,6 +33,9 @@ inih=$(pkg-config --cflags --libs inih libcrypto)
 $cc $flags -o "$out/fuzz_event" tests/fuzz_event.c src/event.c $cjson
 # shellcheck disable=SC2086
 $cc $flags -o "$out/fuzz_config" tests/fuzz_config.c src/config.c \
+    src/log.c $inih
+# shellcheck disable=SC2086
+$cc $flags -o "$out/fuzz_auth" tests/fuzz_auth.c src/auth.c src/config.c \
     src/log.c $inih
 
 # Seeds: each corpus request's body (what follows the blank line), and
@@ -59,6 +63,23 @@ printf '\357\273\277[log]\nlevel = debug ; comment\n[auth]\nallow = 10.0.0.0/8, 
     > "$out/seeds-config/bom.ini"
 printf '[http\nlisten\n= x\n' > "$out/seeds-config/syntax.ini"
 printf '[auth]\ntoken = abc\000def\n' > "$out/seeds-config/nul.ini"
+# fuzz_auth.c's input: a flags byte, then its fields, one a line: the
+# token, webhook-id, webhook-timestamp, webhook-signature, X-Real-IP, the
+# body, and the X-Forwarded-For lines.
+auth_seed() {
+	file=$1 flags=$2
+	shift 2
+	{ printf '%b' "$flags"; printf '%s\n' "$@"; } > "$out/seeds-auth/$file"
+}
+auth_seed headers.txt '\001' s3cret-token msg_2Kx 1700000000 \
+    'v1,AAAA v1a,b' 203.0.113.9 '{"event":"call_ended"}' \
+    '10.0.0.1, 203.0.113.7' 10.1.1.1
+auth_seed previous.txt '\041' "old-token $(printf '\t')" id +1699999700 '  v1,x  v2,y ' \
+    ::ffff:198.51.100.7 '' '2001:db8::5 ,, fd00::1'
+auth_seed allow.txt '\141' \
+    ' 10.0.0.0/8, ::ffff:1.2.3.4/120,2001:db8::/000000000000032' '' \
+    ' 1700000301' '' ' 10.2.3.4'
+auth_seed real-ip.txt '\060' '' '' '' '' 1.2.3.4
 
 status=0
 run() {
@@ -79,4 +100,5 @@ run() {
 }
 run fuzz_event 65536
 run fuzz_config 8192
+run fuzz_auth 4096
 exit $status
