@@ -12,7 +12,9 @@
  * reach is an absent header. Besides the sanitizers, the answers are
  * checked against what auth.h promises, worked out here another way:
  * the token after trailing blanks are dropped, the HMAC by OpenSSL's
- * one-shot HMAC(), the walk of X-Forwarded-For from its right end.
+ * one-shot HMAC(), the peer's address by inet_ntop() (one of eight, or
+ * any IPv6 one made of X-Real-IP's bytes), the walk of X-Forwarded-For
+ * from its right end.
  * A last pass loads the token field as an [auth] allow list: a list
  * that config_set() takes, auth_new() must take too, and each address
  * in it must be allowed.
@@ -53,6 +55,7 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 #define FIELDS_MAX	32
 #define FLAG_GOOD_SIG	0x01	/* append the right signature */
 #define FLAG_NO_TOKEN	0x02	/* no token presented */
+#define FLAG_RAW_PEER	0x08	/* the peer: IPv6, X-Real-IP's bytes */
 
 static struct auth *fixed;
 
@@ -321,18 +324,25 @@ check_signature(const char *id, const char *ts, const char *sigs,
 	free(with);
 }
 
+/*
+ * One of eight peers, or with FLAG_RAW_PEER an IPv6 one made of the
+ * bytes of raw (IPv4-mapped among them, which is shown as IPv4).
+ */
 static const struct sockaddr *
-peer_of(unsigned which, struct sockaddr_storage *ss)
+peer_of(unsigned flags, const char *raw, struct sockaddr_storage *ss)
 {
 	static const char *const peers[] = { "10.1.2.3", "192.168.1.1",
 	    "::1", "::ffff:10.0.0.1", "203.0.113.5", "8.8.8.8", "unix",
 	    "2001:db8::1" };
-	const char *p = peers[which % 8];
+	const char *p = peers[(flags >> 4) % 8];
 	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
 
 	memset(ss, 0, sizeof(*ss));
-	if (strcmp(p, "unix") == 0)
+	if ((flags & FLAG_RAW_PEER) && raw != NULL) {
+		ss->ss_family = AF_INET6;
+		memcpy(&s6->sin6_addr, raw, strnlen(raw, 16));
+	} else if (strcmp(p, "unix") == 0)
 		ss->ss_family = AF_UNIX;
 	else if (inet_pton(AF_INET, p, &s4->sin_addr) == 1)
 		ss->ss_family = AF_INET;
@@ -341,17 +351,41 @@ peer_of(unsigned which, struct sockaddr_storage *ss)
 	return (const struct sockaddr *)ss;
 }
 
+/* What auth_peer_address() should write for peer. */
 static void
-check_address(unsigned which, const char *const *lines, size_t n,
+peer_want(const struct sockaddr *peer, char *out, size_t len)
+{
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer;
+	struct addr a = { .family = peer->sa_family };
+
+	if (peer->sa_family == AF_UNIX) {
+		snprintf(out, len, "unix");
+		return;
+	}
+	if (peer->sa_family == AF_INET)
+		memcpy(a.b, &((const struct sockaddr_in *)peer)->sin_addr, 4);
+	else if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		a.family = AF_INET;
+		memcpy(a.b, s6->sin6_addr.s6_addr + 12, 4);
+	} else
+		memcpy(a.b, &s6->sin6_addr, 16);
+	addr_text(&a, out, len);
+}
+
+static void
+check_address(unsigned flags, const char *const *lines, size_t n,
     const char *real_ip)
 {
 	struct sockaddr_storage ss;
-	const struct sockaddr *peer = peer_of(which, &ss);
+	const struct sockaddr *peer = peer_of(flags, real_ip, &ss);
 	char got[64], want[64];
 	bool behind, is_trusted;
 	struct addr a;
 
 	behind = auth_peer_address(fixed, peer, got, sizeof(got));
+	peer_want(peer, want, sizeof(want));
+	if (strcmp(got, want) != 0)
+		__builtin_trap();
 	is_trusted = peer->sa_family == AF_UNIX ||
 	    (parse_addr(got, strlen(got), &a) && trusted(&a));
 	if (behind != is_trusted)
@@ -448,7 +482,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_signature(field[1], field[2], field[3],
 	    field[5] != NULL ? field[5] : "", body_len,
 	    (flags & FLAG_GOOD_SIG) != 0);
-	check_address(flags >> 4, field + 6, nf > 6 ? nf - 6 : 0, field[4]);
+	check_address(flags, field + 6, nf > 6 ? nf - 6 : 0, field[4]);
 	for (size_t i = 0; i < nf; i++)
 		check_allowed_text(field[i]);
 	if (field[0] != NULL)
