@@ -1297,6 +1297,14 @@ established_to(int port)
 	return n;
 }
 
+/* The sample webhook through nginx, as CallKaro posts it to the URL. */
+static int
+post_fixture(char **body)
+{
+	return curl("-H 'Content-Type: application/json' --data-binary "
+	    "@tests/fixtures/call_ended.json", PATH "?token=" TOKEN, body);
+}
+
 static const char daemon_ini[] =
 	"[auth]\n"
 	"token = " TOKEN "\n";
@@ -1312,8 +1320,7 @@ START_TEST(test_nginx_proxy)
 	nginx_start();
 
 	/* The webhook, the way CallKaro sends it to the dashboard URL. */
-	status = curl("-H 'Content-Type: application/json' --data-binary "
-	    "@tests/fixtures/call_ended.json", PATH "?token=" TOKEN, &body);
+	status = post_fixture(&body);
 	ck_assert_msg(status == 200, "status %d: %s", status, body);
 	ck_assert_str_eq(body, "{\"status\":\"success\",\"message\":"
 	    "\"Webhook received\"}");
@@ -1368,8 +1375,7 @@ START_TEST(test_nginx_proxy)
 
 	/* The daemon down: nginx's 502 is JSON too, not its HTML page. */
 	ck_assert_int_eq(tu_stop(&d, SIGTERM), 0);
-	status = curl("-H 'Content-Type: application/json' --data-binary "
-	    "@tests/fixtures/call_ended.json", PATH "?token=" TOKEN, &body);
+	status = post_fixture(&body);
 	ck_assert_msg(status == 502, "status %d: %s", status, body);
 	ck_assert_str_eq(body, "{\"status\":\"error\",\"message\":"
 	    "\"callhookd could not be reached\"}\n");
