@@ -1776,6 +1776,27 @@ START_TEST(test_prune_stops)
 END_TEST
 
 /*
+ * n JSON lines of the sample at call time t (JSON-quoted), with callSids
+ * PREFIX (n == 1) or PREFIX-0 … PREFIX-(n-1), for callhook import.
+ */
+static void
+write_calls_at(FILE *fp, const char *prefix, const char *t, int n)
+{
+	char sid[48], *line;
+
+	for (int i = 0; i < n; i++) {
+		if (n == 1)
+			snprintf(sid, sizeof(sid), "\"%s\"", prefix);
+		else
+			snprintf(sid, sizeof(sid), "\"%s-%d\"", prefix, i);
+		line = variant("call_ended.json", "callSid", sid, "time", t,
+		    NULL);
+		fprintf(fp, "%s\n", line);
+		free(line);
+	}
+}
+
+/*
  * "Older than" is strict: a call at the cut-off itself is not older, and
  * stays whole, with or without --transcripts-only.
  */
@@ -1784,16 +1805,13 @@ START_TEST(test_prune_cutoff)
 	static const char *const times[] = { "\"2024-12-31 23:59:59\"",
 	    "\"2025-01-01 00:00:00\"", "\"2025-01-01 00:00:01\"" };
 	char *jsonl = tmp_path("edge.jsonl"), *newdb = tmp_path("edge.db");
-	char sid[32], *line;
+	char prefix[16];
 	FILE *fp;
 
 	ck_assert_ptr_nonnull(fp = fopen(jsonl, "w"));
 	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
-		snprintf(sid, sizeof(sid), "\"edge-%zu\"", i);
-		line = variant("call_ended.json", "callSid", sid, "time",
-		    times[i], NULL);
-		fprintf(fp, "%s\n", line);
-		free(line);
+		snprintf(prefix, sizeof(prefix), "edge-%zu", i);
+		write_calls_at(fp, prefix, times[i], 1);
 	}
 	fclose(fp);
 	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 0);
@@ -1828,18 +1846,14 @@ START_TEST(test_prune_shared_time)
 		{ "\"2030-01-01 00:00:00\"", 100 },
 	};
 	char *jsonl = tmp_path("shared.jsonl"), *newdb = tmp_path("shared.db");
-	char sid[32], *line;
+	char prefix[16];
 	FILE *fp;
 
 	ck_assert_ptr_nonnull(fp = fopen(jsonl, "w"));
-	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++)
-		for (int i = 0; i < groups[g].n; i++) {
-			snprintf(sid, sizeof(sid), "\"s-%zu-%d\"", g, i);
-			line = variant("call_ended.json", "callSid", sid, "time",
-			    groups[g].time, NULL);
-			fprintf(fp, "%s\n", line);
-			free(line);
-		}
+	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
+		snprintf(prefix, sizeof(prefix), "s-%zu", g);
+		write_calls_at(fp, prefix, groups[g].time, groups[g].n);
+	}
 	fclose(fp);
 	ck_assert_int_eq(ch_on(newdb, "import '%s'", jsonl), 0);
 	ck_assert_int_eq(ch_on(newdb, "prune --older-than 2025-01-01 "
